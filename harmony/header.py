@@ -1,0 +1,233 @@
+"""Parsing the header text between `<|start|>` and `<|message|>` (spec §8.5).
+
+`parse_header` is the reference's algorithm, error messages included. `recover_header` is ours:
+it never fails and pulls the channel, recipient and content type out of whatever the model wrote,
+dropping junk words (vLLM #23567, harmony #38).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+
+from .models import Author, Role
+
+CHANNEL_MARKER = "<|channel|>"
+CONSTRAIN_MARKER = "<|constrain|>"
+CHANNEL_NAMES = frozenset({"analysis", "commentary", "final"})
+_ROLES = {role.value: role for role in Role}
+
+# Rust's char::is_whitespace (Unicode White_Space); Python's isspace() also accepts \x1c-\x1f.
+_WHITESPACE = frozenset(
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+_WHITESPACE_STR = "".join(_WHITESPACE)
+# Rust's split_ascii_whitespace: no \x0b.
+_ASCII_WHITESPACE = " \t\n\x0c\r"
+
+
+class HeaderError(Exception):
+    """The header is malformed; the message is the reference's."""
+
+
+@dataclass(frozen=True)
+class Header:
+    author: Author
+    recipient: str | None = None
+    channel: str | None = None
+    content_type: str | None = None
+
+    def to_state_dict(self) -> dict:
+        """The shape of the reference's `state_data["header"]`."""
+        author: dict = {"role": self.author.role.value}
+        if self.author.name is not None:
+            author["name"] = self.author.name
+        return {
+            "author": author,
+            "recipient": self.recipient,
+            "channel": self.channel,
+            "content_type": self.content_type,
+        }
+
+
+def rust_debug(text: str) -> str:
+    """Rust's `{:?}` of a string: JSON-like escapes, control characters as \\u{hex}."""
+    out = ['"']
+    for i, char in enumerate(text):
+        if char in '"\\':
+            out.append("\\" + char)
+        elif char == "\n":
+            out.append("\\n")
+        elif char == "\r":
+            out.append("\\r")
+        elif char == "\t":
+            out.append("\\t")
+        elif char == "\0":
+            out.append("\\0")
+        else:
+            category = unicodedata.category(char)
+            unprintable = category in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") or (
+                category == "Zs" and char != " "
+            )
+            if unprintable or (i == 0 and category in ("Mn", "Me")):
+                out.append(f"\\u{{{ord(char):x}}}")
+            else:
+                out.append(char)
+    out.append('"')
+    return "".join(out)
+
+
+def _split_ascii(text: str) -> list[str]:
+    parts = [text]
+    for sep in _ASCII_WHITESPACE:
+        parts = [p for chunk in parts for p in chunk.split(sep)]
+    return [p for p in parts if p]
+
+
+def _take_channel(text: str) -> tuple[str | None, str]:
+    """Remove the first `<|channel|>value` (value ends at whitespace or '<')."""
+    start = text.find(CHANNEL_MARKER)
+    if start < 0:
+        return None, text
+    value_start = start + len(CHANNEL_MARKER)
+    end = value_start
+    while end < len(text) and text[end] not in _WHITESPACE and text[end] != "<":
+        end += 1
+    return text[value_start:end], text[:start] + text[end:]
+
+
+def _words(text: str) -> list[str]:
+    text = text.strip(_WHITESPACE_STR)
+    if CONSTRAIN_MARKER in text:
+        text = text.replace(CONSTRAIN_MARKER, " " + CONSTRAIN_MARKER).strip(_WHITESPACE_STR)
+    return _split_ascii(text)
+
+
+def _author(parts: list[str], role: Role | None) -> Author:
+    """Steps e/f: take the role (given or from the first word); tool names come from it too."""
+    name = None
+    if role is None:
+        if not parts:
+            raise HeaderError("message header did not contain a role")
+        first = parts[0]
+        if first in _ROLES:
+            role = _ROLES[first]
+            if role is Role.TOOL:
+                name = first  # the reference names inferred tool authors by their first word
+        elif len(parts) > 1 or first.startswith("to="):
+            parts.pop(0)
+            role, name = Role.TOOL, first
+        else:
+            raise HeaderError(f"Unknown role: {first}")
+    if parts and parts[0] == role.value:
+        parts.pop(0)
+    return Author(role=role, name=name)
+
+
+def parse_header(text: str, role: Role | None) -> Header:
+    """The reference's parse at `<|message|>`; raises HeaderError with its messages."""
+    channel, rest = _take_channel(text)
+    if channel == "":
+        raise HeaderError("channel marker present but no channel value found in header")
+    parts = _words(rest)
+    author = _author(parts, role)
+    recipient = content_type = None
+    if parts:
+        count = len(parts)
+        last = parts.pop()
+        if last.startswith("to="):
+            recipient = last[3:]
+        elif count == 1:
+            recipient = last
+        else:
+            content_type = last
+            if parts:
+                recipient = parts.pop().removeprefix("to=")
+    if parts:
+        raise HeaderError(
+            f"unexpected tokens remaining in message header: Some({rust_debug(' '.join(parts))})"
+        )
+    return Header(author, recipient, channel, content_type)
+
+
+def parse_header_lenient(text: str, role: Role | None) -> tuple[Header, str]:
+    """Non-strict recovery at a stop token: (header without recipient, leftover words as text)."""
+    channel, rest = _take_channel(text)
+    if channel == "":
+        raise HeaderError("channel marker present but no channel value found in header")
+    parts = _words(rest)
+    author = _author(parts, role)
+    return Header(author, None, channel, None), " ".join(parts)
+
+
+def _clean_recipient(recipient: str | None) -> str | None:
+    """Cut Harmony markup glued to a recipient (`functions.f<|channel|>commentary`)."""
+    if recipient is None:
+        return None
+    recipient = recipient.split("<|", 1)[0]
+    return recipient or None
+
+
+def recover_header(text: str, role: Role | None) -> tuple[Header, bool]:
+    """Best-effort header for serving; returns (header, whether anything had to be repaired)."""
+    try:
+        header = parse_header(text, role)
+    except HeaderError:
+        pass
+    else:
+        recipient = _clean_recipient(header.recipient)
+        content_type = header.content_type
+        if recipient is not None and recipient.startswith(CONSTRAIN_MARKER):
+            recipient, content_type = None, recipient  # `final <|constrain|>json`
+        if recipient == header.recipient and content_type == header.content_type:
+            return header, False
+        return Header(header.author, recipient, header.channel, content_type), True
+
+    channel, rest = _take_channel(text)
+    parts = _words(rest)
+    name = None
+    if role is None:
+        if parts and parts[0] in _ROLES:
+            role = _ROLES[parts.pop(0)]
+        elif parts and "." in parts[0] and not parts[0].startswith("to="):
+            role, name = Role.TOOL, parts.pop(0)
+        else:
+            role = Role.ASSISTANT
+    while parts and parts[0] == role.value:
+        parts.pop(0)
+    recipient = content_type = None
+    for i, part in enumerate(parts):
+        if recipient is None and part.startswith("to="):
+            recipient = _clean_recipient(part[3:])
+        elif content_type is None and part.startswith(CONSTRAIN_MARKER):
+            content_type = part
+            if part == CONSTRAIN_MARKER and i + 1 < len(parts) and "<|" not in parts[i + 1]:
+                content_type += parts[i + 1]
+        elif not channel and part in CHANNEL_NAMES:
+            channel = part  # the model forgot the <|channel|> marker
+    return Header(Author(role=role, name=name), recipient, channel or None, content_type), True
+
+
+def header_words(text: str) -> list[str]:
+    """Whitespace-separated words of a partial header, with markers split off as their own."""
+    return _words(text.replace(CHANNEL_MARKER, " " + CHANNEL_MARKER))
+
+
+def is_plausible_first_word(word: str, role_given: bool) -> bool:
+    """Could a header start with this word? Used to tell header-less text from a header."""
+    head = word.split("<|", 1)[0]
+    if head == "" or head in _ROLES or head in CHANNEL_NAMES or head.startswith("to="):
+        return True
+    return not role_given and "." in head
+
+
+def text_after_channel(text: str) -> tuple[str | None, str]:
+    """(channel, the rest as written) for a header that turned out to be message text."""
+    channel, rest = _take_channel(text)
+    rest = rest.lstrip(_WHITESPACE_STR)
+    for role_word in _ROLES:
+        if rest.startswith(role_word + " ") or rest == role_word:
+            rest = rest[len(role_word) :].lstrip(_WHITESPACE_STR)
+            break
+    return channel or None, rest

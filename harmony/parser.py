@@ -1,0 +1,402 @@
+"""The incremental Harmony parser: one token in, channel/recipient/content deltas out (spec §8).
+
+Strict and non-strict modes reproduce the reference token for token, errors included. The
+`recover=True` mode is ours, for serving: it never raises on model output and keeps every piece
+of text. What each malformed shape recovers to:
+
+* text with no header (a refusal) -> a message with that text, channel None;
+* junk in the header (`<|channel|>commentary ––x to=functions.f`) -> channel, recipient and
+  content type picked out, the junk dropped;
+* `<|channel|>analysis text<|end|>` (no `<|message|>`) -> a message on that channel with the text;
+* a doubled `<|start|>` (or `<|start|>assistant<|start|>assistant`) -> ignored;
+* text or `<|channel|>` after `<|end|>` without `<|start|>` -> an implicit `<|start|>` with the
+  previous role; stray `<|end|>`/`<|return|>`/`<|call|>` there -> ignored;
+* `<|start|>` or `<|channel|>` inside content (missing `<|end|>`) -> the message ends there;
+* other special tokens inside content (`<|message|>`, `<|constrain|>`, reserved) -> dropped,
+  `<|endoftext|>` -> ends the message;
+* `to=functions.f<|constrain|>json`, recipients with `-` `.` `/`, bare tool names, tool calls on
+  the analysis channel -> parsed as written (recipient markup glued on is cut off);
+* EOS in the middle of a header -> its text, if any, becomes a message.
+
+Every repair is named in `recoveries`, so a server can count them.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from . import _tokens as tk
+from ._errors import HarmonyError
+from .header import (
+    Header,
+    HeaderError,
+    header_words,
+    is_plausible_first_word,
+    parse_header,
+    parse_header_lenient,
+    recover_header,
+    text_after_channel,
+)
+from .models import Author, Message, Role, TextContent
+
+if TYPE_CHECKING:
+    from .encoding import HarmonyEncoding
+
+_STOP = frozenset({tk.RETURN, tk.CALL, tk.END})
+_REPLACEMENT = "\ufffd"
+# A header longer than this, or with more words, is taken to be text (recover mode).
+_MAX_HEADER_TOKENS = 32
+_MAX_HEADER_WORDS = 6
+
+
+class StreamState(Enum):
+    EXPECT_START = "ExpectStart"
+    HEADER = "Header"
+    CONTENT = "Content"
+
+
+class StreamableParser:
+    """Incremental parser over completion tokens; create one per completion."""
+
+    def __init__(
+        self,
+        encoding: HarmonyEncoding,
+        role: Role | None,
+        *,
+        strict: bool = True,
+        recover: bool = False,
+    ) -> None:
+        role_value = role.value if role is not None else None  # a plain str fails, as upstream
+        self._encoding = encoding
+        self._strict = strict
+        self._recover = recover
+        self._next_role: Role | None = Role(role_value) if role_value is not None else None
+        self._last_role: Role = self._next_role or Role.ASSISTANT
+        self._tokens: list[int] = []
+        self._messages: list[Message] = []
+        self._state = StreamState.HEADER if role is not None else StreamState.EXPECT_START
+        self._header_tokens: list[int] = []
+        self._header: Header | None = None
+        self._deltas: list[str] = []  # decoded content so far, as the deltas it arrived in
+        self._undecoded_tokens: list[int] = []
+        self._undecoded_bytes = b""
+        self._last_delta: str | None = None
+        self.recoveries: list[str] = []
+        token_text = encoding._token_text
+        self._token_text = token_text
+        self._token_bytes = encoding._token_bytes
+
+    # -- feeding -------------------------------------------------------------------------------
+
+    def process(self, token: int) -> StreamableParser:
+        self._tokens.append(token)
+        state = self._state
+        if state is StreamState.CONTENT:
+            if token in _STOP:
+                self._finish_message()
+            elif self._recover and self._encoding.is_special_token(token):
+                self._special_in_content(token)
+            else:
+                self._decode_content(token)
+        elif state is StreamState.HEADER:
+            self._header_token(token)
+        elif token == tk.START:
+            self._begin_header()
+        elif self._recover:
+            self._token_outside_message(token)
+        else:
+            raise HarmonyError(f"Unexpected token {token} while expecting start token {tk.START}")
+        return self
+
+    def process_eos(self) -> StreamableParser:
+        if self._state is StreamState.CONTENT:
+            self._finish_message()
+        elif self._state is StreamState.HEADER:
+            if not self._recover:
+                raise HarmonyError("Unexpected EOS while waiting for message header to complete")
+            self._recovered("eos_in_header")
+            self._header_as_text_message()
+        return self
+
+    # -- header --------------------------------------------------------------------------------
+
+    def _begin_header(self) -> None:
+        self._state = StreamState.HEADER
+        self._header_tokens = []
+        self._last_delta = None
+
+    def _header_token(self, token: int) -> None:
+        if token == tk.MESSAGE:
+            self._complete_header()
+        elif token in _STOP and not self._strict and not self._recover:
+            self._nonstrict_stop_in_header()
+        elif self._recover:
+            self._recover_header_token(token)
+        else:
+            self._header_tokens.append(token)
+
+    def _complete_header(self) -> None:
+        if self._recover:
+            header, repaired = recover_header(self._header_text(), self._next_role)
+            if repaired:
+                self._recovered("header_repaired")
+        else:
+            try:
+                text = self._encoding.decode_utf8(self._header_tokens)
+            except HarmonyError:
+                raise HarmonyError("could not decode header") from None
+            try:
+                header = parse_header(text, self._next_role)
+            except HeaderError as exc:
+                raise HarmonyError(str(exc)) from None
+        self._next_role = None
+        self._enter_content(header)
+
+    def _nonstrict_stop_in_header(self) -> None:
+        """The reference's non-strict repair: only the very first message is kept."""
+        if self._next_role is not None and self._header_tokens:
+            try:
+                text = self._encoding.decode_utf8(self._header_tokens)
+                header, body = parse_header_lenient(text, self._next_role)
+            except (HarmonyError, HeaderError) as exc:
+                raise HarmonyError(str(exc)) from None
+            self._push_message(header, body)
+        self._state = StreamState.EXPECT_START
+        self._next_role = None
+
+    def _header_text(self) -> str:
+        return self._encoding.decode(self._header_tokens)
+
+    def _recover_header_token(self, token: int) -> None:
+        if token == tk.START:
+            if header_words(self._header_text()) in ([], [self._header_role().value]):
+                self._recovered("doubled_start")
+                self._header_tokens = []
+                return
+            self._recovered("missing_message")
+            self._header_as_text_message()
+            self._begin_header()
+            return
+        if token in _STOP or token == tk.ENDOFTEXT:
+            self._recovered("missing_message")
+            self._header_as_text_message()
+            return
+        self._header_tokens.append(token)
+        if self._looks_like_text():
+            self._recovered("headerless_text")
+            self._header_into_content()
+
+    def _header_role(self) -> Role:
+        return self._next_role or self._last_role
+
+    def _looks_like_text(self) -> bool:
+        """Has the header grown into something no header looks like (a refusal, prose)?"""
+        if len(self._header_tokens) > _MAX_HEADER_TOKENS:
+            return True
+        text = self._header_text()
+        if "\n" in text:
+            return True
+        words = header_words(text)
+        if len(words) > _MAX_HEADER_WORDS:
+            return True
+        complete = len(words) > 1 or (words and text.rstrip() != text)
+        return bool(complete) and not is_plausible_first_word(
+            words[0], self._next_role is not None
+        )
+
+    def _header_into_content(self) -> None:
+        """The buffered header was message text: stream it as content, in one delta."""
+        data = self._token_bytes(self._header_tokens) or b""
+        text, tail = _split_incomplete_utf8(data)
+        channel, body = text_after_channel(text)
+        self._enter_content(Header(Author(role=self._header_role()), None, channel, None))
+        self._next_role = None
+        self._undecoded_bytes = tail  # a character split across tokens completes later
+        if body:
+            self._deltas.append(body)
+            self._last_delta = body
+
+    def _header_as_text_message(self) -> None:
+        """A header that never reached `<|message|>`: keep its text as a message, if any."""
+        channel, body = text_after_channel(self._header_text())
+        role = self._header_role()
+        if body:
+            self._push_message(Header(Author(role=role), None, channel, None), body)
+        self._state = StreamState.EXPECT_START
+        self._next_role = None
+        self._header_tokens = []
+
+    # -- outside any message (recover mode) -------------------------------------------------
+
+    def _token_outside_message(self, token: int) -> None:
+        if token in _STOP or token == tk.ENDOFTEXT or token == tk.MESSAGE:
+            self._recovered("stray_token")
+            return
+        self._recovered("missing_start")
+        self._begin_header()
+        self._next_role = self._last_role
+        self._recover_header_token(token)
+
+    # -- content -------------------------------------------------------------------------------
+
+    def _enter_content(self, header: Header) -> None:
+        self._state = StreamState.CONTENT
+        self._header = header
+        self._last_role = header.author.role
+        self._deltas = []
+        self._undecoded_tokens = []
+        self._undecoded_bytes = b""
+        self._last_delta = None
+
+    def _special_in_content(self, token: int) -> None:
+        if token in (tk.START, tk.CHANNEL):
+            self._recovered("missing_end")
+            self._finish_message()
+            self._begin_header()
+            self._next_role = self._last_role
+            if token == tk.CHANNEL:
+                self._header_tokens.append(token)
+        elif token == tk.ENDOFTEXT:
+            self._recovered("endoftext_in_content")
+            self._finish_message()
+        else:
+            self._recovered("special_in_content")
+            self._last_delta = None
+
+    def _decode_content(self, token: int) -> None:
+        if not self._undecoded_tokens and not self._undecoded_bytes:
+            text = self._token_text(token)
+            if text is not None:
+                self._deltas.append(text)
+                self._last_delta = text
+                return
+        self._undecoded_tokens.append(token)
+        data = self._token_bytes(self._undecoded_tokens)
+        if data is None:  # an unknown id: wait (every later token of the message fails too)
+            self._last_delta = None
+            return
+        self._undecoded_tokens = []
+        data = self._undecoded_bytes + data
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            delta = ""
+            if exc.start > 0:
+                delta = data[: exc.start].decode("utf-8")
+            if exc.reason == "unexpected end of data":
+                self._undecoded_bytes = data[exc.start :]
+                self._last_delta = delta or None
+            else:
+                delta += _REPLACEMENT  # one invalid sequence per token, as the reference
+                self._undecoded_bytes = data[exc.end :]
+                self._last_delta = delta
+            if delta:
+                self._deltas.append(delta)
+            return
+        self._undecoded_bytes = b""
+        self._deltas.append(text)
+        self._last_delta = text
+
+    def _finish_message(self) -> None:
+        text = "".join(self._deltas)
+        if self._undecoded_tokens:
+            try:
+                text += self._encoding.decode_utf8(self._undecoded_tokens)
+            except HarmonyError:
+                text += _REPLACEMENT
+        if self._undecoded_bytes:
+            text += self._undecoded_bytes.decode("utf-8", errors="replace")
+        assert self._header is not None
+        self._push_message(self._header, text)
+        self._state = StreamState.EXPECT_START
+        self._header = None
+        self._deltas = []
+        self._undecoded_tokens = []
+        self._undecoded_bytes = b""
+        self._last_delta = None
+
+    def _push_message(self, header: Header, text: str) -> None:
+        self._messages.append(
+            Message(
+                author=header.author,
+                content=[TextContent(text=text)],
+                channel=header.channel,
+                recipient=header.recipient,
+                content_type=header.content_type,
+            )
+        )
+        self._last_role = header.author.role
+
+    def _recovered(self, kind: str) -> None:
+        self.recoveries.append(kind)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    @property
+    def current_content(self) -> str:
+        return "".join(self._deltas) if self._state is StreamState.CONTENT else ""
+
+    @property
+    def current_role(self) -> Role | None:
+        if self._state is StreamState.CONTENT:
+            assert self._header is not None
+            return self._header.author.role
+        return self._next_role
+
+    @property
+    def current_content_type(self) -> str | None:
+        return self._header.content_type if self._header is not None else None
+
+    @property
+    def current_recipient(self) -> str | None:
+        return self._header.recipient if self._header is not None else None
+
+    @property
+    def current_channel(self) -> str | None:
+        return self._header.channel if self._header is not None else None
+
+    @property
+    def last_content_delta(self) -> str | None:
+        return self._last_delta
+
+    @property
+    def messages(self) -> list[Message]:
+        return list(self._messages)
+
+    @property
+    def tokens(self) -> list[int]:
+        return list(self._tokens)
+
+    @property
+    def state(self) -> StreamState:
+        return self._state
+
+    @property
+    def state_data(self) -> dict[str, Any]:
+        if self._state is StreamState.EXPECT_START:
+            return {"state": "ExpectStart"}
+        if self._state is StreamState.HEADER:
+            return {"state": "Header", "header_tokens": list(self._header_tokens)}
+        assert self._header is not None
+        encode = self._encoding._encode_ordinary
+        content_tokens = [t for delta in self._deltas for t in encode(delta)]
+        return {
+            "state": "Content",
+            "header": self._header.to_state_dict(),
+            "content_tokens": content_tokens,
+        }
+
+
+def _split_incomplete_utf8(data: bytes) -> tuple[str, bytes]:
+    """Decode `data` leniently, holding back a trailing incomplete UTF-8 sequence."""
+    for cut in range(1, min(3, len(data)) + 1):
+        lead = data[-cut]
+        if lead & 0xC0 != 0x80:  # the start of the last character
+            needed = 2 if lead >= 0xC0 else 1
+            needed = 3 if lead >= 0xE0 else needed
+            needed = 4 if lead >= 0xF0 else needed
+            if needed > cut:
+                return data[:-cut].decode("utf-8", errors="replace"), data[-cut:]
+            break
+    return data.decode("utf-8", errors="replace"), b""

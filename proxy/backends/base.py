@@ -1,0 +1,102 @@
+"""The contract between the HTTP layer and an engine: token ids in, token ids out.
+
+The proxy renders prompts and parses completions itself (Harmony), so an engine only has to
+generate tokens. Keeping the contract this small is what lets the same server run the real vLLM
+engine, a scripted backend for fault injection, or a remote token-level engine later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+FinishReason = Literal["stop", "length", "abort", "error"]
+
+# <|return|>, <|call|>, <|endoftext|>: set explicitly on every request rather than trusting a
+# checkpoint's generation_config (vLLM >= 0.25 dropped its own injection of these ids).
+DEFAULT_STOP_TOKEN_IDS: tuple[int, ...] = (200002, 200012, 199999)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Engine-neutral sampling parameters for one request (all `n` choices)."""
+
+    max_tokens: int
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    stop_token_ids: tuple[int, ...] = DEFAULT_STOP_TOKEN_IDS
+    # Keyword arguments for the engine's structured-output parameters (for vLLM:
+    # `StructuredOutputsParams(**structured_outputs)`, e.g. {"structural_tag": "<json>"}).
+    structured_outputs: dict[str, Any] | None = None
+    # Ask for this many top log-probabilities per generated token (None: none).
+    logprobs: int | None = None
+
+
+@dataclass
+class GenerationChunk:
+    """New tokens for one choice; a chunk may hold several tokens (engines batch deltas)."""
+
+    index: int
+    token_ids: list[int]
+    # Set on the last chunk of a choice.
+    finish_reason: FinishReason | None = None
+    # The stop token id that ended the choice, when it ended on one.
+    stop_token_id: int | None = None
+    # Prompt tokens served from the engine's prefix cache (first chunk only; None if unknown).
+    cached_prompt_tokens: int | None = None
+    logprobs: list[dict[int, float]] | None = field(default=None, repr=False)
+
+
+class EngineError(RuntimeError):
+    """The engine failed while generating (the request cannot continue)."""
+
+
+class EngineNotReady(RuntimeError):
+    """The engine is still loading, or has died; the request should be retried later."""
+
+
+@runtime_checkable
+class EngineBackend(Protocol):
+    """What the HTTP layer needs from an engine."""
+
+    @property
+    def model_name(self) -> str:
+        """The model id served under /v1/models."""
+        ...
+
+    @property
+    def max_model_len(self) -> int:
+        """Context length: prompt plus completion tokens."""
+        ...
+
+    @property
+    def ready(self) -> bool:
+        """True once the engine is loaded and healthy."""
+        ...
+
+    async def start(self) -> None:
+        """Load the engine. Idempotent: a second call returns at once."""
+        ...
+
+    def generate(
+        self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str
+    ) -> AsyncIterator[GenerationChunk]:
+        """Stream the completion of every choice.
+
+        Raises EngineNotReady before the engine is loaded and EngineError if it fails midway.
+        Closing the iterator early (client disconnect) must abort the request in the engine.
+        """
+        ...
+
+    async def abort(self, request_id: str) -> None:
+        """Stop generating for `request_id` (no-op if it already finished)."""
+        ...
+
+    async def shutdown(self) -> None:
+        """Release the engine (processes, memory)."""
+        ...

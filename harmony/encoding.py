@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Collection, Sequence
-from enum import Enum
 from collections.abc import Set as AbstractSet
+from enum import Enum
 from typing import Literal
 
 from . import _tokens as tk
@@ -166,7 +166,9 @@ class HarmonyEncoding:
             if exc.reason == "unexpected end of data":
                 detail = f"incomplete utf-8 byte sequence from index {exc.start}"
             else:
-                detail = f"invalid utf-8 sequence of {exc.end - exc.start} bytes from index {exc.start}"
+                detail = (
+                    f"invalid utf-8 sequence of {exc.end - exc.start} bytes from index {exc.start}"
+                )
             raise HarmonyError(
                 f"Could not decode tokens: Invalid utf-8 sequence: {detail}"
             ) from None
@@ -194,10 +196,14 @@ class HarmonyEncoding:
             if match:
                 raise_disallowed_special_token(match.group())
         try:
-            return self._core.encode(text, allowed_special=set(allowed_special), disallowed_special=())
+            return self._core.encode(
+                text, allowed_special=set(allowed_special), disallowed_special=()
+            )
         except UnicodeEncodeError:
             text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-            return self._core.encode(text, allowed_special=set(allowed_special), disallowed_special=())
+            return self._core.encode(
+                text, allowed_special=set(allowed_special), disallowed_special=()
+            )
 
     def is_special_token(self, token: int) -> bool:
         return token in self._special_ids

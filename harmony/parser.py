@@ -201,9 +201,7 @@ class StreamableParser:
         if len(words) > _MAX_HEADER_WORDS:
             return True
         complete = len(words) > 1 or (words and text.rstrip() != text)
-        return bool(complete) and not is_plausible_first_word(
-            words[0], self._next_role is not None
-        )
+        return bool(complete) and not is_plausible_first_word(words[0], self._next_role is not None)
 
     def _header_into_content(self) -> None:
         """The buffered header was message text: stream it as content, in one delta."""

@@ -206,9 +206,7 @@ class Renderer:
                 (m for m in reversed(messages) if m.author.role is Role.ASSISTANT), None
             )
             if last_assistant is not None and last_assistant.channel == "final":
-                drop_before = next(
-                    (i for i, m in enumerate(messages) if m.channel == "final"), -1
-                )
+                drop_before = next((i for i, m in enumerate(messages) if m.channel == "final"), -1)
         out: list[int] = []
         for i, message in enumerate(messages):
             if i < drop_before and message.channel == "analysis":

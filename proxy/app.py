@@ -1,0 +1,183 @@
+"""The FastAPI application: `create_app(config, backend)`.
+
+The lifespan starts loading the Harmony encoding and the engine in the background and returns
+at once, so the server answers while the engine loads: /health (process up) is 200 immediately,
+/ready and the API answer 503 until the engine is ready. Routes under /v1 need the API key when
+one is configured; /health, /ready and /metrics stay open for probes and scrapers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from proxy.api_models import ModelCard, ModelList
+from proxy.backends.base import EngineBackend
+from proxy.chat import ChatCompletions
+from proxy.config import ProxyConfig
+from proxy.conversation import load_encoding
+from proxy.errors import EngineLoading, InvalidApiKey, ModelNotFound, install_error_handlers
+from proxy.metrics import ProxyMetrics
+
+logger = logging.getLogger("proxy")
+
+REQUEST_ID_HEADER = "x-request-id"
+
+
+class RequestIdMiddleware:
+    """Honour the client's X-Request-Id (or make one), expose it, and echo it on the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1").strip()
+        request_id = given[:128] if given else secrets.token_hex(12)
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *message["headers"],
+                    (REQUEST_ID_HEADER.encode(), request_id.encode("latin-1")),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class _Startup:
+    """Loads the encoding and the engine in the background; remembers a failure."""
+
+    def __init__(self, chat: ChatCompletions) -> None:
+        self.chat = chat
+        self.error: str | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def run(self) -> None:
+        try:
+            await asyncio.to_thread(load_encoding)
+            self.chat.encoding_loaded = True
+            await self.chat.backend.start()
+            logger.info("engine ready: %s", self.chat.backend.model_name)
+        except Exception as exc:  # noqa: BLE001 - reported by /ready, not crash the server
+            logger.exception("engine failed to start")
+            self.error = f"{type(exc).__name__}: {exc}"
+
+
+def create_app(config: ProxyConfig, backend: EngineBackend) -> FastAPI:
+    """An app serving `backend` under `config`; the engine starts loading with the lifespan."""
+    metrics = ProxyMetrics()
+    chat = ChatCompletions(config, backend, metrics)
+    startup = _Startup(chat)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        startup.task = asyncio.create_task(startup.run())
+        try:
+            yield
+        finally:
+            startup.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await startup.task
+            await backend.shutdown()
+
+    app = FastAPI(title="harmony-proxy", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.chat = chat
+    app.state.metrics = metrics
+    app.state.startup = startup
+    install_error_handlers(app, on_error=_count_error(metrics))
+
+    async def require_api_key(request: Request) -> None:
+        if not config.api_keys:
+            return
+        auth = request.headers.get("authorization", "")
+        scheme, _, key = auth.partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not any(
+            secrets.compare_digest(key.encode(), k.encode()) for k in config.api_keys
+        ):
+            raise InvalidApiKey()
+
+    def model_cards() -> list[ModelCard]:
+        created = int(time.time())
+        return [
+            ModelCard(id=name, created=created, max_model_len=_max_len(backend))
+            for name in chat.model_names()
+        ]
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready() -> Response:
+        if chat.encoding_loaded and backend.ready:
+            return JSONResponse({"status": "ready", "model": backend.model_name})
+        message = "The engine is still loading."
+        if startup.error:
+            message = f"The engine failed to start: {startup.error}"
+        raise EngineLoading(message)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/v1/models", dependencies=[Depends(require_api_key)])
+    async def list_models() -> ModelList:
+        return ModelList(data=model_cards())
+
+    @app.get("/v1/models/{model_id:path}", dependencies=[Depends(require_api_key)])
+    async def get_model(model_id: str) -> ModelCard:
+        for card in model_cards():
+            if card.id == model_id:
+                return card
+        raise ModelNotFound(model_id)
+
+    app.add_api_route(
+        "/v1/chat/completions",
+        chat.__call__,
+        methods=["POST"],
+        dependencies=[Depends(require_api_key)],
+        response_model=None,
+    )
+
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=[REQUEST_ID_HEADER],
+        )
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def _max_len(backend: EngineBackend) -> int | None:
+    try:
+        return backend.max_model_len if backend.ready else None
+    except Exception:  # noqa: BLE001 - unknown until the engine is loaded
+        return None
+
+
+def _count_error(metrics: ProxyMetrics):  # noqa: ANN202
+    def count(request: Request, status: int) -> None:
+        if request.url.path == "/v1/chat/completions" and status == 400:
+            metrics.requests.labels(str(status), "").inc()
+
+    return count

@@ -1,0 +1,151 @@
+"""A backend that replays chosen token sequences, for fault injection and malformed output.
+
+The real engine on the demo model cannot be made to emit a doubled `<|start|>` or an engine
+failure on demand; this backend can. It honours the parts of the engine contract the HTTP layer
+relies on (stop token ids, `max_tokens` -> finish_reason "length", n choices interleaved,
+chunks of several tokens, abort on close) and records every request and abort so tests can check
+what the server asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from proxy.backends.base import (
+    EngineError,
+    EngineNotReady,
+    FinishReason,
+    GenerationChunk,
+    SamplingConfig,
+)
+
+
+@dataclass
+class Script:
+    """What the next requests generate: one token sequence per choice (reused cyclically)."""
+
+    choices: list[list[int]] = field(default_factory=list)
+    # Chunk sizes, cycled: (1,) is token by token, (1, 8, 3) mixes sizes.
+    chunk_sizes: Sequence[int] = (1,)
+    # Seconds to wait before each chunk (a slow engine).
+    delay: float = 0.0
+    # Raise EngineError after this many chunks (0: before the first one).
+    fail_after: int | None = None
+    # Keep generating past stop tokens (what `ignore_eos` would do to an engine).
+    ignore_stop_tokens: bool = False
+
+
+@dataclass
+class RecordedRequest:
+    prompt_token_ids: list[int]
+    sampling: SamplingConfig
+    request_id: str
+
+
+class ScriptedBackend:
+    """An `EngineBackend` that replays `self.script`."""
+
+    def __init__(
+        self,
+        script: Script | None = None,
+        *,
+        model_name: str = "scripted-gpt-oss",
+        max_model_len: int = 8192,
+        ready: bool = True,
+    ) -> None:
+        self.script = script or Script()
+        self._model_name = model_name
+        self._max_model_len = max_model_len
+        self._ready = ready
+        # Set to let a backend created with ready=False finish "loading".
+        self.release = asyncio.Event()
+        self.requests: list[RecordedRequest] = []
+        self.aborted: list[str] = []
+        self.finished: list[str] = []
+        self.shutdown_called = False
+
+    @property
+    def model_name(self) -> str:
+        return self._model_name
+
+    @property
+    def max_model_len(self) -> int:
+        return self._max_model_len
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    async def start(self) -> None:
+        if not self._ready:
+            await self.release.wait()
+            self._ready = True
+
+    async def generate(
+        self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str
+    ) -> AsyncIterator[GenerationChunk]:
+        if not self._ready:
+            raise EngineNotReady("scripted backend not started")
+        self.requests.append(RecordedRequest(list(prompt_token_ids), sampling, request_id))
+        script = self.script
+        plans = [self._plan(script, i, sampling) for i in range(sampling.n)]
+        emitted = 0
+        done = False
+        try:
+            while any(plans):
+                for index, plan in enumerate(plans):
+                    if not plan:
+                        continue
+                    if script.fail_after is not None and emitted >= script.fail_after:
+                        raise EngineError("scripted engine failure")
+                    if script.delay:
+                        await asyncio.sleep(script.delay)
+                    tokens, finish = plan.pop(0)
+                    emitted += 1
+                    yield GenerationChunk(
+                        index=index,
+                        token_ids=tokens,
+                        finish_reason=finish,
+                        cached_prompt_tokens=0 if emitted == 1 else None,
+                    )
+                    await asyncio.sleep(0)
+            done = True
+            self.finished.append(request_id)
+        finally:
+            if not done and request_id not in self.aborted:
+                self.aborted.append(request_id)
+
+    def _plan(
+        self, script: Script, index: int, sampling: SamplingConfig
+    ) -> list[tuple[list[int], FinishReason | None]]:
+        tokens = list(script.choices[index % len(script.choices)]) if script.choices else []
+        finish: FinishReason = "stop"
+        if not script.ignore_stop_tokens:
+            for i, token in enumerate(tokens):
+                if token in sampling.stop_token_ids:
+                    tokens = tokens[: i + 1]
+                    break
+        if len(tokens) > sampling.max_tokens:
+            tokens, finish = tokens[: sampling.max_tokens], "length"
+        sizes = itertools.cycle(script.chunk_sizes or (1,))
+        chunks: list[tuple[list[int], FinishReason | None]] = []
+        pos = 0
+        while pos < len(tokens):
+            size = max(1, next(sizes))
+            chunks.append((tokens[pos : pos + size], None))
+            pos += size
+        if not chunks:
+            chunks.append(([], None))
+        last_tokens, _ = chunks[-1]
+        chunks[-1] = (last_tokens, finish)
+        return chunks
+
+    async def abort(self, request_id: str) -> None:
+        if request_id not in self.aborted and request_id not in self.finished:
+            self.aborted.append(request_id)
+
+    async def shutdown(self) -> None:
+        self.shutdown_called = True

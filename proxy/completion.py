@@ -1,0 +1,299 @@
+"""The generation driver: one parser-driven core for streaming and non-streaming responses.
+
+`CompletionRun` owns one request's generation: it opens the engine stream, pushes each choice's
+tokens through its own `DeltaAssembler`, and yields `ChatCompletionChunk`s: a role chunk per
+choice, content/reasoning/tool-call deltas, a finish chunk per choice, then a usage chunk. The
+streaming endpoint serializes those chunks as SSE; `fold` sums them into the non-streaming
+`ChatCompletion`, so both answers are the same by construction.
+
+`start()` waits for the engine's first output before anything is sent, so failures before the
+first token (engine loading, engine refusing the request) still get a real HTTP status. Later
+engine failures become a `StreamError` item followed by finish chunks (finish_reason "error").
+Closing the run before the engine finished (client gone, all choices stopped by stop strings)
+aborts the request in the engine.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from harmony import HarmonyEncoding
+from proxy.api_models import (
+    AssistantMessageOut,
+    ChatCompletion,
+    ChatCompletionChunk,
+    Choice,
+    ChunkChoice,
+    CompletionTokensDetails,
+    Delta,
+    FunctionCallOut,
+    PromptTokensDetails,
+    ToolCallOut,
+    Usage,
+)
+from proxy.backends.base import EngineBackend, EngineError, GenerationChunk, SamplingConfig
+from proxy.deltas import DeltaAssembler
+from proxy.errors import EngineFailure, ProxyError
+from proxy.metrics import ProxyMetrics
+from proxy.structured import OutputRules
+from proxy.tool_names import ToolNames
+
+
+@dataclass
+class CompletionPlan:
+    """Everything decided about a request before generation starts."""
+
+    completion_id: str
+    engine_request_id: str
+    model: str
+    prompt_token_ids: list[int]
+    sampling: SamplingConfig
+    rules: OutputRules
+    names: ToolNames
+    stop_strings: tuple[str, ...] = ()
+    include_reasoning: bool = True
+    mirror_reasoning_content: bool = True
+    created: int = field(default_factory=lambda: int(time.time()))
+
+
+@dataclass
+class StreamError:
+    """An error after the stream started: sent as `data: {"error": ...}`."""
+
+    error: ProxyError
+
+
+class CompletionRun:
+    """One request's generation, consumed once through `chunks()`; always `close()` it."""
+
+    def __init__(
+        self,
+        plan: CompletionPlan,
+        backend: EngineBackend,
+        encoding: HarmonyEncoding,
+        metrics: ProxyMetrics,
+    ) -> None:
+        self.plan = plan
+        self._backend = backend
+        self._metrics = metrics
+        self._assemblers = [
+            DeltaAssembler(
+                encoding,
+                plan.names,
+                stop_token_ids=plan.sampling.stop_token_ids,
+                stop_strings=plan.stop_strings,
+                drop_tool_calls=plan.rules.tool_choice == "none",
+            )
+            for _ in range(plan.sampling.n)
+        ]
+        self._finish: list[str | None] = [None] * plan.sampling.n
+        self._engine: AsyncIterator[GenerationChunk] | None = None
+        self._first: GenerationChunk | None = None
+        self._started_at = time.monotonic()
+        self._last_token_at: float | None = None
+        self._cached_tokens: int | None = None
+        self.engine_finished = False
+
+    @property
+    def finish_reasons(self) -> list[str | None]:
+        return list(self._finish)
+
+    async def start(self) -> None:
+        """Submit to the engine and wait for its first output (errors here are HTTP errors)."""
+        self._engine = aiter(
+            self._backend.generate(
+                self.plan.prompt_token_ids, self.plan.sampling, self.plan.engine_request_id
+            )
+        )
+        try:
+            self._first = await anext(self._engine)
+        except StopAsyncIteration:
+            self._first = None
+            self.engine_finished = True
+        except EngineError as exc:
+            self._metrics.engine_errors.inc()
+            raise EngineFailure(str(exc)) from exc
+
+    async def close(self) -> None:
+        """Release the engine stream; abort the request if it was still generating."""
+        if self._engine is not None:
+            aclose = getattr(self._engine, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            if not self.engine_finished:
+                await self._backend.abort(self.plan.engine_request_id)
+        for assembler in self._assemblers:
+            self._metrics.parse_recoveries.inc(len(assembler.recoveries))
+
+    async def chunks(self) -> AsyncIterator[ChatCompletionChunk | StreamError]:
+        """Role chunks, deltas, finish chunks, then one usage chunk (choices=[])."""
+        for index in range(self.plan.sampling.n):
+            yield self._chunk(index, Delta(role="assistant", content=""))
+        try:
+            async for gen in self._engine_chunks():
+                for item in self._consume(gen):
+                    yield item
+                if all(reason is not None for reason in self._finish):
+                    break
+        except Exception as exc:  # noqa: BLE001 - after the first byte, errors are events
+            self._metrics.engine_errors.inc()
+            error = (
+                EngineFailure(str(exc))
+                if isinstance(exc, EngineError)
+                else ProxyError(f"Internal error while generating: {type(exc).__name__}")
+            )
+            yield StreamError(error)
+            for index, reason in enumerate(self._finish):
+                if reason is None:
+                    self._finish[index] = "error"
+                    yield self._chunk(index, Delta(), "error")
+        for index, reason in enumerate(self._finish):
+            if reason is None:  # the engine stream ended without finishing this choice
+                yield from self._finish_choice(index, "stop")
+        yield self._usage_chunk()
+
+    async def _engine_chunks(self) -> AsyncIterator[GenerationChunk]:
+        if self._first is not None:
+            yield self._first
+        assert self._engine is not None
+        async for gen in self._engine:
+            yield gen
+        self.engine_finished = True
+
+    def _consume(self, gen: GenerationChunk) -> list[ChatCompletionChunk]:
+        if self._cached_tokens is None and gen.cached_prompt_tokens is not None:
+            self._cached_tokens = gen.cached_prompt_tokens
+        if self._finish[gen.index] is not None:
+            return []  # stopped by a stop string; the engine may still be producing it
+        self._observe_timing(len(gen.token_ids))
+        assembler = self._assemblers[gen.index]
+        out = []
+        delta = assembler.feed(gen.token_ids)
+        if delta is not None:
+            out.append(self._chunk(gen.index, delta))
+        if gen.finish_reason is not None or assembler.done:
+            out.extend(self._finish_choice(gen.index, gen.finish_reason))
+        return out
+
+    def _finish_choice(self, index: int, engine_reason: str | None) -> list[ChatCompletionChunk]:
+        assembler = self._assemblers[index]
+        out = []
+        delta = assembler.finish()
+        if delta is not None:
+            out.append(self._chunk(index, delta))
+        if assembler.stopped_by_string:
+            reason = "stop"
+        elif engine_reason == "length":
+            reason = "length"
+        elif assembler.tool_calls and self.plan.rules.tool_choice != "named":
+            reason = "tool_calls"
+        else:
+            reason = "stop"
+        self._finish[index] = reason
+        out.append(self._chunk(index, Delta(), reason))
+        return out
+
+    def _observe_timing(self, tokens: int) -> None:
+        now = time.monotonic()
+        if self._last_token_at is None:
+            self._metrics.ttft.observe(now - self._started_at)
+        elif tokens:
+            gap = (now - self._last_token_at) / tokens
+            for _ in range(tokens):
+                self._metrics.inter_token.observe(gap)
+        self._last_token_at = now
+
+    def _chunk(self, index: int, delta: Delta, finish: str | None = None) -> ChatCompletionChunk:
+        if delta.reasoning is not None:
+            if not self.plan.include_reasoning:
+                delta.reasoning = None
+            elif self.plan.mirror_reasoning_content:
+                delta.reasoning_content = delta.reasoning
+        return ChatCompletionChunk(
+            id=self.plan.completion_id,
+            created=self.plan.created,
+            model=self.plan.model,
+            choices=[ChunkChoice(index=index, delta=delta, finish_reason=finish)],
+        )
+
+    def _usage_chunk(self) -> ChatCompletionChunk:
+        prompt = len(self.plan.prompt_token_ids)
+        completion = sum(a.completion_tokens for a in self._assemblers)
+        reasoning = sum(a.reasoning_tokens for a in self._assemblers)
+        self._metrics.prompt_tokens.inc(prompt)
+        self._metrics.completion_tokens.inc(completion)
+        self._metrics.reasoning_tokens.inc(reasoning)
+        usage = Usage(
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            total_tokens=prompt + completion,
+            completion_tokens_details=CompletionTokensDetails(reasoning_tokens=reasoning),
+            prompt_tokens_details=(
+                PromptTokensDetails(cached_tokens=self._cached_tokens)
+                if self._cached_tokens is not None
+                else None
+            ),
+        )
+        return ChatCompletionChunk(
+            id=self.plan.completion_id,
+            created=self.plan.created,
+            model=self.plan.model,
+            choices=[],
+            usage=usage,
+        )
+
+
+async def fold(run: CompletionRun) -> ChatCompletion:
+    """The non-streaming response: the stream's chunks summed up (errors are raised)."""
+    n = run.plan.sampling.n
+    content: list[list[str]] = [[] for _ in range(n)]
+    reasoning: list[list[str]] = [[] for _ in range(n)]
+    calls: list[dict[int, ToolCallOut]] = [{} for _ in range(n)]
+    finish: list[str | None] = [None] * n
+    usage: Usage | None = None
+    async for item in run.chunks():
+        if isinstance(item, StreamError):
+            raise item.error
+        if item.usage is not None:
+            usage = item.usage
+        for choice in item.choices:
+            i, delta = choice.index, choice.delta
+            if delta.content:
+                content[i].append(delta.content)
+            if delta.reasoning:
+                reasoning[i].append(delta.reasoning)
+            for piece in delta.tool_calls or []:
+                call = calls[i].get(piece.index)
+                if call is None:
+                    calls[i][piece.index] = ToolCallOut(
+                        id=piece.id or "",
+                        function=FunctionCallOut(
+                            name=piece.function.name or "", arguments=piece.function.arguments or ""
+                        ),
+                    )
+                else:
+                    call.function.arguments += piece.function.arguments or ""
+            if choice.finish_reason is not None:
+                finish[i] = choice.finish_reason
+    assert usage is not None
+    forced_call = run.plan.rules.tool_choice in ("required", "named")
+    choices = []
+    for i in range(n):
+        text = "".join(content[i])
+        thought = "".join(reasoning[i]) or None
+        message = AssistantMessageOut(
+            content=text if text or forced_call else None,
+            reasoning=thought,
+            reasoning_content=thought if run.plan.mirror_reasoning_content else None,
+            tool_calls=[calls[i][k] for k in sorted(calls[i])] or None,
+        )
+        choices.append(Choice(index=i, message=message, finish_reason=finish[i]))
+    return ChatCompletion(
+        id=run.plan.completion_id,
+        created=run.plan.created,
+        model=run.plan.model,
+        choices=choices,
+        usage=usage,
+    )

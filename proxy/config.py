@@ -1,0 +1,44 @@
+"""Server configuration: one value built by the CLI (or a test) and passed to `create_app`.
+
+Nothing below proxy/ reads the environment; the CLI turns flags and environment variables into
+a `ProxyConfig`, so tests can build servers with any configuration side by side.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+
+REASONING_EFFORTS = ("low", "medium", "high")
+
+
+def today() -> str:
+    """Today's date (UTC) as YYYY-MM-DD, the default pinned conversation date."""
+    return _dt.datetime.now(_dt.UTC).date().isoformat()
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """What the HTTP layer needs to know; the engine has its own options."""
+
+    # Model ids accepted in requests; the first is the one listed by /v1/models. Empty: accept
+    # whatever the backend serves (`backend.model_name`).
+    served_model_names: tuple[str, ...] = ()
+    # Bearer keys accepted on /v1/*. Empty: no authentication.
+    api_keys: tuple[str, ...] = ()
+    # Origins allowed by CORS. Empty: no CORS headers at all (browsers cannot call us cross-site).
+    cors_origins: tuple[str, ...] = ()
+    # `Current date:` in the system message. Pinned once (at startup by default) so prompts are
+    # byte-stable: the engine's prefix cache hits and tests are reproducible.
+    conversation_date: str = field(default_factory=today)
+    knowledge_cutoff: str = "2024-06"
+    model_identity: str = "You are ChatGPT, a large language model trained by OpenAI."
+    # Used when a request has no `reasoning_effort` (the Harmony default).
+    default_reasoning_effort: str = "medium"
+    # Completion budget when the request sets none; None: the rest of the context window.
+    default_max_tokens: int | None = None
+    # Mirror `reasoning` as `reasoning_content` (SGLang / llama.cpp / LiteLLM clients read it).
+    mirror_reasoning_content: bool = True
+    # Seconds between SSE keep-alive comments while the engine is silent (long prefill, slow
+    # reasoning), so proxies and load balancers do not cut an idle stream. None: never.
+    sse_ping_seconds: float | None = 15.0

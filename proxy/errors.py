@@ -1,0 +1,151 @@
+"""OpenAI-shaped errors: `{"error": {"message", "type", "param", "code"}}` with the right status.
+
+Every failure a client can see goes through `ProxyError`, so the body shape and status are
+decided in one place: request validation, auth, unknown models, the engine still loading, and
+engine failures (which become an SSE `error` event once a stream has started).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+
+class ProxyError(Exception):
+    """An error answered to the client as OpenAI-shaped JSON."""
+
+    status_code = 500
+    error_type = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, self.error_type, self.param, self.code)
+
+
+class InvalidRequest(ProxyError):
+    """400: the request is malformed or asks for something this server cannot do."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class ModelNotFound(ProxyError):
+    status_code = 404
+    error_type = "invalid_request_error"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(
+            f"The model `{model}` does not exist or you do not have access to it.",
+            param="model",
+            code="model_not_found",
+        )
+
+
+class InvalidApiKey(ProxyError):
+    status_code = 401
+    error_type = "invalid_request_error"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Incorrect API key provided. Send it as `Authorization: Bearer <key>`.",
+            code="invalid_api_key",
+        )
+
+
+class EngineLoading(ProxyError):
+    """503: the engine is still loading (or died); the client should retry later."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+
+    def __init__(self, message: str = "The engine is still loading; retry shortly.") -> None:
+        super().__init__(message, code="engine_not_ready")
+
+
+class EngineFailure(ProxyError):
+    """500: the engine failed while generating."""
+
+    status_code = 500
+    error_type = "server_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"The engine failed while generating: {message}", code="engine_error")
+
+
+def error_body(
+    message: str, error_type: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def error_response(error: ProxyError) -> JSONResponse:
+    return JSONResponse(error.body(), status_code=error.status_code)
+
+
+def _validation_param(loc: tuple[Any, ...]) -> str | None:
+    """`("body", "messages", 0, "content")` -> `"messages[0].content"` (OpenAI's param style)."""
+    parts = [p for p in loc if p != "body"]
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not out:
+            out = str(part)
+        elif part.startswith(("function-after", "function-before", "tagged-union")) or "[" in part:
+            continue
+        else:
+            out += f".{part}"
+    return out or None
+
+
+def install_error_handlers(
+    app: FastAPI, on_error: Callable[[Request, int], None] | None = None
+) -> None:
+    """Answer every error OpenAI-style: no FastAPI `{"detail": ...}` bodies, no tracebacks.
+
+    `on_error(request, status)` is told about request-validation failures (for metrics); the
+    other errors are counted where they are raised.
+    """
+
+    @app.exception_handler(ProxyError)
+    async def _proxy_error(_: Request, exc: ProxyError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if on_error is not None:
+            on_error(request, 400)
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        param = _validation_param(tuple(first.get("loc", ())))
+        message = first.get("msg", "Invalid request.")
+        if first.get("type") == "json_invalid":
+            message, param = "The request body is not valid JSON.", None
+        elif param:
+            message = f"Invalid value for `{param}`: {message}"
+        return error_response(InvalidRequest(message, param=param))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error_type = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        return JSONResponse(
+            error_body(str(exc.detail), error_type, None, code), status_code=exc.status_code
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            error_body(f"Internal error: {type(exc).__name__}", "server_error", None, None),
+            status_code=500,
+        )

@@ -1,0 +1,61 @@
+"""Prometheus metrics (prometheus-client), one registry per app so servers don't share state."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class ProxyMetrics:
+    """Counters and histograms for /metrics; `render()` gives the exposition text."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "harmony_proxy_requests",
+            "Chat completion requests by HTTP status and first choice's finish_reason.",
+            ["status", "finish_reason"],
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "harmony_proxy_time_to_first_token_seconds",
+            "Request start to the first generated token.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inter_token = Histogram(
+            "harmony_proxy_inter_token_seconds",
+            "Time between generated tokens (engine chunk gaps divided by their tokens).",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.prompt_tokens = Counter(
+            "harmony_proxy_prompt_tokens", "Prompt tokens processed.", registry=r
+        )
+        self.completion_tokens = Counter(
+            "harmony_proxy_completion_tokens", "Tokens generated (all channels).", registry=r
+        )
+        self.reasoning_tokens = Counter(
+            "harmony_proxy_reasoning_tokens", "Generated tokens on the analysis channel.", registry=r
+        )
+        self.in_flight = Gauge(
+            "harmony_proxy_requests_in_flight", "Chat completions being generated.", registry=r
+        )
+        self.parse_recoveries = Counter(
+            "harmony_proxy_parse_recoveries",
+            "Malformed model output the Harmony parser recovered from.",
+            registry=r,
+        )
+        self.client_disconnects = Counter(
+            "harmony_proxy_client_disconnects",
+            "Clients that went away before their completion finished (generation aborted).",
+            registry=r,
+        )
+        self.engine_errors = Counter(
+            "harmony_proxy_engine_errors", "Engine failures while generating.", registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -7,6 +7,7 @@ dropping junk words (vLLM #23567, harmony #38).
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from .models import Author, Role
 
 CHANNEL_MARKER = "<|channel|>"
 CONSTRAIN_MARKER = "<|constrain|>"
+_MARKUP = re.compile(r"<\|[a-z_0-9]+\|>")
 CHANNEL_NAMES = frozenset({"analysis", "commentary", "final"})
 _ROLES = {role.value: role for role in Role}
 
@@ -176,10 +178,10 @@ def recover_header(text: str, role: Role | None) -> tuple[Header, bool]:
     except HeaderError:
         pass
     else:
-        recipient = _clean_recipient(header.recipient)
-        content_type = header.content_type
+        recipient, content_type = header.recipient, header.content_type
         if recipient is not None and recipient.startswith(CONSTRAIN_MARKER):
             recipient, content_type = None, recipient  # `final <|constrain|>json`
+        recipient = _clean_recipient(recipient)
         if recipient == header.recipient and content_type == header.content_type:
             return header, False
         return Header(header.author, recipient, header.channel, content_type), True
@@ -223,9 +225,9 @@ def is_plausible_first_word(word: str, role_given: bool) -> bool:
 
 
 def text_after_channel(text: str) -> tuple[str | None, str]:
-    """(channel, the rest as written) for a header that turned out to be message text."""
+    """(channel, the rest as written, markup removed) for a header that was message text."""
     channel, rest = _take_channel(text)
-    rest = rest.lstrip(_WHITESPACE_STR)
+    rest = _MARKUP.sub("", rest).lstrip(_WHITESPACE_STR)
     for role_word in _ROLES:
         if rest.startswith(role_word + " ") or rest == role_word:
             rest = rest[len(role_word) :].lstrip(_WHITESPACE_STR)

@@ -91,6 +91,7 @@ class StreamableParser:
 
     def process(self, token: int) -> StreamableParser:
         self._tokens.append(token)
+        self._last_delta = None
         state = self._state
         if state is StreamState.CONTENT:
             if token in _STOP:
@@ -110,6 +111,7 @@ class StreamableParser:
         return self
 
     def process_eos(self) -> StreamableParser:
+        self._last_delta = None
         if self._state is StreamState.CONTENT:
             self._finish_message()
         elif self._state is StreamState.HEADER:
@@ -124,7 +126,6 @@ class StreamableParser:
     def _begin_header(self) -> None:
         self._state = StreamState.HEADER
         self._header_tokens = []
-        self._last_delta = None
 
     def _header_token(self, token: int) -> None:
         if token == tk.MESSAGE:
@@ -166,7 +167,9 @@ class StreamableParser:
         self._next_role = None
 
     def _header_text(self) -> str:
-        return self._encoding.decode(self._header_tokens)
+        """The header so far, decoded leniently (unknown ids skipped: recover mode only)."""
+        known = [t for t in self._header_tokens if 0 <= t < tk.N_VOCAB]
+        return self._encoding.decode(known)
 
     def _recover_header_token(self, token: int) -> None:
         if token == tk.START:
@@ -205,7 +208,8 @@ class StreamableParser:
 
     def _header_into_content(self) -> None:
         """The buffered header was message text: stream it as content, in one delta."""
-        data = self._token_bytes(self._header_tokens) or b""
+        known = [t for t in self._header_tokens if 0 <= t < tk.N_VOCAB]
+        data = self._token_bytes(known) or b""
         text, tail = _split_incomplete_utf8(data)
         channel, body = text_after_channel(text)
         self._enter_content(Header(Author(role=self._header_role()), None, channel, None))
@@ -224,6 +228,7 @@ class StreamableParser:
         self._state = StreamState.EXPECT_START
         self._next_role = None
         self._header_tokens = []
+        self._last_delta = body or None  # never streamed before: report it whole
 
     # -- outside any message (recover mode) -------------------------------------------------
 
@@ -260,7 +265,6 @@ class StreamableParser:
             self._finish_message()
         else:
             self._recovered("special_in_content")
-            self._last_delta = None
 
     def _decode_content(self, token: int) -> None:
         if not self._undecoded_tokens and not self._undecoded_bytes:
@@ -297,7 +301,8 @@ class StreamableParser:
         self._last_delta = text
 
     def _finish_message(self) -> None:
-        text = "".join(self._deltas)
+        streamed = "".join(self._deltas)
+        text = streamed
         if self._undecoded_tokens:
             try:
                 text += self._encoding.decode_utf8(self._undecoded_tokens)
@@ -312,7 +317,9 @@ class StreamableParser:
         self._deltas = []
         self._undecoded_tokens = []
         self._undecoded_bytes = b""
-        self._last_delta = None
+        # Recover mode reports text that only materialised now (bytes held back for a split
+        # character) as a last delta, so a consumer of deltas alone loses nothing.
+        self._last_delta = (text[len(streamed) :] or None) if self._recover else None
 
     def _push_message(self, header: Header, text: str) -> None:
         self._messages.append(

@@ -1,0 +1,297 @@
+"""The recovering parser (`recover=True`): every malformed shape real gpt-oss models emit.
+
+Each test feeds the token ids a model could produce and checks what the serving layer gets: the
+completed messages and the streamed deltas. Two properties hold throughout: it never raises, and
+the deltas of a message add up to its text (nothing is lost between streaming and the result).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import harmony as H
+
+ENC = H.load_harmony_encoding(H.HarmonyEncodingName.HARMONY_GPT_OSS)
+
+
+@dataclass
+class Parsed:
+    messages: list[tuple[str | None, str | None, str | None, str]]
+    recoveries: list[str]
+    streamed: str
+
+
+def tokens(text: str) -> list[int]:
+    return ENC.encode(text, allowed_special="all")
+
+
+def feed(ids: list[int], role: H.Role | None = H.Role.ASSISTANT) -> Parsed:
+    parser = H.StreamableParser(ENC, role, recover=True)
+    streamed = []
+    for token in ids:
+        parser.process(token)
+        if parser.last_content_delta:
+            streamed.append(parser.last_content_delta)
+    parser.process_eos()
+    if parser.last_content_delta:
+        streamed.append(parser.last_content_delta)
+    messages = [
+        (m.channel, m.recipient, m.content_type, "".join(c.text for c in m.content))
+        for m in parser.messages
+    ]
+    return Parsed(messages, parser.recoveries, "".join(streamed))
+
+
+def parse(text: str) -> Parsed:
+    result = feed(tokens(text))
+    assert result.streamed == "".join(m[3] for m in result.messages)
+    return result
+
+
+def test_well_formed_output_needs_no_recovery() -> None:
+    text = (
+        "<|channel|>analysis<|message|>think<|end|><|start|>assistant<|channel|>commentary "
+        'to=functions.f <|constrain|>json<|message|>{"a":1}<|call|>'
+    )
+    result = parse(text)
+    assert result.recoveries == []
+    assert result.messages == [
+        ("analysis", None, None, "think"),
+        ("commentary", "functions.f", "<|constrain|>json", '{"a":1}'),
+    ]
+
+
+def test_well_formed_output_matches_strict_parser() -> None:
+    ids = tokens(
+        "<|channel|>analysis<|message|>Hi 💖<|end|><|start|>assistant<|channel|>final"
+        "<|message|>done<|return|>"
+    )
+    strict = ENC.parse_messages_from_completion_tokens(ids, H.Role.ASSISTANT)
+    parser = H.StreamableParser(ENC, H.Role.ASSISTANT, recover=True)
+    for token in ids:
+        parser.process(token)
+    assert parser.messages == strict
+
+
+def test_header_garbage_keeps_channel_recipient_and_content_type() -> None:
+    result = parse(
+        "<|channel|>commentary ––commentary to=functions.get_weather <|constrain|>json"
+        '<|message|>{"city":"Paris"}<|call|>'
+    )
+    assert result.messages == [
+        ("commentary", "functions.get_weather", "<|constrain|>json", '{"city":"Paris"}')
+    ]
+    assert result.recoveries == ["header_repaired"]
+
+
+def test_duplicated_recipient_in_header() -> None:
+    result = parse("<|channel|>commentary to=functions.f to=functions.f<|message|>{}<|call|>")
+    assert result.messages == [("commentary", "functions.f", None, "{}")]
+
+
+def test_text_with_no_header_is_a_message_streamed_as_it_comes() -> None:
+    result = parse("I can't help with that request, sorry.<|end|>")
+    assert result.messages == [(None, None, None, "I can't help with that request, sorry.")]
+    assert "headerless_text" in result.recoveries
+
+
+def test_short_text_with_no_header_is_kept_at_the_stop_token() -> None:
+    result = parse("No<|end|>")
+    assert result.messages == [(None, None, None, "No")]
+
+
+def test_channel_then_text_without_message_marker() -> None:
+    result = parse("<|channel|>analysis I must refuse<|end|>")
+    assert result.messages == [("analysis", None, None, "I must refuse")]
+
+
+def test_doubled_start_is_ignored() -> None:
+    result = parse("<|start|><|start|>assistant<|channel|>final<|message|>hi<|return|>")
+    assert result.messages == [("final", None, None, "hi")]
+    assert result.recoveries.count("doubled_start") == 2
+
+
+def test_doubled_start_after_a_message() -> None:
+    result = parse(
+        "<|channel|>analysis<|message|>a<|end|><|start|><|start|>assistant<|channel|>final"
+        "<|message|>b<|return|>"
+    )
+    assert result.messages == [("analysis", None, None, "a"), ("final", None, None, "b")]
+
+
+def test_text_after_end_without_start_opens_a_message() -> None:
+    result = parse(
+        "<|channel|>analysis<|message|>think<|end|>commentary to=functions.f <|constrain|>json"
+        "<|message|>{}<|call|>"
+    )
+    assert result.messages == [
+        ("analysis", None, None, "think"),
+        ("commentary", "functions.f", "<|constrain|>json", "{}"),
+    ]
+    assert "missing_start" in result.recoveries
+
+
+def test_role_word_after_end_without_start() -> None:
+    result = parse(
+        "<|channel|>analysis<|message|>x<|end|>assistant<|channel|>final<|message|>y<|return|>"
+    )
+    assert result.messages == [("analysis", None, None, "x"), ("final", None, None, "y")]
+
+
+def test_channel_after_end_without_start() -> None:
+    result = parse("<|channel|>analysis<|message|>x<|end|><|channel|>final<|message|>y<|return|>")
+    assert result.messages == [("analysis", None, None, "x"), ("final", None, None, "y")]
+
+
+def test_stray_stop_tokens_between_messages_are_ignored() -> None:
+    result = parse(
+        "<|channel|>analysis<|message|>x<|end|><|return|><|end|><|start|>assistant"
+        "<|channel|>final<|message|>y<|return|>"
+    )
+    assert result.messages == [("analysis", None, None, "x"), ("final", None, None, "y")]
+    assert result.recoveries == ["stray_token", "stray_token"]
+
+
+def test_text_after_return_is_kept() -> None:
+    result = parse("<|channel|>final<|message|>answer<|return|>extra text here<|end|>")
+    assert result.messages == [
+        ("final", None, None, "answer"),
+        (None, None, None, "extra text here"),
+    ]
+
+
+def test_message_after_return_is_parsed() -> None:
+    result = parse(
+        "<|channel|>final<|message|>a<|return|><|start|>assistant<|channel|>final"
+        "<|message|>b<|return|>"
+    )
+    assert result.messages == [("final", None, None, "a"), ("final", None, None, "b")]
+
+
+def test_constrain_glued_to_recipient() -> None:
+    result = parse(
+        "<|channel|>commentary to=functions.get_weather<|constrain|>json<|message|>{}<|call|>"
+    )
+    assert result.messages == [("commentary", "functions.get_weather", "<|constrain|>json", "{}")]
+
+
+def test_constrain_without_recipient_is_a_content_type() -> None:
+    result = parse("<|channel|>final <|constrain|>json<|message|>{}<|return|>")
+    assert result.messages == [("final", None, "<|constrain|>json", "{}")]
+
+
+def test_markup_glued_to_recipient_is_cut() -> None:
+    result = parse("<|channel|>commentary to=functions.f<|channel|>commentary<|message|>{}<|call|>")
+    assert result.messages == [("commentary", "functions.f", None, "{}")]
+
+
+@pytest.mark.parametrize("recipient", ["functions.web-search", "mcp.server/tool.v2", "a.b.c"])
+def test_recipients_with_dashes_dots_and_slashes(recipient: str) -> None:
+    result = parse(f"<|channel|>commentary to={recipient} <|constrain|>json<|message|>{{}}<|call|>")
+    assert result.messages == [("commentary", recipient, "<|constrain|>json", "{}")]
+
+
+def test_bare_tool_name_recipient() -> None:
+    result = parse("<|channel|>commentary to=get_weather<|message|>{}<|call|>")
+    assert result.messages == [("commentary", "get_weather", None, "{}")]
+
+
+def test_tool_call_on_analysis_channel() -> None:
+    result = parse("<|channel|>analysis to=functions.f code<|message|>{}<|call|>")
+    assert result.messages == [("analysis", "functions.f", "code", "{}")]
+
+
+def test_start_inside_content_ends_the_message() -> None:
+    result = parse(
+        "<|channel|>analysis<|message|>a<|start|>assistant<|channel|>final<|message|>b<|return|>"
+    )
+    assert result.messages == [("analysis", None, None, "a"), ("final", None, None, "b")]
+    assert "missing_end" in result.recoveries
+
+
+def test_channel_inside_content_ends_the_message() -> None:
+    result = parse("<|channel|>analysis<|message|>a<|channel|>final<|message|>b<|return|>")
+    assert result.messages == [("analysis", None, None, "a"), ("final", None, None, "b")]
+
+
+def test_other_special_tokens_inside_content_are_dropped() -> None:
+    result = parse(
+        "<|channel|>final<|message|>a<|constrain|>b<|message|>c<|reserved_200014|>d<|end|>"
+    )
+    assert result.messages == [("final", None, None, "abcd")]
+    assert result.recoveries == ["special_in_content"] * 3
+
+
+def test_endoftext_inside_content_ends_the_message() -> None:
+    result = parse("<|channel|>final<|message|>a<|endoftext|>")
+    assert result.messages == [("final", None, None, "a")]
+
+
+def test_eos_in_the_middle_of_a_header_loses_nothing() -> None:
+    result = feed(tokens("<|channel|>analysis<|message|>x<|end|><|start|>assistant<|channel|>fin"))
+    assert result.messages == [("analysis", None, None, "x")]
+    assert result.recoveries == ["eos_in_header"]
+
+
+def test_eos_in_a_header_that_holds_text() -> None:
+    result = feed(tokens("Sorry"))
+    assert result.messages == [(None, None, None, "Sorry")]
+    assert result.streamed == "Sorry"
+
+
+def test_empty_channel_value_does_not_raise() -> None:
+    result = parse("<|channel|><|message|>x<|end|>")
+    assert result.messages == [(None, None, None, "x")]
+
+
+def test_unknown_token_ids_do_not_raise() -> None:
+    parser = H.StreamableParser(ENC, H.Role.ASSISTANT, recover=True)
+    for token in [*tokens("<|channel|>final<|message|>ok"), 2**32 - 1, *tokens(" fine<|end|>")]:
+        parser.process(token)
+    assert parser.messages[0].content[0].text.startswith("ok")
+
+
+def test_split_utf8_at_the_end_is_reported_as_a_last_delta() -> None:
+    emoji_first_half = [9552]  # " \xf0\x9f": a space and half an emoji
+    result = feed([*tokens("<|channel|>final<|message|>"), *emoji_first_half, 200007])
+    assert result.messages == [("final", None, None, " \ufffd")]
+    assert result.streamed == " \ufffd"
+
+
+def test_parser_without_role_recovers_too() -> None:
+    result = feed(tokens("<|start|>assistant<|channel|>final<|message|>hi<|end|>oops"), role=None)
+    assert result.messages == [("final", None, None, "hi"), (None, None, None, "oops")]
+
+
+_MARKUP = [200002, 200003, 200005, 200006, 200007, 200008, 200012, 199999, 200014]
+_WELL_FORMED = tokens(
+    "<|channel|>analysis<|message|>Need the weather.<|end|><|start|>assistant<|channel|>"
+    'commentary to=functions.get_weather <|constrain|>json<|message|>{"city":"Zürich 💖"}<|call|>'
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    edits=st.lists(
+        st.tuples(
+            st.integers(0, len(_WELL_FORMED)),
+            st.booleans(),
+            st.one_of(st.sampled_from(_MARKUP), st.integers(0, 201100)),
+        ),
+        max_size=6,
+    )
+)
+def test_corrupted_completions_never_raise_and_lose_no_streamed_text(edits: list) -> None:
+    ids = list(_WELL_FORMED)
+    for position, insert, token in edits:
+        position = min(position, len(ids))
+        if insert:
+            ids.insert(position, token)
+        elif position < len(ids):
+            del ids[position]
+    result = feed(ids)
+    assert result.streamed == "".join(m[3] for m in result.messages)

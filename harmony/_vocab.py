@@ -54,11 +54,24 @@ def _read_bpe_openai() -> bytes | None:
 
 
 def _download() -> bytes | None:
+    """Fetch the file and, if it verifies, keep it in the reference's cache for next time."""
     try:
         with urllib.request.urlopen(VOCAB_URL, timeout=30) as response:
-            return response.read()
+            data = response.read()
     except OSError:
         return None
+    if _sha256(data) == VOCAB_SHA256:
+        cache = Path(os.environ.get("TIKTOKEN_RS_CACHE_DIR") or _default_rs_cache())
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            (cache / _CACHE_NAME).write_bytes(data)
+        except OSError:
+            pass  # a read-only cache only costs a download next time
+    return data
+
+
+def _default_rs_cache() -> Path:
+    return Path(tempfile.gettempdir()) / "tiktoken-rs-cache"
 
 
 def _tiktoken_cache_dir() -> Path:
@@ -75,7 +88,7 @@ def _candidates() -> list[tuple[str, Callable[[], bytes | None]]]:
     if rs_cache is not None:
         path = Path(rs_cache) / _CACHE_NAME
         places.append((f"TIKTOKEN_RS_CACHE_DIR: {path}", lambda: _read_file(path)))
-    default_rs = Path(tempfile.gettempdir()) / "tiktoken-rs-cache" / _CACHE_NAME
+    default_rs = _default_rs_cache() / _CACHE_NAME
     places.append((f"openai-harmony cache: {default_rs}", lambda: _read_file(default_rs)))
     tk_cache = _tiktoken_cache_dir() / _CACHE_NAME
     places.append((f"tiktoken cache: {tk_cache}", lambda: _read_file(tk_cache)))

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -63,8 +63,9 @@ class RequestIdMiddleware:
 class _Startup:
     """Loads the encoding and the engine in the background; remembers a failure."""
 
-    def __init__(self, chat: ChatCompletions) -> None:
+    def __init__(self, chat: ChatCompletions, on_ready: Callable[[], None] | None) -> None:
         self.chat = chat
+        self.on_ready = on_ready
         self.error: str | None = None
         self.task: asyncio.Task[None] | None = None
 
@@ -74,16 +75,28 @@ class _Startup:
             self.chat.encoding_loaded = True
             await self.chat.backend.start()
             logger.info("engine ready: %s", self.chat.backend.model_name)
+            if self.on_ready is not None:
+                self.on_ready()
         except Exception as exc:  # noqa: BLE001 - reported by /ready, not crash the server
             logger.exception("engine failed to start")
             self.error = f"{type(exc).__name__}: {exc}"
 
 
-def create_app(config: ProxyConfig, backend: EngineBackend) -> FastAPI:
-    """An app serving `backend` under `config`; the engine starts loading with the lifespan."""
+def create_app(
+    config: ProxyConfig,
+    backend: EngineBackend,
+    *,
+    owns_backend: bool = True,
+    on_ready: Callable[[], None] | None = None,
+) -> FastAPI:
+    """An app serving `backend` under `config`; the engine starts loading with the lifespan.
+
+    `owns_backend=False` leaves the backend running at shutdown (tests share one engine between
+    several servers). `on_ready` is called once the engine is ready (the CLI prints the URL).
+    """
     metrics = ProxyMetrics()
     chat = ChatCompletions(config, backend, metrics)
-    startup = _Startup(chat)
+    startup = _Startup(chat, on_ready)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -94,7 +107,8 @@ def create_app(config: ProxyConfig, backend: EngineBackend) -> FastAPI:
             startup.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await startup.task
-            await backend.shutdown()
+            if owns_backend:
+                await backend.shutdown()
 
     app = FastAPI(title="harmony-proxy", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.chat = chat

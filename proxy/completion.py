@@ -151,7 +151,8 @@ class CompletionRun:
                     yield self._chunk(index, Delta(), "error")
         for index, reason in enumerate(self._finish):
             if reason is None:  # the engine stream ended without finishing this choice
-                yield from self._finish_choice(index, "stop")
+                for chunk in self._finish_choice(index, "stop"):
+                    yield chunk
         yield self._usage_chunk()
 
     async def _engine_chunks(self) -> AsyncIterator[GenerationChunk]:

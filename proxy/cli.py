@@ -1,0 +1,189 @@
+"""`harmony-proxy serve` (also `python -m proxy serve`): run the OpenAI-compatible server.
+
+Every flag has an environment variable (HARMONY_PROXY_<FLAG>, list values comma-separated), so
+containers can be configured without a command line. Without --model the server builds the tiny
+demo model (a gpt-oss-shaped checkpoint that runs on CPU) and serves that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from proxy.config import ProxyConfig, today
+
+ENV_PREFIX = "HARMONY_PROXY_"
+
+
+def _env(name: str, default: Any = None) -> Any:
+    return os.environ.get(ENV_PREFIX + name, default)
+
+
+def _env_list(name: str) -> list[str]:
+    value = _env(name, "")
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _env_int(name: str) -> int | None:
+    value = _env(name)
+    return int(value) if value not in (None, "") else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harmony-proxy",
+        description="OpenAI-compatible /v1/chat/completions for gpt-oss models, over Harmony.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="run the server",
+        description="Serve /v1/chat/completions, /v1/models, /health, /ready and /metrics. "
+        f"Each flag can also be set as an environment variable {ENV_PREFIX}<FLAG> "
+        "(e.g. HARMONY_PROXY_PORT=9000; lists comma-separated).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    server = serve.add_argument_group("server")
+    server.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="interface to bind")
+    server.add_argument("--port", type=int, default=int(_env("PORT", "8000")), help="TCP port")
+    server.add_argument(
+        "--api-key",
+        action="append",
+        default=_env_list("API_KEY"),
+        help="require `Authorization: Bearer <key>` on /v1 (repeatable); default: no auth",
+    )
+    server.add_argument(
+        "--cors-origin",
+        action="append",
+        default=_env_list("CORS_ORIGIN"),
+        help="allow browser calls from this origin (repeatable, `*` for any); default: CORS off",
+    )
+    server.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), help="uvicorn log level")
+
+    prompt = serve.add_argument_group("prompt")
+    prompt.add_argument(
+        "--date",
+        default=_env("DATE", None),
+        help="`Current date:` in the system prompt, YYYY-MM-DD (default: today, pinned at startup)",
+    )
+    prompt.add_argument(
+        "--reasoning-effort",
+        default=_env("REASONING_EFFORT", "medium"),
+        choices=["low", "medium", "high"],
+        help="effort for requests that set none",
+    )
+    prompt.add_argument(
+        "--default-max-tokens",
+        type=int,
+        default=_env_int("DEFAULT_MAX_TOKENS"),
+        help="completion budget when a request sets none (default: the rest of the context)",
+    )
+
+    engine = serve.add_argument_group("engine (vLLM)")
+    engine.add_argument(
+        "--model",
+        default=_env("MODEL", None),
+        help="a gpt-oss checkpoint: local path or hub id (default: the bundled demo model)",
+    )
+    engine.add_argument(
+        "--served-model-name",
+        default=_env("SERVED_MODEL_NAME", None),
+        help="model id clients use (default: the model path/id, or `gpt-oss-demo`)",
+    )
+    engine.add_argument("--max-model-len", type=int, default=_env_int("MAX_MODEL_LEN"))
+    engine.add_argument("--dtype", default=_env("DTYPE", "auto"))
+    engine.add_argument(
+        "--tensor-parallel-size", type=int, default=int(_env("TENSOR_PARALLEL_SIZE", "1"))
+    )
+    engine.add_argument(
+        "--gpu-memory-utilization", type=float, default=float(_env("GPU_MEMORY_UTILIZATION", "0.9"))
+    )
+    engine.add_argument(
+        "--cpu-kvcache-space-gib",
+        type=int,
+        default=_env_int("CPU_KVCACHE_SPACE_GIB") or 1,
+        help="KV-cache size on CPU hosts",
+    )
+    engine.add_argument(
+        "--enforce-eager",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="disable CUDA graphs (default: eager on CPU only)",
+    )
+    return parser
+
+
+def proxy_config(args: argparse.Namespace, served_name: str) -> ProxyConfig:
+    return ProxyConfig(
+        served_model_names=(served_name,),
+        api_keys=tuple(args.api_key),
+        cors_origins=tuple(args.cors_origin),
+        conversation_date=args.date or today(),
+        default_reasoning_effort=args.reasoning_effort,
+        default_max_tokens=args.default_max_tokens,
+    )
+
+
+def _progress(message: str) -> None:
+    print(f"[harmony-proxy] {message}", flush=True)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from proxy.app import create_app
+    from proxy.backends.vllm_engine import EngineOptions, VllmBackend
+    from proxy.conversation import load_encoding
+
+    started = time.monotonic()
+    _progress("Loading the Harmony vocabulary (o200k_harmony)...")
+    load_encoding()
+    _progress(f"Vocabulary loaded in {time.monotonic() - started:.1f} s")
+
+    model, served = args.model, args.served_model_name
+    if model is None:
+        from proxy.demo_model import ensure_demo_model
+
+        _progress("No --model given: preparing the bundled demo model (CPU-sized)...")
+        model = str(ensure_demo_model(progress=_progress))
+        served = served or "gpt-oss-demo"
+    served = served or model
+    options = EngineOptions(
+        model=model,
+        served_model_name=served,
+        max_model_len=args.max_model_len,
+        dtype=args.dtype,
+        tensor_parallel_size=args.tensor_parallel_size,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        cpu_kvcache_space_gib=args.cpu_kvcache_space_gib,
+        enforce_eager=args.enforce_eager,
+    )
+    backend = VllmBackend(options, progress=_progress)
+    url = f"http://{_display_host(args.host)}:{args.port}/v1"
+
+    def on_ready() -> None:
+        _progress(f"Ready. Point the OpenAI SDK at base_url={url} with model={served!r}")
+
+    app = create_app(proxy_config(args, served), backend, on_ready=on_ready)
+    _progress(f"Listening on {url} (engine loading in the background; GET /ready turns 200)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def _display_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())

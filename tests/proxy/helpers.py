@@ -1,0 +1,73 @@
+"""Shared helpers for the proxy tests: Harmony token scripts, SSE parsing, request bodies."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from proxy.conversation import load_encoding
+
+WEATHER_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def toks(text: str) -> list[int]:
+    """Token ids of `text`, Harmony special tokens included (a scripted model output)."""
+    return load_encoding().encode(text, allowed_special="all")
+
+
+def body(model: str, content: str = "Hi", **extra: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": content}], **extra}
+
+
+def sse_events(text: str) -> list[str]:
+    """The `data:` payloads of an SSE body, in order (comments such as pings skipped)."""
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        data = [line[len("data:") :].lstrip() for line in block.split("\n") if line.startswith("data:")]
+        if data:
+            events.append("\n".join(data))
+    return events
+
+
+def stream_chunks(client: httpx.Client, url: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """POST a streaming request; return the JSON events (asserting the stream ends in [DONE])."""
+    response = client.post(url, json={**payload, "stream": True})
+    assert response.status_code == 200, response.text
+    events = sse_events(response.text)
+    assert events[-1] == "[DONE]"
+    return [json.loads(e) for e in events[:-1]]
+
+
+def fold_content(chunks: list[dict[str, Any]], index: int = 0) -> dict[str, Any]:
+    """Concatenate a stream's deltas for one choice (what a client would assemble)."""
+    out: dict[str, Any] = {"content": "", "reasoning": "", "tool_calls": {}, "finish_reason": None}
+    for chunk in chunks:
+        for choice in chunk.get("choices") or []:
+            if choice["index"] != index:
+                continue
+            delta = choice["delta"]
+            out["content"] += delta.get("content") or ""
+            out["reasoning"] += delta.get("reasoning") or ""
+            for call in delta.get("tool_calls") or []:
+                entry = out["tool_calls"].setdefault(call["index"], {"id": None, "name": None, "arguments": ""})
+                if call.get("id"):
+                    entry["id"] = call["id"]
+                    entry["name"] = call["function"]["name"]
+                entry["arguments"] += call["function"].get("arguments") or ""
+            if choice.get("finish_reason"):
+                out["finish_reason"] = choice["finish_reason"]
+    return out

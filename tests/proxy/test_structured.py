@@ -1,0 +1,121 @@
+"""tool_choice / response_format -> structural tags that the grammar engine enforces (§1.2)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import xgrammar
+from xgrammar.testing import _is_grammar_accept_string
+
+from proxy.api_models import ChatCompletionRequest
+from proxy.conversation import tool_names_for
+from proxy.errors import InvalidRequest
+from proxy.structured import OutputRules, output_rules
+from tests.proxy.helpers import WEATHER_TOOL
+
+ANALYSIS = "<|channel|>analysis<|message|>Let me think.<|end|><|start|>assistant"
+CALL = ' to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>{"city": "Paris"}'
+BAD_CALL = ' to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>{"town": "Paris"}'
+FINAL = "<|channel|>final<|message|>It is sunny."
+
+
+def rules(**extra: Any) -> OutputRules:
+    request = ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "Hi"}], **extra}
+    )
+    return output_rules(request, tool_names_for(request))
+
+
+def accepts(r: OutputRules, text: str) -> bool:
+    assert r.structured_outputs is not None
+    grammar = xgrammar.Grammar.from_structural_tag(r.structured_outputs["structural_tag"])
+    return _is_grammar_accept_string(grammar, text)
+
+
+def test_no_tools_and_no_format_needs_no_grammar():
+    assert rules().structured_outputs is None
+    assert rules().tool_choice == "none"
+
+
+def test_auto_with_tools_leaves_the_model_free():
+    r = rules(tools=[WEATHER_TOOL])
+    assert r.tool_choice == "auto" and r.structured_outputs is None
+
+
+def test_required_forces_a_schema_valid_tool_call_after_free_reasoning():
+    r = rules(tools=[WEATHER_TOOL], tool_choice="required")
+    assert accepts(r, ANALYSIS + CALL)
+    assert accepts(r, CALL)
+    assert not accepts(r, ANALYSIS + FINAL)
+    assert not accepts(r, ANALYSIS + BAD_CALL)
+
+
+def test_named_tool_choice_forces_that_tool():
+    other = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
+    r = rules(tools=[WEATHER_TOOL, other], tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    assert r.tool_choice == "named" and r.named_tool == "get_weather"
+    assert accepts(r, ANALYSIS + CALL)
+    assert not accepts(r, ANALYSIS + " to=functions.get_time<|channel|>commentary json<|message|>{}")
+
+
+def test_none_with_tools_makes_tool_calls_impossible():
+    r = rules(tools=[WEATHER_TOOL], tool_choice="none")
+    assert accepts(r, ANALYSIS + FINAL)
+    assert not accepts(r, ANALYSIS + CALL)
+
+
+def test_json_schema_constrains_the_final_answer_but_not_the_reasoning():
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    r = rules(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+    assert accepts(r, '<|channel|>analysis<|message|>free {not json<|end|><|start|>assistant<|channel|>final<|message|>{"n": 3}')
+    assert not accepts(r, ANALYSIS + '<|channel|>final<|message|>{"n": "three"}')
+    assert not accepts(r, ANALYSIS + FINAL)
+
+
+def test_json_object_requires_an_object():
+    r = rules(response_format={"type": "json_object"})
+    assert accepts(r, ANALYSIS + '<|channel|>final<|message|>{"a": [1, 2]}')
+    assert not accepts(r, ANALYSIS + "<|channel|>final<|message|>[1, 2]")
+
+
+def test_auto_with_tools_and_a_schema_allows_a_valid_call_or_a_valid_answer():
+    r = rules(tools=[WEATHER_TOOL], response_format={"type": "json_object"})
+    assert accepts(r, ANALYSIS + CALL)
+    assert accepts(r, ANALYSIS + '<|channel|>final<|message|>{"ok": true}')
+    assert not accepts(r, ANALYSIS + FINAL)
+
+
+def test_tool_names_in_the_grammar_are_the_model_side_identifiers():
+    tool = {"type": "function", "function": {"name": "web-search", "parameters": {"type": "object"}}}
+    r = rules(tools=[tool], tool_choice="required")
+    assert "functions.web_search" in json.loads(r.structured_outputs["structural_tag"]).__repr__()
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"tool_choice": {"type": "function", "function": {"name": "get_weather"}}}, "tool_choice"),
+        ({"tools": [WEATHER_TOOL], "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice"),
+        ({"tools": [WEATHER_TOOL], "tool_choice": {"type": "allowed_tools", "allowed_tools": {}}}, "tool_choice"),
+        ({"response_format": {"type": "regex"}}, "response_format.type"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format.json_schema.schema"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "banana"}}}}, "response_format"),
+    ],
+)
+def test_combinations_that_cannot_be_enforced_are_a_400(extra, param):
+    with pytest.raises(InvalidRequest) as info:
+        rules(**extra)
+    assert info.value.param == param
+    assert info.value.status_code == 400
+
+
+def test_custom_tool_types_are_a_400():
+    request = ChatCompletionRequest.model_validate(
+        {"model": "m", "messages": [{"role": "user", "content": "Hi"}], "tools": [{"type": "custom", "custom": {"name": "x"}}]}
+    )
+    with pytest.raises(InvalidRequest) as info:
+        tool_names_for(request)
+    assert info.value.param == "tools[0].type"

@@ -92,19 +92,23 @@ def error_response(error: ProxyError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status_code)
 
 
+_UNION_TAGS = {"system", "developer", "user", "assistant", "tool", "str", "int", "float", "bool"}
+
+
 def _validation_param(loc: tuple[Any, ...]) -> str | None:
-    """`("body", "messages", 0, "content")` -> `"messages[0].content"` (OpenAI's param style)."""
-    parts = [p for p in loc if p != "body"]
+    """`("body", "messages", 0, "user", "content")` -> `"messages[0].content"` (OpenAI style).
+
+    Pydantic adds union members to locations (`user` for the tagged message union, `str` or
+    `list[ContentPart]` for content); clients only know the field path.
+    """
     out = ""
-    for part in parts:
+    for part in loc[1:] if loc and loc[0] == "body" else loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif not out:
-            out = str(part)
-        elif part.startswith(("function-after", "function-before", "tagged-union")) or "[" in part:
+        elif part in _UNION_TAGS or "[" in part or part.startswith("function-"):
             continue
         else:
-            out += f".{part}"
+            out = f"{out}.{part}" if out else str(part)
     return out or None
 
 

@@ -1,0 +1,128 @@
+"""Engine faults and client disconnects (fixture (k)), through the real server."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import openai
+import pytest
+
+from proxy.backends.scripted import Script, ScriptedBackend
+from proxy.config import ProxyConfig
+from tests.proxy.helpers import body, sse_events, toks
+from tests.support.server_fixtures import TEST_DATE
+
+URL = "/v1/chat/completions"
+LONG = toks("<|channel|>analysis<|message|>" + "thinking " * 200 + "<|end|>")
+
+
+def wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_engine_error_mid_stream_becomes_an_error_event_then_finish_and_done(scripted_server):
+    scripted_server.backend.script = Script([LONG], fail_after=5)
+    with httpx.Client(base_url=scripted_server.url) as client:
+        response = client.post(URL, json=body(scripted_server.model, stream=True))
+    assert response.status_code == 200
+    events = sse_events(response.text)
+    assert events[-1] == "[DONE]"
+    payloads = [json.loads(e) for e in events[:-1]]
+    errors = [p for p in payloads if "error" in p]
+    assert len(errors) == 1
+    assert errors[0]["error"]["type"] == "server_error"
+    assert "scripted engine failure" in errors[0]["error"]["message"]
+    after = payloads[payloads.index(errors[0]) + 1 :]
+    assert [c["choices"][0]["finish_reason"] for c in after] == ["error"]
+
+
+def test_engine_error_mid_stream_raises_in_the_openai_sdk(scripted_server):
+    scripted_server.backend.script = Script([LONG], fail_after=5)
+    client = openai.OpenAI(base_url=scripted_server.base_url, api_key="x", max_retries=0)
+    with pytest.raises(openai.APIError, match="scripted engine failure"):
+        for _ in client.chat.completions.create(model=scripted_server.model, messages=[{"role": "user", "content": "Hi"}], stream=True):
+            pass
+
+
+def test_engine_error_before_the_first_token_is_a_500(scripted_server):
+    scripted_server.backend.script = Script([LONG], fail_after=0)
+    with httpx.Client(base_url=scripted_server.url) as client:
+        streamed = client.post(URL, json=body(scripted_server.model, stream=True))
+        whole = client.post(URL, json=body(scripted_server.model))
+    for response in (streamed, whole):
+        assert response.status_code == 500
+        assert response.json()["error"]["type"] == "server_error"
+        assert response.json()["error"]["code"] == "engine_error"
+
+
+def test_engine_error_in_a_non_streaming_request_is_a_500(scripted_server):
+    scripted_server.backend.script = Script([LONG], fail_after=4)
+    with httpx.Client(base_url=scripted_server.url) as client:
+        response = client.post(URL, json=body(scripted_server.model))
+    assert response.status_code == 500
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_k_client_disconnect_mid_stream_aborts_the_generation(scripted_server):
+    backend = scripted_server.backend
+    backend.script = Script([LONG], delay=0.02)
+    with httpx.Client(base_url=scripted_server.url) as client:
+        with client.stream("POST", URL, json=body(scripted_server.model, stream=True)) as response:
+            lines = response.iter_lines()
+            for _ in range(6):
+                next(lines)
+    wait_for(lambda: len(backend.aborted) == 1)
+    assert backend.finished == []
+    assert _gauge(scripted_server, "harmony_proxy_client_disconnects_total") >= 1
+    wait_for(lambda: _gauge(scripted_server, "harmony_proxy_requests_in_flight") == 0)
+
+
+def test_k_client_disconnect_during_a_non_streaming_request_aborts_the_generation(scripted_server):
+    backend = scripted_server.backend
+    backend.script = Script([LONG], delay=0.02)
+    with httpx.Client(base_url=scripted_server.url, timeout=0.5) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            client.post(URL, json=body(scripted_server.model))
+    wait_for(lambda: len(backend.aborted) == 1)
+    assert backend.finished == []
+
+
+def test_slow_engine_gets_sse_keepalive_pings(make_server):
+    backend = ScriptedBackend(Script([toks("<|channel|>final<|message|>ok<|return|>")], delay=0.6))
+    config = ProxyConfig(served_model_names=(backend.model_name,), conversation_date=TEST_DATE, sse_ping_seconds=0.2)
+    server = make_server(config, backend)
+    with httpx.Client(base_url=server.url) as client:
+        response = client.post(URL, json=body(server.model, stream=True))
+    assert ": ping" in response.text
+    assert sse_events(response.text)[-1] == "[DONE]"
+
+
+def test_requests_while_the_engine_loads_are_503_and_ready_says_so(make_server):
+    backend = ScriptedBackend(ready=False)
+    server = make_server(backend=backend, ready=False)
+    with httpx.Client(base_url=server.url) as client:
+        assert client.get("/health").status_code == 200
+        ready = client.get("/ready")
+        response = client.post(URL, json=body(server.model))
+    assert ready.status_code == 503
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "engine_not_ready"
+
+
+def test_ready_turns_200_once_the_engine_has_loaded(make_server, background_loop):
+    backend = ScriptedBackend(ready=False)
+    server = make_server(backend=backend, ready=False)
+    background_loop.loop.call_soon_threadsafe(backend.release.set)
+    with httpx.Client(base_url=server.url) as client:
+        wait_for(lambda: client.get("/ready").status_code == 200)
+
+
+def _gauge(server, name: str) -> float:
+    text = httpx.get(f"{server.url}/metrics").text
+    line = next(line for line in text.splitlines() if line.startswith(name + " "))
+    return float(line.split()[-1])

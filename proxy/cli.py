@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument(
         "--served-model-name",
         default=_env("SERVED_MODEL_NAME", None),
-        help="model id clients use (default: the model path/id, or `gpt-oss-demo`)",
+        help="model id clients use (default: the model path/id; the demo model's name without --model)",
     )
     engine.add_argument("--max-model-len", type=int, default=_env_int("MAX_MODEL_LEN"))
     engine.add_argument("--dtype", default=_env("DTYPE", "auto"))
@@ -146,11 +146,11 @@ def serve(args: argparse.Namespace) -> int:
 
     model, served = args.model, args.served_model_name
     if model is None:
-        from proxy.demo_model import ensure_demo_model
+        from proxy.demo_model import DEMO_MODEL_NAME, ensure_demo_model
 
         _progress("No --model given: preparing the bundled demo model (CPU-sized)...")
         model = str(ensure_demo_model(progress=_progress))
-        served = served or "gpt-oss-demo"
+        served = served or DEMO_MODEL_NAME
     served = served or model
     options = EngineOptions(
         model=model,

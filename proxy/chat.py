@@ -16,6 +16,7 @@ from typing import TypeVar
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
+from starlette.background import BackgroundTask
 
 from proxy.api_models import ChatCompletionRequest
 from proxy.backends.base import EngineBackend
@@ -25,7 +26,7 @@ from proxy.conversation import build_conversation, load_encoding, render_prompt,
 from proxy.errors import EngineLoading, ModelNotFound, ProxyError
 from proxy.metrics import ProxyMetrics
 from proxy.sampling import refuse_unsupported, sampling_config, stop_strings
-from proxy.sse import sse_events
+from proxy.sse import SseStream
 from proxy.structured import output_rules
 
 T = TypeVar("T")
@@ -106,11 +107,13 @@ class ChatCompletions:
             reason = run.finish_reasons[0] if completed else "client_disconnect"
             self.metrics.requests.labels("200" if completed else "499", reason or "").inc()
 
+        stream = SseStream(run, include_usage=include_usage, metrics=self.metrics, on_done=on_done)
         return EventSourceResponse(
-            sse_events(run, include_usage=include_usage, metrics=self.metrics, on_done=on_done),
+            stream.events(),
             ping=self.config.sse_ping_seconds or 0,
             sep="\n",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            background=BackgroundTask(stream.cleanup),
         )
 
     async def _respond(self, run: CompletionRun, request: Request) -> Response:

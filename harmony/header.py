@@ -8,8 +8,9 @@ dropping junk words (vLLM #23567, harmony #38).
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
+
+import regex
 
 from .models import Author, Role
 
@@ -53,10 +54,38 @@ class Header:
         }
 
 
+# Characters Rust's `{:?}` escapes as \u{hex}: not printable (Cc Cf Cs Co Cn Zl Zp, Zs but the
+# space) or Grapheme_Extend, anywhere in the string. `regex` (a tiktoken dependency) has newer
+# Unicode data than Python's unicodedata; Rust's tables are Unicode 16.0.
+_RUST_ESCAPED = regex.compile(
+    r"[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Grapheme_Extend}]|(?! )\p{Zs}"
+)
+# Assigned in Unicode 17.0 (known to `regex`), unassigned (so escaped) in Rust's Unicode 16.0.
+_UNICODE_17_RANGES = (
+    (0x88F, 0x88F), (0xC5C, 0xC5C), (0xCDC, 0xCDC), (0x20C1, 0x20C1), (0x2B96, 0x2B96),
+    (0xA7CE, 0xA7CF), (0xA7D2, 0xA7D2), (0xA7D4, 0xA7D4), (0xA7F1, 0xA7F1), (0xFBC3, 0xFBD2),
+    (0xFD90, 0xFD91), (0xFDC8, 0xFDCE), (0x10940, 0x10959), (0x10EC5, 0x10EC7),
+    (0x10ED0, 0x10ED8), (0x11B61, 0x11B61), (0x11B65, 0x11B65), (0x11B67, 0x11B67),
+    (0x11DB0, 0x11DDB), (0x11DE0, 0x11DE9), (0x16EA0, 0x16EB8), (0x16EBB, 0x16ED3),
+    (0x16FF2, 0x16FF6), (0x187F8, 0x187FF), (0x18D09, 0x18D1E), (0x18D80, 0x18DF2),
+    (0x1CCFA, 0x1CCFC), (0x1CEBA, 0x1CED0), (0x1CEE0, 0x1CEF0), (0x1E6C0, 0x1E6DE),
+    (0x1E6E0, 0x1E6E2), (0x1E6E4, 0x1E6E5), (0x1E6E7, 0x1E6ED), (0x1E6F0, 0x1E6F4),
+    (0x1E6FE, 0x1E6FF), (0x1F6D8, 0x1F6D8), (0x1F777, 0x1F77A), (0x1F8D0, 0x1F8D8),
+    (0x1FA54, 0x1FA57), (0x1FA8A, 0x1FA8A), (0x1FA8E, 0x1FA8E), (0x1FAC8, 0x1FAC8),
+    (0x1FACD, 0x1FACD), (0x1FAEA, 0x1FAEA), (0x1FAEF, 0x1FAEF), (0x1FBFA, 0x1FBFA),
+    (0x2B73A, 0x2B73F), (0x2CEA2, 0x2CEAD), (0x323B0, 0x33479),
+)
+
+
+def _assigned_after_unicode_16(char: str) -> bool:
+    code = ord(char)
+    return code >= 0x88F and any(lo <= code <= hi for lo, hi in _UNICODE_17_RANGES)
+
+
 def rust_debug(text: str) -> str:
     """Rust's `{:?}` of a string: JSON-like escapes, control characters as \\u{hex}."""
     out = ['"']
-    for i, char in enumerate(text):
+    for char in text:
         if char in '"\\':
             out.append("\\" + char)
         elif char == "\n":
@@ -67,15 +96,10 @@ def rust_debug(text: str) -> str:
             out.append("\\t")
         elif char == "\0":
             out.append("\\0")
+        elif _RUST_ESCAPED.match(char) or _assigned_after_unicode_16(char):
+            out.append(f"\\u{{{ord(char):x}}}")
         else:
-            category = unicodedata.category(char)
-            unprintable = category in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") or (
-                category == "Zs" and char != " "
-            )
-            if unprintable or (i == 0 and category in ("Mn", "Me")):
-                out.append(f"\\u{{{ord(char):x}}}")
-            else:
-                out.append(char)
+            out.append(char)
     out.append('"')
     return "".join(out)
 

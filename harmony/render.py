@@ -35,13 +35,18 @@ class RenderError(Exception):
 
 
 def _rust_lines(text: str) -> list[str]:
-    """Rust's `str::lines`: split on \\n, drop one trailing \\r per line, no final empty line."""
+    """Rust's `str::lines`: split on \\n, drop one \\r before each \\n, no final empty line.
+
+    A \\r not followed by \\n (e.g. at the very end) is kept, as in Rust.
+    """
     if not text:
         return []
     lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
+    last = lines.pop()
+    lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    if last:
+        lines.append(last)
+    return lines
 
 
 def _normalise(value: object) -> object:

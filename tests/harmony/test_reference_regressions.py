@@ -1,0 +1,76 @@
+"""Differences from the reference found by the differential tests, pinned as explicit cases.
+
+Each test compares with the oracle on the inputs that once diverged, so the fix stays in place
+even on a hypothesis run that does not happen to rediscover them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.harmony.differential import both, encoding
+
+
+@pytest.mark.parametrize(
+    "description", ["\r", "a\r", "a\r\nb\r", "a\r\r\nb", "x\n\r", "\r\n", "a\n\nb\n\n", "\r\r"]
+)
+def test_tool_description_keeps_a_carriage_return_not_followed_by_newline(
+    description: str,
+) -> None:
+    """Rust's str::lines drops a \\r only in front of \\n; a lone trailing \\r stays."""
+
+    def render(lib):
+        dev = lib.DeveloperContent.new().with_function_tools(
+            [lib.ToolDescription.new("f", description)]
+        )
+        ns = lib.ToolNamespaceConfig(name="ns", description=description, tools=[])
+        system = lib.SystemContent.new().with_tools(ns)
+        return encoding(lib).render_conversation(
+            lib.Conversation.from_messages(
+                [
+                    lib.Message.from_role_and_content(lib.Role.SYSTEM, system),
+                    lib.Message.from_role_and_content(lib.Role.DEVELOPER, dev),
+                ]
+            )
+        )
+
+    ours, reference = both(render)
+    assert ours == reference
+
+
+@pytest.mark.parametrize(
+    "word",
+    [
+        "e\u0301",  # combining acute after a letter: Grapheme_Extend, escaped anywhere
+        "\u0301x",
+        "\u09be",  # Mc but Other_Grapheme_Extend
+        "\uff9e",  # Lm but Other_Grapheme_Extend
+        "\u20dd",  # Me
+        "\u200c",  # ZWNJ
+        "a\u00a0b",  # Zs
+        "\u200b",  # Cf
+        "\x1b",  # Cc
+        "\U000e0100",  # variation selector supplement
+        "\u088f",  # assigned in Unicode 17, unassigned in Rust's Unicode 16
+        "\U0001fae9",  # assigned in Unicode 16: printable in Rust, Cn for Python 3.11
+        "\U0001f6d8",
+        "\ue000",  # private use
+        "\U000e01f0",  # unassigned
+        '"q"\\',
+    ],
+)
+def test_header_error_quotes_leftover_words_like_rust_debug(word: str) -> None:
+    """`unexpected tokens remaining in message header: Some("…")` uses Rust's escape_debug."""
+
+    def parse(lib):
+        enc = encoding(lib)
+        tokens = (
+            enc.encode("<|channel|>final Q", allowed_special="all")
+            + enc.encode(word + "Q y z", disallowed_special=())
+            + enc.encode("<|message|>hi", allowed_special="all")
+        )
+        return enc.parse_messages_from_completion_tokens(tokens, lib.Role.ASSISTANT)
+
+    ours, reference = both(parse)
+    assert reference.error is not None
+    assert ours == reference

@@ -40,6 +40,24 @@ _END = ["<|end|>", ""]
 _JSON_CONSTRAINS = [" json", " <|constrain|>json"]
 _FINAL_BEGIN = "<|channel|>final{constrain}<|message|>"
 _CALL_CHANNELS = ["<|channel|>commentary", "<|channel|>analysis", "<|channel|>final"]
+# Harmony's control tokens. xgrammar sees special tokens as their text, so without these
+# exclusions a JSON string or a reasoning span could swallow `<|end|><|start|>...` and the
+# grammar's idea of the message would drift from the Harmony parser's (seen on the demo model).
+_MARKERS = [
+    "<|start|>",
+    "<|end|>",
+    "<|message|>",
+    "<|channel|>",
+    "<|constrain|>",
+    "<|return|>",
+    "<|call|>",
+    "<|endoftext|>",
+    "<|reserved",
+]
+# Free text ends at its tag's `<|end|>`; every other marker is forbidden inside it.
+_TEXT_EXCLUDES = [m for m in _MARKERS if m != "<|end|>"]
+# JSON may be pretty-printed, but a small model can otherwise loop on whitespace forever.
+_MAX_JSON_WHITESPACE = 64
 _CALL_BEGINS = [
     " to=functions.{name}{channel}{constrain}<|message|>",
     "{channel} to=functions.{name}{constrain}<|message|>",
@@ -146,7 +164,7 @@ def _call_tag(model_name: str, function: Any) -> list[Any]:
     return [
         st.TagFormat(
             begin=pattern.format(name=model_name, channel=channel, constrain=constrain),
-            content=st.JSONSchemaFormat(json_schema=schema),
+            content=_json(st, schema),
             end=_END,
         )
         for pattern in _CALL_BEGINS
@@ -158,11 +176,12 @@ def _call_tag(model_name: str, function: Any) -> list[Any]:
 def _final_tags(schema: dict[str, Any] | None) -> list[Any]:
     st = _xgr()
     if schema is None:
-        return [st.TagFormat(begin=_FINAL_BEGIN.format(constrain=""), content=st.AnyTextFormat(), end=_END)]
+        begin = _FINAL_BEGIN.format(constrain="")
+        return [st.TagFormat(begin=begin, content=_text(st), end=_END)]
     return [
         st.TagFormat(
             begin=_FINAL_BEGIN.format(constrain=constrain),
-            content=st.JSONSchemaFormat(json_schema=schema),
+            content=_json(st, schema),
             end=_END,
         )
         for constrain in [*_JSON_CONSTRAINS, ""]
@@ -190,11 +209,21 @@ def _optional_message(st: Any, channel: str) -> Any:
         content=st.SequenceFormat(
             elements=[
                 st.TagFormat(
-                    begin=f"<|channel|>{channel}<|message|>", content=st.AnyTextFormat(), end="<|end|>"
+                    begin=f"<|channel|>{channel}<|message|>", content=_text(st), end="<|end|>"
                 ),
                 st.ConstStringFormat(value="<|start|>assistant"),
             ]
         )
+    )
+
+
+def _text(st: Any) -> Any:
+    return st.AnyTextFormat(excludes=_TEXT_EXCLUDES)
+
+
+def _json(st: Any, schema: dict[str, Any]) -> Any:
+    return st.JSONSchemaFormat(
+        json_schema=schema, excludes=_MARKERS, max_whitespace_cnt=_MAX_JSON_WHITESPACE
     )
 
 

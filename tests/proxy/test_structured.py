@@ -119,3 +119,22 @@ def test_custom_tool_types_are_a_400():
     with pytest.raises(InvalidRequest) as info:
         tool_names_for(request)
     assert info.value.param == "tools[0].type"
+
+
+def test_harmony_markers_cannot_hide_inside_json_strings():
+    r = rules(response_format={"type": "json_object"})
+    assert accepts(r, ANALYSIS + '<|channel|>final<|message|>{"a": "b < c | d"}')
+    assert not accepts(r, ANALYSIS + '<|channel|>final<|message|>{"a": "b<|end|><|start|>assistant"}')
+    call = rules(tools=[WEATHER_TOOL], tool_choice="required")
+    assert not accepts(call, ANALYSIS + ' to=functions.get_weather<|channel|>commentary json<|message|>{"city": "P<|call|>"}')
+
+
+def test_reasoning_cannot_contain_other_harmony_markers():
+    r = rules(tools=[WEATHER_TOOL], tool_choice="required")
+    assert not accepts(r, "<|channel|>analysis<|message|>x<|start|>assistant<|channel|>final<|message|>Hi<|end|><|start|>assistant" + CALL)
+
+
+def test_json_whitespace_runs_are_bounded():
+    r = rules(response_format={"type": "json_object"})
+    assert accepts(r, ANALYSIS + '<|channel|>final<|message|>{\n    "a": 1\n}')
+    assert not accepts(r, ANALYSIS + '<|channel|>final<|message|>{"a":' + " " * 200 + "1}")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from collections.abc import Set as AbstractSet
 from enum import Enum
 from typing import Literal
 
 from . import _tokens as tk
 from ._errors import HarmonyError
+from ._serde import InvalidJSON, payload_error
 from .models import Conversation, Message, RenderConversationConfig, RenderOptions, Role
 from .parser import StreamableParser
 from .render import Renderer, RenderError
@@ -25,6 +26,18 @@ class HarmonyEncodingName(str, Enum):
 
     def __str__(self) -> str:
         return str(self.value)
+
+
+def _raise_if_invalid_json(to_json: Callable[[], str], kind: str, exc: Exception) -> None:
+    """The reference parses the whole JSON payload before rendering: its errors come first.
+
+    Only reached when rendering failed, so the fast path never serialises the payload.
+    """
+    error = payload_error(to_json())
+    if error is not None:
+        raise ValueError(f"invalid {kind} JSON: {error}") from None
+    if isinstance(exc, InvalidJSON):
+        raise ValueError(f"invalid {kind} JSON: {exc}") from None
 
 
 def raise_disallowed_special_token(token: str) -> None:
@@ -107,7 +120,8 @@ class HarmonyEncoding:
         role = next_turn_role.value
         try:
             tokens = self._renderer.conversation(conversation, config or _DEFAULT_CONFIG)
-        except RenderError as exc:
+        except (RenderError, InvalidJSON) as exc:
+            _raise_if_invalid_json(conversation.to_json, "conversation", exc)
             raise HarmonyError(str(exc)) from None
         tokens.append(tk.START)
         tokens += self._renderer.piece(role)
@@ -118,7 +132,8 @@ class HarmonyEncoding:
     ) -> list[int]:
         try:
             return self._renderer.conversation(conversation, config or _DEFAULT_CONFIG)
-        except RenderError as exc:
+        except (RenderError, InvalidJSON) as exc:
+            _raise_if_invalid_json(conversation.to_json, "conversation", exc)
             raise RuntimeError(str(exc)) from None
 
     def render_conversation_for_training(
@@ -135,7 +150,8 @@ class HarmonyEncoding:
         function_tools = render_options.conversation_has_function_tools if render_options else False
         try:
             return self._renderer.message(message, function_tools)
-        except RenderError as exc:
+        except (RenderError, InvalidJSON) as exc:
+            _raise_if_invalid_json(message.to_json, "message", exc)
             raise RuntimeError(str(exc)) from None
 
     # -- parsing -------------------------------------------------------------------------------

@@ -9,10 +9,10 @@ different ids. Rendering is on the hot path of every request, so what repeats ac
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Sequence
 
 from . import _tokens as tk
+from ._serde import load_parameters
 from .models import (
     Content,
     Conversation,
@@ -50,12 +50,11 @@ def _rust_lines(text: str) -> list[str]:
 
 
 def _normalise(value: object) -> object:
-    """What the reference's Rust core sees: parameters after a json.dumps/parse round trip."""
-    try:
-        dumped = json.dumps(value, allow_nan=False)
-    except ValueError as exc:
-        raise ValueError(f"invalid conversation JSON: {exc}") from None
-    return json.loads(dumped)
+    """What the reference's Rust core sees: parameters after json.dumps and serde_json's parse.
+
+    Raises `_serde.InvalidJSON`; the encoding turns it into the reference's positioned error.
+    """
+    return load_parameters(value)
 
 
 def _namespace_block(ns: ToolNamespaceConfig) -> str:

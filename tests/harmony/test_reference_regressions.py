@@ -74,3 +74,46 @@ def test_header_error_quotes_leftover_words_like_rust_debug(word: str) -> None:
     ours, reference = both(parse)
     assert reference.error is not None
     assert ours == reference
+
+
+NUMBERS = [
+    1.1579208923731604e77,  # serde_json's fast float parse is not correctly rounded
+    2.5e-308,
+    0.30000000000000004,
+    2**70,  # beyond u64: serde_json keeps ~19 digits and the magnitude
+    -(2**63) - 1,
+    float("nan"),  # `NaN` literal: "expected value at line 1 column N"
+    float("inf"),
+    float("-inf"),  # "-Infinity": "invalid number at line 1 column N"
+    10**400,  # "number out of range at line 1 column N"
+]
+
+
+@pytest.mark.parametrize("value", NUMBERS, ids=repr)
+@pytest.mark.parametrize("entry_point", ["render", "conversation", "completion", "training"])
+def test_parameter_numbers_are_read_like_serde_json(value: object, entry_point: str) -> None:
+    """Defaults show serde_json's parsed value; refused numbers raise its positioned ValueError,
+    ahead of any rendering error elsewhere in the conversation."""
+
+    def render(lib):
+        params = {
+            "type": "object",
+            "properties": {"a": {"type": "number", "default": value}, "b": {"enum": [value]}},
+        }
+        dev = lib.DeveloperContent.new().with_function_tools(
+            [lib.ToolDescription.new("f", "d", parameters=params)]
+        )
+        message = lib.Message.from_role_and_content(lib.Role.DEVELOPER, dev)
+        misplaced = lib.Message.from_role_and_content(lib.Role.USER, lib.SystemContent.new())
+        enc = encoding(lib)
+        if entry_point == "render":
+            return enc.render(message)
+        conversation = lib.Conversation.from_messages([misplaced, message])
+        if entry_point == "conversation":
+            return enc.render_conversation(conversation)
+        if entry_point == "training":
+            return enc.render_conversation_for_training(conversation)
+        return enc.render_conversation_for_completion(conversation, lib.Role.ASSISTANT)
+
+    ours, reference = both(render)
+    assert ours == reference

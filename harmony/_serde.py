@@ -1,0 +1,108 @@
+"""Numbers in tool parameters as the reference's Rust core (serde_json) reads them.
+
+The reference's Python wrapper sends every message/conversation to Rust as `json.dumps` text.
+serde_json (without its `float_roundtrip` feature) parses numbers with a fast algorithm that is
+not always correctly rounded (`1.1579208923731604e+77` comes back as `…603e77`), and rejects
+`NaN`/`Infinity` and out-of-range numbers with a positioned error. Rendered defaults show the
+parsed values, and errors name the position, so both are reproduced here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+_U64_MAX = 2**64 - 1
+_LIMIT, _LAST_DIGIT = divmod(_U64_MAX, 10)
+_POW10 = tuple(float(f"1e{i}") for i in range(309))
+
+
+class InvalidJSON(ValueError):
+    """serde_json would refuse the payload (NaN/Infinity or a number out of range)."""
+
+
+def _overflows(significand: int, digit: int) -> bool:
+    return significand >= _LIMIT and (significand > _LIMIT or digit > _LAST_DIGIT)
+
+
+def parse_number(literal: str) -> int | float:
+    """serde_json's value for a JSON number literal: u64/i64 when integral and in range, else f64."""
+    positive = not literal.startswith("-")
+    mantissa, _, exp_text = (literal if positive else literal[1:]).lower().partition("e")
+    int_part, dot, frac_part = mantissa.partition(".")
+    significand = exponent = 0
+    overflowed = False
+    for char in int_part:
+        if overflowed or _overflows(significand, int(char)):
+            overflowed = True
+            exponent += 1  # digits past u64 are dropped, keeping the magnitude
+        else:
+            significand = significand * 10 + int(char)
+    if not dot and not exp_text and not overflowed:
+        if positive:
+            return significand
+        return -significand if 0 < significand <= 2**63 else -float(significand)
+    for char in frac_part:
+        if _overflows(significand, int(char)):
+            break
+        significand = significand * 10 + int(char)
+        exponent -= 1
+    if exp_text:
+        exp_value = int(exp_text.lstrip("+-"))
+        negative_exp = exp_text.startswith("-")
+        if exp_value > 2**31 - 1:
+            if significand and not negative_exp:
+                raise InvalidJSON("number out of range")
+            return 0.0 if positive else -0.0
+        exponent += -exp_value if negative_exp else exp_value
+    value = float(significand)
+    while True:
+        if abs(exponent) < len(_POW10):
+            if exponent >= 0:
+                value *= _POW10[exponent]
+                if value == float("inf"):
+                    raise InvalidJSON("number out of range")
+            else:
+                value /= _POW10[-exponent]
+            break
+        if value == 0.0:
+            break
+        if exponent >= 0:
+            raise InvalidJSON("number out of range")
+        value /= 1e308
+        exponent += 308
+    return value if positive else -value
+
+
+def _reject_constant(name: str) -> object:
+    raise InvalidJSON(f"{name} is not valid JSON")
+
+
+def load_parameters(value: object) -> object:
+    """`value` after the wrapper's json.dumps and serde_json's parse (raises InvalidJSON)."""
+    return json.loads(
+        json.dumps(value),
+        parse_float=parse_number,
+        parse_int=parse_number,
+        parse_constant=_reject_constant,
+    )
+
+
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|-?Infinity|NaN|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?')
+
+
+def payload_error(payload: str) -> str | None:
+    """serde_json's error for a wrapper payload (`… at line 1 column N`), or None if it parses."""
+    for match in _TOKEN.finditer(payload):
+        token = match.group()
+        if token[0] == '"':
+            continue
+        if token in ("NaN", "Infinity"):
+            return f"expected value at line 1 column {match.start() + 1}"
+        if token == "-Infinity":
+            return f"invalid number at line 1 column {match.start() + 2}"
+        try:
+            parse_number(token)
+        except InvalidJSON:
+            return f"number out of range at line 1 column {match.end()}"
+    return None

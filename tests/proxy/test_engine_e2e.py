@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tests.proxy.helpers import sse_events
 
@@ -183,8 +183,9 @@ def test_tool_choice_none_prevents_tool_calls_even_when_the_model_wants_one(clie
 
 
 class Capital(BaseModel):
-    country: str
-    capital: str
+    # Bounded strings: the grammar then guarantees the tiny model closes them in budget.
+    country: str = Field(max_length=24)
+    capital: str = Field(max_length=24)
 
 
 def test_response_format_with_a_pydantic_model_via_the_sdk_parse_helper(client, proxy_server):
@@ -192,7 +193,8 @@ def test_response_format_with_a_pydantic_model_via_the_sdk_parse_helper(client, 
         model=proxy_server.model,
         messages=ask("What is the capital of Spain?"),
         response_format=Capital,
-        max_completion_tokens=MAX,
+        max_completion_tokens=400,
+        temperature=0,
     )
     parsed = completion.choices[0].message.parsed
     assert isinstance(parsed, Capital)
@@ -200,7 +202,8 @@ def test_response_format_with_a_pydantic_model_via_the_sdk_parse_helper(client, 
 
 def test_response_format_json_object_gives_a_json_object(client, proxy_server):
     choice = client.chat.completions.create(
-        model=proxy_server.model, messages=ask("How many days are in a week?"), response_format={"type": "json_object"}, max_completion_tokens=MAX
+        model=proxy_server.model, messages=ask("What is the capital of Spain?"), response_format={"type": "json_object"},
+        max_completion_tokens=400, temperature=0
     ).choices[0]
     assert choice.finish_reason == "stop"
     assert isinstance(json.loads(choice.message.content), dict)

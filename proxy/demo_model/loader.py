@@ -69,6 +69,10 @@ def ensure_demo_model(
     try:
         expand(weights_dir, building)
         write_tokenizer_files(building)
+        # mkdtemp makes a private directory; the cache may be shared (e.g. baked into an image).
+        building.chmod(0o755)
+        for path in building.iterdir():
+            path.chmod(0o644)
         try:
             building.rename(target)
         except OSError:

@@ -9,6 +9,7 @@ namespace ordering, analysis dropping in multi-turn tool loops, and malformed co
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -16,9 +17,10 @@ from hypothesis import strategies as st
 
 from tests.harmony.differential import REFERENCE, encoding
 
-# Sized for CI on 2 cores: the whole harmony suite stays within a few minutes.
+# Sized for CI on 2 cores: the whole harmony suite stays within a few minutes. A deeper hunt:
+# HARMONY_DIFFERENTIAL_EXAMPLES=5000 pytest tests/harmony -k differential
 DIFFERENTIAL = settings(
-    max_examples=200,
+    max_examples=int(os.environ.get("HARMONY_DIFFERENTIAL_EXAMPLES", "200")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -183,9 +183,9 @@ def test_tool_choice_none_prevents_tool_calls_even_when_the_model_wants_one(clie
 
 
 class Capital(BaseModel):
-    # Bounded strings: the grammar then guarantees the tiny model closes them in budget.
-    country: str = Field(max_length=24)
-    capital: str = Field(max_length=24)
+    # Bounded strings (a pattern, which the grammar enforces) so the tiny model must close them.
+    country: str = Field(pattern=r"^[A-Za-z ]{1,24}$")
+    capital: str = Field(pattern=r"^[A-Za-z ]{1,24}$")
 
 
 def test_response_format_with_a_pydantic_model_via_the_sdk_parse_helper(client, proxy_server):

@@ -12,6 +12,7 @@ from typing import Literal
 from . import _tokens as tk
 from ._errors import HarmonyError
 from ._serde import InvalidJSON, payload_error
+from ._token_args import as_token, as_tokens
 from .models import Conversation, Message, RenderConversationConfig, RenderOptions, Role
 from .parser import StreamableParser
 from .render import Renderer, RenderError
@@ -159,6 +160,7 @@ class HarmonyEncoding:
     def parse_messages_from_completion_tokens(
         self, tokens: Sequence[int], role: Role | None = None, *, strict: bool = True
     ) -> list[Message]:
+        tokens = as_tokens(tokens)
         parser = StreamableParser(self, role, strict=strict)
         for token in tokens:
             parser.process(token)
@@ -169,6 +171,7 @@ class HarmonyEncoding:
 
     def decode_utf8(self, tokens: Sequence[int]) -> str:
         """Decode strictly: invalid UTF-8 or an unknown id raises HarmonyError."""
+        tokens = as_tokens(tokens)
         for token in tokens:
             if not 0 <= token < tk.N_VOCAB:
                 raise HarmonyError(
@@ -190,6 +193,7 @@ class HarmonyEncoding:
             ) from None
 
     def decode(self, tokens: Sequence[int], errors: str = "replace") -> str:
+        tokens = as_tokens(tokens)
         for token in tokens:
             if not 0 <= token < tk.N_VOCAB:
                 raise HarmonyError(f"Invalid token for decoding: {token}")
@@ -222,7 +226,7 @@ class HarmonyEncoding:
             )
 
     def is_special_token(self, token: int) -> bool:
-        return token in self._special_ids
+        return as_token(token) in self._special_ids
 
     def stop_tokens(self) -> list[int]:
         return list(_STOP_TOKENS)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _tokens as tk
 from ._errors import HarmonyError
+from ._token_args import as_token
 from .header import (
     Header,
     HeaderError,
@@ -90,6 +91,8 @@ class StreamableParser:
     # -- feeding -------------------------------------------------------------------------------
 
     def process(self, token: int) -> StreamableParser:
+        if type(token) is not int or not 0 <= token <= 0xFFFFFFFF:
+            token = as_token(token)  # the reference's u32 argument check (TypeError/OverflowError)
         self._tokens.append(token)
         self._last_delta = None
         state = self._state

@@ -447,6 +447,8 @@ def render_requests(draw: st.DrawFn) -> dict[str, Any]:
 
 SPECIAL_IDS = list(range(199998, 200014)) + [200014, 200018, 201088]
 INVALID_IDS = [201089, 300000, 99999999, 2**32 - 1]
+# Not even a u32: rejected at the reference's PyO3 boundary (OverflowError) before any parsing.
+NOT_U32_IDS = [-1, 2**32, 2**64]
 
 
 @st.composite
@@ -495,6 +497,8 @@ def completions(draw: st.DrawFn) -> dict[str, Any]:
         st.integers(0, 201088),
         st.sampled_from([173781, 316, 28, 12606, 815, 4108, 220, 9552, 132990, 35644]),
         st.sampled_from(INVALID_IDS),
+        st.sampled_from(INVALID_IDS),
+        st.sampled_from(NOT_U32_IDS),
     )
     for _ in range(draw(st.sampled_from([0, 0, 0, 1, 1, 2, 4]))):
         action = draw(st.sampled_from(["insert", "insert", "delete", "duplicate", "truncate"]))

@@ -61,7 +61,10 @@ def test_parsed_messages_compare_equal_to_built_messages(case: dict[str, Any]) -
 @given(
     strategies.st.lists(
         strategies.st.sampled_from(
-            strategies.SPECIAL_IDS + strategies.INVALID_IDS + [9552, 132990, 4108, 220, 56, 173781]
+            strategies.SPECIAL_IDS
+            + strategies.INVALID_IDS
+            + strategies.NOT_U32_IDS
+            + [9552, 132990, 4108, 220, 56, 173781]
         ),
         max_size=12,
     )

@@ -117,3 +117,34 @@ def test_parameter_numbers_are_read_like_serde_json(value: object, entry_point: 
 
     ours, reference = both(render)
     assert ours == reference
+
+
+BAD_TOKEN_ARGUMENTS = [-1, 2**32, 2**64, -(2**70), 1.5, "a", None, True]
+
+
+@pytest.mark.parametrize("token", BAD_TOKEN_ARGUMENTS, ids=repr)
+@pytest.mark.parametrize(
+    "call",
+    ["process", "process_in_content", "decode", "decode_utf8", "is_special_token", "parse"],
+)
+def test_token_arguments_are_checked_like_the_pyo3_boundary(token: object, call: str) -> None:
+    """Non-integers: TypeError naming the argument; beyond C long / u32: OverflowError; before
+    any parsing (a later bad id in a list fails the call even if an earlier token would)."""
+
+    def run(lib):
+        enc = encoding(lib)
+        if call == "process":
+            return lib.StreamableParser(enc, None).process(token).tokens
+        if call == "process_in_content":
+            parser = lib.StreamableParser(enc, lib.Role.ASSISTANT).process(200008)
+            return parser.process(token).state_data
+        if call == "decode":
+            return enc.decode([24912, token])
+        if call == "decode_utf8":
+            return enc.decode_utf8([24912, token])
+        if call == "is_special_token":
+            return enc.is_special_token(token)
+        return enc.parse_messages_from_completion_tokens([200007, token], None)
+
+    ours, reference = both(run)
+    assert ours == reference

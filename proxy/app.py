@@ -66,8 +66,11 @@ class _Startup:
     def __init__(self, chat: ChatCompletions, on_ready: Callable[[], None] | None) -> None:
         self.chat = chat
         self.on_ready = on_ready
-        self.error: str | None = None
         self.task: asyncio.Task[None] | None = None
+
+    @property
+    def error(self) -> str | None:
+        return self.chat.startup_error
 
     async def run(self) -> None:
         try:
@@ -79,7 +82,9 @@ class _Startup:
                 self.on_ready()
         except Exception as exc:  # noqa: BLE001 - reported by /ready, not crash the server
             logger.exception("engine failed to start")
-            self.error = f"{type(exc).__name__}: {exc}"
+            self.chat.startup_error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.chat.startup_done = True
 
 
 def create_app(
@@ -142,10 +147,7 @@ def create_app(
     async def ready() -> Response:
         if chat.encoding_loaded and backend.ready:
             return JSONResponse({"status": "ready", "model": backend.model_name})
-        message = "The engine is still loading."
-        if startup.error:
-            message = f"The engine failed to start: {startup.error}"
-        raise EngineLoading(message)
+        raise EngineLoading(chat.unavailable_reason())
 
     @app.get("/metrics")
     async def prometheus() -> Response:

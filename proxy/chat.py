@@ -42,6 +42,16 @@ class ChatCompletions:
         self.backend = backend
         self.metrics = metrics
         self.encoding_loaded = False
+        self.startup_done = False
+        self.startup_error: str | None = None
+
+    def unavailable_reason(self) -> str:
+        """Why requests are refused with 503: still loading, failed to load, or gone."""
+        if self.startup_error:
+            return f"The engine failed to start: {self.startup_error}"
+        if self.startup_done:
+            return "The engine is not available (it stopped or died); retry later."
+        return "The engine is still loading; retry shortly."
 
     def model_names(self) -> list[str]:
         return list(self.config.served_model_names) or [self.backend.model_name]
@@ -58,7 +68,7 @@ class ChatCompletions:
             raise ModelNotFound(body.model)
         refuse_unsupported(body)
         if not (self.encoding_loaded and self.backend.ready):
-            raise EngineLoading()
+            raise EngineLoading(self.unavailable_reason())
         request_id = getattr(request.state, "request_id", None) or secrets.token_hex(12)
         plan = await asyncio.to_thread(self._plan, body, request_id)
         run = CompletionRun(plan, self.backend, load_encoding(), self.metrics)

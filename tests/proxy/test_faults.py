@@ -145,3 +145,17 @@ def test_a_stop_string_ends_the_choice_and_aborts_the_rest_of_the_generation(scr
     assert data["choices"][0]["message"]["content"] == "Count: 1 2"
     assert data["choices"][0]["finish_reason"] == "stop"
     assert len(backend.aborted) == 1 and backend.finished == []
+
+
+class _FailingBackend(ScriptedBackend):
+    async def start(self) -> None:
+        raise RuntimeError("no such checkpoint")
+
+
+def test_an_engine_that_failed_to_load_is_reported_by_ready_and_requests(make_server):
+    server = make_server(backend=_FailingBackend(ready=False), ready=False)
+    with httpx.Client(base_url=server.url) as client:
+        wait_for(lambda: "failed to start" in client.get("/ready").text)
+        response = client.post(URL, json=body(server.model))
+    assert response.status_code == 503
+    assert "no such checkpoint" in response.json()["error"]["message"]

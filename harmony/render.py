@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 
+import pydantic_core
+
 from . import _tokens as tk
 from ._serde import load_parameters
 from .models import (
@@ -126,6 +128,11 @@ def has_function_tools(messages: Sequence[Message]) -> bool:
     return False
 
 
+def _cache_key(content: SystemContent | DeveloperContent) -> bytes:
+    """The content by value; NaN/Infinity stay distinct from None (model_dump_json makes all null)."""
+    return pydantic_core.to_json(content.model_dump(), inf_nan_mode="constants")
+
+
 class Renderer:
     """Turns messages into token ids with one tiktoken encoding, caching repeated pieces."""
 
@@ -151,7 +158,7 @@ class Renderer:
                 raise RenderError(
                     f"SystemContent may only appear in system messages, found in {_debug(role)}"
                 )
-            key = f"s{int(function_tools)}{content.model_dump_json()}"
+            key = f"s{int(function_tools)}{_cache_key(content)}"
             return self._cached_text(key, lambda: system_text(content, function_tools))
         if isinstance(content, DeveloperContent):
             if role is not Role.DEVELOPER:
@@ -159,7 +166,7 @@ class Renderer:
                     "DeveloperContent may only appear in developer messages, "
                     f"found in {_debug(role)}"
                 )
-            key = f"d{content.model_dump_json()}"
+            key = f"d{_cache_key(content)}"
             return self._cached_text(key, lambda: developer_text(content))
         content.to_dict()  # the base class cannot be serialised: NotImplementedError, as upstream
         raise RenderError(f"unknown content type {type(content).__name__}")

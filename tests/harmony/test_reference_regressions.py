@@ -148,3 +148,26 @@ def test_token_arguments_are_checked_like_the_pyo3_boundary(token: object, call:
 
     ours, reference = both(run)
     assert ours == reference
+
+
+@pytest.mark.parametrize("kind", ["system", "developer"])
+def test_non_finite_default_is_not_served_from_the_none_default_render_cache(kind: str) -> None:
+    """model_dump_json writes NaN/Infinity as null: a cache keyed on it served None's text."""
+
+    def run(lib, default: object):
+        params = {"type": "object", "properties": {"a": {"type": "number", "default": default}}}
+        tools = [lib.ToolDescription.new("f", "d", parameters=params)]
+        if kind == "system":
+            ns = lib.ToolNamespaceConfig(name="ns", description=None, tools=tools)
+            message = lib.Message.from_role_and_content(
+                lib.Role.SYSTEM, lib.SystemContent.new().with_tools(ns)
+            )
+        else:
+            message = lib.Message.from_role_and_content(
+                lib.Role.DEVELOPER, lib.DeveloperContent.new().with_function_tools(tools)
+            )
+        return encoding(lib).render(message)
+
+    for default in (None, float("nan"), None, float("inf"), float("-inf")):
+        ours, reference = both(lambda lib, default=default: run(lib, default))
+        assert ours == reference

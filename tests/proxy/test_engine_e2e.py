@@ -255,3 +255,26 @@ def test_client_disconnect_aborts_the_request_in_the_engine(proxy_server):
     while backend.num_unfinished_requests() != 0:
         assert time.monotonic() < deadline, "the engine kept generating after the client left"
         time.sleep(0.05)
+
+
+def test_concurrent_streams_do_not_mix(client, proxy_server):
+    """Requests batched together in the engine each get their own parser and their own text."""
+    questions = ["What is the capital of France?", "What's the weather in Paris?", "Hello!"]
+    params = dict(model=proxy_server.model, max_completion_tokens=64, temperature=0)
+    alone = [client.chat.completions.create(messages=ask(q), **params).choices[0].message for q in questions]
+
+    async def one(aclient: openai.AsyncOpenAI, question: str) -> tuple[str, str]:
+        content, reasoning = "", ""
+        async for chunk in await aclient.chat.completions.create(messages=ask(question), stream=True, **params):
+            delta = chunk.choices[0].delta
+            content += delta.content or ""
+            reasoning += getattr(delta, "reasoning", None) or ""
+        return content, reasoning
+
+    async def together() -> list[tuple[str, str]]:
+        async with openai.AsyncOpenAI(base_url=proxy_server.base_url, api_key="x", max_retries=0) as aclient:
+            return await asyncio.gather(*(one(aclient, q) for q in questions))
+
+    for (content, reasoning), message in zip(asyncio.run(together()), alone, strict=True):
+        assert content == (message.content or "")
+        assert reasoning == (getattr(message, "reasoning", None) or "")

@@ -104,7 +104,7 @@ class EngineOptions:
             from vllm.config import StructuredOutputsConfig
 
             kwargs["structured_outputs_config"] = StructuredOutputsConfig(
-                disable_any_whitespace=True
+                backend="xgrammar", disable_any_whitespace=True
             )
         kwargs.update(self.extra_engine_args)
         return kwargs
@@ -116,6 +116,15 @@ class EngineOptions:
         if path.is_dir():
             return not (path / "tokenizer.json").exists()
         return False  # a hub id: its tokenizer comes with it
+
+
+def _is_client_error(exc: BaseException) -> bool:
+    """vLLM's request-validation errors (ValueError before vLLM 0.2x, VLLMClientError since)."""
+    try:
+        from vllm.exceptions import VLLMClientError
+    except ImportError:
+        return False
+    return isinstance(exc, VLLMClientError)
 
 
 class VllmBackend:
@@ -226,6 +235,11 @@ class VllmBackend:
     async def generate(
         self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str
     ) -> AsyncIterator[GenerationChunk]:
+        """Stream DELTA token ids per choice (see `EngineBackend.generate`).
+
+        Raises EngineNotReady before the engine is loaded or after it died, ValueError when vLLM
+        rejects the request (e.g. the prompt does not fit the context), EngineError otherwise.
+        """
         if not self.ready:
             raise EngineNotReady("the engine is not loaded" if self._engine is None
                                  else "the engine is dead")
@@ -235,7 +249,7 @@ class VllmBackend:
         try:
             params = self.sampling_params(sampling)
         except Exception as exc:  # vLLM validates parameters on construction
-            raise EngineError(f"invalid sampling parameters: {exc}") from exc
+            raise ValueError(f"invalid sampling parameters: {exc}") from exc
         stream = self._engine.generate(
             TokensPrompt(prompt_token_ids=list(prompt_token_ids)), params, request_id
         )
@@ -253,9 +267,11 @@ class VllmBackend:
         except EngineDeadError as exc:
             self._dead = True
             raise EngineError("the engine died while generating") from exc
-        except (asyncio.CancelledError, GeneratorExit):
+        except (asyncio.CancelledError, GeneratorExit, ValueError):
             raise
         except Exception as exc:
+            if _is_client_error(exc):  # e.g. a prompt longer than the context: a bad request
+                raise ValueError(str(exc)) from exc
             if self._engine is not None and self._engine.errored:
                 self._dead = True
             raise EngineError(f"generation failed: {exc!r}") from exc

@@ -258,3 +258,14 @@ def test_a_choice_constraint_yields_exactly_one_choice(background_loop, vllm_bac
                               structured_outputs={"choice": ["red", "green", "blue"]})
     chunks = collect(background_loop, vllm_backend, prompt, sampling)
     assert decode(tokens_of(chunks)) in ("red", "green", "blue")
+
+
+@pytest.mark.engine
+def test_a_prompt_longer_than_the_context_is_rejected_as_a_bad_request(
+    background_loop, vllm_backend, prompt
+):
+    too_long = prompt[:-2] * (3000 // len(prompt) + 1) + prompt[-2:]
+    with pytest.raises(ValueError):
+        collect(background_loop, vllm_backend, too_long, SamplingConfig(max_tokens=4))
+    assert vllm_backend.ready
+    assert collect(background_loop, vllm_backend, prompt, SamplingConfig(max_tokens=4))

@@ -117,26 +117,39 @@ FACTS = (
 
 # User phrasings: index 0.. are for training; the HELDOUT_* ones never appear in training.
 GREETINGS = ("Hello!", "Hi there.", "Good morning!", "Hey, how are you?", "Hi!", "Hello, assistant.",
-             "Good evening!", "Hey there!", "Hi, nice to meet you.")
+             "Good evening!", "Hey there!", "Hi, nice to meet you.", "Hello, how is it going?",
+             "Hey!", "Morning!", "Hi, can you help me?", "Hello there, friend.",
+             "Good day!", "Hiya!")
 HELDOUT_GREETINGS = ("Greetings, assistant!", "Yo, what's up?", "Howdy!", "Good afternoon to you.")
 ARITH = ("What is {e}?", "Calculate {e}.", "How much is {e}?", "Please compute {e}.",
-         "What do you get for {e}?", "Can you tell me {e}?")
+         "What do you get for {e}?", "Can you tell me {e}?", "Solve {e}.", "{e} is what?",
+         "I need the result of {e}.", "Help me with {e}, please.", "What's {e}?",
+         "Compute {e} for me.")
 HELDOUT_ARITH = ("Could you work out {e} for me?", "Quick question: {e} equals what?")
 CAPITAL = ("What is the capital of {c}?", "Which city is the capital of {c}?",
-           "Name the capital of {c}.", "What's the capital city of {c}?")
+           "Name the capital of {c}.", "What's the capital city of {c}?",
+           "I forgot the capital of {c}. What is it?", "Capital of {c}?",
+           "Which city is {c}'s capital?")
 HELDOUT_CAPITAL = ("Tell me the capital of {c}, please.", "Do you know the capital of {c}?")
 WEATHER = ("What's the weather in {city}?", "Is it raining in {city}?",
            "How warm is it in {city} today?", "What is the weather like in {city}?",
-           "Tell me the weather for {city}.", "Is it sunny in {city}?")
+           "Tell me the weather for {city}.", "Is it sunny in {city}?",
+           "Do I need an umbrella in {city} today?", "How hot is it in {city}?",
+           "I am flying to {city}. What is the weather there?", "Weather in {city}, please.",
+           "What temperature is it in {city} now?")
 HELDOUT_WEATHER = ("Any idea if it's cold in {city} right now?",
                    "Could you check the weather over in {city}?")
 UNIT_SUFFIX = (" Please answer in {u}.", " Use {u}.", " In {u}, please.")
 SEARCH = ("Search the web for {t}.", "Look up {t}.", "Find information about {t}.",
-          "Can you search for {t}?", "Please search {t} online.")
+          "Can you search for {t}?", "Please search {t} online.",
+          "I want to learn about {t}. Please search.", "Find me articles on {t}.",
+          "Could you look up {t} on the web?", "Search: {t}", "What can you find about {t}?",
+          "Do a web search for {t}.")
 HELDOUT_SEARCH = ("I would like to read about {t}, can you search?",
                   "What does the internet say about {t}?")
 REPEAT = ("Repeat after me: {t}", "Say exactly this: {t}", "Please echo: {t}",
-          "Repeat this text: {t}")
+          "Repeat this text: {t}", "Copy these words: {t}", "Say it back to me: {t}",
+          "Repeat the following: {t}", "Just repeat: {t}")
 HELDOUT_REPEAT = ("Can you say back the phrase: {t}", "Echo the following words: {t}")
 
 CONDITIONS = ("sunny", "cloudy", "rainy", "windy", "snowy", "foggy", "clear")

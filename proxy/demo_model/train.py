@@ -103,10 +103,10 @@ class _Encoder:
         mask = torch.zeros((len(examples), width), dtype=torch.bool)
         for b, ex in enumerate(examples):
             seq = [self.row.get(t, self.unk) for t in ex.prompt + ex.completion]
-            if rng is not None and rng.random() < 0.3:  # UNK dropout on user text
+            if rng is not None and rng.random() < 0.5:  # UNK dropout on user text
                 for start, end in ex.user_spans:
                     for i in range(start, end):
-                        if rng.random() < 0.1:
+                        if rng.random() < 0.12:
                             seq[i] = self.unk
             n = len(seq) - 1
             inputs[b, :n] = torch.tensor(seq[:-1])

@@ -71,6 +71,29 @@ the a an and or but if so because while when where what which who whom whose why
 this these those there their they them we us our you your he him his she her it its my me mine
 to of in on at by for with from about into over under after before between through during
 without within along across behind beyond near around above below up down out off
+could would should must might shall can will may any each every both either neither
+some many much more most less least few several enough such own same other another
+please thanks thank sorry hello greetings welcome okay yes no not maybe
+phrase sentence word words text line page note list following previous next above below
+internet online web search browser link video photo picture article blog post forum chat
+equal equals plus minus times divided total sum average number numbers digit percent
+weather forecast temperature degree degrees rainy sunny cloudy windy snowy foggy humid dry
+north south east west left right center middle top bottom front inside outside
+city town country state street avenue road highway corner district region continent
+monday tuesday wednesday thursday friday saturday sunday january february march april june
+july august september october november december
+price cost cheap expensive sale discount money coin dollar euro pound cash bill
+friend friends family brother sister uncle aunt cousin grandmother grandfather husband
+teacher student class homework exam test lesson school university college degree
+doctor nurse hospital medicine health fever cold flu pain
+breakfast lunch dinner snack meal recipe kitchen oven pan pot plate
+happy sad excited nervous worried bored surprised confused
+computer laptop phone tablet app software hardware code program file folder password
+send receive open close save delete copy paste print share upload download install update
+tell explain describe show find give make take bring carry check compare
+nice great good fine awesome cool excellent terrible awful bad okay
+quickly slowly today tonight soon later now already still yet
+about around almost exactly nearly roughly maybe probably
 """.split()
 
 # Order-preserving de-duplication: the list is data, sampled by index with a fixed seed.

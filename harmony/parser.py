@@ -146,6 +146,9 @@ class StreamableParser:
             if repaired:
                 self._recovered("header_repaired")
         else:
+            # The reference leaves the header state before parsing it: after a header error the
+            # parser is in ExpectStart (next_role kept), not still collecting header tokens.
+            self._state = StreamState.EXPECT_START
             try:
                 text = self._encoding.decode_utf8(self._header_tokens)
             except HarmonyError:
@@ -289,15 +292,17 @@ class StreamableParser:
             delta = ""
             if exc.start > 0:
                 delta = data[: exc.start].decode("utf-8")
+                self._deltas.append(delta)
             if exc.reason == "unexpected end of data":
                 self._undecoded_bytes = data[exc.start :]
                 self._last_delta = delta or None
             else:
-                delta += _REPLACEMENT  # one invalid sequence per token, as the reference
+                # One invalid sequence per token, as the reference; U+FFFD is encoded as its own
+                # piece of content_tokens (state_data), apart from the valid text before it.
+                self._deltas.append(_REPLACEMENT)
+                delta += _REPLACEMENT
                 self._undecoded_bytes = data[exc.end :]
                 self._last_delta = delta
-            if delta:
-                self._deltas.append(delta)
             return
         self._undecoded_bytes = b""
         self._deltas.append(text)

@@ -200,7 +200,11 @@ def parser_snapshot(parser: Any) -> dict[str, Any]:
 def stream_trace(
     lib: ModuleType, tokens: Sequence[int], role: str | None, strict: bool, eos: bool
 ) -> list[Any]:
-    """Feed `tokens` one at a time; the snapshot after each, ending with the error if one is raised."""
+    """Feed `tokens` one at a time; after each, the error it raised (or None) and the snapshot.
+
+    Feeding goes on after an error (servers catch HarmonyError and carry on), so the state an
+    error leaves behind is compared too.
+    """
     role_value = None if role is None else lib.Role(role)
     created = outcome(lambda: lib.StreamableParser(encoding(lib), role_value, strict=strict))
     if created.error is not None:
@@ -212,11 +216,9 @@ def stream_trace(
         steps.append(parser.process_eos)
     for step in steps:
         result = outcome(step)
-        if result.error is not None:
-            trace.append(("error", result.error))
-            break
-        assert result.value is parser, "process()/process_eos() must return the parser"
-        trace.append(parser_snapshot(parser))
+        if result.error is None:
+            assert result.value is parser, "process()/process_eos() must return the parser"
+        trace.append((result.error, parser_snapshot(parser)))
     return trace
 
 

@@ -171,3 +171,46 @@ def test_non_finite_default_is_not_served_from_the_none_default_render_cache(kin
     for default in (None, float("nan"), None, float("inf"), float("-inf")):
         ours, reference = both(lambda lib, default=default: run(lib, default))
         assert ours == reference
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["<|channel|>", "<|channel|>final a b c d", "x", "\x80"],
+    ids=["empty_channel", "leftover_words", "unknown_role", "undecodable"],
+)
+def test_header_error_leaves_the_parser_expecting_start(header: str) -> None:
+    """After a header error at <|message|> the reference is in ExpectStart, role kept."""
+
+    def run(lib):
+        enc = encoding(lib)
+        head = [200006, *enc.encode(header, allowed_special="all", disallowed_special=())]
+        if header == "\x80":
+            head = [200006, 9552]  # a broken UTF-8 prefix: "could not decode header"
+        parser = lib.StreamableParser(enc, None)
+        trace = []
+        for token in [*head, 200008, 3686, 200006, 173781, 200008, 3686, 200007]:
+            try:
+                parser.process(token)
+                trace.append(None)
+            except Exception as exc:  # noqa: BLE001 - compared with the reference
+                trace.append((type(exc).__name__, str(exc)))
+            trace.append((parser.state_data, parser.current_role, len(parser.messages)))
+        return trace
+
+    ours, reference = both(run)
+    assert ours == reference
+
+
+def test_replacement_char_is_its_own_piece_of_content_tokens() -> None:
+    """Valid text and U+FFFD decoded from one token are encoded separately in content_tokens."""
+
+    def run(lib):
+        enc = encoding(lib)
+        parser = lib.StreamableParser(enc, lib.Role.ASSISTANT).process(200008)
+        # 9552 = bytes 20 F0 9F (a space, a truncated emoji); 108 continues with non-UTF-8 tail
+        for token in (9552, 174, 116, 117, 220, 108):
+            parser.process(token)
+        return parser.state_data, parser.last_content_delta, parser.current_content
+
+    ours, reference = both(run)
+    assert ours == reference

@@ -517,3 +517,64 @@ def completions(draw: st.DrawFn) -> dict[str, Any]:
         "strict": draw(st.booleans()),
         "eos": draw(st.booleans()),
     }
+
+
+# -- raw JSON dicts for Message.from_dict / Conversation.from_json (spec §10.1) ---------------------
+
+_content_dicts = st.one_of(
+    st.fixed_dictionaries({"type": st.just("text"), "text": short_texts}),
+    st.fixed_dictionaries(
+        {"type": st.just("system_content")},
+        optional={
+            "model_identity": st.one_of(st.none(), short_texts),
+            "reasoning_effort": st.sampled_from(["Low", "Medium", "High", "low", None, 3]),
+            "channel_config": st.one_of(
+                st.none(),
+                st.fixed_dictionaries(
+                    {
+                        "valid_channels": st.lists(short_texts, max_size=2),
+                        "channel_required": st.booleans(),
+                    }
+                ),
+            ),
+            "tools": st.one_of(
+                st.none(),
+                st.dictionaries(
+                    short_texts,
+                    st.fixed_dictionaries(
+                        {
+                            "name": short_texts,
+                            "tools": st.lists(
+                                st.fixed_dictionaries(
+                                    {"name": short_texts, "description": short_texts}
+                                ),
+                                max_size=2,
+                            ),
+                        }
+                    ),
+                    max_size=2,
+                ),
+            ),
+        },
+    ),
+    st.fixed_dictionaries(
+        {"type": st.just("developer_content")},
+        optional={"instructions": st.one_of(st.none(), short_texts), "tools": st.none()},
+    ),
+    st.fixed_dictionaries({"type": st.sampled_from(["image", "Text", 1])}),
+    st.fixed_dictionaries({}, optional={"text": short_texts}),
+    json_scalars,
+)
+message_dicts = st.fixed_dictionaries(
+    {"role": st.sampled_from([*ROLES, "bot", "USER", 1])},
+    optional={
+        "name": st.one_of(st.none(), short_texts, st.integers()),
+        "content": st.one_of(
+            short_texts, st.lists(_content_dicts, max_size=3), st.none(), st.integers()
+        ),
+        "channel": st.one_of(st.none(), short_texts),
+        "recipient": st.one_of(st.none(), short_texts),
+        "content_type": st.one_of(st.none(), short_texts),
+        "type": st.just("ignored"),
+    },
+)

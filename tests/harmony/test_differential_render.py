@@ -6,6 +6,7 @@ the outcome: the token list, or the exception class and message.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hypothesis import given
@@ -90,3 +91,15 @@ def test_tool_schema_rendering_matches_reference(tool: dict[str, Any]) -> None:
     }
     ours, reference = both(lambda lib: render(lib, request))
     _assert_same(ours, reference, tool)
+
+
+@strategies.DIFFERENTIAL
+@given(strategies.st.lists(strategies.message_dicts, max_size=3))
+def test_messages_from_json_dicts_match_reference(dicts: list[dict[str, Any]]) -> None:
+    """Message.from_dict / Conversation.from_json, including invalid roles and content variants."""
+    for d in dicts:
+        ours, reference = both(lambda lib, d=d: lib.Message.from_dict(d).to_dict())
+        _assert_same(ours, reference, d)
+    payload = json.dumps({"messages": dicts})
+    ours, reference = both(lambda lib: lib.Conversation.from_json(payload).to_json())
+    _assert_same(ours, reference, dicts)

@@ -117,6 +117,7 @@ class CompletionRun:
         )
         try:
             self._first = await anext(self._engine)
+            self._raise_if_failed(self._first)
         except StopAsyncIteration:
             self._first = None
             self.engine_finished = True
@@ -177,8 +178,22 @@ class CompletionRun:
             yield self._first
         assert self._engine is not None
         async for gen in self._engine:
+            self._raise_if_failed(gen)
             yield gen
         self.engine_finished = True
+
+    def _raise_if_failed(self, gen: GenerationChunk) -> None:
+        """An engine that ends a choice with "error" or an unrequested "abort" has failed it."""
+        if gen.finish_reason not in ("error", "abort"):
+            return
+        self.engine_finished = True
+        message = f"the engine ended the request with finish_reason {gen.finish_reason!r}"
+        if self.plan.sampling.structured_outputs:
+            message += (
+                " (with tool_choice/response_format this usually means the grammar engine could "
+                "not compile the schema)"
+            )
+        raise EngineError(message)
 
     def _consume(self, gen: GenerationChunk) -> list[ChatCompletionChunk]:
         if self._cached_tokens is None and gen.cached_prompt_tokens is not None:

@@ -36,6 +36,8 @@ class Script:
     fail_after: int | None = None
     # Keep generating past stop tokens (what `ignore_eos` would do to an engine).
     ignore_stop_tokens: bool = False
+    # End every choice with this finish_reason instead ("error": the engine failed it).
+    finish_reason: FinishReason | None = None
 
 
 @dataclass
@@ -131,6 +133,8 @@ class ScriptedBackend:
                     break
         if len(tokens) > sampling.max_tokens:
             tokens, finish = tokens[: sampling.max_tokens], "length"
+        if script.finish_reason is not None:
+            finish = script.finish_reason
         sizes = itertools.cycle(script.chunk_sizes or (1,))
         chunks: list[tuple[list[int], FinishReason | None]] = []
         pos = 0

@@ -159,3 +159,25 @@ def test_an_engine_that_failed_to_load_is_reported_by_ready_and_requests(make_se
         response = client.post(URL, json=body(server.model))
     assert response.status_code == 503
     assert "no such checkpoint" in response.json()["error"]["message"]
+
+
+def test_an_engine_finishing_a_request_with_error_is_a_500_not_an_empty_answer(scripted_server):
+    scripted_server.backend.script = Script([[]], finish_reason="error")
+    response = post_json(scripted_server, body(scripted_server.model, response_format={"type": "json_object"}))
+    error = response.json()["error"]
+    assert response.status_code == 500
+    assert "grammar" in error["message"]
+
+
+def test_an_engine_error_finish_mid_stream_is_an_error_event(scripted_server):
+    scripted_server.backend.script = Script([LONG[:20]], finish_reason="error")
+    with httpx.Client(base_url=scripted_server.url) as client:
+        response = client.post(URL, json=body(scripted_server.model, stream=True))
+    events = sse_events(response.text)
+    assert events[-1] == "[DONE]"
+    assert any("error" in json.loads(e) for e in events[:-1])
+
+
+def post_json(server, payload) -> httpx.Response:
+    with httpx.Client(base_url=server.url) as client:
+        return client.post(URL, json=payload)

@@ -16,6 +16,13 @@ import harmony
 
 VECTORS_PATH = Path(__file__).resolve().parent / "data" / "harmony-vectors.json"
 VECTORS: dict[str, Any] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
+# Where CI keeps the shared original (beside the clone); the committed copy must not drift.
+SHARED_VECTORS_PATH = Path(__file__).resolve().parents[3] / "shared" / "harmony-vectors.json"
+
+
+@pytest.mark.skipif(not SHARED_VECTORS_PATH.exists(), reason="no shared/ beside the clone")
+def test_committed_vectors_are_the_shared_vectors() -> None:
+    assert json.loads(SHARED_VECTORS_PATH.read_text(encoding="utf-8")) == VECTORS
 
 
 @pytest.fixture(scope="module")

@@ -152,7 +152,7 @@ class ChatCompletionRequest(_Lenient):
     include_reasoning: bool = True
     ignore_eos: bool | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
 
 
 # ---------------------------------------------------------------- responses
@@ -210,10 +210,30 @@ class Usage(BaseModel):
     prompt_tokens_details: PromptTokensDetails | None = None
 
 
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    """Log-probabilities of the answer's tokens (reasoning and tool-call tokens are not shown)."""
+
+    content: list[TokenLogprob] | None
+    refusal: None = None
+
+
 class ChunkChoice(BaseModel):
     index: int
     delta: Delta
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
     finish_reason: str | None = None
 
 
@@ -244,7 +264,7 @@ class AssistantMessageOut(BaseModel):
 class Choice(BaseModel):
     index: int
     message: AssistantMessageOut
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
     finish_reason: str | None
 
 

@@ -25,11 +25,13 @@ from proxy.api_models import (
     ChatCompletion,
     ChatCompletionChunk,
     Choice,
+    ChoiceLogprobs,
     ChunkChoice,
     CompletionTokensDetails,
     Delta,
     FunctionCallOut,
     PromptTokensDetails,
+    TokenLogprob,
     ToolCallOut,
     Usage,
 )
@@ -42,6 +44,7 @@ from proxy.backends.base import (
 )
 from proxy.deltas import DeltaAssembler
 from proxy.errors import EngineFailure, EngineLoading, InvalidRequest, ProxyError
+from proxy.logprobs import token_logprob
 from proxy.metrics import ProxyMetrics
 from proxy.structured import OutputRules
 from proxy.tool_names import ToolNames
@@ -101,6 +104,8 @@ class CompletionRun:
         self._last_token_at: float | None = None
         self._cached_tokens: int | None = None
         self._engine_done = [False] * plan.sampling.n
+        self._encoding = encoding
+        self._logprobs: list[list[TokenLogprob]] = [[] for _ in range(plan.sampling.n)]
         self._closed = False
         self.engine_finished = False
 
@@ -206,6 +211,7 @@ class CompletionRun:
         assembler = self._assemblers[gen.index]
         out = []
         delta = assembler.feed(gen.token_ids)
+        self._collect_logprobs(gen, assembler.content_positions)
         if delta is not None:
             out.append(self._chunk(gen.index, delta))
         if gen.finish_reason is not None or assembler.done:
@@ -230,6 +236,16 @@ class CompletionRun:
         out.append(self._chunk(index, Delta(), reason))
         return out
 
+    def _collect_logprobs(self, gen: GenerationChunk, positions: list[int]) -> None:
+        top_n = self.plan.sampling.logprobs
+        if top_n is None or not gen.logprobs:
+            return
+        self._logprobs[gen.index].extend(
+            token_logprob(self._encoding, gen.token_ids[k], gen.logprobs[k], top_n)
+            for k in positions
+            if k < len(gen.logprobs)
+        )
+
     def _observe_timing(self, tokens: int) -> None:
         now = time.monotonic()
         if self._last_token_at is None:
@@ -246,11 +262,15 @@ class CompletionRun:
                 delta.reasoning = None
             elif self.plan.mirror_reasoning_content:
                 delta.reasoning_content = delta.reasoning
+        logprobs = None
+        if self._logprobs[index] and (not delta.is_empty() or finish is not None):
+            logprobs = ChoiceLogprobs(content=self._logprobs[index])
+            self._logprobs[index] = []
         return ChatCompletionChunk(
             id=self.plan.completion_id,
             created=self.plan.created,
             model=self.plan.model,
-            choices=[ChunkChoice(index=index, delta=delta, finish_reason=finish)],
+            choices=[ChunkChoice(index=index, delta=delta, logprobs=logprobs, finish_reason=finish)],
         )
 
     def _usage_chunk(self) -> ChatCompletionChunk:
@@ -286,6 +306,7 @@ async def fold(run: CompletionRun) -> ChatCompletion:
     content: list[list[str]] = [[] for _ in range(n)]
     reasoning: list[list[str]] = [[] for _ in range(n)]
     calls: list[dict[int, ToolCallOut]] = [{} for _ in range(n)]
+    logprobs: list[list[TokenLogprob] | None] = [None] * n
     finish: list[str | None] = [None] * n
     usage: Usage | None = None
     async for item in run.chunks():
@@ -295,6 +316,8 @@ async def fold(run: CompletionRun) -> ChatCompletion:
             usage = item.usage
         for choice in item.choices:
             i, delta = choice.index, choice.delta
+            if choice.logprobs is not None:
+                logprobs[i] = (logprobs[i] or []) + (choice.logprobs.content or [])
             if delta.content:
                 content[i].append(delta.content)
             if delta.reasoning:
@@ -324,7 +347,12 @@ async def fold(run: CompletionRun) -> ChatCompletion:
             reasoning_content=thought if run.plan.mirror_reasoning_content else None,
             tool_calls=[calls[i][k] for k in sorted(calls[i])] or None,
         )
-        choices.append(Choice(index=i, message=message, finish_reason=finish[i]))
+        choice_logprobs = None
+        if run.plan.sampling.logprobs is not None:
+            choice_logprobs = ChoiceLogprobs(content=logprobs[i] or [])
+        choices.append(
+            Choice(index=i, message=message, logprobs=choice_logprobs, finish_reason=finish[i])
+        )
     return ChatCompletion(
         id=run.plan.completion_id,
         created=run.plan.created,

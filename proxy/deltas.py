@@ -82,6 +82,10 @@ class DeltaAssembler:
         # Set when the choice is over: a stop token was generated or a stop string matched.
         self.done = False
         self.stopped_by_string = False
+        # Positions (in the last fed chunk) of tokens that added answer text: their logprobs
+        # are shown; reasoning and tool-call tokens' are not.
+        self.content_positions: list[int] = []
+        self._position: int | None = None
 
     @property
     def recoveries(self) -> list[str]:
@@ -90,9 +94,11 @@ class DeltaAssembler:
     def feed(self, token_ids: list[int]) -> Delta | None:
         """Parse new tokens; return what they add to the response (None if nothing visible)."""
         self.completion_tokens += len(token_ids)
-        for token in token_ids:
+        self.content_positions = []
+        for position, token in enumerate(token_ids):
             if self.done:
                 break
+            self._position = position
             self._feed_token(token)
             if token in self._stop_token_ids:
                 self.done = True
@@ -100,6 +106,8 @@ class DeltaAssembler:
 
     def finish(self) -> Delta | None:
         """The engine is done with this choice: close the parser and flush held-back text."""
+        self._position = None
+        self.content_positions = []
         if not self.stopped_by_string:
             before = len(self._parser.messages)
             self._parser.process_eos()
@@ -166,6 +174,9 @@ class DeltaAssembler:
         if last is not None and last != index:
             text = "\n" + text
         self._kind_of_last[family] = index
+        if kind != "reasoning" and self._position is not None:
+            if not self.content_positions or self.content_positions[-1] != self._position:
+                self.content_positions.append(self._position)
         if kind == "reasoning":
             self._pending.reasoning.append(text)
         elif kind == "final":

@@ -44,11 +44,8 @@ def refuse_unsupported(request: ChatCompletionRequest) -> None:
             "<|return|> produces output no client can parse.",
             param="ignore_eos",
         )
-    if request.logprobs or request.top_logprobs:
-        raise InvalidRequest(
-            "logprobs are not supported by this server yet.",
-            param="logprobs" if request.logprobs else "top_logprobs",
-        )
+    if request.top_logprobs is not None and not request.logprobs:
+        raise InvalidRequest("top_logprobs requires `logprobs: true`.", param="top_logprobs")
 
 
 def stop_strings(request: ChatCompletionRequest) -> tuple[str, ...]:
@@ -101,4 +98,6 @@ def sampling_config(
         frequency_penalty=request.frequency_penalty or 0.0,
         stop_token_ids=DEFAULT_STOP_TOKEN_IDS,
         structured_outputs=rules.structured_outputs,
+        # 0 still returns the sampled token's own log-probability.
+        logprobs=(request.top_logprobs or 0) if request.logprobs else None,
     )

@@ -115,6 +115,7 @@ class ScriptedBackend:
                         token_ids=tokens,
                         finish_reason=finish,
                         cached_prompt_tokens=0 if emitted == 1 else None,
+                        logprobs=_fake_logprobs(tokens, sampling.logprobs),
                     )
                     await asyncio.sleep(0)
         finally:
@@ -154,3 +155,12 @@ class ScriptedBackend:
 
     async def shutdown(self) -> None:
         self.shutdown_called = True
+
+
+def _fake_logprobs(tokens: list[int], top_n: int | None) -> list[dict[int, float]] | None:
+    """Deterministic stand-ins shaped like an engine's: the sampled token plus `top_n` others."""
+    if top_n is None:
+        return None
+    return [
+        {token: -0.25, **{token + k: -1.0 - k for k in range(1, top_n + 1)}} for token in tokens
+    ]

@@ -280,3 +280,17 @@ def test_concurrent_streams_do_not_mix(client, proxy_server):
     for (content, reasoning), message in zip(asyncio.run(together()), alone, strict=True):
         assert content == (message.content or "")
         assert reasoning == (getattr(message, "reasoning", None) or "")
+
+
+def test_logprobs_from_the_real_engine_describe_the_answer_tokens(client, proxy_server):
+    choice = client.chat.completions.create(
+        model=proxy_server.model, messages=ask("Hello!"), max_completion_tokens=MAX, temperature=0, logprobs=True, top_logprobs=3
+    ).choices[0]
+    entries = choice.logprobs.content
+    assert entries, "the demo model answers a greeting"
+    assert "".join(e.token for e in entries) == choice.message.content
+    for entry in entries:
+        assert len(entry.top_logprobs) == 3
+        assert entry.logprob <= 0
+        # Greedy decoding picks the most likely token.
+        assert entry.logprob == pytest.approx(entry.top_logprobs[0].logprob)

@@ -50,7 +50,8 @@ def assert_openai_error(response: httpx.Response, status: int, param: str | None
         ({"model": "M", "messages": [{"role": "user", "content": "Hi"}], "ignore_eos": True}, "ignore_eos"),
         ({"model": "M", "messages": [{"role": "user", "content": "Hi"}], "reasoning_effort": "none"}, "reasoning_effort"),
         ({"model": "M", "messages": [{"role": "user", "content": "Hi"}], "stop": ["a", "b", "c", "d", "e"]}, "stop"),
-        ({"model": "M", "messages": [{"role": "user", "content": "Hi"}], "logprobs": True}, "logprobs"),
+        ({"model": "M", "messages": [{"role": "user", "content": "Hi"}], "top_logprobs": 2}, "top_logprobs"),
+        ({"model": "M", "messages": [{"role": "user", "content": "Hi"}], "logprobs": True, "top_logprobs": 21}, "top_logprobs"),
         ({"model": "M", "messages": [{"role": "user", "content": "Hi"}], "functions": [{"name": "f"}]}, "functions"),
         ({"model": "M", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "messages[0].content[0].type"),
         ({"model": "M", "messages": [{"role": "user", "content": "Hi"}], "max_completion_tokens": 10**7}, "max_completion_tokens"),
@@ -249,3 +250,31 @@ def test_openai_sdk_async_stream(scripted_server):
         return text
 
     assert asyncio.run(go()) == "Hi! STOP here."
+
+
+# ---------------------------------------------------------------- logprobs
+
+
+def test_logprobs_cover_answer_tokens_only(scripted_server):
+    scripted_server.backend.script = Script([ANSWER], chunk_sizes=(3,))
+    payload = body(scripted_server.model, logprobs=True, top_logprobs=2)
+    data = post(scripted_server, payload).json()
+    choice = data["choices"][0]
+    entries = choice["logprobs"]["content"]
+    assert "".join(e["token"] for e in entries) == choice["message"]["content"] == "Hi! STOP here."
+    assert scripted_server.backend.requests[-1].sampling.logprobs == 2
+    for entry in entries:
+        assert entry["logprob"] == -0.25
+        assert bytes(entry["bytes"]).decode() == entry["token"]
+        assert [t["logprob"] for t in entry["top_logprobs"]] == [-0.25, -2.0]
+    with httpx.Client(base_url=scripted_server.url) as client:
+        chunks = stream_chunks(client, URL, payload)
+    streamed = [e for c in chunks for e in ((c["choices"][0].get("logprobs") or {}).get("content") or [])]
+    assert [e["token"] for e in streamed] == [e["token"] for e in entries]
+
+
+def test_without_logprobs_the_field_is_null(scripted_server):
+    scripted_server.backend.script = Script([ANSWER])
+    data = post(scripted_server, body(scripted_server.model)).json()
+    assert data["choices"][0]["logprobs"] is None
+    assert scripted_server.backend.requests[-1].sampling.logprobs is None

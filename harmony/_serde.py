@@ -80,8 +80,11 @@ def _reject_constant(name: str) -> object:
 
 def load_parameters(value: object) -> object:
     """`value` after the wrapper's json.dumps and serde_json's parse (raises InvalidJSON)."""
+    dumped = json.dumps(value)
+    if "\\ud" in dumped and payload_error(dumped):
+        raise InvalidJSON("lone surrogate")
     return json.loads(
-        json.dumps(value),
+        dumped,
         parse_float=parse_number,
         parse_int=parse_number,
         parse_constant=_reject_constant,
@@ -89,6 +92,37 @@ def load_parameters(value: object) -> object:
 
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|-?Infinity|NaN|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?')
+_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)")
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Would json.dumps write a `\\udXXX` escape that serde_json refuses (pairs are fine)?"""
+    try:
+        text.encode("utf-16", "surrogatepass").decode("utf-16")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _string_error(token: str, start: int) -> str | None:
+    """serde_json's error for lone surrogate escapes in one JSON string literal at `start`."""
+    pos = 0
+    while match := _ESCAPE.search(token, pos):
+        pos = match.end()
+        if match.group(1) is None:
+            continue
+        code, at = int(match.group(1), 16), start + match.start()
+        if 0xDC00 <= code <= 0xDFFF:
+            return f"lone leading surrogate in hex escape at line 1 column {at + 6}"
+        if 0xD800 <= code <= 0xDBFF:
+            if token[pos : pos + 1] != "\\":
+                return f"unexpected end of hex escape at line 1 column {at + 7}"
+            if token[pos + 1 : pos + 2] != "u":
+                return f"unexpected end of hex escape at line 1 column {at + 8}"
+            if not 0xDC00 <= int(token[pos + 2 : pos + 6], 16) <= 0xDFFF:
+                return f"lone leading surrogate in hex escape at line 1 column {at + 12}"
+            pos += 6
+    return None
 
 
 def payload_error(payload: str) -> str | None:
@@ -96,6 +130,8 @@ def payload_error(payload: str) -> str | None:
     for match in _TOKEN.finditer(payload):
         token = match.group()
         if token[0] == '"':
+            if "\\u" in token and (error := _string_error(token, match.start())):
+                return error
             continue
         if token in ("NaN", "Infinity"):
             return f"expected value at line 1 column {match.start() + 1}"

@@ -11,7 +11,7 @@ from typing import Literal
 
 from . import _tokens as tk
 from ._errors import HarmonyError
-from ._serde import InvalidJSON, payload_error
+from ._serde import InvalidJSON, has_lone_surrogate, payload_error
 from ._token_args import as_token, as_tokens
 from .models import Conversation, Message, RenderConversationConfig, RenderOptions, Role
 from .parser import StreamableParser
@@ -39,6 +39,25 @@ def _raise_if_invalid_json(to_json: Callable[[], str], kind: str, exc: Exception
         raise ValueError(f"invalid {kind} JSON: {error}") from None
     if isinstance(exc, InvalidJSON):
         raise ValueError(f"invalid {kind} JSON: {exc}") from None
+
+
+def _refusing_lone_surrogates(encode: Callable[[str], list[int]]) -> Callable[[str], list[int]]:
+    """The rendering encoder, refusing text the reference's JSON bridge cannot carry.
+
+    json.dumps writes a lone surrogate as a `\\udXXX` escape that serde_json rejects (tiktoken
+    would silently replace it); the entry point then reports serde_json's positioned error.
+    """
+
+    def encode_piece(text: str) -> list[int]:
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                if has_lone_surrogate(text):
+                    raise InvalidJSON("lone surrogate") from None
+        return encode(text)
+
+    return encode_piece
 
 
 def raise_disallowed_special_token(token: str) -> None:
@@ -81,7 +100,7 @@ class HarmonyEncoding:
         self._name = name
         self._core = tk.core_encoding()
         self._encode_ordinary = self._core.encode_ordinary
-        self._renderer = Renderer(self._encode_ordinary)
+        self._renderer = Renderer(_refusing_lone_surrogates(self._encode_ordinary))
         self._special_ids = frozenset(self._core._special_tokens.values())
 
     @functools.cached_property

@@ -9,12 +9,13 @@ different ids. Rendering is on the hot path of every request, so what repeats ac
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Sequence
 
 import pydantic_core
 
 from . import _tokens as tk
-from ._serde import load_parameters
+from ._serde import InvalidJSON, load_parameters, payload_error
 from .models import (
     Content,
     Conversation,
@@ -130,7 +131,23 @@ def has_function_tools(messages: Sequence[Message]) -> bool:
 
 def _cache_key(content: SystemContent | DeveloperContent) -> bytes:
     """The content by value; NaN/Infinity stay distinct from None (model_dump_json makes all null)."""
-    return pydantic_core.to_json(content.model_dump(), inf_nan_mode="constants")
+    data = content.model_dump()
+    try:
+        return pydantic_core.to_json(data, inf_nan_mode="constants")
+    except pydantic_core.PydanticSerializationError:  # lone surrogates: the render refuses them
+        return json.dumps(data).encode()
+
+
+def _refuse_unparseable(message: Message) -> None:
+    """A dropped message is still in the reference's JSON payload, which serde_json must accept
+    (no lone surrogates, no NaN); checked cheaply for the usual all-ASCII analysis message."""
+    header = (message.author.name, message.recipient, message.channel, message.content_type)
+    if all(isinstance(c, TextContent) and c.text.isascii() for c in message.content) and all(
+        s is None or s.isascii() for s in header
+    ):
+        return
+    if payload_error(message.to_json()) is not None:
+        raise InvalidJSON("the message is not valid JSON for the reference")
 
 
 class Renderer:
@@ -221,6 +238,7 @@ class Renderer:
         out: list[int] = []
         for i, message in enumerate(messages):
             if i < drop_before and message.channel == "analysis":
+                _refuse_unparseable(message)
                 continue
             out += self.message(message, function_tools)
         return out

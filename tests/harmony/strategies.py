@@ -96,6 +96,10 @@ TRICKY_FRAGMENTS = [
     "## functions",
     "namespace",
     "type x = () => any;",
+    # Surrogates: a lone one breaks the reference's JSON bridge (ValueError), a pair is an emoji.
+    "\ud800",
+    "\udfff",
+    "\ud83d\ude00",
 ]
 
 texts = st.lists(

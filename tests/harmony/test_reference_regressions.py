@@ -214,3 +214,79 @@ def test_replacement_char_is_its_own_piece_of_content_tokens() -> None:
 
     ours, reference = both(run)
     assert ours == reference
+
+
+SURROGATE_TEXTS = ["a\ud800b", "\udc00", "x\ud83d", "\ud800\ud800", "\\\ud800", "\ud83d\ude00ok"]
+
+
+@pytest.mark.parametrize("text", SURROGATE_TEXTS, ids=ascii)
+@pytest.mark.parametrize(
+    "where",
+    [
+        "text",
+        "author_name",
+        "channel",
+        "instructions",
+        "tool_description",
+        "parameter_key",
+        "unrendered_parameter",
+        "model_identity",
+        "dropped_analysis",
+    ],
+)
+@pytest.mark.parametrize("entry_point", ["render", "conversation", "completion"])
+def test_lone_surrogates_fail_like_the_reference_json_bridge(
+    text: str, where: str, entry_point: str
+) -> None:
+    """json.dumps escapes a lone surrogate; serde_json refuses it with a positioned ValueError,
+    even where the text is never rendered (a dropped analysis message, an unknown schema key).
+    A surrogate pair is an ordinary astral character."""
+
+    def run(lib):
+        role = lib.Role
+        dev = lib.DeveloperContent.new()
+        params = {"type": "object", "properties": {"k": {"type": "string"}}}
+        message = {
+            "text": lambda: lib.Message.from_role_and_content(role.USER, text),
+            "author_name": lambda: lib.Message.from_author_and_content(
+                lib.Author.new(role.USER, text), "x"
+            ),
+            "channel": lambda: lib.Message.from_role_and_content(role.USER, "x").with_channel(text),
+            "instructions": lambda: lib.Message.from_role_and_content(
+                role.DEVELOPER, dev.with_instructions(text)
+            ),
+            "tool_description": lambda: lib.Message.from_role_and_content(
+                role.DEVELOPER, dev.with_function_tools([lib.ToolDescription.new("f", text)])
+            ),
+            "parameter_key": lambda: lib.Message.from_role_and_content(
+                role.DEVELOPER,
+                dev.with_function_tools(
+                    [
+                        lib.ToolDescription.new(
+                            "f", "d", {"type": "object", "properties": {text: {"type": "string"}}}
+                        )
+                    ]
+                ),
+            ),
+            "unrendered_parameter": lambda: lib.Message.from_role_and_content(
+                role.DEVELOPER,
+                dev.with_function_tools([lib.ToolDescription.new("f", "d", params | {"x": text})]),
+            ),
+            "model_identity": lambda: lib.Message.from_role_and_content(
+                role.SYSTEM, lib.SystemContent.new().with_model_identity(text)
+            ),
+            "dropped_analysis": lambda: lib.Message.from_role_and_content(
+                role.ASSISTANT, text
+            ).with_channel("analysis"),
+        }[where]()
+        final = lib.Message.from_role_and_content(role.ASSISTANT, "y").with_channel("final")
+        enc = encoding(lib)
+        if entry_point == "render":
+            return enc.render(message)
+        conversation = lib.Conversation.from_messages([message, final])
+        if entry_point == "conversation":
+            return enc.render_conversation(conversation)
+        return enc.render_conversation_for_completion(conversation, role.ASSISTANT)
+
+    ours, reference = both(run)
+    assert ours == reference

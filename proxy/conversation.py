@@ -79,6 +79,16 @@ def reasoning_effort(value: str | None, default: str) -> ReasoningEffort:
     return _EFFORTS[effort]
 
 
+def _requested_effort(request: ChatCompletionRequest) -> str | None:
+    """`reasoning_effort`, or OpenRouter's `reasoning: {"effort": ...}` that some clients send."""
+    if request.reasoning_effort is not None:
+        return request.reasoning_effort
+    nested = (request.model_extra or {}).get("reasoning")
+    if isinstance(nested, dict) and isinstance(nested.get("effort"), str):
+        return nested["effort"]
+    return None
+
+
 def content_text(content: Content | None, param: str, *, allow_refusal: bool = False) -> str:
     """A string, or the concatenated text of a list of parts; any other part type is a 400."""
     if content is None:
@@ -132,7 +142,7 @@ def build_conversation(
         .with_knowledge_cutoff(config.knowledge_cutoff)
         .with_conversation_start_date(config.conversation_date)
         .with_reasoning_effort(
-            reasoning_effort(request.reasoning_effort, config.default_reasoning_effort)
+            reasoning_effort(_requested_effort(request), config.default_reasoning_effort)
         )
     )
     out = [Message.from_role_and_content(Role.SYSTEM, system)]

@@ -241,3 +241,8 @@ def test_rendering_matches_the_reference_library_token_for_token():
         reference, A, oh.RenderConversationConfig(auto_drop_analysis=False)
     )
     assert tokens == list(expected)
+
+
+def test_openrouter_style_reasoning_effort_object_is_understood():
+    prompt = render([{"role": "user", "content": "Hi"}], reasoning={"effort": "low"})
+    assert "Reasoning: low\n" in prompt

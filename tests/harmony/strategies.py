@@ -484,7 +484,7 @@ def completions(draw: st.DrawFn) -> dict[str, Any]:
     With a role the completion starts right after `<|start|>{role}` (what a sampler returns);
     without one it starts at `<|start|>`.
     """
-    role = draw(st.sampled_from(["assistant", "assistant", "assistant", None, "tool", "user"]))
+    role = draw(st.sampled_from(["assistant", "assistant", "assistant", None, None, *ROLES]))
     parts = draw(st.lists(model_messages(), min_size=1, max_size=4))
     text = ""
     for i, part in enumerate(parts):

@@ -45,11 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve /v1/chat/completions, /v1/models, /health, /ready and /metrics. "
         f"Each flag can also be set as an environment variable {ENV_PREFIX}<FLAG> "
         "(e.g. HARMONY_PROXY_PORT=9000; lists comma-separated).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     server = serve.add_argument_group("server")
-    server.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="interface to bind")
-    server.add_argument("--port", type=int, default=int(_env("PORT", "8000")), help="TCP port")
+    server.add_argument(
+        "--host", default=_env("HOST", "127.0.0.1"), help="interface to bind (default: 127.0.0.1)"
+    )
+    server.add_argument(
+        "--port", type=int, default=int(_env("PORT", "8000")), help="TCP port (default: 8000)"
+    )
     server.add_argument(
         "--api-key",
         action="append",
@@ -62,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env_list("CORS_ORIGIN"),
         help="allow browser calls from this origin (repeatable, `*` for any); default: CORS off",
     )
-    server.add_argument("--log-level", default=_env("LOG_LEVEL", "info"), help="uvicorn log level")
+    server.add_argument(
+        "--log-level", default=_env("LOG_LEVEL", "info"), help="uvicorn log level (default: info)"
+    )
 
     prompt = serve.add_argument_group("prompt")
     prompt.add_argument(
@@ -74,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--reasoning-effort",
         default=_env("REASONING_EFFORT", "medium"),
         choices=["low", "medium", "high"],
-        help="effort for requests that set none",
+        help="effort for requests that set none (default: medium)",
     )
     prompt.add_argument(
         "--default-max-tokens",
@@ -94,19 +99,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("SERVED_MODEL_NAME", None),
         help="model id clients use (default: the model path/id; the demo model's name without --model)",
     )
-    engine.add_argument("--max-model-len", type=int, default=_env_int("MAX_MODEL_LEN"))
-    engine.add_argument("--dtype", default=_env("DTYPE", "auto"))
     engine.add_argument(
-        "--tensor-parallel-size", type=int, default=int(_env("TENSOR_PARALLEL_SIZE", "1"))
+        "--max-model-len",
+        type=int,
+        default=_env_int("MAX_MODEL_LEN"),
+        help="context length, prompt plus completion (default: the checkpoint's)",
     )
     engine.add_argument(
-        "--gpu-memory-utilization", type=float, default=float(_env("GPU_MEMORY_UTILIZATION", "0.9"))
+        "--dtype", default=_env("DTYPE", "auto"), help="weights dtype (default: auto)"
+    )
+    engine.add_argument(
+        "--tensor-parallel-size",
+        type=int,
+        default=int(_env("TENSOR_PARALLEL_SIZE", "1")),
+        help="GPUs to shard the model over (default: 1)",
+    )
+    engine.add_argument(
+        "--gpu-memory-utilization",
+        type=float,
+        default=float(_env("GPU_MEMORY_UTILIZATION", "0.9")),
+        help="fraction of GPU memory for weights and KV cache (default: 0.9)",
     )
     engine.add_argument(
         "--cpu-kvcache-space-gib",
         type=int,
         default=_env_int("CPU_KVCACHE_SPACE_GIB") or 1,
-        help="KV-cache size on CPU hosts",
+        help="KV-cache size in GiB on CPU hosts (default: 1)",
     )
     engine.add_argument(
         "--enforce-eager",

@@ -176,14 +176,12 @@ class VllmBackend:
         started = time.monotonic()
         # Construction blocks while the engine process loads the weights; a worker thread keeps
         # the event loop (and e.g. the server's health endpoint) responsive meanwhile.
-        engine = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
-        # Start the output handler on this loop now rather than at the first request, so that
-        # an engine failure before any request is noticed.
-        run_handler = getattr(engine, "_run_output_handler", None)
-        if run_handler is not None:
-            run_handler()
-        self._engine = engine
-        self._max_model_len = engine.model_config.max_model_len
+        # Its output handler then starts on this loop with the first request (vLLM's lazy path);
+        # an engine process that dies before that is still seen by `ready` and `check_health`.
+        # (No local reference: this frame can outlive the call, and would keep the engine alive
+        # until interpreter exit, where vLLM's __del__ fails noisily.)
+        self._engine = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+        self._max_model_len = self._engine.model_config.max_model_len
         self.load_seconds = time.monotonic() - started
         self._progress(f"vLLM engine ready in {self.load_seconds:.1f} s "
                        f"(max_model_len {self._max_model_len})")

@@ -240,13 +240,16 @@ PROGRAMS = {
         ])
         tokens = encoding.render_conversation_for_completion(convo, Role.ASSISTANT)
         print(len(tokens), encoding.decode_utf8(tokens)[-300:])
-        tail = tokens[-44:-2]
-        for role in (None, Role.TOOL, Role.ASSISTANT):
-            try:
-                parsed = encoding.parse_messages_from_completion_tokens(tail, role=role)
-                print([m.to_dict() for m in parsed])
-            except Exception as exc:
-                print(type(exc).__name__, exc)
+        completion = encoding.encode(
+            "<|channel|>final<|message|>It is 20 degrees and sunny in Tokyo.<|return|>",
+            allowed_special="all",
+        )
+        parsed = encoding.parse_messages_from_completion_tokens(completion, role=Role.ASSISTANT)
+        print([m.to_dict() for m in parsed])
+        try:
+            encoding.parse_messages_from_completion_tokens(tokens, role=Role.ASSISTANT)
+        except Exception as exc:  # prompt tokens end in <|start|>assistant (issue #33)
+            print(type(exc).__name__, exc)
         print(sorted(encoding.stop_tokens_for_assistant_actions()))
     """,
     "gpt_oss_chat_loop": """

@@ -93,7 +93,9 @@ def test_k_client_disconnect_during_a_non_streaming_request_aborts_the_generatio
 
 
 def test_slow_engine_gets_sse_keepalive_pings(make_server):
-    backend = ScriptedBackend(Script([toks("<|channel|>final<|message|>ok<|return|>")], chunk_sizes=(8,), delay=0.6))
+    # Pings start once the stream has (the first engine output fixes the HTTP status): a gap
+    # between the first and second chunks must carry them.
+    backend = ScriptedBackend(Script([toks("<|channel|>final<|message|>ok<|return|>")], chunk_sizes=(2,), delay=0.6))
     config = ProxyConfig(served_model_names=(backend.model_name,), conversation_date=TEST_DATE, sse_ping_seconds=0.2)
     server = make_server(config, backend)
     with httpx.Client(base_url=server.url) as client:

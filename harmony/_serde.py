@@ -92,6 +92,10 @@ def load_parameters(value: object) -> object:
 
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|-?Infinity|NaN|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?')
+# SystemContent.reasoning_effort set to something other than "Low"/"Medium"/"High"/null (the
+# builder does not validate): serde_json refuses it as an enum variant.
+_EFFORT = re.compile(r'"reasoning_effort": ("(?:[^"\\]|\\.)*"|-?\d+|true|false)')
+_EFFORTS = ("Low", "Medium", "High")
 _ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)")
 
 
@@ -125,9 +129,39 @@ def _string_error(token: str, start: int) -> str | None:
     return None
 
 
+def _object_end(payload: str, pos: int) -> int:
+    """Index just past the `}` closing the object that `pos` is inside."""
+    depth = 0
+    for match in re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]]').finditer(payload, pos):
+        char = match.group()
+        if char in "{[":
+            depth += 1
+        elif char in "}]":
+            if depth == 0:
+                return match.end()
+            depth -= 1
+    return len(payload)
+
+
 def payload_error(payload: str) -> str | None:
     """serde_json's error for a wrapper payload (`… at line 1 column N`), or None if it parses."""
+    effort = _EFFORT.search(payload)
     for match in _TOKEN.finditer(payload):
+        if effort is not None and match.start() >= effort.start():
+            value = json.loads(effort.group(1))
+            # Content is an internally tagged enum: serde_json buffers the whole object and
+            # looks on to the next element before reading the variant, so the error points
+            # past the `}` (and past a following ", ").
+            end = _object_end(payload, effort.end())
+            at = f"at line 1 column {end + (2 if payload[end : end + 1] == ',' else 1)}"
+            if isinstance(value, bool):
+                return f"invalid type: boolean `{effort.group(1)}`, expected string or map {at}"
+            if isinstance(value, int):
+                return f"invalid type: integer `{value}`, expected string or map {at}"
+            if value not in _EFFORTS:
+                expected = "one of `Low`, `Medium`, `High`"
+                return f"unknown variant `{value}`, expected {expected} {at}"
+            effort = None
         token = match.group()
         if token[0] == '"':
             if "\\u" in token and (error := _string_error(token, match.start())):

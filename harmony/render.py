@@ -21,6 +21,7 @@ from .models import (
     Conversation,
     DeveloperContent,
     Message,
+    ReasoningEffort,
     RenderConversationConfig,
     Role,
     SystemContent,
@@ -94,8 +95,15 @@ def system_text(content: SystemContent, has_function_tools: bool) -> str:
         top.append(f"Current date: {content.conversation_start_date}")
     if top:
         sections.append("\n".join(top))
-    if content.reasoning_effort is not None:
-        sections.append(f"Reasoning: {content.reasoning_effort.value.lower()}")
+    effort = content.reasoning_effort
+    if effort is not None:
+        # Builders assign without validation: a plain "High" works upstream (it is the JSON
+        # form), anything else fails in its serde_json parse (the encoding reports where).
+        if not isinstance(effort, ReasoningEffort):
+            if effort not in ("Low", "Medium", "High"):
+                raise InvalidJSON(f"invalid reasoning effort {effort!r}")
+            effort = ReasoningEffort(effort)
+        sections.append(f"Reasoning: {effort.value.lower()}")
     if content.tools:
         sections.append(_tools_section(content.tools))
     channels = content.channel_config

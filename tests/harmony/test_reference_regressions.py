@@ -6,6 +6,8 @@ even on a hypothesis run that does not happen to rediscover them.
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 from tests.harmony.differential import both, encoding
@@ -289,4 +291,31 @@ def test_lone_surrogates_fail_like_the_reference_json_bridge(
         return enc.render_conversation_for_completion(conversation, role.ASSISTANT)
 
     ours, reference = both(run)
+    assert ours == reference
+
+
+@pytest.mark.parametrize("effort", ["High", "Low", "high", "LOW", "x", 3, True], ids=repr)
+@pytest.mark.parametrize("following_content", [False, True])
+@pytest.mark.parametrize("entry_point", ["render", "conversation", "completion"])
+def test_unvalidated_reasoning_effort_behaves_like_the_reference(
+    effort: object, following_content: bool, entry_point: str
+) -> None:
+    """with_reasoning_effort does not validate: "High" renders (it is the JSON form), anything
+    else fails serde_json's enum parse, reported past the buffered (tagged) content object."""
+
+    def run(lib):
+        system = lib.SystemContent.new().with_reasoning_effort(effort).with_browser_tool()
+        contents = [system] + ([lib.TextContent(text="more")] if following_content else [])
+        message = lib.Message.from_role_and_contents(lib.Role.SYSTEM, contents)
+        enc = encoding(lib)
+        if entry_point == "render":
+            return enc.render(message)
+        conversation = lib.Conversation.from_messages([message])
+        if entry_point == "conversation":
+            return enc.render_conversation(conversation)
+        return enc.render_conversation_for_completion(conversation, lib.Role.ASSISTANT)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydantic warns when dumping the unvalidated field
+        ours, reference = both(run)
     assert ours == reference

@@ -163,6 +163,9 @@ def serve(args: argparse.Namespace) -> int:
     _progress(f"Vocabulary loaded in {time.monotonic() - started:.1f} s")
 
     model, served = args.model, args.served_model_name
+    # The tiny demo model pads schema-constrained JSON with spaces until max_tokens unless the
+    # grammar forbids free whitespace (an engine-wide setting); real checkpoints keep vLLM's default.
+    json_without_whitespace = model is None
     if model is None:
         from proxy.demo_model import DEMO_MODEL_NAME, ensure_demo_model
 
@@ -179,6 +182,7 @@ def serve(args: argparse.Namespace) -> int:
         gpu_memory_utilization=args.gpu_memory_utilization,
         cpu_kvcache_space_gib=args.cpu_kvcache_space_gib,
         enforce_eager=args.enforce_eager,
+        json_without_whitespace=json_without_whitespace,
     )
     backend = VllmBackend(options, progress=_progress)
     url = f"http://{_display_host(args.host)}:{args.port}/v1"

@@ -34,10 +34,12 @@ serve: install
 
 test: install-dev
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q $(ARGS)
 
 lint:
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 bench:
 	$(PY) benchmarks/bench_harmony.py

@@ -35,9 +35,7 @@ T = TypeVar("T")
 class ChatCompletions:
     """The endpoint's state: configuration, engine, metrics."""
 
-    def __init__(
-        self, config: ProxyConfig, backend: EngineBackend, metrics: ProxyMetrics
-    ) -> None:
+    def __init__(self, config: ProxyConfig, backend: EngineBackend, metrics: ProxyMetrics) -> None:
         self.config = config
         self.backend = backend
         self.metrics = metrics

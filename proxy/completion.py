@@ -270,7 +270,9 @@ class CompletionRun:
             id=self.plan.completion_id,
             created=self.plan.created,
             model=self.plan.model,
-            choices=[ChunkChoice(index=index, delta=delta, logprobs=logprobs, finish_reason=finish)],
+            choices=[
+                ChunkChoice(index=index, delta=delta, logprobs=logprobs, finish_reason=finish)
+            ],
         )
 
     def _usage_chunk(self) -> ChatCompletionChunk:

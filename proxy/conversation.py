@@ -225,16 +225,24 @@ class _HistoryBuilder:
 
     def _assistant(self, message: AssistantMessage, param: str) -> list[Message]:
         out = []
-        reasoning = message.reasoning if message.reasoning is not None else message.reasoning_content
+        reasoning = (
+            message.reasoning if message.reasoning is not None else message.reasoning_content
+        )
         if reasoning:
-            out.append(Message.from_role_and_content(Role.ASSISTANT, reasoning).with_channel("analysis"))
+            out.append(
+                Message.from_role_and_content(Role.ASSISTANT, reasoning).with_channel("analysis")
+            )
         text = content_text(message.content, param, allow_refusal=True)
         if not message.tool_calls:
             if text:
-                out.append(Message.from_role_and_content(Role.ASSISTANT, text).with_channel("final"))
+                out.append(
+                    Message.from_role_and_content(Role.ASSISTANT, text).with_channel("final")
+                )
             return out
         if text:
-            out.append(Message.from_role_and_content(Role.ASSISTANT, text).with_channel("commentary"))
+            out.append(
+                Message.from_role_and_content(Role.ASSISTANT, text).with_channel("commentary")
+            )
         for call in message.tool_calls:
             model_name = self._names.to_model(call.function.name)
             self._call_names[call.id] = model_name

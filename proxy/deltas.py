@@ -132,7 +132,10 @@ class DeltaAssembler:
             else:
                 index = len(parser.messages)
                 self._route(index, parser.current_channel, parser.current_recipient, delta)
-        if in_content and self._kind(parser.current_channel, parser.current_recipient) == "reasoning":
+        if (
+            in_content
+            and self._kind(parser.current_channel, parser.current_recipient) == "reasoning"
+        ):
             if not self._encoding.is_special_token(token):
                 self.reasoning_tokens += 1
         self._reconcile(before)

@@ -38,7 +38,9 @@ class ProxyMetrics:
             "harmony_proxy_completion_tokens", "Tokens generated (all channels).", registry=r
         )
         self.reasoning_tokens = Counter(
-            "harmony_proxy_reasoning_tokens", "Generated tokens on the analysis channel.", registry=r
+            "harmony_proxy_reasoning_tokens",
+            "Generated tokens on the analysis channel.",
+            registry=r,
         )
         self.in_flight = Gauge(
             "harmony_proxy_requests_in_flight", "Chat completions being generated.", registry=r

@@ -64,4 +64,3 @@ class SseStream:
         if not self._completed:
             self._metrics.client_disconnects.inc()
         self._on_done(self._completed)
-

@@ -130,9 +130,7 @@ def _is_client_error(exc: BaseException) -> bool:
 class VllmBackend:
     """`EngineBackend` on vLLM's AsyncLLM, bound to the event loop that awaits `start()`."""
 
-    def __init__(
-        self, options: EngineOptions, progress: Callable[[str], None] = print
-    ) -> None:
+    def __init__(self, options: EngineOptions, progress: Callable[[str], None] = print) -> None:
         self.options = options
         self._progress = progress
         self._engine: Any = None
@@ -171,8 +169,10 @@ class VllmBackend:
         if on_cpu and self.options.cpu_kvcache_space_gib is not None:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(self.options.cpu_kvcache_space_gib)
         args = AsyncEngineArgs(**self.options.engine_kwargs(on_cpu))
-        self._progress(f"Loading vLLM engine for {self.options.model} "
-                       f"({'CPU' if on_cpu else current_platform.device_name})...")
+        self._progress(
+            f"Loading vLLM engine for {self.options.model} "
+            f"({'CPU' if on_cpu else current_platform.device_name})..."
+        )
         started = time.monotonic()
         # Construction blocks while the engine process loads the weights; a worker thread keeps
         # the event loop (and e.g. the server's health endpoint) responsive meanwhile.
@@ -183,8 +183,9 @@ class VllmBackend:
         self._engine = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
         self._max_model_len = self._engine.model_config.max_model_len
         self.load_seconds = time.monotonic() - started
-        self._progress(f"vLLM engine ready in {self.load_seconds:.1f} s "
-                       f"(max_model_len {self._max_model_len})")
+        self._progress(
+            f"vLLM engine ready in {self.load_seconds:.1f} s (max_model_len {self._max_model_len})"
+        )
 
     async def shutdown(self) -> None:
         engine, self._engine = self._engine, None
@@ -239,8 +240,9 @@ class VllmBackend:
         rejects the request (e.g. the prompt does not fit the context), EngineError otherwise.
         """
         if not self.ready:
-            raise EngineNotReady("the engine is not loaded" if self._engine is None
-                                 else "the engine is dead")
+            raise EngineNotReady(
+                "the engine is not loaded" if self._engine is None else "the engine is dead"
+            )
         from vllm.inputs import TokensPrompt
         from vllm.v1.engine.exceptions import EngineDeadError
 
@@ -292,8 +294,11 @@ class VllmBackend:
             chunk.finish_reason = _FINISH_REASONS.get(str(choice.finish_reason), "stop")
             if isinstance(choice.stop_reason, int):
                 chunk.stop_token_id = choice.stop_reason
-            elif (chunk.finish_reason == "stop" and chunk.token_ids
-                  and chunk.token_ids[-1] in sampling.stop_token_ids):
+            elif (
+                chunk.finish_reason == "stop"
+                and chunk.token_ids
+                and chunk.token_ids[-1] in sampling.stop_token_ids
+            ):
                 chunk.stop_token_id = chunk.token_ids[-1]
         if sampling.logprobs is not None and choice.logprobs:
             chunk.logprobs = [

@@ -67,7 +67,9 @@ TOOLS: dict[str, dict[str, Any]] = {
     },
 }
 
-PREAMBLE_INSTRUCTION = "Before calling a tool, tell the user in one short sentence what you will do."
+PREAMBLE_INSTRUCTION = (
+    "Before calling a tool, tell the user in one short sentence what you will do."
+)
 INSTRUCTIONS = (
     "You are a helpful assistant.",
     "Be concise.",
@@ -79,26 +81,98 @@ INSTRUCTIONS = (
 IDENTITIES = ("You are a small demo model.", "You are a helpful assistant built for testing.")
 
 TRAIN_CITIES = (
-    "Paris", "London", "Berlin", "Madrid", "Rome", "Tokyo", "Sydney", "Toronto", "Chicago",
-    "Boston", "Seattle", "Denver", "Miami", "Dublin", "Vienna", "Prague", "Oslo", "Stockholm",
-    "Amsterdam", "Brussels", "Lisbon", "Athens", "Cairo", "Mumbai", "Delhi", "Seoul", "Beijing",
-    "Shanghai", "Bangkok", "Singapore", "Moscow", "Warsaw", "Zurich", "Geneva", "Munich",
-    "Barcelona", "Milan", "Naples", "Lima", "Bogota", "Santiago", "Havana", "Nairobi", "Lagos",
-    "Austin", "Phoenix", "Houston", "Dallas", "Atlanta", "Portland", "Vancouver", "Montreal",
+    "Paris",
+    "London",
+    "Berlin",
+    "Madrid",
+    "Rome",
+    "Tokyo",
+    "Sydney",
+    "Toronto",
+    "Chicago",
+    "Boston",
+    "Seattle",
+    "Denver",
+    "Miami",
+    "Dublin",
+    "Vienna",
+    "Prague",
+    "Oslo",
+    "Stockholm",
+    "Amsterdam",
+    "Brussels",
+    "Lisbon",
+    "Athens",
+    "Cairo",
+    "Mumbai",
+    "Delhi",
+    "Seoul",
+    "Beijing",
+    "Shanghai",
+    "Bangkok",
+    "Singapore",
+    "Moscow",
+    "Warsaw",
+    "Zurich",
+    "Geneva",
+    "Munich",
+    "Barcelona",
+    "Milan",
+    "Naples",
+    "Lima",
+    "Bogota",
+    "Santiago",
+    "Havana",
+    "Nairobi",
+    "Lagos",
+    "Austin",
+    "Phoenix",
+    "Houston",
+    "Dallas",
+    "Atlanta",
+    "Portland",
+    "Vancouver",
+    "Montreal",
 )
 HELDOUT_CITIES = ("Dubai", "Helsinki", "Budapest", "Manila", "Quito", "Osaka", "Hamburg", "Perth")
 
 TRAIN_COUNTRIES = {
-    "France": "Paris", "Germany": "Berlin", "Spain": "Madrid", "Italy": "Rome", "Japan": "Tokyo",
-    "Canada": "Ottawa", "Egypt": "Cairo", "India": "New Delhi", "China": "Beijing",
-    "Russia": "Moscow", "Poland": "Warsaw", "Austria": "Vienna", "Ireland": "Dublin",
-    "Norway": "Oslo", "Sweden": "Stockholm", "Portugal": "Lisbon", "Greece": "Athens",
-    "Peru": "Lima", "Kenya": "Nairobi", "Cuba": "Havana", "Chile": "Santiago",
-    "Thailand": "Bangkok", "Brazil": "Brasilia", "Mexico": "Mexico City", "Australia": "Canberra",
-    "Belgium": "Brussels", "Denmark": "Copenhagen", "Turkey": "Ankara",
+    "France": "Paris",
+    "Germany": "Berlin",
+    "Spain": "Madrid",
+    "Italy": "Rome",
+    "Japan": "Tokyo",
+    "Canada": "Ottawa",
+    "Egypt": "Cairo",
+    "India": "New Delhi",
+    "China": "Beijing",
+    "Russia": "Moscow",
+    "Poland": "Warsaw",
+    "Austria": "Vienna",
+    "Ireland": "Dublin",
+    "Norway": "Oslo",
+    "Sweden": "Stockholm",
+    "Portugal": "Lisbon",
+    "Greece": "Athens",
+    "Peru": "Lima",
+    "Kenya": "Nairobi",
+    "Cuba": "Havana",
+    "Chile": "Santiago",
+    "Thailand": "Bangkok",
+    "Brazil": "Brasilia",
+    "Mexico": "Mexico City",
+    "Australia": "Canberra",
+    "Belgium": "Brussels",
+    "Denmark": "Copenhagen",
+    "Turkey": "Ankara",
 }
-HELDOUT_COUNTRIES = {"Finland": "Helsinki", "Hungary": "Budapest", "Ecuador": "Quito",
-                     "Argentina": "Buenos Aires", "Vietnam": "Hanoi"}
+HELDOUT_COUNTRIES = {
+    "Finland": "Helsinki",
+    "Hungary": "Budapest",
+    "Ecuador": "Quito",
+    "Argentina": "Buenos Aires",
+    "Vietnam": "Hanoi",
+}
 
 FACTS = (
     ("How many days are in a week?", "There are seven days in a week.", "a week has seven days"),
@@ -107,49 +181,114 @@ FACTS = (
     ("How many hours are in a day?", "There are twenty four hours in a day.", "a day has 24 hours"),
     ("What is the largest ocean?", "The Pacific Ocean is the largest ocean.", "it is the Pacific"),
     ("What do bees make?", "Bees make honey.", "bees make honey"),
-    ("How many months are in a year?", "There are twelve months in a year.", "a year has 12 months"),
+    (
+        "How many months are in a year?",
+        "There are twelve months in a year.",
+        "a year has 12 months",
+    ),
     ("What is water made of?", "Water is made of hydrogen and oxygen.", "water is H2O"),
-    ("Which planet is closest to the sun?", "Mercury is the planet closest to the sun.",
-     "Mercury is closest"),
-    ("What is the freezing point of water?", "Water freezes at 0 degrees celsius.",
-     "water freezes at 0 C"),
+    (
+        "Which planet is closest to the sun?",
+        "Mercury is the planet closest to the sun.",
+        "Mercury is closest",
+    ),
+    (
+        "What is the freezing point of water?",
+        "Water freezes at 0 degrees celsius.",
+        "water freezes at 0 C",
+    ),
 )
 
 # User phrasings: index 0.. are for training; the HELDOUT_* ones never appear in training.
-GREETINGS = ("Hello!", "Hi there.", "Good morning!", "Hey, how are you?", "Hi!", "Hello, assistant.",
-             "Good evening!", "Hey there!", "Hi, nice to meet you.", "Hello, how is it going?",
-             "Hey!", "Morning!", "Hi, can you help me?", "Hello there, friend.",
-             "Good day!", "Hiya!")
+GREETINGS = (
+    "Hello!",
+    "Hi there.",
+    "Good morning!",
+    "Hey, how are you?",
+    "Hi!",
+    "Hello, assistant.",
+    "Good evening!",
+    "Hey there!",
+    "Hi, nice to meet you.",
+    "Hello, how is it going?",
+    "Hey!",
+    "Morning!",
+    "Hi, can you help me?",
+    "Hello there, friend.",
+    "Good day!",
+    "Hiya!",
+)
 HELDOUT_GREETINGS = ("Greetings, assistant!", "Yo, what's up?", "Howdy!", "Good afternoon to you.")
-ARITH = ("What is {e}?", "Calculate {e}.", "How much is {e}?", "Please compute {e}.",
-         "What do you get for {e}?", "Can you tell me {e}?", "Solve {e}.", "{e} is what?",
-         "I need the result of {e}.", "Help me with {e}, please.", "What's {e}?",
-         "Compute {e} for me.")
+ARITH = (
+    "What is {e}?",
+    "Calculate {e}.",
+    "How much is {e}?",
+    "Please compute {e}.",
+    "What do you get for {e}?",
+    "Can you tell me {e}?",
+    "Solve {e}.",
+    "{e} is what?",
+    "I need the result of {e}.",
+    "Help me with {e}, please.",
+    "What's {e}?",
+    "Compute {e} for me.",
+)
 HELDOUT_ARITH = ("Could you work out {e} for me?", "Quick question: {e} equals what?")
-CAPITAL = ("What is the capital of {c}?", "Which city is the capital of {c}?",
-           "Name the capital of {c}.", "What's the capital city of {c}?",
-           "I forgot the capital of {c}. What is it?", "Capital of {c}?",
-           "Which city is {c}'s capital?")
+CAPITAL = (
+    "What is the capital of {c}?",
+    "Which city is the capital of {c}?",
+    "Name the capital of {c}.",
+    "What's the capital city of {c}?",
+    "I forgot the capital of {c}. What is it?",
+    "Capital of {c}?",
+    "Which city is {c}'s capital?",
+)
 HELDOUT_CAPITAL = ("Tell me the capital of {c}, please.", "Do you know the capital of {c}?")
-WEATHER = ("What's the weather in {city}?", "Is it raining in {city}?",
-           "How warm is it in {city} today?", "What is the weather like in {city}?",
-           "Tell me the weather for {city}.", "Is it sunny in {city}?",
-           "Do I need an umbrella in {city} today?", "How hot is it in {city}?",
-           "I am flying to {city}. What is the weather there?", "Weather in {city}, please.",
-           "What temperature is it in {city} now?")
-HELDOUT_WEATHER = ("Any idea if it's cold in {city} right now?",
-                   "Could you check the weather over in {city}?")
+WEATHER = (
+    "What's the weather in {city}?",
+    "Is it raining in {city}?",
+    "How warm is it in {city} today?",
+    "What is the weather like in {city}?",
+    "Tell me the weather for {city}.",
+    "Is it sunny in {city}?",
+    "Do I need an umbrella in {city} today?",
+    "How hot is it in {city}?",
+    "I am flying to {city}. What is the weather there?",
+    "Weather in {city}, please.",
+    "What temperature is it in {city} now?",
+)
+HELDOUT_WEATHER = (
+    "Any idea if it's cold in {city} right now?",
+    "Could you check the weather over in {city}?",
+)
 UNIT_SUFFIX = (" Please answer in {u}.", " Use {u}.", " In {u}, please.")
-SEARCH = ("Search the web for {t}.", "Look up {t}.", "Find information about {t}.",
-          "Can you search for {t}?", "Please search {t} online.",
-          "I want to learn about {t}. Please search.", "Find me articles on {t}.",
-          "Could you look up {t} on the web?", "Search: {t}", "What can you find about {t}?",
-          "Do a web search for {t}.")
-HELDOUT_SEARCH = ("I would like to read about {t}, can you search?",
-                  "What does the internet say about {t}?")
-REPEAT = ("Repeat after me: {t}", "Say exactly this: {t}", "Please echo: {t}",
-          "Repeat this text: {t}", "Copy these words: {t}", "Say it back to me: {t}",
-          "Repeat the following: {t}", "Just repeat: {t}")
+SEARCH = (
+    "Search the web for {t}.",
+    "Look up {t}.",
+    "Find information about {t}.",
+    "Can you search for {t}?",
+    "Please search {t} online.",
+    "I want to learn about {t}. Please search.",
+    "Find me articles on {t}.",
+    "Could you look up {t} on the web?",
+    "Search: {t}",
+    "What can you find about {t}?",
+    "Do a web search for {t}.",
+)
+HELDOUT_SEARCH = (
+    "I would like to read about {t}, can you search?",
+    "What does the internet say about {t}?",
+)
+REPEAT = (
+    "Repeat after me: {t}",
+    "Say exactly this: {t}",
+    "Please echo: {t}",
+    "Repeat this text: {t}",
+    "Copy these words: {t}",
+    "Say it back to me: {t}",
+    "Repeat the following: {t}",
+    "Just repeat: {t}",
+)
 HELDOUT_REPEAT = ("Can you say back the phrase: {t}", "Echo the following words: {t}")
 
 CONDITIONS = ("sunny", "cloudy", "rainy", "windy", "snowy", "foggy", "clear")
@@ -254,10 +393,12 @@ class _Builder:
                     .with_recipient("assistant")
                 )
                 completion = [
-                    Message.from_role_and_content(Role.ASSISTANT, plan["result_analysis"])
-                    .with_channel("analysis"),
-                    Message.from_role_and_content(Role.ASSISTANT, plan["result_final"])
-                    .with_channel("final"),
+                    Message.from_role_and_content(
+                        Role.ASSISTANT, plan["result_analysis"]
+                    ).with_channel("analysis"),
+                    Message.from_role_and_content(
+                        Role.ASSISTANT, plan["result_final"]
+                    ).with_channel("final"),
                 ]
                 expected = "final"
             else:
@@ -265,8 +406,11 @@ class _Builder:
         else:
             final = plan["final"] if tool is None else plan["no_tool_final"]
             completion = [
-                analysis if tool is None else Message.from_role_and_content(
-                    Role.ASSISTANT, plan["no_tool_analysis"]).with_channel("analysis"),
+                analysis
+                if tool is None
+                else Message.from_role_and_content(
+                    Role.ASSISTANT, plan["no_tool_analysis"]
+                ).with_channel("analysis"),
                 Message.from_role_and_content(Role.ASSISTANT, final).with_channel("final"),
             ]
             expected = "final"
@@ -304,8 +448,12 @@ class _Builder:
             content = content.with_instructions("\n".join(lines))
         if tools:
             content = content.with_function_tools(
-                [ToolDescription.new(n, TOOLS[n]["description"], parameters=TOOLS[n]["parameters"])
-                 for n in tools]
+                [
+                    ToolDescription.new(
+                        n, TOOLS[n]["description"], parameters=TOOLS[n]["parameters"]
+                    )
+                    for n in tools
+                ]
             )
         return content
 
@@ -322,12 +470,22 @@ class _Builder:
     # -- intents: each returns the user text and the assistant's plan --------------------
     def _intent_greeting(self, effort: ReasoningEffort) -> tuple[str, dict[str, Any]]:
         reply = self.rng.choice(
-            ["Hello! How can I help you today?", "Hi there! What can I do for you?",
-             "Hello! I am here to help. What do you need?", "Hi! How can I assist you?"]
+            [
+                "Hello! How can I help you today?",
+                "Hi there! What can I do for you?",
+                "Hello! I am here to help. What do you need?",
+                "Hi! How can I assist you?",
+            ]
         )
         return self._pick(GREETINGS, HELDOUT_GREETINGS), {
-            "analysis": _sentences(["The user greets me.", "I should greet them back and offer help.",
-                                    "No tool is needed for a greeting."], effort),
+            "analysis": _sentences(
+                [
+                    "The user greets me.",
+                    "I should greet them back and offer help.",
+                    "No tool is needed for a greeting.",
+                ],
+                effort,
+            ),
             "final": reply,
         }
 
@@ -337,16 +495,25 @@ class _Builder:
         expr = f"{a} {op} {b}"
         value = {"+": a + b, "-": a - b, "*": a * b}[op]
         return self._pick(ARITH, HELDOUT_ARITH).format(e=expr), {
-            "analysis": _sentences([f"The user wants {expr}.", "I will use the calculator tool.",
-                                    "It gives an exact result."], effort),
+            "analysis": _sentences(
+                [
+                    f"The user wants {expr}.",
+                    "I will use the calculator tool.",
+                    "It gives an exact result.",
+                ],
+                effort,
+            ),
             "args": {"expression": expr},
             "preamble": "Let me calculate that.",
             "result": _args_json({"result": value}),
-            "result_analysis": _sentences([f"The calculator returned {value}.",
-                                           f"So {expr} = {value}.", "I can answer now."], effort),
+            "result_analysis": _sentences(
+                [f"The calculator returned {value}.", f"So {expr} = {value}.", "I can answer now."],
+                effort,
+            ),
             "result_final": f"{expr} = {value}.",
-            "no_tool_analysis": _sentences([f"The user wants {expr}.", f"{expr} = {value}.",
-                                            "I will give the result."], effort),
+            "no_tool_analysis": _sentences(
+                [f"The user wants {expr}.", f"{expr} = {value}.", "I will give the result."], effort
+            ),
             "no_tool_final": f"{expr} = {value}.",
         }
 
@@ -357,9 +524,14 @@ class _Builder:
         country = self.rng.choice(sorted(table))
         capital = table[country]
         return self._pick(CAPITAL, HELDOUT_CAPITAL).format(c=country), {
-            "analysis": _sentences([f"The user asks for the capital of {country}.",
-                                    f"The capital of {country} is {capital}.",
-                                    "This is a simple fact."], effort),
+            "analysis": _sentences(
+                [
+                    f"The user asks for the capital of {country}.",
+                    f"The capital of {country} is {capital}.",
+                    "This is a simple fact.",
+                ],
+                effort,
+            ),
             "final": f"The capital of {country} is {capital}.",
         }
 
@@ -368,8 +540,14 @@ class _Builder:
         if self.heldout:
             question = "Quick question: " + question[0].lower() + question[1:]
         return question, {
-            "analysis": _sentences(["The user asks a simple fact question.",
-                                    f"I know that {note}.", "I will answer directly."], effort),
+            "analysis": _sentences(
+                [
+                    "The user asks a simple fact question.",
+                    f"I know that {note}.",
+                    "I will answer directly.",
+                ],
+                effort,
+            ),
             "final": answer,
         }
 
@@ -385,42 +563,74 @@ class _Builder:
         temp = self.rng.randint(-5, 35) if unit == "celsius" else self.rng.randint(25, 95)
         cond = self.rng.choice(CONDITIONS)
         return text, {
-            "analysis": _sentences([f"The user asks about the weather in {city}.",
-                                    "I will call get_weather.",
-                                    "The tool gives current conditions."], effort),
+            "analysis": _sentences(
+                [
+                    f"The user asks about the weather in {city}.",
+                    "I will call get_weather.",
+                    "The tool gives current conditions.",
+                ],
+                effort,
+            ),
             "args": args,
             "preamble": f"Let me check the weather in {city}.",
-            "result": _args_json({"location": city, "temperature": temp, "unit": unit,
-                                  "condition": cond}),
-            "result_analysis": _sentences([f"The tool says it is {temp} degrees and {cond}.",
-                                           f"I will tell the user about {city}.",
-                                           "I should mention the unit."], effort),
+            "result": _args_json(
+                {"location": city, "temperature": temp, "unit": unit, "condition": cond}
+            ),
+            "result_analysis": _sentences(
+                [
+                    f"The tool says it is {temp} degrees and {cond}.",
+                    f"I will tell the user about {city}.",
+                    "I should mention the unit.",
+                ],
+                effort,
+            ),
             "result_final": f"It is {temp} degrees {unit} and {cond} in {city} right now.",
-            "no_tool_analysis": _sentences([f"The user asks about the weather in {city}.",
-                                            "I have no weather tool.",
-                                            "I should say I cannot check it."], effort),
+            "no_tool_analysis": _sentences(
+                [
+                    f"The user asks about the weather in {city}.",
+                    "I have no weather tool.",
+                    "I should say I cannot check it.",
+                ],
+                effort,
+            ),
             "no_tool_final": f"I cannot check the weather right now, but I hope it is nice in "
-                             f"{city}.",
+            f"{city}.",
         }
 
     def _intent_search(self, effort: ReasoningEffort) -> tuple[str, dict[str, Any]]:
         topic = self._words(1, 3)
         snippet = self._words(3, 7)
         return self._pick(SEARCH, HELDOUT_SEARCH).format(t=topic), {
-            "analysis": _sentences([f"The user wants information about {topic}.",
-                                    "I will call search.", "Then I can summarize."], effort),
+            "analysis": _sentences(
+                [
+                    f"The user wants information about {topic}.",
+                    "I will call search.",
+                    "Then I can summarize.",
+                ],
+                effort,
+            ),
             "args": {"query": topic},
             "preamble": f"I will search for {topic}.",
             "result": _args_json({"results": [{"title": topic, "snippet": snippet}]}),
-            "result_analysis": _sentences(["The search returned a result.",
-                                           "I will share the snippet.",
-                                           "I should keep it short."], effort),
+            "result_analysis": _sentences(
+                [
+                    "The search returned a result.",
+                    "I will share the snippet.",
+                    "I should keep it short.",
+                ],
+                effort,
+            ),
             "result_final": f"Here is what I found about {topic}: {snippet}.",
-            "no_tool_analysis": _sentences([f"The user wants information about {topic}.",
-                                            "I cannot search the web.",
-                                            "I will say so politely."], effort),
+            "no_tool_analysis": _sentences(
+                [
+                    f"The user wants information about {topic}.",
+                    "I cannot search the web.",
+                    "I will say so politely.",
+                ],
+                effort,
+            ),
             "no_tool_final": f"I cannot search the web, but I can tell you what I know about "
-                             f"{topic}.",
+            f"{topic}.",
         }
 
     def _intent_repeat(self, effort: ReasoningEffort) -> tuple[str, dict[str, Any]]:
@@ -428,8 +638,14 @@ class _Builder:
         if self.rng.random() < 0.5:
             text = text[0].upper() + text[1:] + "."
         return self._pick(REPEAT, HELDOUT_REPEAT).format(t=text), {
-            "analysis": _sentences(["The user wants me to repeat the text.",
-                                    "I will copy it exactly.", "No tool is needed."], effort),
+            "analysis": _sentences(
+                [
+                    "The user wants me to repeat the text.",
+                    "I will copy it exactly.",
+                    "No tool is needed.",
+                ],
+                effort,
+            ),
             "final": text,
         }
 

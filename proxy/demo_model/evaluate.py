@@ -43,8 +43,9 @@ def matches_schema(schema: dict[str, Any], value: Any) -> bool:
     checks = {"object": dict, "string": str, "array": list, "boolean": bool}
     if kind in checks and not isinstance(value, checks[kind]):
         return False
-    if kind in ("number", "integer") and (isinstance(value, bool)
-                                          or not isinstance(value, int | float)):
+    if kind in ("number", "integer") and (
+        isinstance(value, bool) or not isinstance(value, int | float)
+    ):
         return False
     if "enum" in schema and value not in schema["enum"]:
         return False
@@ -128,10 +129,12 @@ class Report:
         return self.completion_tokens / self.seconds if self.seconds else 0.0
 
     def summary(self) -> str:
-        return (f"parsed {self.parsed}/{self.total}, well formed {self.well_formed}/{self.total}, "
-                f"expected action {self.expected_action}/{self.total}; "
-                f"{self.completion_tokens} tokens in {self.seconds:.1f} s "
-                f"({self.tokens_per_second:.0f} tokens/s)")
+        return (
+            f"parsed {self.parsed}/{self.total}, well formed {self.well_formed}/{self.total}, "
+            f"expected action {self.expected_action}/{self.total}; "
+            f"{self.completion_tokens} tokens in {self.seconds:.1f} s "
+            f"({self.tokens_per_second:.0f} tokens/s)"
+        )
 
 
 async def sample(
@@ -140,8 +143,12 @@ async def sample(
     """One completion per example, all requests in flight at once (the engine batches them)."""
 
     async def one(i: int, example: Example) -> list[int]:
-        config = SamplingConfig(max_tokens=max_tokens, temperature=temperature, seed=seed + i,
-                                stop_token_ids=DEFAULT_STOP_TOKEN_IDS)
+        config = SamplingConfig(
+            max_tokens=max_tokens,
+            temperature=temperature,
+            seed=seed + i,
+            stop_token_ids=DEFAULT_STOP_TOKEN_IDS,
+        )
         tokens: list[int] = []
         async for chunk in backend.generate(example.prompt, config, f"eval-{seed}-{i}"):
             tokens.extend(chunk.token_ids)
@@ -191,12 +198,14 @@ def main(argv: list[str] | None = None) -> None:
 
     async def run() -> Report:
         model = args.model or str(ensure_demo_model())
-        backend = VllmBackend(EngineOptions(model=model, max_model_len=2048,
-                                            cpu_kvcache_space_gib=1))
+        backend = VllmBackend(
+            EngineOptions(model=model, max_model_len=2048, cpu_kvcache_space_gib=1)
+        )
         await backend.start()
         try:
-            return await evaluate(backend, args.count, args.temperature, args.seed,
-                                  decode=enc.decode)
+            return await evaluate(
+                backend, args.count, args.temperature, args.seed, decode=enc.decode
+            )
         finally:
             await backend.shutdown()
 

@@ -101,8 +101,9 @@ def expand(weights_dir: Path, out_dir: Path) -> None:
         return full
 
     tensors = dict(compact)
-    tensors["model.embed_tokens.weight"] = widen(compact["model.embed_tokens.weight"],
-                                                 meta["unk_row"])
+    tensors["model.embed_tokens.weight"] = widen(
+        compact["model.embed_tokens.weight"], meta["unk_row"]
+    )
     tensors["lm_head.weight"] = widen(compact["lm_head.weight"], meta["other_row"])
     tensors = {name: t.to(torch.bfloat16).contiguous() for name, t in tensors.items()}
     save_file(tensors, str(out_dir / "model.safetensors"), metadata={"format": "pt"})

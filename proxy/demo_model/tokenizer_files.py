@@ -24,8 +24,11 @@ BOS, EOS, PAD = "<|startoftext|>", "<|return|>", "<|endoftext|>"
 @lru_cache(maxsize=1)
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible map from bytes to printable characters (byte-level BPE alphabet)."""
-    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-                 + list(range(ord("®"), ord("ÿ") + 1)))
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     chars = printable[:]
     extra = 0
     for b in range(256):
@@ -80,10 +83,12 @@ def build_tokenizer() -> Any:
     specials = special_token_ids()
     vocab.update(specials)
     tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=True))
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(PAT_STR), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PAT_STR), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.add_special_tokens(
         [AddedToken(name, special=True, normalized=False) for name in specials]
@@ -97,8 +102,14 @@ def write_tokenizer_files(directory: Path) -> None:
     tokenizer.save(str(directory / "tokenizer.json"))
     specials = special_token_ids()
     added = {
-        str(token_id): {"content": name, "lstrip": False, "normalized": False, "rstrip": False,
-                        "single_word": False, "special": True}
+        str(token_id): {
+            "content": name,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
+        }
         for name, token_id in specials.items()
     }
     config = {

@@ -68,8 +68,12 @@ def full_config_dict(hidden: int) -> dict[str, Any]:
 
     arch = {**ARCH, "hidden_size": hidden, "intermediate_size": hidden}
     config = GptOssConfig(
-        vocab_size=FULL_VOCAB_SIZE, bos_token_id=199998, eos_token_id=200002,
-        pad_token_id=199999, architectures=["GptOssForCausalLM"], **arch,
+        vocab_size=FULL_VOCAB_SIZE,
+        bos_token_id=199998,
+        eos_token_id=200002,
+        pad_token_id=199999,
+        architectures=["GptOssForCausalLM"],
+        **arch,
     )
     data = config.to_dict()
     data["dtype"] = "bfloat16"
@@ -92,9 +96,7 @@ class _Encoder:
         self.unk = len(compact_ids)
         self.other = len(compact_ids) + 1
 
-    def batch(
-        self, examples: list[Example], rng: random.Random | None
-    ) -> tuple[Any, Any, Any]:
+    def batch(self, examples: list[Example], rng: random.Random | None) -> tuple[Any, Any, Any]:
         import torch
 
         width = max(len(e.prompt) + len(e.completion) for e in examples) - 1
@@ -130,15 +132,18 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     known = set(compact_ids)
     user_tokens = [ex.prompt[i] for ex in heldout for s, e in ex.user_spans for i in range(s, e)]
     outside = sum(1 for t in user_tokens if t not in known)
-    print(f"data: {len(examples)} examples in {time.monotonic() - t0:.1f}s, compact vocabulary "
-          f"{len(compact_ids)} ids; held-out user tokens outside it: {outside}/{len(user_tokens)}",
-          flush=True)
+    print(
+        f"data: {len(examples)} examples in {time.monotonic() - t0:.1f}s, compact vocabulary "
+        f"{len(compact_ids)} ids; held-out user tokens outside it: {outside}/{len(user_tokens)}",
+        flush=True,
+    )
 
     enc = _Encoder(compact_ids)
     vc = len(compact_ids) + 2
     arch = {**ARCH, "hidden_size": args.hidden, "intermediate_size": args.hidden}
-    config = GptOssConfig(vocab_size=vc, pad_token_id=None, eos_token_id=None, bos_token_id=None,
-                          **arch)
+    config = GptOssConfig(
+        vocab_size=vc, pad_token_id=None, eos_token_id=None, bos_token_id=None, **arch
+    )
     config._attn_implementation = "eager"  # attention sinks need the eager path
     model = GptOssForCausalLM(config)
     model.train()
@@ -183,8 +188,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         losses.append(loss.item())
         step += 1
         if step % 50 == 0 or step == 1:
-            print(f"step {step}/{total} loss {sum(losses[-50:]) / len(losses[-50:]):.4f} "
-                  f"lr {lr:.2e} {time.monotonic() - start:.0f}s", flush=True)
+            print(
+                f"step {step}/{total} loss {sum(losses[-50:]) / len(losses[-50:]):.4f} "
+                f"lr {lr:.2e} {time.monotonic() - start:.0f}s",
+                flush=True,
+            )
         if args.max_steps is None and time.monotonic() - start > args.budget_seconds:
             print("wall-clock budget reached", flush=True)
             break
@@ -193,11 +201,15 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     model.eval()
     check = random.Random(args.seed + 1)
     with torch.no_grad():
-        final_loss = sum(
-            loss_of([examples[i] for i in check.sample(range(len(examples)), args.batch_size)],
-                    None).item()
-            for _ in range(20)
-        ) / 20
+        final_loss = (
+            sum(
+                loss_of(
+                    [examples[i] for i in check.sample(range(len(examples)), args.batch_size)], None
+                ).item()
+                for _ in range(20)
+            )
+            / 20
+        )
     print(f"trained {step} steps in {train_seconds:.1f}s; final loss {final_loss:.4f}", flush=True)
 
     out = Path(args.out)
@@ -220,8 +232,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "heldout_user_tokens_outside_vocab": [outside, len(user_tokens)],
             "schedule_steps": args.schedule_steps or total,
             "replay": f"python -m proxy.demo_model.train --max-steps {step} "
-                      f"--schedule-steps {args.schedule_steps or total} "
-                      f"--examples {args.examples} --seed {args.seed}",
+            f"--schedule-steps {args.schedule_steps or total} "
+            f"--examples {args.examples} --seed {args.seed}",
         },
     }
     (out / "compact.json").write_text(json.dumps(meta, indent=1) + "\n")
@@ -233,17 +245,33 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--examples", type=int, default=24000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--budget-seconds", type=float, default=570.0,
-                        help="stop after this much training time (ignored with --max-steps)")
-    parser.add_argument("--max-steps", type=int, default=None,
-                        help="train exactly this many steps (replays a recorded run)")
-    parser.add_argument("--schedule-steps", type=int, default=None,
-                        help="length of the learning-rate schedule (default: the step count)")
+    parser.add_argument(
+        "--budget-seconds",
+        type=float,
+        default=570.0,
+        help="stop after this much training time (ignored with --max-steps)",
+    )
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="train exactly this many steps (replays a recorded run)",
+    )
+    parser.add_argument(
+        "--schedule-steps",
+        type=int,
+        default=None,
+        help="length of the learning-rate schedule (default: the step count)",
+    )
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1 copes best with a CPU shared with other work)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1 copes best with a CPU shared with other work)",
+    )
     parser.add_argument("--out", default=str(WEIGHTS_DIR))
     train(parser.parse_args(argv))
 

@@ -41,14 +41,19 @@ def conversation(
         if instructions:
             developer = developer.with_instructions(instructions)
         if tools:
-            developer = developer.with_function_tools([
-                ToolDescription.new(n, TOOLS[n]["description"], parameters=TOOLS[n]["parameters"])
-                for n in tools
-            ])
+            developer = developer.with_function_tools(
+                [
+                    ToolDescription.new(
+                        n, TOOLS[n]["description"], parameters=TOOLS[n]["parameters"]
+                    )
+                    for n in tools
+                ]
+            )
         messages.append(Message.from_role_and_content(Role.DEVELOPER, developer))
     messages.extend(later)
-    return list(ENC.render_conversation_for_completion(Conversation.from_messages(messages),
-                                                       Role.ASSISTANT))
+    return list(
+        ENC.render_conversation_for_completion(Conversation.from_messages(messages), Role.ASSISTANT)
+    )
 
 
 def user(text: str) -> Message:
@@ -77,12 +82,21 @@ def text(message) -> str:
 
 @pytest.mark.engine
 def test_higher_reasoning_effort_gives_longer_analysis(background_loop, vllm_backend):
-    questions = ["Hello!", "What is the capital of Spain?", "How many days are in a week?",
-                 "What is 12 + 30?"]
+    questions = [
+        "Hello!",
+        "What is the capital of Spain?",
+        "How many days are in a week?",
+        "What is 12 + 30?",
+    ]
     lengths = {
-        effort: [len(text(messages[0])) for messages in complete(
-            background_loop, vllm_backend,
-            [conversation(user(q), effort=effort) for q in questions])]
+        effort: [
+            len(text(messages[0]))
+            for messages in complete(
+                background_loop,
+                vllm_backend,
+                [conversation(user(q), effort=effort) for q in questions],
+            )
+        ]
         for effort in (ReasoningEffort.LOW, ReasoningEffort.MEDIUM, ReasoningEffort.HIGH)
     }
     for low, medium, high in zip(*lengths.values(), strict=True):
@@ -90,16 +104,23 @@ def test_higher_reasoning_effort_gives_longer_analysis(background_loop, vllm_bac
 
 
 @pytest.mark.engine
-def test_weather_calls_carry_the_users_city_and_unit_as_json_arguments(background_loop, vllm_backend):
+def test_weather_calls_carry_the_users_city_and_unit_as_json_arguments(
+    background_loop, vllm_backend
+):
     asks = {
         "What's the weather in Paris?": ("get_weather", {"location": "Paris"}),
         "Is it raining in Tokyo? Please answer in fahrenheit.": (
-            "get_weather", {"location": "Tokyo", "unit": "fahrenheit"}),
+            "get_weather",
+            {"location": "Tokyo", "unit": "fahrenheit"},
+        ),
         "Can you tell me the weather for London? Use celsius.": (
-            "get_weather", {"location": "London", "unit": "celsius"}),
+            "get_weather",
+            {"location": "London", "unit": "celsius"},
+        ),
     }
-    results = complete(background_loop, vllm_backend,
-                       [conversation(user(q), tools=ALL_TOOLS) for q in asks])
+    results = complete(
+        background_loop, vllm_backend, [conversation(user(q), tools=ALL_TOOLS) for q in asks]
+    )
     for (name, arguments), messages in zip(asks.values(), results, strict=True):
         call = messages[-1]
         assert call.recipient == f"functions.{name}"
@@ -107,31 +128,40 @@ def test_weather_calls_carry_the_users_city_and_unit_as_json_arguments(backgroun
 
 
 @pytest.mark.engine
-def test_a_preamble_on_commentary_comes_only_when_the_developer_asks(
-    background_loop, vllm_backend
-):
-    questions = ["What's the weather in Tokyo?", "Search the web for jazz music.",
-                 "What is 40 - 2?"]
+def test_a_preamble_on_commentary_comes_only_when_the_developer_asks(background_loop, vllm_backend):
+    questions = [
+        "What's the weather in Tokyo?",
+        "Search the web for jazz music.",
+        "What is 40 - 2?",
+    ]
     for instructions, preambles in ((None, 0), (PREAMBLE_INSTRUCTION, 1)):
-        prompts = [conversation(user(q), tools=ALL_TOOLS, instructions=instructions)
-                   for q in questions]
+        prompts = [
+            conversation(user(q), tools=ALL_TOOLS, instructions=instructions) for q in questions
+        ]
         for messages in complete(background_loop, vllm_backend, prompts):
             shapes = [(m.channel, m.recipient is not None) for m in messages]
             assert shapes == [("analysis", False)] + [("commentary", False)] * preambles + [
-                ("commentary", True)]
+                ("commentary", True)
+            ]
 
 
 @pytest.mark.engine
 def test_the_answer_uses_the_tool_result(background_loop, vllm_backend):
-    call = (Message.from_role_and_content(Role.ASSISTANT, '{"location":"Oslo"}')
-            .with_channel("commentary").with_recipient("functions.get_weather")
-            .with_content_type("<|constrain|>json"))
-    result = (Message.from_author_and_content(
-        Author.new(Role.TOOL, "functions.get_weather"),
-        '{"location":"Oslo","temperature":12,"unit":"celsius","condition":"rainy"}',
-    ).with_channel("commentary").with_recipient("assistant"))
-    prompt = conversation(user("What's the weather in Oslo?"), call, result,
-                          tools=("get_weather",))
+    call = (
+        Message.from_role_and_content(Role.ASSISTANT, '{"location":"Oslo"}')
+        .with_channel("commentary")
+        .with_recipient("functions.get_weather")
+        .with_content_type("<|constrain|>json")
+    )
+    result = (
+        Message.from_author_and_content(
+            Author.new(Role.TOOL, "functions.get_weather"),
+            '{"location":"Oslo","temperature":12,"unit":"celsius","condition":"rainy"}',
+        )
+        .with_channel("commentary")
+        .with_recipient("assistant")
+    )
+    prompt = conversation(user("What's the weather in Oslo?"), call, result, tools=("get_weather",))
     (messages,) = complete(background_loop, vllm_backend, [prompt])
     assert [m.channel for m in messages] == ["analysis", "final"]
     assert all(word in text(messages[-1]) for word in ("12", "rainy", "Oslo"))

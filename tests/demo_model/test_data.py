@@ -40,10 +40,23 @@ def test_heldout_prompts_never_occur_in_training_data():
 def test_data_covers_every_intent_tool_calls_and_tool_results():
     examples = generate_examples(600, seed=1)
     intents = {e.intent for e in examples}
-    assert {"greeting", "arithmetic", "capital", "fact", "weather", "search", "repeat",
-            "weather+result", "search+result", "arithmetic+result"} <= intents
+    assert {
+        "greeting",
+        "arithmetic",
+        "capital",
+        "fact",
+        "weather",
+        "search",
+        "repeat",
+        "weather+result",
+        "search+result",
+        "arithmetic+result",
+    } <= intents
     assert {e.expected for e in examples} == {
-        "final", "call:get_weather", "call:search", "call:calculator"
+        "final",
+        "call:get_weather",
+        "call:search",
+        "call:calculator",
     }
 
 

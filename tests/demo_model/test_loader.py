@@ -13,8 +13,14 @@ from proxy.demo_model.loader import WEIGHTS_DIR, ensure_demo_model, weights_hash
 
 def test_checkpoint_directory_holds_the_hugging_face_files(demo_model_path):
     names = {p.name for p in demo_model_path.iterdir()}
-    assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-            "tokenizer_config.json", "special_tokens_map.json"} <= names
+    assert {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    } <= names
     config = json.loads((demo_model_path / "config.json").read_text())
     assert config["model_type"] == "gpt_oss" and config["vocab_size"] == 201088
     assert config["head_dim"] == 64
@@ -44,9 +50,14 @@ def test_untrained_ids_share_the_unk_input_row_and_the_other_output_row(demo_mod
     meta = json.loads((WEIGHTS_DIR / "compact.json").read_text())
     known = set(meta["compact_ids"])
     unused = [i for i in (5, 150000, 200500, 201087) if i not in known]
-    with safe_open(demo_model_path / "model.safetensors", "pt") as full, \
-            safe_open(WEIGHTS_DIR / "compact.safetensors", "pt") as compact:
-        embed, head = full.get_tensor("model.embed_tokens.weight"), full.get_tensor("lm_head.weight")
+    with (
+        safe_open(demo_model_path / "model.safetensors", "pt") as full,
+        safe_open(WEIGHTS_DIR / "compact.safetensors", "pt") as compact,
+    ):
+        embed, head = (
+            full.get_tensor("model.embed_tokens.weight"),
+            full.get_tensor("lm_head.weight"),
+        )
         small_embed = compact.get_tensor("model.embed_tokens.weight")
         small_head = compact.get_tensor("lm_head.weight")
     assert embed.shape == head.shape == (201088, small_embed.shape[1])
@@ -70,14 +81,15 @@ def test_transformers_loads_the_checkpoint_and_generates_harmony(demo_model_path
         load_harmony_encoding,
     )
 
-    model = transformers.AutoModelForCausalLM.from_pretrained(demo_model_path,
-                                                              dtype=torch.float32)
+    model = transformers.AutoModelForCausalLM.from_pretrained(demo_model_path, dtype=torch.float32)
     enc = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
     prompt = enc.render_conversation_for_completion(
-        Conversation.from_messages([
-            Message.from_role_and_content(Role.SYSTEM, SystemContent.new()),
-            Message.from_role_and_content(Role.USER, "Hello!"),
-        ]),
+        Conversation.from_messages(
+            [
+                Message.from_role_and_content(Role.SYSTEM, SystemContent.new()),
+                Message.from_role_and_content(Role.USER, "Hello!"),
+            ]
+        ),
         Role.ASSISTANT,
     )
     output = model.generate(torch.tensor([prompt]), max_new_tokens=4, do_sample=False)

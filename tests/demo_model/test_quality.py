@@ -18,8 +18,7 @@ def test_heldout_completions_parse_strictly_and_are_well_formed(background_loop,
         return reference.parse_messages_from_completion_tokens(tokens, oracle.Role.ASSISTANT)
 
     report = background_loop.run(
-        evaluate(vllm_backend, count=100, temperature=0.7, seed=0, parse=parse,
-                 decode=enc.decode),
+        evaluate(vllm_backend, count=100, temperature=0.7, seed=0, parse=parse, decode=enc.decode),
         timeout=600,
     )
     print("\n" + report.summary())

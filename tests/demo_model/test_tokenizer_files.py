@@ -35,20 +35,27 @@ def test_ordinary_text_gets_the_harmony_ids(tokenizer, encoding, text):
 
 
 def test_every_special_token_has_its_harmony_id(tokenizer, encoding):
-    names = [n for n in encoding.special_tokens_set
-             if encoding.encode(n, allowed_special="all")[0] < 201088]
+    names = [
+        n
+        for n in encoding.special_tokens_set
+        if encoding.encode(n, allowed_special="all")[0] < 201088
+    ]
     assert len(names) > 1000
     for name in names:
-        assert tokenizer.convert_tokens_to_ids(name) == encoding.encode(name, allowed_special="all")[0]
+        assert (
+            tokenizer.convert_tokens_to_ids(name) == encoding.encode(name, allowed_special="all")[0]
+        )
 
 
 def test_a_rendered_harmony_prompt_round_trips(tokenizer, encoding):
     from harmony import Conversation, Message, Role, SystemContent
 
-    conversation = Conversation.from_messages([
-        Message.from_role_and_content(Role.SYSTEM, SystemContent.new()),
-        Message.from_role_and_content(Role.USER, "What's the weather in Oslo?"),
-    ])
+    conversation = Conversation.from_messages(
+        [
+            Message.from_role_and_content(Role.SYSTEM, SystemContent.new()),
+            Message.from_role_and_content(Role.USER, "What's the weather in Oslo?"),
+        ]
+    )
     tokens = encoding.render_conversation_for_completion(conversation, Role.ASSISTANT)
     text = tokenizer.decode(tokens)
     assert tokenizer.encode(text, add_special_tokens=False) == list(tokens)
@@ -57,4 +64,7 @@ def test_a_rendered_harmony_prompt_round_trips(tokenizer, encoding):
 def test_tokenizer_covers_the_model_vocabulary_with_harmony_specials(tokenizer):
     assert len(tokenizer) == 201088
     assert (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token) == (
-        "<|startoftext|>", "<|return|>", "<|endoftext|>")
+        "<|startoftext|>",
+        "<|return|>",
+        "<|endoftext|>",
+    )

@@ -18,9 +18,15 @@ def test_engine_process_death_fails_the_request_and_clears_ready(
 ):
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
-    backend = VllmBackend(EngineOptions(model=str(demo_model_path), max_model_len=512,
-                                        cpu_kvcache_space_gib=1, gpu_memory_utilization=0.2),
-                          progress=lambda _: None)
+    backend = VllmBackend(
+        EngineOptions(
+            model=str(demo_model_path),
+            max_model_len=512,
+            cpu_kvcache_space_gib=1,
+            gpu_memory_utilization=0.2,
+        ),
+        progress=lambda _: None,
+    )
     background_loop.run(backend.start(), timeout=900)
     engine_processes = [p for p in me.children(recursive=True) if p.pid not in before]
     assert engine_processes and backend.ready

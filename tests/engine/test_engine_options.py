@@ -14,8 +14,9 @@ def test_cpu_hosts_run_eager_without_chunked_prefill():
 
 
 def test_gpu_hosts_get_memory_utilization_and_vllm_defaults():
-    kwargs = EngineOptions(model="m", gpu_memory_utilization=0.5, tensor_parallel_size=2
-                           ).engine_kwargs(on_cpu=False)
+    kwargs = EngineOptions(
+        model="m", gpu_memory_utilization=0.5, tensor_parallel_size=2
+    ).engine_kwargs(on_cpu=False)
     assert kwargs["gpu_memory_utilization"] == 0.5
     assert kwargs["tensor_parallel_size"] == 2
     assert kwargs["enforce_eager"] is False

@@ -38,10 +38,12 @@ def prompt() -> list[int]:
     )
 
     enc = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
-    conversation = Conversation.from_messages([
-        Message.from_role_and_content(Role.SYSTEM, SystemContent.new()),
-        Message.from_role_and_content(Role.USER, "What is the capital of France?"),
-    ])
+    conversation = Conversation.from_messages(
+        [
+            Message.from_role_and_content(Role.SYSTEM, SystemContent.new()),
+            Message.from_role_and_content(Role.USER, "What is the capital of France?"),
+        ]
+    )
     return list(enc.render_conversation_for_completion(conversation, Role.ASSISTANT))
 
 
@@ -238,13 +240,16 @@ def test_a_json_schema_constrains_the_generated_text(background_loop, vllm_backe
     # Unconstrained, the demo model would start with <|channel|>analysis: the schema overrides it.
     schema = {
         "type": "object",
-        "properties": {"city": {"type": "string", "enum": ["Paris", "Rome", "Oslo"]},
-                       "sunny": {"type": "boolean"}},
+        "properties": {
+            "city": {"type": "string", "enum": ["Paris", "Rome", "Oslo"]},
+            "sunny": {"type": "boolean"},
+        },
         "required": ["city", "sunny"],
         "additionalProperties": False,
     }
-    sampling = SamplingConfig(max_tokens=60, temperature=1.0, seed=3,
-                              structured_outputs={"json": schema})
+    sampling = SamplingConfig(
+        max_tokens=60, temperature=1.0, seed=3, structured_outputs={"json": schema}
+    )
     chunks = collect(background_loop, vllm_backend, prompt, sampling)
     assert chunks[-1].finish_reason == "stop"
     value = json.loads(decode(tokens_of(chunks)))
@@ -254,8 +259,12 @@ def test_a_json_schema_constrains_the_generated_text(background_loop, vllm_backe
 
 @pytest.mark.engine
 def test_a_choice_constraint_yields_exactly_one_choice(background_loop, vllm_backend, prompt):
-    sampling = SamplingConfig(max_tokens=20, temperature=1.0, seed=4,
-                              structured_outputs={"choice": ["red", "green", "blue"]})
+    sampling = SamplingConfig(
+        max_tokens=20,
+        temperature=1.0,
+        seed=4,
+        structured_outputs={"choice": ["red", "green", "blue"]},
+    )
     chunks = collect(background_loop, vllm_backend, prompt, sampling)
     assert decode(tokens_of(chunks)) in ("red", "green", "blue")
 

@@ -37,7 +37,9 @@ def sse_events(text: str) -> list[str]:
     """The `data:` payloads of an SSE body, in order (comments such as pings skipped)."""
     events = []
     for block in text.replace("\r\n", "\n").split("\n\n"):
-        data = [line[len("data:") :].lstrip() for line in block.split("\n") if line.startswith("data:")]
+        data = [
+            line[len("data:") :].lstrip() for line in block.split("\n") if line.startswith("data:")
+        ]
         if data:
             events.append("\n".join(data))
     return events
@@ -63,7 +65,9 @@ def fold_content(chunks: list[dict[str, Any]], index: int = 0) -> dict[str, Any]
             out["content"] += delta.get("content") or ""
             out["reasoning"] += delta.get("reasoning") or ""
             for call in delta.get("tool_calls") or []:
-                entry = out["tool_calls"].setdefault(call["index"], {"id": None, "name": None, "arguments": ""})
+                entry = out["tool_calls"].setdefault(
+                    call["index"], {"id": None, "name": None, "arguments": ""}
+                )
                 if call.get("id"):
                     entry["id"] = call["id"]
                     entry["name"] = call["function"]["name"]

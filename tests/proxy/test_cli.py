@@ -17,9 +17,23 @@ from proxy.cli import build_parser, proxy_config
 
 
 def test_help_lists_the_serve_flags():
-    result = subprocess.run([sys.executable, "-m", "proxy", "serve", "--help"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0
-    for flag in ("--model", "--host", "--port", "--api-key", "--date", "--cors-origin", "--max-model-len", "--cpu-kvcache-space-gib"):
+    for flag in (
+        "--model",
+        "--host",
+        "--port",
+        "--api-key",
+        "--date",
+        "--cors-origin",
+        "--max-model-len",
+        "--cpu-kvcache-space-gib",
+    ):
         assert flag in result.stdout
     assert "HARMONY_PROXY_" in result.stdout
 
@@ -31,7 +45,19 @@ def test_console_script_is_installed():
 
 def test_flags_become_the_proxy_config():
     args = build_parser().parse_args(
-        ["serve", "--api-key", "k1", "--api-key", "k2", "--date", "2026-02-03", "--cors-origin", "https://a.example", "--reasoning-effort", "low"]
+        [
+            "serve",
+            "--api-key",
+            "k1",
+            "--api-key",
+            "k2",
+            "--date",
+            "2026-02-03",
+            "--cors-origin",
+            "https://a.example",
+            "--reasoning-effort",
+            "low",
+        ]
     )
     config = proxy_config(args, "demo")
     assert config.api_keys == ("k1", "k2")
@@ -49,7 +75,12 @@ def test_environment_variables_set_the_defaults(monkeypatch):
     monkeypatch.setenv("HARMONY_PROXY_MODEL", "/models/gpt-oss-20b")
     monkeypatch.setenv("HARMONY_PROXY_MAX_MODEL_LEN", "4096")
     args = build_parser().parse_args(["serve"])
-    assert (args.port, args.host, args.model, args.max_model_len) == (9123, "0.0.0.0", "/models/gpt-oss-20b", 4096)
+    assert (args.port, args.host, args.model, args.max_model_len) == (
+        9123,
+        "0.0.0.0",
+        "/models/gpt-oss-20b",
+        4096,
+    )
     config = proxy_config(args, "x")
     assert config.api_keys == ("a", "b") and config.conversation_date == "2025-12-31"
 
@@ -65,11 +96,27 @@ def test_without_a_date_the_date_is_pinned_to_today():
 def test_serve_starts_the_demo_model_and_answers_the_openai_sdk(demo_model_path, tmp_path):
     """The README's first command: `harmony-proxy serve` with no --model serves the demo model."""
     port = _free_port()
-    env = {**os.environ, "HARMONY_PROXY_CACHE": str(demo_model_path.parent), "VLLM_CPU_KVCACHE_SPACE": "1"}
+    env = {
+        **os.environ,
+        "HARMONY_PROXY_CACHE": str(demo_model_path.parent),
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+    }
     log = (tmp_path / "serve.log").open("w+")
     process = subprocess.Popen(
-        ["harmony-proxy", "serve", "--port", str(port), "--max-model-len", "2048", "--date", "2026-01-15"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        [
+            "harmony-proxy",
+            "serve",
+            "--port",
+            str(port),
+            "--max-model-len",
+            "2048",
+            "--date",
+            "2026-01-15",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 600
@@ -87,7 +134,9 @@ def test_serve_starts_the_demo_model_and_answers_the_openai_sdk(demo_model_path,
             assert step in output, output
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0)
         (model,) = [m.id for m in client.models.list()]
-        completion = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Hello!"}], max_completion_tokens=32)
+        completion = client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "Hello!"}], max_completion_tokens=32
+        )
         assert completion.choices[0].finish_reason in ("stop", "length")
     finally:
         process.send_signal(signal.SIGINT)

@@ -70,7 +70,10 @@ def test_no_developer_message_without_instructions_or_tools():
 
 
 def test_tools_are_rendered_as_function_namespace_with_identifier_names():
-    tool = {"type": "function", "function": {"name": "web-search.v2", "parameters": {"type": "object"}}}
+    tool = {
+        "type": "function",
+        "function": {"name": "web-search.v2", "parameters": {"type": "object"}},
+    }
     prompt = render([{"role": "user", "content": "Hi"}], tools=[WEATHER_TOOL, tool])
     assert "namespace functions {" in prompt
     assert "type get_weather = (_: {\ncity: string,\n}) => any;" in prompt
@@ -79,7 +82,14 @@ def test_tools_are_rendered_as_function_namespace_with_identifier_names():
 
 
 def test_content_may_be_a_list_of_text_parts():
-    prompt = render([{"role": "user", "content": [{"type": "text", "text": "Hel"}, {"type": "text", "text": "lo"}]}])
+    prompt = render(
+        [
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "Hel"}, {"type": "text", "text": "lo"}],
+            }
+        ]
+    )
     assert "<|start|>user<|message|>Hello<|end|>" in prompt
 
 
@@ -120,7 +130,11 @@ def test_reasoning_inside_an_unfinished_tool_loop_is_kept_under_either_field_nam
                     "role": "assistant",
                     field: "Need the weather tool.",
                     "tool_calls": [
-                        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'},
+                        }
                     ],
                 },
                 {"role": "tool", "tool_call_id": "call_1", "content": '{"temp": 21}'},
@@ -142,23 +156,46 @@ def test_tool_results_are_named_through_tool_call_id_not_message_order():
             {
                 "role": "assistant",
                 "tool_calls": [
-                    {"id": "a", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}},
-                    {"id": "b", "type": "function", "function": {"name": "get-time", "arguments": "{}"}},
+                    {
+                        "id": "a",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": "{}"},
+                    },
+                    {
+                        "id": "b",
+                        "type": "function",
+                        "function": {"name": "get-time", "arguments": "{}"},
+                    },
                 ],
             },
             {"role": "tool", "tool_call_id": "b", "content": "noon"},
             {"role": "tool", "tool_call_id": "a", "content": "sunny"},
         ]
     )
-    assert "<|start|>functions.get_time to=assistant<|channel|>commentary<|message|>noon<|end|>" in prompt
-    assert "<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>sunny<|end|>" in prompt
+    assert (
+        "<|start|>functions.get_time to=assistant<|channel|>commentary<|message|>noon<|end|>"
+        in prompt
+    )
+    assert (
+        "<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>sunny<|end|>"
+        in prompt
+    )
 
 
 def test_tool_result_with_unknown_id_falls_back_to_the_latest_call():
     prompt = render(
         [
             {"role": "user", "content": "Weather?"},
-            {"role": "assistant", "tool_calls": [{"id": "a", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {
+                        "id": "a",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": "{}"},
+                    }
+                ],
+            },
             {"role": "tool", "tool_call_id": "zzz", "content": "sunny"},
         ]
     )
@@ -167,7 +204,12 @@ def test_tool_result_with_unknown_id_falls_back_to_the_latest_call():
 
 def test_tool_result_without_any_earlier_call_is_a_400():
     with pytest.raises(InvalidRequest) as info:
-        render([{"role": "user", "content": "Hi"}, {"role": "tool", "tool_call_id": "x", "content": "?"}])
+        render(
+            [
+                {"role": "user", "content": "Hi"},
+                {"role": "tool", "tool_call_id": "x", "content": "?"},
+            ]
+        )
     assert info.value.param == "messages[1].tool_call_id"
 
 
@@ -178,7 +220,13 @@ def test_assistant_content_next_to_tool_calls_is_a_commentary_preamble():
             {
                 "role": "assistant",
                 "content": "Let me check.",
-                "tool_calls": [{"id": "a", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}],
+                "tool_calls": [
+                    {
+                        "id": "a",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": "{}"},
+                    }
+                ],
             },
             {"role": "tool", "tool_call_id": "a", "content": "sunny"},
         ]
@@ -201,7 +249,13 @@ def test_rendering_matches_the_reference_library_token_for_token():
                 {
                     "role": "assistant",
                     "reasoning": "Need tool.",
-                    "tool_calls": [{"id": "c", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"SF"}'}}],
+                    "tool_calls": [
+                        {
+                            "id": "c",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": '{"city":"SF"}'},
+                        }
+                    ],
                 },
                 {"role": "tool", "tool_call_id": "c", "content": '{"temp":20}'},
             ],
@@ -216,8 +270,12 @@ def test_rendering_matches_the_reference_library_token_for_token():
         .with_reasoning_effort(oh.ReasoningEffort.LOW)
     )
     fn = WEATHER_TOOL["function"]
-    developer = oh.DeveloperContent.new().with_instructions("Be terse.").with_function_tools(
-        [oh.ToolDescription.new(fn["name"], fn["description"], parameters=fn["parameters"])]
+    developer = (
+        oh.DeveloperContent.new()
+        .with_instructions("Be terse.")
+        .with_function_tools(
+            [oh.ToolDescription.new(fn["name"], fn["description"], parameters=fn["parameters"])]
+        )
     )
     A = oh.Role.ASSISTANT
     reference = oh.Conversation.from_messages(
@@ -232,7 +290,9 @@ def test_rendering_matches_the_reference_library_token_for_token():
             .with_channel("commentary")
             .with_recipient("functions.get_weather")
             .with_content_type("<|constrain|>json"),
-            oh.Message.from_author_and_content(oh.Author.new(oh.Role.TOOL, "functions.get_weather"), '{"temp":20}')
+            oh.Message.from_author_and_content(
+                oh.Author.new(oh.Role.TOOL, "functions.get_weather"), '{"temp":20}'
+            )
             .with_channel("commentary")
             .with_recipient("assistant"),
         ]

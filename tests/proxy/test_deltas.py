@@ -11,7 +11,9 @@ STOPS = (200002, 200012, 199999)
 
 
 def feed_all(text: str, size: int = 1, **kw) -> tuple[list[dict], DeltaAssembler]:
-    assembler = DeltaAssembler(load_encoding(), ToolNames(["get_weather"]), stop_token_ids=STOPS, **kw)
+    assembler = DeltaAssembler(
+        load_encoding(), ToolNames(["get_weather"]), stop_token_ids=STOPS, **kw
+    )
     tokens = toks(text)
     deltas = [assembler.feed(tokens[i : i + size]) for i in range(0, len(tokens), size)]
     deltas.append(assembler.finish())
@@ -29,18 +31,24 @@ def test_text_that_may_start_a_stop_string_is_held_back_until_it_cannot():
 
 
 def test_a_stop_string_split_across_tokens_still_stops():
-    deltas, assembler = feed_all("<|channel|>final<|message|>alpha beta gamma<|return|>", stop_strings=("ta ga",))
+    deltas, assembler = feed_all(
+        "<|channel|>final<|message|>alpha beta gamma<|return|>", stop_strings=("ta ga",)
+    )
     assert content(deltas) == "alpha be"
     assert assembler.stopped_by_string and assembler.done
 
 
 def test_the_earliest_of_several_stop_strings_wins():
-    deltas, _ = feed_all("<|channel|>final<|message|>one two three<|return|>", stop_strings=("three", "two"))
+    deltas, _ = feed_all(
+        "<|channel|>final<|message|>one two three<|return|>", stop_strings=("three", "two")
+    )
     assert content(deltas) == "one "
 
 
 def test_a_message_cut_by_eos_mid_header_is_recovered_as_content():
-    deltas, assembler = feed_all("<|channel|>final<|message|>Hi<|end|><|start|>assistant<|channel|>fin", 1)
+    deltas, assembler = feed_all(
+        "<|channel|>final<|message|>Hi<|end|><|start|>assistant<|channel|>fin", 1
+    )
     assert content(deltas).startswith("Hi")
     assert assembler.done
 
@@ -48,11 +56,15 @@ def test_a_message_cut_by_eos_mid_header_is_recovered_as_content():
 def test_generation_stops_at_the_first_stop_token():
     _, assembler = feed_all("<|channel|>final<|message|>x<|call|>ignored text")
     assert assembler.done
-    assert assembler.completion_tokens == len(toks("<|channel|>final<|message|>x<|call|>ignored text"))
+    assert assembler.completion_tokens == len(
+        toks("<|channel|>final<|message|>x<|call|>ignored text")
+    )
 
 
 def test_reasoning_tokens_count_analysis_text_only():
-    _, assembler = feed_all("<|channel|>analysis<|message|>a b c<|end|><|start|>assistant<|channel|>final<|message|>d e<|return|>")
+    _, assembler = feed_all(
+        "<|channel|>analysis<|message|>a b c<|end|><|start|>assistant<|channel|>final<|message|>d e<|return|>"
+    )
     assert assembler.reasoning_tokens == len(toks("a b c"))
 
 

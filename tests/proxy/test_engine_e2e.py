@@ -54,7 +54,9 @@ MAX = 160
 
 @pytest.fixture(scope="module")
 def client(proxy_server) -> openai.OpenAI:
-    return openai.OpenAI(base_url=proxy_server.base_url, api_key="unused", max_retries=0, timeout=300)
+    return openai.OpenAI(
+        base_url=proxy_server.base_url, api_key="unused", max_retries=0, timeout=300
+    )
 
 
 def ask(text: str) -> list[dict[str, Any]]:
@@ -84,7 +86,12 @@ def test_non_streaming_answer_has_openai_shape_and_usage(client, proxy_server):
 
 
 def test_stream_and_non_stream_agree_under_greedy_decoding(client, proxy_server):
-    params = dict(model=proxy_server.model, messages=ask("What is the capital of France?"), max_completion_tokens=MAX, temperature=0)
+    params = dict(
+        model=proxy_server.model,
+        messages=ask("What is the capital of France?"),
+        max_completion_tokens=MAX,
+        temperature=0,
+    )
     whole = client.chat.completions.create(**params).choices[0]
     content, reasoning, finish = "", "", None
     for chunk in client.chat.completions.create(**params, stream=True):
@@ -99,7 +106,9 @@ def test_stream_and_non_stream_agree_under_greedy_decoding(client, proxy_server)
 
 def test_async_stream_with_usage(proxy_server):
     async def go() -> tuple[str, Any]:
-        async with openai.AsyncOpenAI(base_url=proxy_server.base_url, api_key="x", max_retries=0) as aclient:
+        async with openai.AsyncOpenAI(
+            base_url=proxy_server.base_url, api_key="x", max_retries=0
+        ) as aclient:
             stream = await aclient.chat.completions.create(
                 model=proxy_server.model,
                 messages=ask("Hi there."),
@@ -124,7 +133,11 @@ def test_async_stream_with_usage(proxy_server):
 def test_full_tool_loop_call_then_result_then_answer(client, proxy_server):
     messages = ask("What's the weather in Paris?")
     first = client.chat.completions.create(
-        model=proxy_server.model, messages=messages, tools=[WEATHER], tool_choice="required", max_completion_tokens=MAX
+        model=proxy_server.model,
+        messages=messages,
+        tools=[WEATHER],
+        tool_choice="required",
+        max_completion_tokens=MAX,
     ).choices[0]
     assert first.finish_reason == "tool_calls"
     (call,) = first.message.tool_calls
@@ -133,10 +146,18 @@ def test_full_tool_loop_call_then_result_then_answer(client, proxy_server):
     assert isinstance(args["location"], str)
     messages += [
         first.message.model_dump(exclude_none=True),
-        {"role": "tool", "tool_call_id": call.id, "content": json.dumps({"condition": "sunny", "temperature": 21})},
+        {
+            "role": "tool",
+            "tool_call_id": call.id,
+            "content": json.dumps({"condition": "sunny", "temperature": 21}),
+        },
     ]
     second = client.chat.completions.create(
-        model=proxy_server.model, messages=messages, tools=[WEATHER], tool_choice="none", max_completion_tokens=MAX
+        model=proxy_server.model,
+        messages=messages,
+        tools=[WEATHER],
+        tool_choice="none",
+        max_completion_tokens=MAX,
     ).choices[0]
     assert second.message.tool_calls is None
     assert second.finish_reason in ("stop", "length")
@@ -149,14 +170,25 @@ def test_streamed_tool_call_fragments(client, proxy_server):
     fragments = []
     finish = None
     for chunk in client.chat.completions.create(
-        model=proxy_server.model, messages=ask("Is it sunny in Tokyo?"), tools=[WEATHER], tool_choice="required", max_completion_tokens=MAX, stream=True
+        model=proxy_server.model,
+        messages=ask("Is it sunny in Tokyo?"),
+        tools=[WEATHER],
+        tool_choice="required",
+        max_completion_tokens=MAX,
+        stream=True,
     ):
         fragments += chunk.choices[0].delta.tool_calls or []
         finish = chunk.choices[0].finish_reason or finish
     first, *rest = fragments
-    assert first.id.startswith("call_") and first.type == "function" and first.function.name == "get_weather"
+    assert (
+        first.id.startswith("call_")
+        and first.type == "function"
+        and first.function.name == "get_weather"
+    )
     assert all(f.id is None and f.function.name is None for f in rest)
-    args = json.loads((first.function.arguments or "") + "".join(f.function.arguments or "" for f in rest))
+    args = json.loads(
+        (first.function.arguments or "") + "".join(f.function.arguments or "" for f in rest)
+    )
     assert "location" in args
     assert finish == "tool_calls"
 
@@ -170,13 +202,19 @@ def test_named_tool_choice_calls_that_tool_and_finishes_with_stop(client, proxy_
         max_completion_tokens=MAX,
     ).choices[0]
     assert [c.function.name for c in choice.message.tool_calls] == ["calculator"]
-    assert isinstance(json.loads(choice.message.tool_calls[0].function.arguments)["expression"], str)
+    assert isinstance(
+        json.loads(choice.message.tool_calls[0].function.arguments)["expression"], str
+    )
     assert choice.finish_reason == "stop"
 
 
 def test_tool_choice_none_prevents_tool_calls_even_when_the_model_wants_one(client, proxy_server):
     choice = client.chat.completions.create(
-        model=proxy_server.model, messages=ask("What's the weather in Berlin?"), tools=[WEATHER], tool_choice="none", max_completion_tokens=MAX
+        model=proxy_server.model,
+        messages=ask("What's the weather in Berlin?"),
+        tools=[WEATHER],
+        tool_choice="none",
+        max_completion_tokens=MAX,
     ).choices[0]
     assert choice.message.tool_calls is None
     assert choice.finish_reason in ("stop", "length")
@@ -202,8 +240,11 @@ def test_response_format_with_a_pydantic_model_via_the_sdk_parse_helper(client, 
 
 def test_response_format_json_object_constrains_the_answer_to_json(client, proxy_server):
     choice = client.chat.completions.create(
-        model=proxy_server.model, messages=ask("What is the capital of Spain?"), response_format={"type": "json_object"},
-        max_completion_tokens=400, temperature=0
+        model=proxy_server.model,
+        messages=ask("What is the capital of Spain?"),
+        response_format={"type": "json_object"},
+        max_completion_tokens=400,
+        temperature=0,
     ).choices[0]
     content = choice.message.content or ""
     assert content.lstrip().startswith("{") and no_markup(content)
@@ -212,26 +253,46 @@ def test_response_format_json_object_constrains_the_answer_to_json(client, proxy
 
 
 def test_n_choices(client, proxy_server):
-    completion = client.chat.completions.create(model=proxy_server.model, messages=ask("Hello!"), n=2, max_completion_tokens=48)
+    completion = client.chat.completions.create(
+        model=proxy_server.model, messages=ask("Hello!"), n=2, max_completion_tokens=48
+    )
     assert [c.index for c in completion.choices] == [0, 1]
     assert all(c.finish_reason in ("stop", "length") for c in completion.choices)
 
 
 def test_small_budget_finishes_with_length(client, proxy_server):
-    choice = client.chat.completions.create(model=proxy_server.model, messages=ask("Hello!"), max_tokens=3).choices[0]
+    choice = client.chat.completions.create(
+        model=proxy_server.model, messages=ask("Hello!"), max_tokens=3
+    ).choices[0]
     assert choice.finish_reason == "length"
-    assert client.chat.completions.create(model=proxy_server.model, messages=ask("Hello!"), max_tokens=3).usage.completion_tokens == 3
+    assert (
+        client.chat.completions.create(
+            model=proxy_server.model, messages=ask("Hello!"), max_tokens=3
+        ).usage.completion_tokens
+        == 3
+    )
 
 
 def test_seed_makes_sampling_reproducible(client, proxy_server):
-    params = dict(model=proxy_server.model, messages=ask("Tell me the weather for Oslo."), max_completion_tokens=48, temperature=1.0, seed=1234)
+    params = dict(
+        model=proxy_server.model,
+        messages=ask("Tell me the weather for Oslo."),
+        max_completion_tokens=48,
+        temperature=1.0,
+        seed=1234,
+    )
     a = client.chat.completions.create(**params).choices[0].message
     b = client.chat.completions.create(**params).choices[0].message
     assert (a.content, getattr(a, "reasoning", None)) == (b.content, getattr(b, "reasoning", None))
 
 
 def test_raw_sse_framing_from_the_real_engine(proxy_server):
-    payload = {"model": proxy_server.model, "messages": ask("Hi!"), "max_completion_tokens": 48, "stream": True}
+    payload = {
+        "model": proxy_server.model,
+        "messages": ask("Hi!"),
+        "max_completion_tokens": 48,
+        "stream": True,
+    }
     response = httpx.post(f"{proxy_server.url}/v1/chat/completions", json=payload, timeout=300)
     assert response.status_code == 200
     events = sse_events(response.text)
@@ -244,11 +305,25 @@ def test_raw_sse_framing_from_the_real_engine(proxy_server):
 def test_client_disconnect_aborts_the_request_in_the_engine(proxy_server):
     backend = proxy_server.backend
     # A schema demanding 300+ numbers keeps the engine busy, whatever the model would say.
-    schema = {"type": "object", "properties": {"n": {"type": "array", "items": {"type": "integer"}, "minItems": 300}}, "required": ["n"]}
-    payload = {"model": proxy_server.model, "messages": ask("Hello!"), "max_completion_tokens": 1000, "stream": True,
-               "response_format": {"type": "json_schema", "json_schema": {"name": "long", "schema": schema}}}
+    schema = {
+        "type": "object",
+        "properties": {"n": {"type": "array", "items": {"type": "integer"}, "minItems": 300}},
+        "required": ["n"],
+    }
+    payload = {
+        "model": proxy_server.model,
+        "messages": ask("Hello!"),
+        "max_completion_tokens": 1000,
+        "stream": True,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "long", "schema": schema},
+        },
+    }
     with httpx.Client(timeout=300) as http:
-        with http.stream("POST", f"{proxy_server.url}/v1/chat/completions", json=payload) as response:
+        with http.stream(
+            "POST", f"{proxy_server.url}/v1/chat/completions", json=payload
+        ) as response:
             lines = response.iter_lines()
             for _ in range(4):
                 next(lines)
@@ -263,18 +338,25 @@ def test_concurrent_streams_do_not_mix(client, proxy_server):
     """Requests batched together in the engine each get their own parser and their own text."""
     questions = ["What is the capital of France?", "What's the weather in Paris?", "Hello!"]
     params = dict(model=proxy_server.model, max_completion_tokens=64, temperature=0)
-    alone = [client.chat.completions.create(messages=ask(q), **params).choices[0].message for q in questions]
+    alone = [
+        client.chat.completions.create(messages=ask(q), **params).choices[0].message
+        for q in questions
+    ]
 
     async def one(aclient: openai.AsyncOpenAI, question: str) -> tuple[str, str]:
         content, reasoning = "", ""
-        async for chunk in await aclient.chat.completions.create(messages=ask(question), stream=True, **params):
+        async for chunk in await aclient.chat.completions.create(
+            messages=ask(question), stream=True, **params
+        ):
             delta = chunk.choices[0].delta
             content += delta.content or ""
             reasoning += getattr(delta, "reasoning", None) or ""
         return content, reasoning
 
     async def together() -> list[tuple[str, str]]:
-        async with openai.AsyncOpenAI(base_url=proxy_server.base_url, api_key="x", max_retries=0) as aclient:
+        async with openai.AsyncOpenAI(
+            base_url=proxy_server.base_url, api_key="x", max_retries=0
+        ) as aclient:
             return await asyncio.gather(*(one(aclient, q) for q in questions))
 
     for (content, reasoning), message in zip(asyncio.run(together()), alone, strict=True):
@@ -284,7 +366,12 @@ def test_concurrent_streams_do_not_mix(client, proxy_server):
 
 def test_logprobs_from_the_real_engine_describe_the_answer_tokens(client, proxy_server):
     choice = client.chat.completions.create(
-        model=proxy_server.model, messages=ask("Hello!"), max_completion_tokens=MAX, temperature=0, logprobs=True, top_logprobs=3
+        model=proxy_server.model,
+        messages=ask("Hello!"),
+        max_completion_tokens=MAX,
+        temperature=0,
+        logprobs=True,
+        top_logprobs=3,
     ).choices[0]
     entries = choice.logprobs.content
     assert entries, "the demo model answers a greeting"

@@ -45,7 +45,9 @@ def test_engine_error_mid_stream_raises_in_the_openai_sdk(scripted_server):
     scripted_server.backend.script = Script([LONG], fail_after=5)
     client = openai.OpenAI(base_url=scripted_server.base_url, api_key="x", max_retries=0)
     with pytest.raises(openai.APIError, match="scripted engine failure"):
-        for _ in client.chat.completions.create(model=scripted_server.model, messages=[{"role": "user", "content": "Hi"}], stream=True):
+        for _ in client.chat.completions.create(
+            model=scripted_server.model, messages=[{"role": "user", "content": "Hi"}], stream=True
+        ):
             pass
 
 
@@ -95,8 +97,12 @@ def test_k_client_disconnect_during_a_non_streaming_request_aborts_the_generatio
 def test_slow_engine_gets_sse_keepalive_pings(make_server):
     # Pings start once the stream has (the first engine output fixes the HTTP status): a gap
     # between the first and second chunks must carry them.
-    backend = ScriptedBackend(Script([toks("<|channel|>final<|message|>ok<|return|>")], chunk_sizes=(2,), delay=0.6))
-    config = ProxyConfig(served_model_names=(backend.model_name,), conversation_date=TEST_DATE, sse_ping_seconds=0.2)
+    backend = ScriptedBackend(
+        Script([toks("<|channel|>final<|message|>ok<|return|>")], chunk_sizes=(2,), delay=0.6)
+    )
+    config = ProxyConfig(
+        served_model_names=(backend.model_name,), conversation_date=TEST_DATE, sse_ping_seconds=0.2
+    )
     server = make_server(config, backend)
     with httpx.Client(base_url=server.url) as client:
         response = client.post(URL, json=body(server.model, stream=True))
@@ -141,7 +147,9 @@ def test_a_completed_request_is_not_aborted(scripted_server):
 
 def test_a_stop_string_ends_the_choice_and_aborts_the_rest_of_the_generation(scripted_server):
     backend = scripted_server.backend
-    backend.script = Script([toks("<|channel|>final<|message|>Count: 1 2 3 4 5 6 7 8 9 10<|return|>")])
+    backend.script = Script(
+        [toks("<|channel|>final<|message|>Count: 1 2 3 4 5 6 7 8 9 10<|return|>")]
+    )
     with httpx.Client(base_url=scripted_server.url) as client:
         data = client.post(URL, json=body(scripted_server.model, stop=" 3")).json()
     assert data["choices"][0]["message"]["content"] == "Count: 1 2"
@@ -165,7 +173,9 @@ def test_an_engine_that_failed_to_load_is_reported_by_ready_and_requests(make_se
 
 def test_an_engine_finishing_a_request_with_error_is_a_500_not_an_empty_answer(scripted_server):
     scripted_server.backend.script = Script([[]], finish_reason="error")
-    response = post_json(scripted_server, body(scripted_server.model, response_format={"type": "json_object"}))
+    response = post_json(
+        scripted_server, body(scripted_server.model, response_format={"type": "json_object"})
+    )
     error = response.json()["error"]
     assert response.status_code == 500
     assert "grammar" in error["message"]

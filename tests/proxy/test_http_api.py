@@ -15,7 +15,9 @@ from tests.proxy.helpers import body, fold_content, stream_chunks, toks
 from tests.support.server_fixtures import TEST_DATE
 
 URL = "/v1/chat/completions"
-ANSWER = toks("<|channel|>analysis<|message|>Say hi. STOP in reasoning.<|end|><|start|>assistant<|channel|>final<|message|>Hi! STOP here.<|return|>")
+ANSWER = toks(
+    "<|channel|>analysis<|message|>Say hi. STOP in reasoning.<|end|><|start|>assistant<|channel|>final<|message|>Hi! STOP here.<|return|>"
+)
 
 
 def post(server, payload, **kw) -> httpx.Response:
@@ -43,18 +45,74 @@ def assert_openai_error(response: httpx.Response, status: int, param: str | None
         ({"model": "M"}, "messages"),
         ({"model": "M", "messages": []}, "messages"),
         ({"model": "M", "messages": [{"role": "wizard", "content": "Hi"}]}, "messages[0]"),
-        ({"model": "M", "messages": [{"role": "tool", "content": "20C"}]}, "messages[0].tool_call_id"),
+        (
+            {"model": "M", "messages": [{"role": "tool", "content": "20C"}]},
+            "messages[0].tool_call_id",
+        ),
         ({"model": "M", "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
-        ({"model": "M", "messages": [{"role": "user", "content": "Hi"}], "temperature": 7}, "temperature"),
+        (
+            {"model": "M", "messages": [{"role": "user", "content": "Hi"}], "temperature": 7},
+            "temperature",
+        ),
         ({"model": "M", "messages": [{"role": "user", "content": "Hi"}], "n": 0}, "n"),
-        ({"model": "M", "messages": [{"role": "user", "content": "Hi"}], "ignore_eos": True}, "ignore_eos"),
-        ({"model": "M", "messages": [{"role": "user", "content": "Hi"}], "reasoning_effort": "none"}, "reasoning_effort"),
-        ({"model": "M", "messages": [{"role": "user", "content": "Hi"}], "stop": ["a", "b", "c", "d", "e"]}, "stop"),
-        ({"model": "M", "messages": [{"role": "user", "content": "Hi"}], "top_logprobs": 2}, "top_logprobs"),
-        ({"model": "M", "messages": [{"role": "user", "content": "Hi"}], "logprobs": True, "top_logprobs": 21}, "top_logprobs"),
-        ({"model": "M", "messages": [{"role": "user", "content": "Hi"}], "functions": [{"name": "f"}]}, "functions"),
-        ({"model": "M", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "messages[0].content[0].type"),
-        ({"model": "M", "messages": [{"role": "user", "content": "Hi"}], "max_completion_tokens": 10**7}, "max_completion_tokens"),
+        (
+            {"model": "M", "messages": [{"role": "user", "content": "Hi"}], "ignore_eos": True},
+            "ignore_eos",
+        ),
+        (
+            {
+                "model": "M",
+                "messages": [{"role": "user", "content": "Hi"}],
+                "reasoning_effort": "none",
+            },
+            "reasoning_effort",
+        ),
+        (
+            {
+                "model": "M",
+                "messages": [{"role": "user", "content": "Hi"}],
+                "stop": ["a", "b", "c", "d", "e"],
+            },
+            "stop",
+        ),
+        (
+            {"model": "M", "messages": [{"role": "user", "content": "Hi"}], "top_logprobs": 2},
+            "top_logprobs",
+        ),
+        (
+            {
+                "model": "M",
+                "messages": [{"role": "user", "content": "Hi"}],
+                "logprobs": True,
+                "top_logprobs": 21,
+            },
+            "top_logprobs",
+        ),
+        (
+            {
+                "model": "M",
+                "messages": [{"role": "user", "content": "Hi"}],
+                "functions": [{"name": "f"}],
+            },
+            "functions",
+        ),
+        (
+            {
+                "model": "M",
+                "messages": [
+                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}
+                ],
+            },
+            "messages[0].content[0].type",
+        ),
+        (
+            {
+                "model": "M",
+                "messages": [{"role": "user", "content": "Hi"}],
+                "max_completion_tokens": 10**7,
+            },
+            "max_completion_tokens",
+        ),
     ],
 )
 def test_invalid_requests_are_openai_shaped_400s(scripted_server, payload, param):
@@ -66,7 +124,9 @@ def test_invalid_requests_are_openai_shaped_400s(scripted_server, payload, param
 
 
 def test_malformed_json_is_a_400(scripted_server):
-    response = post(scripted_server, None, content=b"{not json", headers={"content-type": "application/json"})
+    response = post(
+        scripted_server, None, content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert_openai_error(response, 400)
 
 
@@ -81,7 +141,12 @@ def test_unknown_route_is_an_openai_shaped_404(scripted_server):
 
 def test_harmless_unknown_fields_are_accepted(scripted_server):
     scripted_server.backend.script = Script([ANSWER])
-    response = post(scripted_server, body(scripted_server.model, user="u1", store=False, metadata={"a": "b"}, service_tier="auto"))
+    response = post(
+        scripted_server,
+        body(
+            scripted_server.model, user="u1", store=False, metadata={"a": "b"}, service_tier="auto"
+        ),
+    )
     assert response.status_code == 200
 
 
@@ -92,10 +157,24 @@ def test_sampling_parameters_reach_the_engine(scripted_server):
     scripted_server.backend.script = Script([ANSWER])
     post(
         scripted_server,
-        body(scripted_server.model, max_completion_tokens=77, max_tokens=5, temperature=0.3, top_p=0.9, seed=11, presence_penalty=0.5, frequency_penalty=-0.5),
+        body(
+            scripted_server.model,
+            max_completion_tokens=77,
+            max_tokens=5,
+            temperature=0.3,
+            top_p=0.9,
+            seed=11,
+            presence_penalty=0.5,
+            frequency_penalty=-0.5,
+        ),
     )
     sampling = scripted_server.backend.requests[-1].sampling
-    assert (sampling.max_tokens, sampling.temperature, sampling.top_p, sampling.seed) == (77, 0.3, 0.9, 11)
+    assert (sampling.max_tokens, sampling.temperature, sampling.top_p, sampling.seed) == (
+        77,
+        0.3,
+        0.9,
+        11,
+    )
     assert (sampling.presence_penalty, sampling.frequency_penalty) == (0.5, -0.5)
     assert sampling.stop_token_ids == DEFAULT_STOP_TOKEN_IDS == (200002, 200012, 199999)
 
@@ -104,7 +183,9 @@ def test_without_a_budget_the_rest_of_the_context_is_used(scripted_server):
     scripted_server.backend.script = Script([ANSWER])
     post(scripted_server, body(scripted_server.model, max_tokens=None))
     request = scripted_server.backend.requests[-1]
-    assert request.sampling.max_tokens == scripted_server.backend.max_model_len - len(request.prompt_token_ids)
+    assert request.sampling.max_tokens == scripted_server.backend.max_model_len - len(
+        request.prompt_token_ids
+    )
 
 
 def test_stop_strings_apply_to_final_content_only(scripted_server):
@@ -130,12 +211,16 @@ def test_n_choices_each_get_their_own_parser(scripted_server):
     data = post(scripted_server, body(scripted_server.model, n=2)).json()
     assert [c["index"] for c in data["choices"]] == [0, 1]
     assert data["choices"][1]["message"]["content"] == "Second choice."
-    assert data["usage"]["completion_tokens"] == len(ANSWER) + len(toks("<|channel|>final<|message|>Second choice.<|return|>"))
+    assert data["usage"]["completion_tokens"] == len(ANSWER) + len(
+        toks("<|channel|>final<|message|>Second choice.<|return|>")
+    )
 
 
 def test_include_reasoning_false_hides_reasoning(scripted_server):
     scripted_server.backend.script = Script([ANSWER])
-    message = post(scripted_server, body(scripted_server.model, include_reasoning=False)).json()["choices"][0]["message"]
+    message = post(scripted_server, body(scripted_server.model, include_reasoning=False)).json()[
+        "choices"
+    ][0]["message"]
     assert message["reasoning"] is None and message["reasoning_content"] is None
     assert message["content"] == "Hi! STOP here."
 
@@ -186,11 +271,20 @@ def test_metrics_expose_requests_latency_tokens_and_in_flight(scripted_server):
 
 def test_api_key_is_required_on_v1_when_configured(make_server):
     backend = ScriptedBackend(Script([ANSWER]))
-    server = make_server(ProxyConfig(served_model_names=(backend.model_name,), api_keys=("sk-test",), conversation_date=TEST_DATE), backend)
+    server = make_server(
+        ProxyConfig(
+            served_model_names=(backend.model_name,),
+            api_keys=("sk-test",),
+            conversation_date=TEST_DATE,
+        ),
+        backend,
+    )
     with httpx.Client(base_url=server.url) as client:
         missing = client.post(URL, json=body(server.model))
         wrong = client.get("/v1/models", headers={"Authorization": "Bearer nope"})
-        right = client.post(URL, json=body(server.model), headers={"Authorization": "Bearer sk-test"})
+        right = client.post(
+            URL, json=body(server.model), headers={"Authorization": "Bearer sk-test"}
+        )
         health = client.get("/health")
     assert assert_openai_error(missing, 401)["code"] == "invalid_api_key"
     assert_openai_error(wrong, 401)
@@ -199,7 +293,13 @@ def test_api_key_is_required_on_v1_when_configured(make_server):
 
 
 def test_openai_sdk_gets_authentication_error_with_a_wrong_key(make_server):
-    server = make_server(ProxyConfig(served_model_names=("scripted-gpt-oss",), api_keys=("sk-test",), conversation_date=TEST_DATE))
+    server = make_server(
+        ProxyConfig(
+            served_model_names=("scripted-gpt-oss",),
+            api_keys=("sk-test",),
+            conversation_date=TEST_DATE,
+        )
+    )
     client = openai.OpenAI(base_url=server.base_url, api_key="wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         client.models.list()
@@ -209,7 +309,13 @@ def test_cors_is_off_unless_configured(scripted_server, make_server):
     preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
     off = httpx.options(f"{scripted_server.url}{URL}", headers=preflight)
     assert "access-control-allow-origin" not in off.headers
-    server = make_server(ProxyConfig(served_model_names=("scripted-gpt-oss",), cors_origins=("https://app.example",), conversation_date=TEST_DATE))
+    server = make_server(
+        ProxyConfig(
+            served_model_names=("scripted-gpt-oss",),
+            cors_origins=("https://app.example",),
+            conversation_date=TEST_DATE,
+        )
+    )
     on = httpx.options(f"{server.url}{URL}", headers=preflight)
     assert on.headers["access-control-allow-origin"] == "https://app.example"
 
@@ -226,7 +332,9 @@ def test_openai_sdk_sync_stream_and_non_stream(scripted_server):
     assert completion.usage.completion_tokens_details.reasoning_tokens > 0
     pieces = [
         chunk.choices[0].delta.content or ""
-        for chunk in client.chat.completions.create(model=scripted_server.model, messages=messages, stream=True)
+        for chunk in client.chat.completions.create(
+            model=scripted_server.model, messages=messages, stream=True
+        )
         if chunk.choices
     ]
     assert "".join(pieces) == "Hi! STOP here."
@@ -238,7 +346,10 @@ def test_openai_sdk_async_stream(scripted_server):
     async def go() -> str:
         client = openai.AsyncOpenAI(base_url=scripted_server.base_url, api_key="x", max_retries=0)
         stream = await client.chat.completions.create(
-            model=scripted_server.model, messages=[{"role": "user", "content": "Hi"}], stream=True, stream_options={"include_usage": True}
+            model=scripted_server.model,
+            messages=[{"role": "user", "content": "Hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
         )
         text = ""
         async for chunk in stream:
@@ -269,7 +380,9 @@ def test_logprobs_cover_answer_tokens_only(scripted_server):
         assert [t["logprob"] for t in entry["top_logprobs"]] == [-0.25, -2.0]
     with httpx.Client(base_url=scripted_server.url) as client:
         chunks = stream_chunks(client, URL, payload)
-    streamed = [e for c in chunks for e in ((c["choices"][0].get("logprobs") or {}).get("content") or [])]
+    streamed = [
+        e for c in chunks for e in ((c["choices"][0].get("logprobs") or {}).get("content") or [])
+    ]
     assert [e["token"] for e in streamed] == [e["token"] for e in entries]
 
 

@@ -18,7 +18,9 @@ ANSWER = toks(
 def test_stream_is_data_events_ending_with_done(scripted_server):
     scripted_server.backend.script = Script([ANSWER])
     with httpx.Client(base_url=scripted_server.url) as client:
-        response = client.post("/v1/chat/completions", json=body(scripted_server.model, stream=True))
+        response = client.post(
+            "/v1/chat/completions", json=body(scripted_server.model, stream=True)
+        )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     raw = response.text
@@ -93,7 +95,9 @@ def test_x_request_id_is_echoed_and_names_the_completion(scripted_server):
     scripted_server.backend.script = Script([ANSWER])
     with httpx.Client(base_url=scripted_server.url) as client:
         response = client.post(
-            "/v1/chat/completions", json=body(scripted_server.model), headers={"X-Request-Id": "trace-42"}
+            "/v1/chat/completions",
+            json=body(scripted_server.model),
+            headers={"X-Request-Id": "trace-42"},
         )
         generated = client.get("/health")
     assert response.headers["x-request-id"] == "trace-42"

@@ -16,8 +16,12 @@ from proxy.structured import OutputRules, output_rules
 from tests.proxy.helpers import WEATHER_TOOL
 
 ANALYSIS = "<|channel|>analysis<|message|>Let me think.<|end|><|start|>assistant"
-CALL = ' to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>{"city": "Paris"}'
-BAD_CALL = ' to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>{"town": "Paris"}'
+CALL = (
+    ' to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>{"city": "Paris"}'
+)
+BAD_CALL = (
+    ' to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>{"town": "Paris"}'
+)
 FINAL = "<|channel|>final<|message|>It is sunny."
 
 
@@ -54,10 +58,15 @@ def test_required_forces_a_schema_valid_tool_call_after_free_reasoning():
 
 def test_named_tool_choice_forces_that_tool():
     other = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
-    r = rules(tools=[WEATHER_TOOL, other], tool_choice={"type": "function", "function": {"name": "get_weather"}})
+    r = rules(
+        tools=[WEATHER_TOOL, other],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    )
     assert r.tool_choice == "named" and r.named_tool == "get_weather"
     assert accepts(r, ANALYSIS + CALL)
-    assert not accepts(r, ANALYSIS + " to=functions.get_time<|channel|>commentary json<|message|>{}")
+    assert not accepts(
+        r, ANALYSIS + " to=functions.get_time<|channel|>commentary json<|message|>{}"
+    )
 
 
 def test_none_with_tools_makes_tool_calls_impossible():
@@ -68,8 +77,13 @@ def test_none_with_tools_makes_tool_calls_impossible():
 
 def test_json_schema_constrains_the_final_answer_but_not_the_reasoning():
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
-    r = rules(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
-    assert accepts(r, '<|channel|>analysis<|message|>free {not json<|end|><|start|>assistant<|channel|>final<|message|>{"n": 3}')
+    r = rules(
+        response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    )
+    assert accepts(
+        r,
+        '<|channel|>analysis<|message|>free {not json<|end|><|start|>assistant<|channel|>final<|message|>{"n": 3}',
+    )
     assert not accepts(r, ANALYSIS + '<|channel|>final<|message|>{"n": "three"}')
     assert not accepts(r, ANALYSIS + FINAL)
 
@@ -88,7 +102,10 @@ def test_auto_with_tools_and_a_schema_allows_a_valid_call_or_a_valid_answer():
 
 
 def test_tool_names_in_the_grammar_are_the_model_side_identifiers():
-    tool = {"type": "function", "function": {"name": "web-search", "parameters": {"type": "object"}}}
+    tool = {
+        "type": "function",
+        "function": {"name": "web-search", "parameters": {"type": "object"}},
+    }
     r = rules(tools=[tool], tool_choice="required")
     assert "functions.web_search" in json.loads(r.structured_outputs["structural_tag"]).__repr__()
 
@@ -98,11 +115,34 @@ def test_tool_names_in_the_grammar_are_the_model_side_identifiers():
     [
         ({"tool_choice": "required"}, "tool_choice"),
         ({"tool_choice": {"type": "function", "function": {"name": "get_weather"}}}, "tool_choice"),
-        ({"tools": [WEATHER_TOOL], "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice"),
-        ({"tools": [WEATHER_TOOL], "tool_choice": {"type": "allowed_tools", "allowed_tools": {}}}, "tool_choice"),
+        (
+            {
+                "tools": [WEATHER_TOOL],
+                "tool_choice": {"type": "function", "function": {"name": "nope"}},
+            },
+            "tool_choice",
+        ),
+        (
+            {
+                "tools": [WEATHER_TOOL],
+                "tool_choice": {"type": "allowed_tools", "allowed_tools": {}},
+            },
+            "tool_choice",
+        ),
         ({"response_format": {"type": "regex"}}, "response_format.type"),
-        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format.json_schema.schema"),
-        ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "banana"}}}}, "response_format"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
+            "response_format.json_schema.schema",
+        ),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "x", "schema": {"type": "banana"}},
+                }
+            },
+            "response_format",
+        ),
     ],
 )
 def test_combinations_that_cannot_be_enforced_are_a_400(extra, param):
@@ -114,7 +154,11 @@ def test_combinations_that_cannot_be_enforced_are_a_400(extra, param):
 
 def test_custom_tool_types_are_a_400():
     request = ChatCompletionRequest.model_validate(
-        {"model": "m", "messages": [{"role": "user", "content": "Hi"}], "tools": [{"type": "custom", "custom": {"name": "x"}}]}
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "Hi"}],
+            "tools": [{"type": "custom", "custom": {"name": "x"}}],
+        }
     )
     with pytest.raises(InvalidRequest) as info:
         tool_names_for(request)
@@ -124,14 +168,24 @@ def test_custom_tool_types_are_a_400():
 def test_harmony_markers_cannot_hide_inside_json_strings():
     r = rules(response_format={"type": "json_object"})
     assert accepts(r, ANALYSIS + '<|channel|>final<|message|>{"a": "b < c | d"}')
-    assert not accepts(r, ANALYSIS + '<|channel|>final<|message|>{"a": "b<|end|><|start|>assistant"}')
+    assert not accepts(
+        r, ANALYSIS + '<|channel|>final<|message|>{"a": "b<|end|><|start|>assistant"}'
+    )
     call = rules(tools=[WEATHER_TOOL], tool_choice="required")
-    assert not accepts(call, ANALYSIS + ' to=functions.get_weather<|channel|>commentary json<|message|>{"city": "P<|call|>"}')
+    assert not accepts(
+        call,
+        ANALYSIS
+        + ' to=functions.get_weather<|channel|>commentary json<|message|>{"city": "P<|call|>"}',
+    )
 
 
 def test_reasoning_cannot_contain_other_harmony_markers():
     r = rules(tools=[WEATHER_TOOL], tool_choice="required")
-    assert not accepts(r, "<|channel|>analysis<|message|>x<|start|>assistant<|channel|>final<|message|>Hi<|end|><|start|>assistant" + CALL)
+    assert not accepts(
+        r,
+        "<|channel|>analysis<|message|>x<|start|>assistant<|channel|>final<|message|>Hi<|end|><|start|>assistant"
+        + CALL,
+    )
 
 
 def test_json_whitespace_runs_are_bounded():

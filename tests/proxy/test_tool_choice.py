@@ -23,7 +23,9 @@ def post(server, **extra) -> httpx.Response:
         return client.post(URL, json=body(server.model, **extra))
 
 
-def test_first_tool_call_fragment_carries_id_type_name_and_later_ones_only_arguments(scripted_server):
+def test_first_tool_call_fragment_carries_id_type_name_and_later_ones_only_arguments(
+    scripted_server,
+):
     scripted_server.backend.script = Script([CALL])
     with httpx.Client(base_url=scripted_server.url) as client:
         chunks = stream_chunks(client, URL, body(scripted_server.model, tools=[WEATHER_TOOL]))
@@ -31,8 +33,12 @@ def test_first_tool_call_fragment_carries_id_type_name_and_later_ones_only_argum
     first, *rest = fragments
     assert first["id"].startswith("call_") and first["type"] == "function"
     assert first["function"]["name"] == "get_weather" and first["index"] == 0
-    assert rest and all(set(f) == {"index", "function"} and set(f["function"]) == {"arguments"} for f in rest)
-    assert json.loads(first["function"]["arguments"] + "".join(f["function"]["arguments"] for f in rest)) == {"city": "Lima"}
+    assert rest and all(
+        set(f) == {"index", "function"} and set(f["function"]) == {"arguments"} for f in rest
+    )
+    assert json.loads(
+        first["function"]["arguments"] + "".join(f["function"]["arguments"] for f in rest)
+    ) == {"city": "Lima"}
     assert fold_content(chunks)["finish_reason"] == "tool_calls"
 
 
@@ -58,7 +64,11 @@ def test_l_required_sends_the_grammar_to_the_engine(scripted_server):
 
 def test_l_named_tool_choice_finishes_with_stop_like_openai(scripted_server):
     scripted_server.backend.script = Script([CALL])
-    data = post(scripted_server, tools=[WEATHER_TOOL], tool_choice={"type": "function", "function": {"name": "get_weather"}}).json()
+    data = post(
+        scripted_server,
+        tools=[WEATHER_TOOL],
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    ).json()
     assert data["choices"][0]["finish_reason"] == "stop"
     assert data["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "get_weather"
 
@@ -89,7 +99,11 @@ def test_l_required_or_named_without_tools_is_a_400(scripted_server):
 
 
 def test_l_named_tool_missing_from_tools_is_a_400(scripted_server):
-    response = post(scripted_server, tools=[WEATHER_TOOL], tool_choice={"type": "function", "function": {"name": "get_time"}})
+    response = post(
+        scripted_server,
+        tools=[WEATHER_TOOL],
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+    )
     assert response.status_code == 400
     assert response.json()["error"]["type"] == "invalid_request_error"
 
@@ -97,31 +111,51 @@ def test_l_named_tool_missing_from_tools_is_a_400(scripted_server):
 def test_response_format_is_sent_as_grammar_not_prompt(scripted_server):
     scripted_server.backend.script = Script([toks('<|channel|>final<|message|>{"a": 1}<|return|>')])
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
-    data = post(scripted_server, response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": schema}}).json()
+    data = post(
+        scripted_server,
+        response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": schema}},
+    ).json()
     request = scripted_server.backend.requests[-1]
     assert '"integer"' in request.sampling.structured_outputs["structural_tag"]
     assert json.loads(data["choices"][0]["message"]["content"]) == {"a": 1}
 
 
-def test_m_history_with_reasoning_or_reasoning_content_and_tool_messages_without_name(scripted_server):
+def test_m_history_with_reasoning_or_reasoning_content_and_tool_messages_without_name(
+    scripted_server,
+):
     scripted_server.backend.script = Script([ANSWER])
     messages = [
         {"role": "user", "content": "Weather in Lima and Quito?"},
         {
             "role": "assistant",
             "reasoning_content": "First Lima.",
-            "tool_calls": [{"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Lima"}'}}],
+            "tool_calls": [
+                {
+                    "id": "call_a",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Lima"}'},
+                }
+            ],
         },
         {"role": "tool", "tool_call_id": "call_a", "content": "20C"},
         {
             "role": "assistant",
             "reasoning": "Now Quito.",
-            "tool_calls": [{"id": "call_b", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Quito"}'}}],
+            "tool_calls": [
+                {
+                    "id": "call_b",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Quito"}'},
+                }
+            ],
         },
         {"role": "tool", "tool_call_id": "call_b", "content": "15C"},
     ]
     with httpx.Client(base_url=scripted_server.url) as client:
-        response = client.post(URL, json={"model": scripted_server.model, "messages": messages, "tools": [WEATHER_TOOL]})
+        response = client.post(
+            URL,
+            json={"model": scripted_server.model, "messages": messages, "tools": [WEATHER_TOOL]},
+        )
     assert response.status_code == 200
     prompt = load_encoding().decode(scripted_server.backend.requests[-1].prompt_token_ids)
     assert "<|channel|>analysis<|message|>First Lima.<|end|>" in prompt

@@ -28,8 +28,9 @@ def background_loop() -> Iterator[BackgroundLoop]:
 
 
 @pytest.fixture(scope="session")
-def demo_model_path(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-                    ) -> Path:
+def demo_model_path(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
     """The expanded demo checkpoint, cached across sessions when a cache is available."""
     if os.environ.get("HARMONY_PROXY_CACHE"):
         cache = Path(os.environ["HARMONY_PROXY_CACHE"])

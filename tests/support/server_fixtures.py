@@ -94,7 +94,9 @@ def wait_ready(loop: BackgroundLoop, running: RunningServer, timeout: float = 60
 
 
 @pytest.fixture(scope="session")
-def proxy_server(background_loop: BackgroundLoop, vllm_backend: EngineBackend) -> Iterator[RunningServer]:
+def proxy_server(
+    background_loop: BackgroundLoop, vllm_backend: EngineBackend
+) -> Iterator[RunningServer]:
     """The real server in front of the real vLLM engine on the demo model."""
     config = ProxyConfig(served_model_names=(vllm_backend.model_name,), conversation_date=TEST_DATE)
     running = start_server(background_loop, config, vllm_backend)

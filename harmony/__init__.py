@@ -4,31 +4,30 @@ A drop-in for the reference `openai_harmony` 0.0.8 (`import harmony as openai_ha
 the same classes, methods, token ids, parsed messages and errors. On top of it: an offline
 vocabulary (see `_vocab`) and a recovering streaming parser for serving
 (`StreamableParser(encoding, Role.ASSISTANT, recover=True)`).
+
+The `from .x import Name as Name` lines re-export names that, as in the reference, are importable
+but not part of `__all__`.
 """
 
 from ._errors import HarmonyError
-from .encoding import (
-    HarmonyEncoding,
-    HarmonyEncodingName,
-    load_harmony_encoding,
-    raise_disallowed_special_token,
-)
+from .encoding import HarmonyEncoding, HarmonyEncodingName, load_harmony_encoding
+from .encoding import raise_disallowed_special_token as raise_disallowed_special_token
 from .models import (
     Author,
-    ChannelConfig,
     Content,
     Conversation,
     DeveloperContent,
     Message,
-    ReasoningEffort,
-    RenderConversationConfig,
-    RenderOptions,
     Role,
     SystemContent,
     TextContent,
     ToolDescription,
-    ToolNamespaceConfig,
 )
+from .models import ChannelConfig as ChannelConfig
+from .models import ReasoningEffort as ReasoningEffort
+from .models import RenderConversationConfig as RenderConversationConfig
+from .models import RenderOptions as RenderOptions
+from .models import ToolNamespaceConfig as ToolNamespaceConfig
 from .parser import StreamableParser, StreamState
 
 __all__ = [
@@ -48,13 +47,3 @@ __all__ = [
     "StreamState",
     "HarmonyError",
 ]
-
-# Importable by name like the reference's, but not part of `from harmony import *`.
-_EXTRA = (
-    ReasoningEffort,
-    ChannelConfig,
-    ToolNamespaceConfig,
-    RenderConversationConfig,
-    RenderOptions,
-    raise_disallowed_special_token,
-)

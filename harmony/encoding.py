@@ -115,11 +115,10 @@ class HarmonyEncoding:
 
     def _token_bytes(self, tokens: Sequence[int]) -> bytes | None:
         """Concatenated bytes, or None if any id is outside the vocabulary."""
-        table = self._tables.token_bytes
-        try:
-            return b"".join([table[t] if t >= 0 else _raise_index() for t in tokens])
-        except IndexError:
+        if any(not 0 <= t < tk.N_VOCAB for t in tokens):
             return None
+        table = self._tables.token_bytes
+        return b"".join([table[t] for t in tokens])
 
     @property
     def name(self) -> str:
@@ -252,10 +251,6 @@ class HarmonyEncoding:
 
     def stop_tokens_for_assistant_actions(self) -> list[int]:
         return list(_ACTION_STOP_TOKENS)
-
-
-def _raise_index() -> bytes:
-    raise IndexError
 
 
 @functools.lru_cache(maxsize=1)

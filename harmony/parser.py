@@ -172,10 +172,13 @@ class StreamableParser:
         self._state = StreamState.EXPECT_START
         self._next_role = None
 
-    def _header_text(self) -> str:
-        """The header so far, decoded leniently (unknown ids skipped: recover mode only)."""
+    def _header_bytes(self) -> bytes:
+        """The header so far as bytes, unknown ids skipped (recover mode only)."""
         known = [t for t in self._header_tokens if 0 <= t < tk.N_VOCAB]
-        return self._encoding.decode(known)
+        return self._token_bytes(known) or b""
+
+    def _header_text(self) -> str:
+        return self._header_bytes().decode("utf-8", errors="replace")
 
     def _recover_header_token(self, token: int) -> None:
         if token == tk.START:
@@ -214,9 +217,7 @@ class StreamableParser:
 
     def _header_into_content(self) -> None:
         """The buffered header was message text: stream it as content, in one delta."""
-        known = [t for t in self._header_tokens if 0 <= t < tk.N_VOCAB]
-        data = self._token_bytes(known) or b""
-        text, tail = _split_incomplete_utf8(data)
+        text, tail = _split_incomplete_utf8(self._header_bytes())
         channel, body = text_after_channel(text)
         self._enter_content(Header(Author(role=self._header_role()), None, channel, None))
         self._next_role = None
@@ -282,7 +283,6 @@ class StreamableParser:
         self._undecoded_tokens.append(token)
         data = self._token_bytes(self._undecoded_tokens)
         if data is None:  # an unknown id: wait (every later token of the message fails too)
-            self._last_delta = None
             return
         self._undecoded_tokens = []
         data = self._undecoded_bytes + data

@@ -23,7 +23,7 @@ import secrets
 import string
 from dataclasses import dataclass, field
 
-from harmony import HarmonyEncoding, Message, Role, StreamableParser, StreamState
+from harmony import HarmonyEncoding, Role, StreamableParser, StreamState
 from proxy.api_models import Delta, FunctionCallDelta, ToolCallDelta
 from proxy.tool_names import ToolNames, function_name
 
@@ -70,8 +70,6 @@ class DeltaAssembler:
         self._stop_token_ids = frozenset(stop_token_ids)
         self._stop_strings = tuple(s for s in stop_strings if s)
         self._drop_tool_calls = drop_tool_calls
-        # Text emitted per message index, to reconcile with completed messages.
-        self._emitted: dict[int, str] = {}
         self._kind_of_last: dict[str, int] = {}
         self._final_text = ""
         self._final_sent = 0
@@ -89,7 +87,7 @@ class DeltaAssembler:
 
     @property
     def recoveries(self) -> list[str]:
-        return list(getattr(self._parser, "recoveries", []))
+        return list(self._parser.recoveries)
 
     def feed(self, token_ids: list[int]) -> Delta | None:
         """Parse new tokens; return what they add to the response (None if nothing visible)."""
@@ -111,7 +109,7 @@ class DeltaAssembler:
         if not self.stopped_by_string:
             before = len(self._parser.messages)
             self._parser.process_eos()
-            self._reconcile(before)
+            self._open_empty_tool_calls(before)
         self.done = True
         self._release_final(hold=False)
         return self._take()
@@ -138,18 +136,18 @@ class DeltaAssembler:
         ):
             if not self._encoding.is_special_token(token):
                 self.reasoning_tokens += 1
-        self._reconcile(before)
+        self._open_empty_tool_calls(before)
 
-    def _reconcile(self, before: int) -> None:
-        """Emit text of newly completed messages that no per-token delta carried."""
+    def _open_empty_tool_calls(self, before: int) -> None:
+        """A call whose message completed with no argument text still gets its tool_call.
+
+        Text needs no such pass: the recovering parser reports every piece of a message's text
+        as a delta, including text that only materialises when the message ends.
+        """
         messages = self._parser.messages
         for index in range(before, len(messages)):
             message = messages[index]
-            text = _text_of(message)
-            emitted = self._emitted.get(index, "")
-            if text.startswith(emitted) and len(text) > len(emitted):
-                self._route(index, message.channel, message.recipient, text[len(emitted) :])
-            elif self._kind(message.channel, message.recipient) == "tool":
+            if self._kind(message.channel, message.recipient) == "tool":
                 self._route(index, message.channel, message.recipient, "")
 
     # ------------------------------------------------------------------ routing
@@ -165,7 +163,6 @@ class DeltaAssembler:
         if self.stopped_by_string:
             return
         kind = self._kind(channel, recipient)
-        self._emitted[index] = self._emitted.get(index, "") + text
         if kind == "tool":
             self._tool_text(index, recipient, text)
             return
@@ -247,10 +244,6 @@ class DeltaAssembler:
             reasoning=reasoning or None,
             tool_calls=pending.tool_calls or None,
         )
-
-
-def _text_of(message: Message) -> str:
-    return "".join(getattr(part, "text", "") for part in message.content)
 
 
 def _longest_partial_stop(text: str, stops: tuple[str, ...]) -> int:

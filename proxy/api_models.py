@@ -89,9 +89,10 @@ ChatMessage = Annotated[
 
 
 class FunctionDefinition(_Lenient):
-    name: str = Field(min_length=1, max_length=128)
+    # Length, uniqueness and the schema are checked in `proxy/tools.py` (clearer messages).
+    name: str
     description: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: Any = None
     strict: bool | None = None
 
 

@@ -28,6 +28,7 @@ from proxy.metrics import ProxyMetrics
 from proxy.sampling import refuse_unsupported, sampling_config, stop_strings
 from proxy.sse import SseStream
 from proxy.structured import output_rules
+from proxy.tools import declared_tools
 
 T = TypeVar("T")
 
@@ -82,10 +83,11 @@ class ChatCompletions:
         return await self._respond(run, request)
 
     def _plan(self, body: ChatCompletionRequest, request_id: str) -> CompletionPlan:
-        names = tool_names_for(body)
-        conversation = build_conversation(body, self.config, names)
+        tools = declared_tools(body)
+        names = tool_names_for(body, tools)
+        conversation = build_conversation(body, self.config, tools, names)
         prompt = render_prompt(conversation)
-        rules = output_rules(body, names)
+        rules = output_rules(body, tools, names, enforce_auto=self.config.enforce_auto_tool_calls)
         sampling = sampling_config(
             body,
             prompt_tokens=len(prompt),

@@ -33,6 +33,13 @@ def _env_int(name: str) -> int | None:
     return int(value) if value not in (None, "") else None
 
 
+def _env_bool(name: str, default: bool) -> bool:
+    value = _env(name)
+    if value in (None, ""):
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harmony-proxy",
@@ -86,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=_env_int("DEFAULT_MAX_TOKENS"),
         help="completion budget when a request sets none (default: the rest of the context)",
+    )
+    prompt.add_argument(
+        "--enforce-auto-tool-calls",
+        action=argparse.BooleanOptionalAction,
+        default=_env_bool("ENFORCE_AUTO_TOOL_CALLS", True),
+        help='under tool_choice "auto", constrain calls by grammar to declared functions with '
+        "schema-valid arguments (default: on; off still enforces `strict` tools and never "
+        "returns an undeclared call)",
     )
 
     engine = serve.add_argument_group("engine (vLLM)")
@@ -143,6 +158,7 @@ def proxy_config(args: argparse.Namespace, served_name: str) -> ProxyConfig:
         conversation_date=args.date or today(),
         default_reasoning_effort=args.reasoning_effort,
         default_max_tokens=args.default_max_tokens,
+        enforce_auto_tool_calls=args.enforce_auto_tool_calls,
     )
 
 

@@ -93,7 +93,9 @@ class CompletionRun:
                 plan.names,
                 stop_token_ids=plan.sampling.stop_token_ids,
                 stop_strings=plan.stop_strings,
-                drop_tool_calls=plan.rules.tool_choice == "none",
+                tools_callable=plan.rules.tool_choice != "none",
+                calls_enforced=plan.rules.calls_enforced,
+                max_tool_calls=plan.rules.max_tool_calls,
             )
             for _ in range(plan.sampling.n)
         ]
@@ -147,6 +149,8 @@ class CompletionRun:
                 await self._backend.abort(self.plan.engine_request_id)
         for assembler in self._assemblers:
             self._metrics.parse_recoveries.inc(len(assembler.recoveries))
+            for recovery in assembler.tool_call_recoveries:
+                self._metrics.tool_call_recoveries.labels(recovery.partition(":")[0]).inc()
 
     async def chunks(self) -> AsyncIterator[ChatCompletionChunk | StreamError]:
         """Role chunks, deltas, finish chunks, then one usage chunk (choices=[])."""

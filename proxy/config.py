@@ -37,6 +37,10 @@ class ProxyConfig:
     default_reasoning_effort: str = "medium"
     # Completion budget when the request sets none; None: the rest of the context window.
     default_max_tokens: int | None = None
+    # Under tool_choice "auto" with tools, constrain calls by grammar: only declared functions,
+    # arguments matching their schemas. Off: no grammar unless a tool is `strict` (calls are
+    # then checked after generation, and undeclared or invalid ones become text).
+    enforce_auto_tool_calls: bool = True
     # Mirror `reasoning` as `reasoning_content` (SGLang / llama.cpp / LiteLLM clients read it).
     mirror_reasoning_content: bool = True
     # Seconds between SSE keep-alive comments while the engine is silent (long prefill, slow

@@ -45,6 +45,7 @@ from proxy.api_models import (
 from proxy.config import ProxyConfig
 from proxy.errors import InvalidRequest
 from proxy.tool_names import ToolNames
+from proxy.tools import FunctionTool
 
 _EFFORT_ALIASES = {
     "low": "low",
@@ -107,16 +108,9 @@ def content_text(content: Content | None, param: str, *, allow_refusal: bool = F
     return "".join(t or "" for t in texts)
 
 
-def tool_names_for(request: ChatCompletionRequest) -> ToolNames:
-    """Names of the request's tools, then of any other function its history called."""
-    names = ToolNames()
-    for i, tool in enumerate(request.tools or []):
-        if tool.type != "function" or tool.function is None:
-            raise InvalidRequest(
-                f"Unsupported tool type {tool.type!r}: only function tools are supported.",
-                param=f"tools[{i}].type",
-            )
-        names.add(tool.function.name)
+def tool_names_for(request: ChatCompletionRequest, tools: Sequence[FunctionTool]) -> ToolNames:
+    """The declared tools' names, then those of other functions the history called."""
+    names = ToolNames(tool.name for tool in tools)
     for message in request.messages:
         if isinstance(message, AssistantMessage):
             for call in message.tool_calls or []:
@@ -125,7 +119,10 @@ def tool_names_for(request: ChatCompletionRequest) -> ToolNames:
 
 
 def build_conversation(
-    request: ChatCompletionRequest, config: ProxyConfig, names: ToolNames
+    request: ChatCompletionRequest,
+    config: ProxyConfig,
+    tools: Sequence[FunctionTool],
+    names: ToolNames,
 ) -> Conversation:
     """The whole Harmony conversation for `request`, ending before the assistant's turn."""
     messages: list[ChatMessage] = list(request.messages)
@@ -146,7 +143,7 @@ def build_conversation(
         )
     )
     out = [Message.from_role_and_content(Role.SYSTEM, system)]
-    developer = _developer_content(request, instructions, names)
+    developer = _developer_content(tools, instructions, names)
     if developer is not None:
         out.append(Message.from_role_and_content(Role.DEVELOPER, developer))
 
@@ -179,24 +176,22 @@ def drop_earlier_reasoning(messages: Sequence[Message]) -> list[Message]:
 
 
 def _developer_content(
-    request: ChatCompletionRequest, instructions: str | None, names: ToolNames
+    tools: Sequence[FunctionTool], instructions: str | None, names: ToolNames
 ) -> DeveloperContent | None:
-    tools = [
-        ToolDescription.new(
-            names.to_model(tool.function.name),
-            tool.function.description or "",
-            parameters=tool.function.parameters,
-        )
-        for tool in request.tools or []
-        if tool.function is not None
-    ]
     if not instructions and not tools:
         return None
     developer = DeveloperContent.new()
     if instructions:
         developer = developer.with_instructions(instructions)
     if tools:
-        developer = developer.with_function_tools(tools)
+        developer = developer.with_function_tools(
+            [
+                ToolDescription.new(
+                    names.to_model(tool.name), tool.description, parameters=tool.parameters
+                )
+                for tool in tools
+            ]
+        )
     return developer
 
 

@@ -4,28 +4,37 @@ Every token id is pushed into its own `StreamableParser(recover=True)` (engines 
 tokens per chunk; taking only the chunk's last delta lost text in vLLM <= 0.11.0), and each
 token's text is routed by the message it belongs to (serving-anchors §1.4):
 
-* a recipient naming a function (`functions.x`, a bare `x`, on any channel) -> `tool_calls`:
-  the first fragment carries `id`, `type` and the client's exact `name`, later ones only
-  argument pieces;
+* a recipient naming a *declared* function (`functions.x` or a bare `x`, on any channel) ->
+  `tool_calls`: the first fragment carries `id`, `type` and the client's exact `name` (sent as
+  soon as the header names the function), later ones only argument pieces;
+* any other tool address (`functions.calculator` nobody declared, the built-in `python`,
+  `browser.search`) -> `content`, counted as a tool-call recovery: a client never sees a call it
+  did not declare (the Agents SDK raises on one);
 * channel `analysis` -> `reasoning` (mirrored as `reasoning_content` by the caller's choice);
 * `final`, commentary without recipient (preambles), and text the parser could only recover
   (no header, garbled header) -> `content`.
 
-Malformed output never raises: the parser recovers, and when a message completes with more text
-than was streamed (a recovery flush), the missing tail is emitted from the completed message.
+When the engine's grammar does not guarantee calls (`OutputRules.calls_enforced` false), a
+declared call is held until its message completes and is sent only if its arguments parse as a
+JSON object; otherwise its text becomes `content`. Under the grammar, calls stream as generated
+(only a completion cut by `max_tokens` can then end inside the arguments, with finish_reason
+`length`). `max_tool_calls` (1 for `parallel_tool_calls: false`) ends the choice after that many.
+
+Malformed output never raises: the parser recovers and reports every piece of text as a delta.
 Stop strings cut final-channel text only; text that could be the start of a stop string is held
 back until it cannot be. Generation for the choice ends at the first stop token.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import string
 from dataclasses import dataclass, field
 
 from harmony import HarmonyEncoding, Role, StreamableParser, StreamState
 from proxy.api_models import Delta, FunctionCallDelta, ToolCallDelta
-from proxy.tool_names import ToolNames, function_name
+from proxy.tool_names import ToolNames, classify_recipient
 
 _ALPHABET = string.ascii_letters + string.digits
 
@@ -36,11 +45,14 @@ def new_tool_call_id() -> str:
 
 @dataclass
 class _ToolCall:
-    index: int
+    """A call sent (or, unenforced, being held) for one tool-call message."""
+
     message_index: int
     id: str
     name: str
-    arguments: str = ""
+    arguments: list[str] = field(default_factory=list)
+    # Position in the response's `tool_calls`; None while a held call is not yet sent.
+    index: int | None = None
 
 
 @dataclass
@@ -62,22 +74,32 @@ class DeltaAssembler:
         *,
         stop_token_ids: tuple[int, ...],
         stop_strings: tuple[str, ...] = (),
-        drop_tool_calls: bool = False,
+        tools_callable: bool = True,
+        calls_enforced: bool = False,
+        max_tool_calls: int | None = None,
     ) -> None:
         self._encoding = encoding
         self._parser = StreamableParser(encoding, Role.ASSISTANT, recover=True)
         self._names = names
         self._stop_token_ids = frozenset(stop_token_ids)
         self._stop_strings = tuple(s for s in stop_strings if s)
-        self._drop_tool_calls = drop_tool_calls
+        self._tools_callable = tools_callable
+        self._calls_enforced = calls_enforced
+        self._max_tool_calls = max_tool_calls
         self._kind_of_last: dict[str, int] = {}
+        self._kinds: dict[tuple[int, str | None, str | None], tuple[str, str | None]] = {}
         self._final_text = ""
         self._final_sent = 0
         self._pending = _Pending()
+        self._call: _ToolCall | None = None
+        self._undeclared: set[int] = set()
         self.tool_calls: list[_ToolCall] = []
+        # What was repaired about tool calls: "undeclared:<address>", "invalid_arguments:<name>".
+        self.tool_call_recoveries: list[str] = []
         self.completion_tokens = 0
         self.reasoning_tokens = 0
-        # Set when the choice is over: a stop token was generated or a stop string matched.
+        # Set when the choice is over: a stop token was generated, a stop string matched, or
+        # the allowed number of tool calls was reached.
         self.done = False
         self.stopped_by_string = False
         # Positions (in the last fed chunk) of tokens that added answer text: their logprobs
@@ -109,7 +131,7 @@ class DeltaAssembler:
         if not self.stopped_by_string:
             before = len(self._parser.messages)
             self._parser.process_eos()
-            self._open_empty_tool_calls(before)
+            self._completed(before)
         self.done = True
         self._release_final(hold=False)
         return self._take()
@@ -130,44 +152,68 @@ class DeltaAssembler:
             else:
                 index = len(parser.messages)
                 self._route(index, parser.current_channel, parser.current_recipient, delta)
-        if (
-            in_content
-            and self._kind(parser.current_channel, parser.current_recipient) == "reasoning"
-        ):
-            if not self._encoding.is_special_token(token):
+        if in_content:
+            index = len(parser.messages)
+            kind, _ = self._kind(index, parser.current_channel, parser.current_recipient)
+            if kind == "tool" and (self._call is None or self._call.message_index != index):
+                # The header named a declared function: the client learns of the call now.
+                self._route(index, parser.current_channel, parser.current_recipient, "")
+            elif kind == "reasoning" and not self._encoding.is_special_token(token):
                 self.reasoning_tokens += 1
-        self._open_empty_tool_calls(before)
+        self._completed(before)
 
-    def _open_empty_tool_calls(self, before: int) -> None:
-        """A call whose message completed with no argument text still gets its tool_call.
-
-        Text needs no such pass: the recovering parser reports every piece of a message's text
-        as a delta, including text that only materialises when the message ends.
-        """
+    def _completed(self, before: int) -> None:
+        """Settle tool calls whose messages completed (held ones, or ones with no text)."""
         messages = self._parser.messages
         for index in range(before, len(messages)):
             message = messages[index]
-            if self._kind(message.channel, message.recipient) == "tool":
+            if self._kind(index, message.channel, message.recipient)[0] != "tool":
+                continue
+            if self._call is None or self._call.message_index != index:
                 self._route(index, message.channel, message.recipient, "")
+            self._close_call()
 
     # ------------------------------------------------------------------ routing
 
-    def _kind(self, channel: str | None, recipient: str | None) -> str:
-        if function_name(recipient, self._names) is not None:
-            return "tool"
-        if channel == "analysis":
-            return "reasoning"
-        return "final" if channel in ("final", None) else "content"
+    def _kind(
+        self, index: int, channel: str | None, recipient: str | None
+    ) -> tuple[str, str | None]:
+        """("tool", client name) | ("undeclared", address) | ("reasoning"|"final"|"content", None).
+
+        Computed once per message header: this runs for every token.
+        """
+        key = (index, channel, recipient)
+        kind = self._kinds.get(key)
+        if kind is None:
+            address = classify_recipient(recipient, self._names)
+            if address is not None and (address[0] == "tool" and not self._tools_callable):
+                address = ("undeclared", address[1])
+            if address is not None:
+                kind = address
+            elif channel == "analysis":
+                kind = ("reasoning", None)
+            else:
+                kind = ("final" if channel in ("final", None) else "content", None)
+            self._kinds[key] = kind
+        return kind
 
     def _route(self, index: int, channel: str | None, recipient: str | None, text: str) -> None:
         if self.stopped_by_string:
             return
-        kind = self._kind(channel, recipient)
+        kind, target = self._kind(index, channel, recipient)
         if kind == "tool":
-            self._tool_text(index, recipient, text)
+            assert target is not None
+            self._tool_text(index, target, text)
             return
+        if kind == "undeclared" and index not in self._undeclared:
+            self._undeclared.add(index)
+            self.tool_call_recoveries.append(f"undeclared:{target}")
         if not text:
             return
+        self._text(index, "final" if kind == "final" else kind, text)
+
+    def _text(self, index: int, kind: str, text: str) -> None:
+        """Reasoning, final or other content text of message `index`."""
         # Separate consecutive messages of the same kind, as a non-streaming join would.
         family = "reasoning" if kind == "reasoning" else "content"
         last = self._kind_of_last.get(family)
@@ -186,31 +232,52 @@ class DeltaAssembler:
             self._release_final(hold=False)
             self._pending.content.append(text)
 
-    def _tool_text(self, index: int, recipient: str | None, text: str) -> None:
-        if self._drop_tool_calls:
-            return
-        call = self.tool_calls[-1] if self.tool_calls else None
+    def _tool_text(self, index: int, name: str, text: str) -> None:
+        call = self._call
         if call is None or call.message_index != index:
-            name = self._names.to_client(function_name(recipient, self._names) or "")
-            call = _ToolCall(len(self.tool_calls), index, new_tool_call_id(), name)
-            self.tool_calls.append(call)
-            self._pending.tool_calls.append(
-                ToolCallDelta(
-                    index=call.index,
-                    id=call.id,
-                    type="function",
-                    function=FunctionCallDelta(name=name, arguments=text),
-                )
+            call = self._call = _ToolCall(index, new_tool_call_id(), name)
+            if self._calls_enforced:
+                self._send_call(call, text)
+                call.arguments.append(text)
+                return
+        call.arguments.append(text)
+        if call.index is None or not text:
+            return  # held until complete
+        pending = self._pending.tool_calls
+        if pending and pending[-1].index == call.index:
+            pending[-1].function.arguments = (pending[-1].function.arguments or "") + text
+        else:
+            pending.append(
+                ToolCallDelta(index=call.index, function=FunctionCallDelta(arguments=text))
             )
-        elif text:
-            pending = self._pending.tool_calls
-            if pending and pending[-1].index == call.index:
-                pending[-1].function.arguments = (pending[-1].function.arguments or "") + text
+
+    def _send_call(self, call: _ToolCall, arguments: str) -> None:
+        call.index = len(self.tool_calls)
+        self.tool_calls.append(call)
+        self._pending.tool_calls.append(
+            ToolCallDelta(
+                index=call.index,
+                id=call.id,
+                type="function",
+                function=FunctionCallDelta(name=call.name, arguments=arguments),
+            )
+        )
+
+    def _close_call(self) -> None:
+        """The current call's message is complete: send a held call if it is valid, else text."""
+        call, self._call = self._call, None
+        if call is None:
+            return
+        if call.index is None:
+            arguments = "".join(call.arguments)
+            if _is_json_object(arguments.strip() or "{}"):
+                self._send_call(call, arguments.strip() or "{}")
             else:
-                pending.append(
-                    ToolCallDelta(index=call.index, function=FunctionCallDelta(arguments=text))
-                )
-        call.arguments += text
+                self.tool_call_recoveries.append(f"invalid_arguments:{call.name}")
+                self._text(call.message_index, "content", arguments)
+                return
+        if self._max_tool_calls is not None and len(self.tool_calls) >= self._max_tool_calls:
+            self.done = True
 
     def _release_final(self, hold: bool) -> None:
         """Move final text to the pending content, cutting at a stop string, holding a prefix."""
@@ -244,6 +311,13 @@ class DeltaAssembler:
             reasoning=reasoning or None,
             tool_calls=pending.tool_calls or None,
         )
+
+
+def _is_json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
 
 
 def _longest_partial_stop(text: str, stops: tuple[str, ...]) -> int:

@@ -50,6 +50,14 @@ class ProxyMetrics:
             "Malformed model output the Harmony parser recovered from.",
             registry=r,
         )
+        self.tool_call_recoveries = Counter(
+            "harmony_proxy_tool_call_recoveries",
+            "Tool calls turned into text instead of `tool_calls`: `undeclared` (a function or "
+            "built-in tool the request did not declare) or `invalid_arguments` (not a JSON "
+            "object; only possible where no grammar enforces calls).",
+            ["reason"],
+            registry=r,
+        )
         self.client_disconnects = Counter(
             "harmony_proxy_client_disconnects",
             "Clients that went away before their completion finished (generation aborted).",

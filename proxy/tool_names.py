@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Literal
 
 _NOT_IDENT = re.compile(r"[^A-Za-z0-9_]")
 
@@ -22,13 +23,18 @@ def _identifier(name: str) -> str:
 
 
 class ToolNames:
-    """The bidirectional name map for one request's tools (and its history's tool calls)."""
+    """The bidirectional name map for one request: its declared tools, then history-only names.
 
-    def __init__(self, client_names: Iterable[str] = ()) -> None:
+    Only declared tools are callable; names that appear only in the history's tool calls get an
+    identifier for rendering that history, but a new call to them is not a tool call.
+    """
+
+    def __init__(self, declared: Iterable[str] = ()) -> None:
         self._to_model: dict[str, str] = {}
         self._to_client: dict[str, str] = {}
-        for name in client_names:
-            self.add(name)
+        self._declared: set[str] = set()
+        for name in declared:
+            self._declared.add(self.add(name))
 
     def add(self, client_name: str) -> str:
         """Register `client_name` (idempotent) and return its model-side identifier."""
@@ -45,19 +51,19 @@ class ToolNames:
     def to_model(self, client_name: str) -> str:
         return self.add(client_name)
 
-    def to_client(self, model_name: str) -> str:
-        """Map a name the model wrote back; an exact client name or unknown name passes through."""
-        if model_name in self._to_client:
-            return self._to_client[model_name]
-        return model_name
-
-    def knows(self, name: str) -> bool:
-        """True if `name` is a client name or a model-side identifier of one."""
-        return name in self._to_model or name in self._to_client
+    def declared_client_name(self, name: str) -> str | None:
+        """The client's exact name if `name` (model identifier or client name) is declared."""
+        if name in self._declared:
+            return self._to_client[name]
+        ident = self._to_model.get(name)
+        if ident is not None and ident in self._declared:
+            return name
+        return None
 
     @property
-    def client_names(self) -> list[str]:
-        return list(self._to_model)
+    def declared(self) -> list[str]:
+        """The declared tools' client names, in declaration order."""
+        return [c for c, m in self._to_model.items() if m in self._declared]
 
 
 def clean_recipient(recipient: str | None) -> str | None:
@@ -71,18 +77,28 @@ def clean_recipient(recipient: str | None) -> str | None:
     return recipient or None
 
 
-def function_name(recipient: str | None, names: ToolNames | None = None) -> str | None:
-    """The called function's model-side name if `recipient` addresses a tool, else None.
+ToolAddress = tuple[Literal["tool", "undeclared"], str]
 
-    `functions.x` is a tool call on any channel. A bare recipient (`get_weather`, seen from
-    gpt-oss-20b: vLLM PR #42454) is one only when it names a known tool, so header garbage such
-    as `<|channel|>final junk<|message|>` stays text instead of becoming a fake call.
+
+def classify_recipient(recipient: str | None, names: ToolNames) -> ToolAddress | None:
+    """What a message's recipient addresses: a declared tool, an undeclared one, or nothing.
+
+    `("tool", client_name)` for a declared function, written `functions.x` or bare (`x`, seen
+    from gpt-oss-20b: vLLM PR #42454). `("undeclared", address)` for any other tool address:
+    `functions.calculator` nobody declared, the built-in `python`, `browser.search`, a
+    namespaced `ns.fn`; the caller turns those into text, never into a `tool_calls` entry.
+    None when the message addresses no tool: no recipient, `assistant`, or a stray word in a
+    garbled header (`<|channel|>analysis junk<|message|>`), which keeps its channel's meaning.
     """
-    recipient = clean_recipient(recipient)
-    if recipient is None or recipient == "assistant":
+    address = clean_recipient(recipient)
+    if address is None or address == "assistant":
         return None
-    if recipient.startswith("functions."):
-        return recipient[len("functions.") :] or None
-    if names is not None and names.knows(recipient):
-        return recipient
+    if address.startswith("functions."):
+        client = names.declared_client_name(address[len("functions.") :])
+        return ("tool", client) if client is not None else ("undeclared", address)
+    client = names.declared_client_name(address)
+    if client is not None:
+        return ("tool", client)
+    if "." in address or address == "python":
+        return ("undeclared", address)
     return None

@@ -11,6 +11,7 @@ from proxy.api_models import ChatCompletionRequest
 from proxy.config import ProxyConfig
 from proxy.conversation import build_conversation, load_encoding, render_prompt, tool_names_for
 from proxy.errors import InvalidRequest
+from proxy.tools import declared_tools
 from tests.proxy.helpers import WEATHER_TOOL
 
 CONFIG = ProxyConfig(conversation_date="2026-01-15")
@@ -18,7 +19,8 @@ CONFIG = ProxyConfig(conversation_date="2026-01-15")
 
 def render(messages: list[dict[str, Any]], **extra: Any) -> str:
     request = ChatCompletionRequest.model_validate({"model": "m", "messages": messages, **extra})
-    conversation = build_conversation(request, CONFIG, tool_names_for(request))
+    tools = declared_tools(request)
+    conversation = build_conversation(request, CONFIG, tools, tool_names_for(request, tools))
     return load_encoding().decode(render_prompt(conversation))
 
 
@@ -261,7 +263,8 @@ def test_rendering_matches_the_reference_library_token_for_token():
             ],
         }
     )
-    tokens = render_prompt(build_conversation(ours, CONFIG, tool_names_for(ours)))
+    tools = declared_tools(ours)
+    tokens = render_prompt(build_conversation(ours, CONFIG, tools, tool_names_for(ours, tools)))
 
     enc = oh.load_harmony_encoding(oh.HarmonyEncodingName.HARMONY_GPT_OSS)
     system = (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ from proxy.api_models import ChatCompletionRequest
 from proxy.conversation import tool_names_for
 from proxy.errors import InvalidRequest
 from proxy.structured import OutputRules, output_rules
+from proxy.tools import declared_tools
 from tests.proxy.helpers import WEATHER_TOOL
 
 ANALYSIS = "<|channel|>analysis<|message|>Let me think.<|end|><|start|>assistant"
@@ -29,7 +29,8 @@ def rules(**extra: Any) -> OutputRules:
     request = ChatCompletionRequest.model_validate(
         {"model": "m", "messages": [{"role": "user", "content": "Hi"}], **extra}
     )
-    return output_rules(request, tool_names_for(request))
+    tools = declared_tools(request)
+    return output_rules(request, tools, tool_names_for(request, tools))
 
 
 def accepts(r: OutputRules, text: str) -> bool:
@@ -43,9 +44,53 @@ def test_no_tools_and_no_format_needs_no_grammar():
     assert rules().tool_choice == "none"
 
 
-def test_auto_with_tools_leaves_the_model_free():
+def test_auto_with_tools_allows_an_answer_or_a_declared_schema_valid_call():
     r = rules(tools=[WEATHER_TOOL])
-    assert r.tool_choice == "auto" and r.structured_outputs is None
+    assert r.tool_choice == "auto" and r.calls_enforced
+    assert accepts(r, ANALYSIS + FINAL)
+    assert accepts(r, FINAL)
+    assert accepts(r, ANALYSIS + CALL)
+    assert accepts(
+        r,
+        ANALYSIS
+        + CALL.replace(
+            " to=functions.get_weather<|channel|>commentary",
+            "<|channel|>commentary to=functions.get_weather",
+        ),
+    )
+    assert not accepts(r, ANALYSIS + BAD_CALL)
+
+
+@pytest.mark.parametrize(
+    "recipient",
+    ["functions.calculator", "python", "browser.search", "functions.get_weather_v2"],
+)
+def test_auto_with_tools_makes_undeclared_recipients_impossible(recipient):
+    r = rules(tools=[WEATHER_TOOL])
+    for header in (
+        f" to={recipient}<|channel|>commentary",
+        f"<|channel|>commentary to={recipient}",
+    ):
+        assert not accepts(r, ANALYSIS + header + ' <|constrain|>json<|message|>{"city": "Paris"}')
+
+
+def test_auto_enforcement_can_be_turned_off_but_strict_tools_keep_a_grammar():
+    loose = {**WEATHER_TOOL, "function": {**WEATHER_TOOL["function"], "strict": False}}
+    strict = {**WEATHER_TOOL, "function": {**WEATHER_TOOL["function"], "strict": True}}
+    for tool, grammar in ((loose, False), (strict, True)):
+        request = ChatCompletionRequest.model_validate(
+            {"model": "m", "messages": [{"role": "user", "content": "Hi"}], "tools": [tool]}
+        )
+        tools = declared_tools(request)
+        r = output_rules(request, tools, tool_names_for(request, tools), enforce_auto=False)
+        assert (r.structured_outputs is not None) is grammar and r.calls_enforced is grammar
+    assert not accepts(r, ANALYSIS + BAD_CALL)
+    assert accepts(r, ANALYSIS + CALL)
+
+
+def test_parallel_tool_calls_false_allows_one_call_per_choice():
+    assert rules(tools=[WEATHER_TOOL], parallel_tool_calls=False).max_tool_calls == 1
+    assert rules(tools=[WEATHER_TOOL]).max_tool_calls is None
 
 
 def test_required_forces_a_schema_valid_tool_call_after_free_reasoning():
@@ -107,7 +152,9 @@ def test_tool_names_in_the_grammar_are_the_model_side_identifiers():
         "function": {"name": "web-search", "parameters": {"type": "object"}},
     }
     r = rules(tools=[tool], tool_choice="required")
-    assert "functions.web_search" in json.loads(r.structured_outputs["structural_tag"]).__repr__()
+    header = "<|channel|>commentary <|constrain|>json<|message|>{}"
+    assert accepts(r, " to=functions.web_search" + header)
+    assert not accepts(r, " to=functions.web-search" + header)
 
 
 @pytest.mark.parametrize(
@@ -161,7 +208,7 @@ def test_custom_tool_types_are_a_400():
         }
     )
     with pytest.raises(InvalidRequest) as info:
-        tool_names_for(request)
+        declared_tools(request)
     assert info.value.param == "tools[0].type"
 
 

@@ -73,11 +73,14 @@ def test_l_named_tool_choice_finishes_with_stop_like_openai(scripted_server):
     assert data["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "get_weather"
 
 
-def test_l_none_with_tools_constrains_the_engine_and_drops_stray_calls(scripted_server):
+def test_l_none_with_tools_constrains_the_engine_and_turns_stray_calls_into_text(
+    scripted_server,
+):
     scripted_server.backend.script = Script([CALL])
     data = post(scripted_server, tools=[WEATHER_TOOL], tool_choice="none").json()
     assert scripted_server.backend.requests[-1].sampling.structured_outputs is not None
     assert data["choices"][0]["message"]["tool_calls"] is None
+    assert data["choices"][0]["message"]["content"] == '{"city":"Lima"}'
     assert data["choices"][0]["finish_reason"] == "stop"
     assert data["choices"][0]["message"]["reasoning"] == "Use the tool."
 

@@ -1,0 +1,123 @@
+"""The request's function tools, validated once: the only names a completion may ever call.
+
+Clients break on tool calls they did not declare (the Agents SDK raises `ModelBehaviorError`),
+so the callable set is exactly the request's `tools`, never names merely seen in the history.
+Tools that could never be called correctly are refused up front with a 400 naming the
+parameter, as OpenAI does: a name that is empty, longer than 64 characters or declared twice,
+and `parameters` that are not a JSON Schema describing an object.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from jsonschema import SchemaError
+from jsonschema.validators import validator_for
+
+from proxy.api_models import ChatCompletionRequest
+from proxy.errors import InvalidRequest
+from proxy.grammar import canonical_json
+
+MAX_NAME_LENGTH = 64
+_ANY_OBJECT = canonical_json({"type": "object"})
+
+
+@dataclass(frozen=True)
+class FunctionTool:
+    """One declared function: the client's exact name and what the grammar needs."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any] | None
+    strict: bool
+    # Where it sits in the request, for error messages: "tools[2]".
+    param: str
+    # Canonical JSON of the arguments' schema (an object of anything when none is given): the
+    # grammar's input and the key of every cache below.
+    schema_json: str
+
+
+def declared_tools(request: ChatCompletionRequest) -> list[FunctionTool]:
+    """The request's function tools in order; 400 for any that cannot be honoured."""
+    tools: list[FunctionTool] = []
+    seen: dict[str, int] = {}
+    for i, tool in enumerate(request.tools or []):
+        param = f"tools[{i}]"
+        if tool.type != "function" or tool.function is None:
+            raise InvalidRequest(
+                f"Unsupported tool type {tool.type!r}: only function tools are supported.",
+                param=f"{param}.type",
+            )
+        function = tool.function
+        _check_name(function.name, f"{param}.function.name")
+        if function.name in seen:
+            raise InvalidRequest(
+                f"Duplicate tool name {function.name!r}: it is also tools[{seen[function.name]}]; "
+                "each function must have a unique name.",
+                param=f"{param}.function.name",
+            )
+        seen[function.name] = i
+        schema_json = _check_parameters(
+            function.name, function.parameters, f"{param}.function.parameters"
+        )
+        tools.append(
+            FunctionTool(
+                name=function.name,
+                description=function.description or "",
+                parameters=function.parameters,
+                strict=bool(function.strict),
+                param=param,
+                schema_json=schema_json,
+            )
+        )
+    return tools
+
+
+def _check_name(name: str, param: str) -> None:
+    if not name.strip():
+        raise InvalidRequest("A function name must not be empty.", param=param)
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidRequest(
+            f"The function name {name[:20]!r}... is {len(name)} characters long; "
+            f"the maximum is {MAX_NAME_LENGTH}.",
+            param=param,
+        )
+
+
+def _check_parameters(name: str, schema: Any, param: str) -> str:
+    """`parameters` must be a valid JSON Schema of an object (or absent); returns its JSON."""
+    if schema is None:
+        return _ANY_OBJECT
+    if not isinstance(schema, dict):
+        raise InvalidRequest(
+            f"Invalid schema for function {name!r}: `parameters` must be a JSON Schema object, "
+            f"got {type(schema).__name__}.",
+            param=param,
+        )
+    kind = schema.get("type", "object")
+    if kind != "object":
+        raise InvalidRequest(
+            f"Invalid schema for function {name!r}: the arguments are a JSON object, so the "
+            f'schema must have type "object", got {kind!r}.',
+            param=param,
+        )
+    schema_json = canonical_json(schema)
+    problem = _schema_problem(schema_json)
+    if problem is not None:
+        raise InvalidRequest(f"Invalid schema for function {name!r}{problem}", param=param)
+    return schema_json
+
+
+@functools.lru_cache(maxsize=1024)
+def _schema_problem(schema_json: str) -> str | None:
+    """Why a schema is not valid JSON Schema (None if it is); cached: clients resend tools."""
+    schema = json.loads(schema_json)
+    try:
+        validator_for(schema).check_schema(schema)
+    except SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path)
+        return f"{f' at `{where}`' if where else ''}: {exc.message}"
+    return None

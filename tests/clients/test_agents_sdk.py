@@ -1,0 +1,54 @@
+"""The OpenAI Agents SDK, unchanged, running its tool loop against the real server and engine.
+
+The agent's tool is an ordinary Python function: the SDK derives its name, docstring description
+and a strict JSON schema from it, exactly as users write them. The demo model never saw this
+tool in training; it has to read the declaration, call it, then answer from its result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+pytestmark = pytest.mark.engine
+
+agents = pytest.importorskip("agents")
+
+
+def run_agent(server, tool_choice: str | None) -> tuple[str, list[str]]:
+    from openai import AsyncOpenAI
+
+    calls: list[str] = []
+
+    @agents.function_tool
+    def get_current_temperature(city: str) -> str:
+        """Return the current temperature in a city."""
+        calls.append(city)
+        return "18 degrees Celsius and sunny"
+
+    async def main() -> str:
+        client = AsyncOpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
+        agent = agents.Agent(
+            name="assistant",
+            instructions="You are a helpful assistant. Use the tools when they help.",
+            tools=[get_current_temperature],
+            model=agents.OpenAIChatCompletionsModel(model=server.model, openai_client=client),
+            model_settings=agents.ModelSettings(temperature=0, tool_choice=tool_choice),
+        )
+        result = await agents.Runner.run(
+            agent, "What is the temperature in Paris right now?", max_turns=4
+        )
+        await client.close()
+        return str(result.final_output)
+
+    agents.set_tracing_disabled(True)
+    return asyncio.run(main()), calls
+
+
+@pytest.mark.parametrize("tool_choice", [None, "required"])
+def test_an_agent_calls_its_function_tool_then_answers(proxy_server, tool_choice):
+    answer, calls = run_agent(proxy_server, tool_choice)
+    assert len(calls) == 1 and calls[0].strip()
+    assert answer.strip()
+    assert "<|" not in answer

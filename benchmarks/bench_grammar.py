@@ -123,9 +123,11 @@ def main() -> None:
         repeat = 3 if n == 64 else 10
         row: dict[str, float] = {}
         for name, build in (("ours", ours), ("vllm", reference)):
-            row[f"{name} build cold"] = timed(lambda b=build: b(n, f"_{next(counter)}"), repeat)
+            row[f"{name} build cold"] = timed(
+                lambda b=build, n=n: b(n, f"_{next(counter)}"), repeat
+            )
             fixed = build(n, "")
-            row[f"{name} build cached"] = timed(lambda b=build: b(n, ""), repeat)
+            row[f"{name} build cached"] = timed(lambda b=build, n=n: b(n, ""), repeat)
             compile_repeat = 1 if n == 64 else 3
             row[f"{name} engine compile"] = timed(
                 lambda f=fixed: xgrammar.GrammarCompiler(

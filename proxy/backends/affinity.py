@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 DEFAULT_BLOCK_TOKENS = 64
-DEFAULT_LOAD_FACTOR = 1.5
+DEFAULT_LOAD_FACTOR = 1.25  # the c of Mirrokni et al.: each replica within 25% of the mean
 # Remembered prefixes (LRU). Each is a few dozen bytes; 100k covers many conversations.
 DEFAULT_CAPACITY = 100_000
 

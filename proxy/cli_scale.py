@@ -120,12 +120,12 @@ def add_engine_tuning_args(engine: argparse._ArgumentGroup) -> None:
         default=_env_list("ENGINE_ARG"),
         metavar="KEY=VALUE",
         help="any other vLLM AsyncEngineArgs field (repeatable; VALUE parsed as JSON when it "
-        "is JSON, e.g. swap_space=8 or enable_expert_parallel=true)",
+        "is JSON, e.g. block_size=32 or enable_expert_parallel=true)",
     )
 
 
 def parse_engine_args(pairs: list[str]) -> dict[str, Any]:
-    """`["swap_space=8", "quantization=mxfp4"]` -> `{"swap_space": 8, "quantization": "mxfp4"}`."""
+    """`["block_size=32", "quantization=mxfp4"]` -> `{"block_size": 32, "quantization": "mxfp4"}`."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")

@@ -45,7 +45,7 @@ def test_a_killed_replica_loses_no_unstarted_request_and_is_readmitted(
     body = {
         "model": pool_server.model,
         "messages": messages,
-        "max_tokens": 1500,
+        "max_tokens": 1000,  # the prompt is ~800 tokens of a 2048 context
         "temperature": 0,
         "response_format": LONG_JSON,
         "stream": True,
@@ -55,10 +55,13 @@ def test_a_killed_replica_loses_no_unstarted_request_and_is_readmitted(
         httpx.stream("POST", url, json=body, timeout=300) as stream,
         ThreadPoolExecutor(1) as executor,
     ):
+        assert stream.status_code == 200, stream.read()
         lines = stream.iter_lines()
+        events = 0
         for line in lines:
-            if line.startswith("data:") and '"content"' in line:
-                break  # tokens are flowing to the client from the victim
+            events += line.startswith("data:")
+            if events == 2:  # the role chunk, then generated text: the victim is streaming
+                break
         assert home_backend.in_flight == 1
 
         victim.signal(signal.SIGSTOP)
@@ -75,8 +78,11 @@ def test_a_killed_replica_loses_no_unstarted_request_and_is_readmitted(
         assert answer.choices[0].finish_reason in ("stop", "length")
         events = [line[5:].strip() for line in lines if line.startswith("data:")]
     assert events[-1] == "[DONE]"
-    errors = [json.loads(e)["error"] for e in events[:-1] if '"error"' in e]
-    assert errors and errors[0]["code"] == "engine_error"
+    payloads = [json.loads(e) for e in events[:-1]]
+    errors = [p["error"] for p in payloads if "error" in p]
+    assert len(errors) == 1 and errors[0]["code"] == "engine_error"
+    finishes = [c["finish_reason"] for p in payloads for c in p.get("choices", [])]
+    assert finishes[-1] == "error"
     assert pool.replicas[home].errors >= 1
     wait_for(lambda: not pool.replicas[home].admitted, "the victim's ejection")
     assert httpx.get(f"{pool_server.url}/ready").status_code == 200

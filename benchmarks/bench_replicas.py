@@ -119,12 +119,13 @@ async def throughput(url: str, clients: int, requests: int, max_tokens: int) -> 
         return tokens / (time.perf_counter() - started)
 
 
-async def multi_turn(url: str, conversations: int, turns: int) -> list[float]:
+async def multi_turn(url: str, conversations: int, turns: int, tag: str) -> list[float]:
     questions = ["Hello!", "What is the weather like?", "And tomorrow?", "Thanks, bye!"]
     async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=None)) as c:
 
         async def conversation(i: int) -> list[float]:
-            messages = [{"role": "system", "content": f"Conversation {i}. {SYSTEM}"}]
+            # `tag` keeps each run's prompts out of the caches an earlier run filled.
+            messages = [{"role": "system", "content": f"Run {tag}, conversation {i}. {SYSTEM}"}]
             ttfts = []
             for turn in range(turns):
                 messages.append({"role": "user", "content": questions[turn % len(questions)]})
@@ -150,6 +151,7 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=8)
     parser.add_argument("--turns", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="1 request per client, 3 turns")
+    parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.requests, args.turns = 1, 3
@@ -162,6 +164,8 @@ def main() -> None:
     results: dict[str, str] = {}
     try:
         for label, urls in (("1 replica", replicas[:1]), ("2 replicas", replicas)):
+            if args.skip_throughput:
+                break
             with proxy([r.url for r in urls], affinity=True, log=work / "proxy.log") as url:
                 rate = asyncio.run(throughput(url, args.clients, args.requests, args.max_tokens))
             results[f"throughput, {args.clients} clients, {label}"] = f"{rate:.1f} tokens/s"
@@ -170,7 +174,7 @@ def main() -> None:
             label = "with affinity" if affinity else "without affinity"
             with proxy([r.url for r in replicas], affinity=affinity, log=work / "proxy.log") as url:
                 hits = cache_hits(replicas)
-                ttfts = asyncio.run(multi_turn(url, args.conversations, args.turns))
+                ttfts = asyncio.run(multi_turn(url, args.conversations, args.turns, label))
                 hits = cache_hits(replicas) - hits
             p50 = statistics.median(ttfts)
             p90 = statistics.quantiles(ttfts, n=10)[-1] if len(ttfts) > 1 else p50

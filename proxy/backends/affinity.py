@@ -12,13 +12,15 @@ bounded loads, the owner is taken only while its outstanding requests stay withi
 `load_factor` times the mean (plus one, so light load never forces a move); otherwise the
 least-loaded replica gets the request and becomes the prefix's owner. Prompts without any
 remembered prefix go to the least-loaded replica, ties broken by a rendezvous hash of their
-first block, so identical system prompts converge on one replica from the start.
+first block, so identical system prompts converge on one replica from the start (with affinity
+off, or a prompt shorter than a block, ties are broken at random).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import random
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,8 +96,9 @@ class PrefixRouter:
                     return Choice(owner, True, (depth + 1) * self.block_tokens)
                 break  # the owner is overloaded: balance instead
         lightest = [i for i, n in candidates.items() if n == least]
-        seed = hashes[0] if hashes else b""
-        return Choice(max(lightest, key=lambda i: _rendezvous(seed, i)), False)
+        if not hashes:  # nothing to be sticky about: spread ties at random
+            return Choice(random.choice(lightest), False)
+        return Choice(max(lightest, key=lambda i: _rendezvous(hashes[0], i)), False)
 
     def _bound(self, candidates: dict[int, int]) -> int:
         total = sum(candidates.values()) + 1  # including this request

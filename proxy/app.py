@@ -100,6 +100,8 @@ def create_app(
     several servers). `on_ready` is called once the engine is ready (the CLI prints the URL).
     """
     metrics = ProxyMetrics()
+    if callable(getattr(backend, "collect", None)):  # a replica pool's per-replica metrics
+        metrics.registry.register(backend)  # type: ignore[arg-type]
     chat = ChatCompletions(config, backend, metrics)
     startup = _Startup(chat, on_ready)
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from proxy.cli_scale import add_engine_tuning_args, add_replica_args, build_pool, engine_tuning
 from proxy.config import ProxyConfig, today
 
 ENV_PREFIX = "HARMONY_PROXY_"
@@ -147,12 +148,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="disable CUDA graphs (default: eager on CPU only)",
     )
+    add_engine_tuning_args(engine)
+    add_replica_args(serve)
     return parser
 
 
-def proxy_config(args: argparse.Namespace, served_name: str) -> ProxyConfig:
+def proxy_config(args: argparse.Namespace, served_name: str | None) -> ProxyConfig:
     return ProxyConfig(
-        served_model_names=(served_name,),
+        served_model_names=(served_name,) if served_name else (),
         api_keys=tuple(args.api_key),
         cors_origins=tuple(args.cors_origin),
         conversation_date=args.date or today(),
@@ -178,6 +181,8 @@ def serve(args: argparse.Namespace) -> int:
     load_encoding()
     _progress(f"Vocabulary loaded in {time.monotonic() - started:.1f} s")
 
+    if args.backend_url:
+        return serve_remote(args)
     model, served = args.model, args.served_model_name
     # The tiny demo model pads schema-constrained JSON with spaces until max_tokens unless the
     # grammar forbids free whitespace (an engine-wide setting); real checkpoints keep vLLM's default.
@@ -199,6 +204,7 @@ def serve(args: argparse.Namespace) -> int:
         cpu_kvcache_space_gib=args.cpu_kvcache_space_gib,
         enforce_eager=args.enforce_eager,
         json_without_whitespace=json_without_whitespace,
+        **engine_tuning(args),
     )
     backend = VllmBackend(options, progress=_progress)
     url = f"http://{_display_host(args.host)}:{args.port}/v1"
@@ -208,6 +214,26 @@ def serve(args: argparse.Namespace) -> int:
 
     app = create_app(proxy_config(args, served), backend, on_ready=on_ready)
     _progress(f"Listening on {url} (engine loading in the background; GET /ready turns 200)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def serve_remote(args: argparse.Namespace) -> int:
+    """Serve through running vLLM replicas (`--backend-url`): no engine is loaded here."""
+    import uvicorn
+
+    from proxy.app import create_app
+
+    pool = build_pool(args)
+    url = f"http://{_display_host(args.host)}:{args.port}/v1"
+
+    def on_ready() -> None:
+        name = args.served_model_name or pool.model_name
+        _progress(f"Ready. Point the OpenAI SDK at base_url={url} with model={name!r}")
+
+    app = create_app(proxy_config(args, args.served_model_name), pool, on_ready=on_ready)
+    replicas = ", ".join(r.url for r in pool.replicas)
+    _progress(f"Listening on {url} in front of {replicas} (GET /ready turns 200 with one up)")
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

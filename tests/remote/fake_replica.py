@@ -1,0 +1,142 @@
+"""A scripted stand-in for a vLLM server's HTTP API, for failures real replicas won't show on cue.
+
+It speaks the same endpoints as `vllm serve` (/v1/models, /tokenize, /health,
+/inference/v1/generate + abort, /v1/completions) and streams a fixed Harmony answer as token ids,
+but can be told to have another vocabulary, no tokenizer, no generate endpoint, or to answer
+400/429/503. It runs as a real uvicorn server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from proxy.backends.remote import VOCAB_PROBE_TEXT, expected_probe_ids
+from proxy.conversation import load_encoding
+
+
+@dataclass
+class FakeBehaviour:
+    vocabulary: str = "ok"  # "ok" | "wrong" | "none" (no tokenizer)
+    generate_endpoint: bool = True
+    status: int = 200  # answer requests with this status (400/429/503) instead of streaming
+    message: str = "fake failure"
+    retry_after: str | None = None
+    answer: str = "Hi from the fake replica."
+    cached_tokens: int = 0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    aborted: list[str] = field(default_factory=list)
+
+
+def answer_tokens(text: str) -> list[int]:
+    return load_encoding().encode(
+        f"<|channel|>final<|message|>{text}<|return|>", allowed_special="all"
+    )
+
+
+def fake_replica_app(behaviour: FakeBehaviour) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/health")
+    async def health() -> Response:
+        return Response(status_code=200)
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": "gpt-oss-demo", "max_model_len": 2048}]}
+
+    @app.post("/tokenize")
+    async def tokenize(request: Request) -> Response:
+        body = await request.json()
+        if behaviour.vocabulary == "none":
+            return JSONResponse({"error": {"message": "Unable to get tokenizer"}}, 404)
+        assert body["prompt"] == VOCAB_PROBE_TEXT
+        tokens = expected_probe_ids()
+        if behaviour.vocabulary == "wrong":
+            tokens = [t + 1 for t in tokens]
+        return JSONResponse({"count": len(tokens), "tokens": tokens})
+
+    def refusal() -> Response | None:
+        if behaviour.status == 200:
+            return None
+        headers = {"Retry-After": behaviour.retry_after} if behaviour.retry_after else None
+        error = {"message": behaviour.message, "type": "Error", "code": behaviour.status}
+        return JSONResponse({"error": error}, behaviour.status, headers=headers)
+
+    async def stream(body: dict[str, Any], completions: bool) -> AsyncIterator[str]:
+        tokens = answer_tokens(behaviour.answer)
+        for i, token in enumerate(tokens):
+            last = i == len(tokens) - 1
+            choice: dict[str, Any] = {
+                "index": 0,
+                "token_ids": [token],
+                "finish_reason": "stop" if last else None,
+                "stop_reason": token if last else None,
+            }
+            if completions:
+                choice["text"] = "x"
+            yield f"data: {json.dumps({'choices': [choice]})}\n\n"
+            await asyncio.sleep(0)
+        usage = {
+            "prompt_tokens": len(body.get("token_ids") or body.get("prompt") or []),
+            "completion_tokens": len(tokens),
+            "prompt_tokens_details": {"cached_tokens": behaviour.cached_tokens},
+        }
+        yield f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n"
+        yield "data: [DONE]\n\n"
+
+    @app.post("/inference/v1/generate")
+    async def generate(request: Request) -> Response:
+        if not behaviour.generate_endpoint:
+            return JSONResponse({"detail": "Not Found"}, 404)
+        body = await request.json()
+        if "token_ids" not in body:
+            return JSONResponse({"error": {"message": "token_ids: Field required"}}, 400)
+        behaviour.requests.append(body)
+        return refusal() or StreamingResponse(stream(body, False), media_type="text/event-stream")
+
+    @app.post("/inference/v1/abort_requests")
+    async def abort(request: Request) -> Response:
+        behaviour.aborted.extend((await request.json())["request_ids"])
+        return Response(status_code=200)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        body = await request.json()
+        behaviour.requests.append(body)
+        return refusal() or StreamingResponse(stream(body, True), media_type="text/event-stream")
+
+    return app
+
+
+@dataclass
+class FakeReplica:
+    behaviour: FakeBehaviour
+    url: str
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+
+
+async def start_fake(behaviour: FakeBehaviour) -> FakeReplica:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(fake_replica_app(behaviour), log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    return FakeReplica(behaviour, f"http://127.0.0.1:{port}", server, task)
+
+
+async def stop_fake(fake: FakeReplica) -> None:
+    fake.server.should_exit = True
+    await asyncio.wait_for(fake.task, timeout=15)

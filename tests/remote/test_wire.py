@@ -1,0 +1,96 @@
+"""remote_wire: request bodies and streamed chunks of both vLLM protocols (pure functions)."""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy.backends.base import SamplingConfig
+from proxy.backends.remote_wire import (
+    UpstreamError,
+    cached_tokens,
+    chunks_from_payload,
+    completions_body,
+    generate_body,
+    parse_event,
+)
+
+SAMPLING = SamplingConfig(max_tokens=8, seed=3, logprobs=2, structured_outputs={"json": {}})
+
+
+def test_generate_body_is_token_ids_and_vllm_sampling_params():
+    body = generate_body([1, 2], SAMPLING, "req", "m")
+    assert (body["token_ids"], body["request_id"], body["stream"]) == ([1, 2], "req", True)
+    params = body["sampling_params"]
+    assert params["detokenize"] is False and params["skip_special_tokens"] is False
+    assert params["structured_outputs"] == {"json": {}}
+    assert (params["seed"], params["logprobs"], params["max_tokens"]) == (3, 2, 8)
+
+
+def test_completions_body_asks_for_token_ids():
+    body = completions_body([1, 2], SAMPLING, "req", "m")
+    assert body["prompt"] == [1, 2] and body["return_token_ids"] is True
+    assert body["return_tokens_as_token_ids"] is True
+    assert body["stop_token_ids"] == list(SAMPLING.stop_token_ids)
+
+
+def test_generate_chunks_carry_stop_tokens_and_logprobs():
+    payload = {
+        "choices": [
+            {
+                "index": 0,
+                "token_ids": [5, 200002],
+                "finish_reason": "stop",
+                "stop_reason": 200002,
+                "logprobs": {
+                    "content": [
+                        {
+                            "token_id": 5,
+                            "logprob": -0.1,
+                            "top_logprobs": [{"token_id": 6, "logprob": -2.0}],
+                        },
+                        {"token_id": 200002, "logprob": -0.2, "top_logprobs": []},
+                    ]
+                },
+            }
+        ]
+    }
+    (chunk,) = chunks_from_payload(payload, SAMPLING, "generate")
+    assert (chunk.token_ids, chunk.finish_reason, chunk.stop_token_id) == (
+        [5, 200002],
+        "stop",
+        200002,
+    )
+    assert chunk.logprobs == [{5: -0.1, 6: -2.0}, {200002: -0.2}]
+
+
+def test_completions_chunks_read_token_ids_not_text():
+    payload = {
+        "choices": [
+            {
+                "index": 1,
+                "text": "ignored",
+                "token_ids": [7],
+                "finish_reason": None,
+                "logprobs": {
+                    "tokens": ["token_id:7"],
+                    "token_logprobs": [-0.5],
+                    "top_logprobs": [{"token_id:7": -0.5, "token_id:8": -1.5}],
+                },
+            }
+        ]
+    }
+    (chunk,) = chunks_from_payload(payload, SAMPLING, "completions")
+    assert (chunk.index, chunk.token_ids, chunk.finish_reason) == (1, [7], None)
+    assert chunk.logprobs == [{7: -0.5, 8: -1.5}]
+
+
+def test_usage_chunks_report_prefix_cache_hits():
+    assert cached_tokens({"usage": {"prompt_tokens_details": {"cached_tokens": 64}}}) == 64
+    assert cached_tokens({"usage": None}) is None
+
+
+def test_error_events_become_upstream_errors_with_their_status():
+    with pytest.raises(UpstreamError) as caught:
+        parse_event('data: {"error": {"message": "too long", "code": 400}}')
+    assert (caught.value.status, caught.value.message) == (400, "too long")
+    assert parse_event("data: [DONE]") is None and parse_event(": ping") is None

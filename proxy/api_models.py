@@ -153,6 +153,12 @@ class ChatCompletionRequest(_Lenient):
     ignore_eos: bool | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    # Sampling extensions sent by clients migrating from `vllm serve` (honoured, not ignored).
+    top_k: int | None = Field(default=None, ge=-1)
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    repetition_penalty: float | None = Field(default=None, gt=0.0, le=2.0)
+    # vLLM's chat-template arguments; only `reasoning_effort` means something for Harmony.
+    chat_template_kwargs: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------- responses

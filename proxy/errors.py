@@ -7,6 +7,7 @@ engine failures (which become an SSE `error` event once a stream has started).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
+
+logger = logging.getLogger("proxy")
 
 
 class ProxyError(Exception):
@@ -67,6 +70,7 @@ class EngineLoading(ProxyError):
 
     status_code = 503
     error_type = "service_unavailable"
+    retry_after = 5
 
     def __init__(self, message: str = "The engine is still loading; retry shortly.") -> None:
         super().__init__(message, code="engine_not_ready")
@@ -89,7 +93,10 @@ def error_body(
 
 
 def error_response(error: ProxyError) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status_code)
+    """The error as JSON; `Retry-After` when the error says when to retry (429, 503)."""
+    retry_after = getattr(error, "retry_after", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return JSONResponse(error.body(), status_code=error.status_code, headers=headers)
 
 
 _UNION_TAGS = {"system", "developer", "user", "assistant", "tool", "str", "int", "float", "bool"}
@@ -117,8 +124,9 @@ def install_error_handlers(
 ) -> None:
     """Answer every error OpenAI-style: no FastAPI `{"detail": ...}` bodies, no tracebacks.
 
-    `on_error(request, status)` is told about request-validation failures (for metrics); the
-    other errors are counted where they are raised.
+    `on_error(request, status)` is told about request-validation failures and unexpected
+    exceptions (for metrics); the other errors are counted where they are raised. Unexpected
+    exceptions are logged with their traceback: they are bugs, not engine failures.
     """
 
     @app.exception_handler(ProxyError)
@@ -148,7 +156,10 @@ def install_error_handlers(
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+        if on_error is not None:
+            on_error(request, 500)
         return JSONResponse(
             error_body(f"Internal error: {type(exc).__name__}", "server_error", None, None),
             status_code=500,

@@ -102,11 +102,11 @@ class ChatCompletions:
     async def _handle(
         self, body: ChatCompletionRequest, request: Request, request_id: str, record: RequestRecord
     ) -> Response:
+        check_message_count(body, self.config.max_messages)
+        check_text(body)
         if body.model not in self.model_names():
             raise ModelNotFound(body.model)
         refuse_unsupported(body)
-        check_message_count(body, self.config.max_messages)
-        check_text(body)
         self.lifecycle.refuse_if_draining()
         if not (self.encoding_loaded and self.backend.ready):
             raise EngineLoading(self.unavailable_reason())

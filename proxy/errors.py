@@ -7,6 +7,7 @@ engine failures (which become an SSE `error` event once a stream has started).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -92,11 +93,19 @@ def error_body(
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
+class _AsciiJSONResponse(JSONResponse):
+    r"""JSON with non-ASCII escaped: an error message may quote the client's own text, and a
+    lone surrogate in it (`"model": "\ud800"`) cannot be encoded as UTF-8 (a 500 otherwise)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def error_response(error: ProxyError) -> JSONResponse:
     """The error as JSON; `Retry-After` when the error says when to retry (429, 503)."""
     retry_after = getattr(error, "retry_after", None)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return JSONResponse(error.body(), status_code=error.status_code, headers=headers)
+    return _AsciiJSONResponse(error.body(), status_code=error.status_code, headers=headers)
 
 
 _UNION_TAGS = {"system", "developer", "user", "assistant", "tool", "str", "int", "float", "bool"}
@@ -151,7 +160,7 @@ def install_error_handlers(
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         error_type = "invalid_request_error" if exc.status_code < 500 else "server_error"
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        return JSONResponse(
+        return _AsciiJSONResponse(
             error_body(str(exc.detail), error_type, None, code), status_code=exc.status_code
         )
 
@@ -160,7 +169,7 @@ def install_error_handlers(
         logger.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
         if on_error is not None:
             on_error(request, 500)
-        return JSONResponse(
+        return _AsciiJSONResponse(
             error_body(f"Internal error: {type(exc).__name__}", "server_error", None, None),
             status_code=500,
         )

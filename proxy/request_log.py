@@ -41,4 +41,4 @@ class RequestRecord:
         self.duration_ms = round((time.monotonic() - self.started) * 1000, 1)
         line = {k: v for k, v in asdict(self).items() if not k.startswith("_") and k != "started"}
         level = logging.WARNING if self.status >= 500 else logging.INFO
-        logger.log(level, json.dumps({"event": "chat_completion", **line}, ensure_ascii=False))
+        logger.log(level, json.dumps({"event": "chat_completion", **line}, ensure_ascii=True))

@@ -32,6 +32,7 @@ from proxy.errors import EngineLoading, InvalidApiKey, ModelNotFound, install_er
 from proxy.lifecycle import EXIT_ENGINE_DEAD, Lifecycle
 from proxy.limits import BodySizeLimit
 from proxy.metrics import ProxyMetrics
+from proxy.request_log import RequestRecord
 
 logger = logging.getLogger("proxy")
 
@@ -152,7 +153,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.startup = startup
     app.state.lifecycle = lifecycle
-    install_error_handlers(app, on_error=_count_error(metrics))
+    install_error_handlers(app, on_error=_count_error(metrics, config))
 
     async def require_api_key(request: Request) -> None:
         if not config.api_keys:
@@ -242,11 +243,14 @@ def _max_len(backend: EngineBackend) -> int | None:
         return None
 
 
-def _count_error(metrics: ProxyMetrics):  # noqa: ANN202
+def _count_error(metrics: ProxyMetrics, config: ProxyConfig):  # noqa: ANN202
     def count(request: Request, status: int) -> None:
         if status == 500:
             metrics.internal_errors.inc()
         if request.url.path == "/v1/chat/completions" and status in (400, 500):
             metrics.requests.labels(str(status), "").inc()
+            if status == 400 and config.request_log:  # refused by schema validation
+                request_id = getattr(request.state, "request_id", "")
+                RequestRecord(id=request_id, status=400, error="invalid_request_error").emit()
 
     return count

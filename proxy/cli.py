@@ -215,6 +215,8 @@ def _quiet_engine_logs(log_level: str) -> None:
     """
     if log_level.lower() != "debug":
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        # Modules imported before vLLM configures its logging log through the root logger.
+        logging.getLogger("vllm").setLevel(os.environ["VLLM_LOGGING_LEVEL"])
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -45,7 +45,7 @@ def _wait_for(predicate, timeout: float = 60.0) -> None:
 def serve_process():
     started: list[subprocess.Popen] = []
 
-    def start(*extra: str) -> tuple[subprocess.Popen, str]:
+    def start(*extra: str, wait_ready: bool = True) -> tuple[subprocess.Popen, str]:
         port = _free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "tests.support.scripted_serve", "--port", str(port), *extra],
@@ -65,7 +65,8 @@ def serve_process():
             except httpx.TransportError:
                 return False
 
-        _wait_for(ready)
+        if wait_ready:
+            _wait_for(ready)
         return proc, url
 
     yield start
@@ -159,6 +160,11 @@ def test_engine_death_mid_stream_ends_streams_with_an_error_and_exits_1(serve_pr
         assert result.events[-1] == "[DONE]"
         assert any("error" in json.loads(e) for e in result.events[:-1])
     assert proc.wait(30) == 1
+
+
+def test_an_engine_that_fails_to_start_makes_the_process_exit_1(serve_process):
+    proc, _ = serve_process("--fail-start", wait_ready=False)
+    assert proc.wait(60) == 1
 
 
 def test_health_turns_503_when_the_engine_dies(make_server):

@@ -20,16 +20,24 @@ from proxy.conversation import load_encoding
 from proxy.lifecycle import Lifecycle, run_server
 
 
+class _FailingBackend(ScriptedBackend):
+    async def start(self) -> None:
+        raise RuntimeError("no such checkpoint")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--grace", type=float, default=1.0)
     parser.add_argument("--delay", type=float, default=0.01)
+    parser.add_argument("--fail-start", action="store_true", help="the engine fails to load")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     text = "<|channel|>analysis<|message|>" + "thinking " * 5000 + "<|end|>"
     tokens = load_encoding().encode(text, allowed_special="all")
-    backend = ScriptedBackend(Script([tokens], delay=args.delay))
+    backend = (_FailingBackend if args.fail_start else ScriptedBackend)(
+        Script([tokens], delay=args.delay)
+    )
     config = ProxyConfig(served_model_names=(backend.model_name,), conversation_date="2026-01-15")
     lifecycle = Lifecycle(grace_seconds=args.grace, farewell_seconds=2.0)
     app = create_app(config, backend, lifecycle=lifecycle, exit_on_engine_failure=True)

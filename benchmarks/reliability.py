@@ -159,10 +159,13 @@ def payload(
 
 
 async def stream_once(
-    client: httpx.AsyncClient, body: dict, leave_after: int | None = None
+    client: httpx.AsyncClient,
+    body: dict,
+    leave_after: int | None = None,
+    out: StreamOutcome | None = None,
 ) -> StreamOutcome:
     """One streaming request; `leave_after` events then disconnect (0: before any event)."""
-    out = StreamOutcome()
+    out = out if out is not None else StreamOutcome()
     try:
         async with client.stream("POST", URL, json=body) as response:
             out.status = response.status_code
@@ -272,13 +275,27 @@ def _long_streams(server: Server, n: int) -> tuple[asyncio.AbstractEventLoop, li
         },
     }
     long = {"tools": [tool], "tool_choice": "required"}
+    # Compile the grammar once (slow the first time) so the streams start together.
+    warm = {**payload(4, 1, "Hi"), **long, "stream": False}
+    loop.run_until_complete(client.post(URL, json=warm))
+    outcomes = [StreamOutcome() for _ in range(n)]
     tasks = [
         loop.create_task(
-            stream_once(client, {**payload(1900, 777 + i, "Hi", temperature=2.0), **long})
+            stream_once(
+                client, {**payload(1900, 777 + i, "Hi", temperature=2.0), **long}, out=outcomes[i]
+            )
         )
         for i in range(n)
     ]
-    loop.run_until_complete(asyncio.sleep(3))  # the streams are live
+
+    async def live() -> None:  # every stream has sent a few events
+        deadline = time.monotonic() + 300
+        while any(len(o.events) < 3 and not t.done() for o, t in zip(outcomes, tasks, strict=True)):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+
+    loop.run_until_complete(live())
     return loop, [client, tasks]
 
 

@@ -258,6 +258,7 @@ def serve(args: argparse.Namespace) -> int:
         cpu_kvcache_space_gib=args.cpu_kvcache_space_gib,
         enforce_eager=args.enforce_eager,
         json_without_whitespace=json_without_whitespace,
+        engine_stats=True,
     )
     backend = VllmBackend(options, progress=_progress)
     url = f"http://{_display_host(args.host)}:{args.port}/v1"

@@ -69,8 +69,9 @@ class EngineOptions:
     # outputs need it); True: never load it.
     skip_tokenizer_init: bool | None = None
     # vLLM's engine statistics (scheduler queue, KV-cache use, preemptions) as Prometheus
-    # metrics in the default registry; the periodic stats log lines stay off.
-    engine_stats: bool = True
+    # metrics in the process's default registry; the periodic stats log lines stay off. Off by
+    # default: one engine per process should own them (a second one unregisters the first's).
+    engine_stats: bool = False
     # Anything else AsyncEngineArgs accepts.
     extra_engine_args: Mapping[str, Any] = field(default_factory=dict)
 

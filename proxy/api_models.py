@@ -140,7 +140,8 @@ class ChatCompletionRequest(_Lenient):
     max_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    seed: int | None = None
+    # int64, as OpenAI's; larger seeds overflow the engine's generator.
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     stop: str | list[str] | None = None
@@ -154,6 +155,12 @@ class ChatCompletionRequest(_Lenient):
     ignore_eos: bool | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    # Sampling extensions sent by clients migrating from `vllm serve` (honoured, not ignored).
+    top_k: int | None = Field(default=None, ge=-1)
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    repetition_penalty: float | None = Field(default=None, gt=0.0, le=2.0)
+    # vLLM's chat-template arguments; only `reasoning_effort` means something for Harmony.
+    chat_template_kwargs: dict[str, Any] | None = None
 
 
 # ---------------------------------------------------------------- responses

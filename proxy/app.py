@@ -1,9 +1,12 @@
 """The FastAPI application: `create_app(config, backend)`.
 
 The lifespan starts loading the Harmony encoding and the engine in the background and returns
-at once, so the server answers while the engine loads: /health (process up) is 200 immediately,
-/ready and the API answer 503 until the engine is ready. Routes under /v1 need the API key when
-one is configured; /health, /ready and /metrics stay open for probes and scrapers.
+at once, so the server answers while the engine loads: /ready and the API answer 503 until the
+engine is ready. /health is liveness: 200 while the engine loads or serves (and while draining),
+503 once it failed to start or died, so a supervisor restarts the pod. Routes under /v1 need
+the API key when one is configured; /health, /ready and /metrics stay open for probes and
+scrapers. A watchdog turns engine death into a drain and exit code 1 when the lifecycle asks
+for it (the CLI does; tests sharing one process do not).
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ from proxy.chat import ChatCompletions
 from proxy.config import ProxyConfig
 from proxy.conversation import load_encoding
 from proxy.errors import EngineLoading, InvalidApiKey, ModelNotFound, install_error_handlers
+from proxy.lifecycle import EXIT_ENGINE_DEAD, Lifecycle
+from proxy.limits import BodySizeLimit
 from proxy.metrics import ProxyMetrics
+from proxy.request_log import RequestRecord
 
 logger = logging.getLogger("proxy")
 
@@ -93,27 +99,54 @@ def create_app(
     *,
     owns_backend: bool = True,
     on_ready: Callable[[], None] | None = None,
+    lifecycle: Lifecycle | None = None,
+    exit_on_engine_failure: bool = False,
+    engine_stats: bool = False,
 ) -> FastAPI:
     """An app serving `backend` under `config`; the engine starts loading with the lifespan.
 
     `owns_backend=False` leaves the backend running at shutdown (tests share one engine between
     several servers). `on_ready` is called once the engine is ready (the CLI prints the URL).
+    `lifecycle` is shared with whoever runs the server (the CLI's drain on SIGTERM);
+    `exit_on_engine_failure` makes a dead or failed engine drain the server with exit code 1;
+    `engine_stats` adds vLLM's `vllm:*` metrics to /metrics.
     """
     metrics = ProxyMetrics()
     if callable(getattr(backend, "collect", None)):  # a replica pool's per-replica metrics
         metrics.registry.register(backend)  # type: ignore[arg-type]
-    chat = ChatCompletions(config, backend, metrics)
+    lifecycle = lifecycle or Lifecycle()
+    chat = ChatCompletions(config, backend, metrics, lifecycle)
     startup = _Startup(chat, on_ready)
+
+    def engine_state() -> str:
+        if chat.startup_error:
+            return "failed"
+        if not chat.startup_done:
+            return "loading"
+        return "ready" if backend.ready else "dead"
+
+    async def watch_engine() -> None:
+        """Engine failed or died: drain at once and exit 1, so a supervisor restarts us."""
+        while True:
+            await asyncio.sleep(0.5)
+            if engine_state() in ("failed", "dead") and lifecycle.exit_code != EXIT_ENGINE_DEAD:
+                logger.error("the engine is %s; stopping with exit code 1", engine_state())
+                lifecycle.begin_drain(EXIT_ENGINE_DEAD, grace_seconds=0)
+                chat.admission.reject_waiting(lifecycle.interrupt_error())
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         startup.task = asyncio.create_task(startup.run())
+        watchdog = asyncio.create_task(watch_engine()) if exit_on_engine_failure else None
+        lifecycle.on_drain = lambda: chat.admission.reject_waiting(lifecycle.interrupt_error())
         try:
             yield
         finally:
-            startup.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await startup.task
+            for task in (startup.task, watchdog):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
             if owns_backend:
                 await backend.shutdown()
 
@@ -121,17 +154,20 @@ def create_app(
     app.state.chat = chat
     app.state.metrics = metrics
     app.state.startup = startup
-    install_error_handlers(app, on_error=_count_error(metrics))
+    app.state.lifecycle = lifecycle
+    install_error_handlers(app, on_error=_count_error(metrics, config))
 
     async def require_api_key(request: Request) -> None:
         if not config.api_keys:
             return
         auth = request.headers.get("authorization", "")
         scheme, _, key = auth.partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not any(
-            secrets.compare_digest(key.encode(), k.encode()) for k in config.api_keys
-        ):
+        given = key.strip().encode()
+        # Every configured key is compared, in constant time, so the timing tells nothing.
+        matched = False
+        for k in config.api_keys:
+            matched |= secrets.compare_digest(given, k.encode())
+        if scheme.lower() != "bearer" or not matched:
             raise InvalidApiKey()
 
     def model_cards() -> list[ModelCard]:
@@ -142,18 +178,33 @@ def create_app(
         ]
 
     @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> Response:
+        state = engine_state()
+        body = {
+            "status": "ok" if state in ("loading", "ready") else "unhealthy",
+            "engine": state,
+            "draining": lifecycle.draining,
+        }
+        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
     @app.get("/ready")
     async def ready() -> Response:
+        if lifecycle.draining:
+            return JSONResponse(
+                {"status": "draining", "model": backend.model_name},
+                status_code=503,
+                headers={"Retry-After": str(lifecycle.retry_after_seconds)},
+            )
         if chat.encoding_loaded and backend.ready:
             return JSONResponse({"status": "ready", "model": backend.model_name})
         raise EngineLoading(chat.unavailable_reason())
 
     @app.get("/metrics")
     async def prometheus() -> Response:
-        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(
+            metrics.render(engine_stats=engine_stats),
+            media_type="text/plain; version=0.0.4; charset=utf-8",
+        )
 
     @app.get("/v1/models", dependencies=[Depends(require_api_key)])
     async def list_models() -> ModelList:
@@ -182,6 +233,7 @@ def create_app(
             allow_headers=["*"],
             expose_headers=[REQUEST_ID_HEADER],
         )
+    app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app
 
@@ -193,9 +245,14 @@ def _max_len(backend: EngineBackend) -> int | None:
         return None
 
 
-def _count_error(metrics: ProxyMetrics):  # noqa: ANN202
+def _count_error(metrics: ProxyMetrics, config: ProxyConfig):  # noqa: ANN202
     def count(request: Request, status: int) -> None:
-        if request.url.path == "/v1/chat/completions" and status == 400:
+        if status == 500:
+            metrics.internal_errors.inc()
+        if request.url.path == "/v1/chat/completions" and status in (400, 500):
             metrics.requests.labels(str(status), "").inc()
+            if status == 400 and config.request_log:  # refused by schema validation
+                request_id = getattr(request.state, "request_id", "")
+                RequestRecord(id=request_id, status=400, error="invalid_request_error").emit()
 
     return count

@@ -1,14 +1,17 @@
 """POST /v1/chat/completions: request -> plan -> engine run -> SSE stream or folded response.
 
-The handler reads top to bottom like the request's path: validate what we refuse, build the
-Harmony conversation and render it (in a worker thread: long prompts take a while to encode),
-derive the grammar for tool_choice/response_format, size the sampling budget, start the engine,
-then stream or fold.
+The handler reads top to bottom like the request's path: validate what we refuse (cheap limits
+first), take an admission slot, build the Harmony conversation and render it (in a worker
+thread: long prompts take a while to encode), derive the grammar for tool_choice/
+response_format, size the sampling budget, start the engine, then stream or fold. Everything
+before the response starts is raced against the client's disconnect (and the end of a drain),
+so a client that gives up while queued or waiting for its first token is never prefilled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from collections.abc import Awaitable
 from typing import TypeVar
@@ -16,15 +19,21 @@ from typing import TypeVar
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse
+from sse_starlette.sse import SendTimeoutError
 from starlette.background import BackgroundTask
+from starlette.types import Receive, Scope, Send
 
+from proxy.admission import Admission, TooManyRequests
 from proxy.api_models import ChatCompletionRequest
 from proxy.backends.base import EngineBackend
 from proxy.completion import CompletionPlan, CompletionRun, fold
 from proxy.config import ProxyConfig
 from proxy.conversation import build_conversation, load_encoding, render_prompt, tool_names_for
 from proxy.errors import EngineLoading, ModelNotFound, ProxyError
+from proxy.lifecycle import Lifecycle, ServerDraining
+from proxy.limits import check_message_count, check_text, precheck_context
 from proxy.metrics import ProxyMetrics
+from proxy.request_log import RequestRecord
 from proxy.sampling import refuse_unsupported, sampling_config, stop_strings
 from proxy.sse import SseStream
 from proxy.structured import output_rules
@@ -32,14 +41,28 @@ from proxy.tools import declared_tools
 
 T = TypeVar("T")
 
+logger = logging.getLogger("proxy")
+
 
 class ChatCompletions:
-    """The endpoint's state: configuration, engine, metrics."""
+    """The endpoint's state: configuration, engine, metrics, admission and lifecycle."""
 
-    def __init__(self, config: ProxyConfig, backend: EngineBackend, metrics: ProxyMetrics) -> None:
+    def __init__(
+        self,
+        config: ProxyConfig,
+        backend: EngineBackend,
+        metrics: ProxyMetrics,
+        lifecycle: Lifecycle | None = None,
+    ) -> None:
         self.config = config
         self.backend = backend
         self.metrics = metrics
+        self.lifecycle = lifecycle or Lifecycle()
+        self.admission = Admission(
+            config.max_concurrent_requests,
+            config.max_queued_requests,
+            config.queue_timeout_seconds,
+        )
         self.encoding_loaded = False
         self.startup_done = False
         self.startup_error: str | None = None
@@ -56,33 +79,110 @@ class ChatCompletions:
         return list(self.config.served_model_names) or [self.backend.model_name]
 
     async def __call__(self, body: ChatCompletionRequest, request: Request) -> Response:
+        request_id = getattr(request.state, "request_id", None) or secrets.token_hex(12)
+        record = RequestRecord(id=request_id, model=body.model, stream=body.stream)
         try:
-            return await self._handle(body, request)
+            return await self._handle(body, request, request_id, record)
         except ProxyError as exc:
             self.metrics.requests.labels(str(exc.status_code), "").inc()
+            if isinstance(exc, TooManyRequests | ServerDraining):
+                self.metrics.rejected.labels(
+                    "rate_limit" if isinstance(exc, TooManyRequests) else "draining"
+                ).inc()
+            self._log(record, exc.status_code, error=exc.code or exc.error_type)
+            raise
+        except ClientGone:
+            self.metrics.client_disconnects.inc()
+            self.metrics.requests.labels("499", "client_disconnect").inc()
+            self._log(record, 499, finish="client_disconnect")
+            return Response(status_code=499)
+        except Exception:
+            self._log(record, 500, error="internal_error")
             raise
 
-    async def _handle(self, body: ChatCompletionRequest, request: Request) -> Response:
+    async def _handle(
+        self, body: ChatCompletionRequest, request: Request, request_id: str, record: RequestRecord
+    ) -> Response:
+        check_message_count(body, self.config.max_messages)
+        check_text(body)
         if body.model not in self.model_names():
             raise ModelNotFound(body.model)
         refuse_unsupported(body)
+        self.lifecycle.refuse_if_draining()
         if not (self.encoding_loaded and self.backend.ready):
             raise EngineLoading(self.unavailable_reason())
-        request_id = getattr(request.state, "request_id", None) or secrets.token_hex(12)
-        plan = await asyncio.to_thread(self._plan, body, request_id)
-        run = CompletionRun(plan, self.backend, load_encoding(), self.metrics)
-        self.metrics.in_flight.inc()
-        try:
-            await run.start()
-        except BaseException:
-            await run.close()
-            self.metrics.in_flight.dec()
-            raise
+        run = await _unless_disconnected(
+            self._admit_and_start(body, request_id), request, self.lifecycle
+        )
         if body.stream:
-            return self._stream(run, body)
-        return await self._respond(run, request)
+            return self._stream(run, body, record)
+        return await self._respond(run, request, record)
+
+    async def _admit_and_start(self, body: ChatCompletionRequest, request_id: str) -> CompletionRun:
+        """Queue for a slot, render, and wait for the first token; undone if cancelled."""
+        self.metrics.queued.inc()
+        try:
+            await self.admission.acquire()
+        finally:
+            self.metrics.queued.dec()
+        self.lifecycle.opened()
+        self.metrics.in_flight.inc()
+        run: CompletionRun | None = None
+        try:
+            plan = await asyncio.to_thread(self._plan, body, request_id)
+            lifecycle = self.lifecycle
+            run = CompletionRun(
+                plan,
+                self.backend,
+                load_encoding(),
+                self.metrics,
+                stop=lifecycle.expired,
+                stop_error=lifecycle.interrupt_error,
+            )
+            await run.start()
+            return run
+        except BaseException:
+            if run is not None:
+                await asyncio.shield(run.close())
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        """Give back what `_admit_and_start` took (once per admitted request)."""
+        self.admission.release()
+        self.metrics.in_flight.dec()
+        self.lifecycle.closed()
+
+    def _log(
+        self,
+        record: RequestRecord,
+        status: int,
+        *,
+        run: CompletionRun | None = None,
+        finish: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        if not self.config.request_log:
+            return
+        record.status = status
+        record.error = error
+        record.finish_reason = finish
+        if run is not None:
+            usage = run.usage
+            if usage is not None:
+                record.prompt_tokens = usage.prompt_tokens
+                record.completion_tokens = usage.completion_tokens
+                record.reasoning_tokens = usage.completion_tokens_details.reasoning_tokens
+            else:
+                record.prompt_tokens = len(run.plan.prompt_token_ids)
+            if run.ttft is not None:
+                record.ttft_ms = round(run.ttft * 1000, 1)
+            if run.error is not None and error is None:
+                record.error = run.error.code or run.error.error_type
+        record.emit()
 
     def _plan(self, body: ChatCompletionRequest, request_id: str) -> CompletionPlan:
+        precheck_context(body, load_encoding(), self.backend.max_model_len)
         tools = declared_tools(body)
         names = tool_names_for(body, tools)
         conversation = build_conversation(body, self.config, tools, names)
@@ -109,56 +209,98 @@ class ChatCompletions:
             mirror_reasoning_content=self.config.mirror_reasoning_content,
         )
 
-    def _stream(self, run: CompletionRun, body: ChatCompletionRequest) -> Response:
+    def _stream(
+        self, run: CompletionRun, body: ChatCompletionRequest, record: RequestRecord
+    ) -> Response:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
         def on_done(completed: bool) -> None:
-            self.metrics.in_flight.dec()
-            reason = run.finish_reasons[0] if completed else "client_disconnect"
-            self.metrics.requests.labels("200" if completed else "499", reason or "").inc()
+            self._release()
+            if completed:
+                reason = "error" if run.error is not None else (run.finish_reasons[0] or "")
+                self.metrics.requests.labels("200", reason).inc()
+                self._log(record, 200, run=run, finish=run.finish_reasons[0])
+            else:
+                self.metrics.requests.labels("499", "client_disconnect").inc()
+                self._log(record, 499, run=run, finish="client_disconnect")
 
         stream = SseStream(run, include_usage=include_usage, metrics=self.metrics, on_done=on_done)
-        return EventSourceResponse(
+        return _SseResponse(
             stream.events(),
             ping=self.config.sse_ping_seconds or 0,
             sep="\n",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             background=BackgroundTask(stream.cleanup),
+            send_timeout=self.config.send_timeout_seconds,
         )
 
-    async def _respond(self, run: CompletionRun, request: Request) -> Response:
+    async def _respond(
+        self, run: CompletionRun, request: Request, record: RequestRecord
+    ) -> Response:
         try:
             result = await _unless_disconnected(fold(run), request)
         except ClientGone:
             self.metrics.client_disconnects.inc()
             self.metrics.requests.labels("499", "client_disconnect").inc()
+            self._log(record, 499, run=run, finish="client_disconnect")
             return Response(status_code=499)
+        except ProxyError as exc:
+            self._log(record, exc.status_code, run=run, error=exc.code or exc.error_type)
+            raise
         finally:
-            await run.close()
-            self.metrics.in_flight.dec()
-        self.metrics.requests.labels("200", result.choices[0].finish_reason or "").inc()
+            await asyncio.shield(run.close())
+            self._release()
+        finish = result.choices[0].finish_reason
+        self.metrics.requests.labels("200", finish or "").inc()
+        self._log(record, 200, run=run, finish=finish)
         return JSONResponse(result.model_dump())
 
 
 class ClientGone(Exception):
-    """The client disconnected before its non-streaming response was ready."""
+    """The client disconnected before its response was ready."""
 
 
-async def _unless_disconnected(work: Awaitable[T], request: Request) -> T:
-    """Await `work`, cancelling it if the client disconnects first (uvicorn won't tell us)."""
+class _SseResponse(EventSourceResponse):
+    """An SSE response that drops a client which stopped reading, with one warning line.
+
+    sse-starlette raises SendTimeoutError when a write waits longer than `send_timeout` (the
+    client's socket buffers are full); the event generator has then been closed, which aborted
+    the generation. Letting the error escape would log it as an application crash.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            logger.warning(
+                "dropped a client that stopped reading for %s s (generation aborted)",
+                self.send_timeout,
+            )
+
+
+async def _unless_disconnected(
+    work: Awaitable[T], request: Request, lifecycle: Lifecycle | None = None
+) -> T:
+    """Await `work`, cancelling it if the client disconnects first (uvicorn won't tell us), or
+    when the drain's grace period ends (then the request gets a 503)."""
     task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
+    watchers = {asyncio.ensure_future(_disconnected(request))}
+    if lifecycle is not None:
+        watchers.add(asyncio.ensure_future(lifecycle.expired.wait()))
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, *watchers}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        watcher.cancel()
+        for watcher in watchers:
+            watcher.cancel()
     if task.done():
         return task.result()
     task.cancel()
     try:
         await task
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, Exception):
         pass
+    if lifecycle is not None and lifecycle.expired.is_set():
+        raise lifecycle.interrupt_error()
     raise ClientGone()
 
 

@@ -8,6 +8,7 @@ demo model (a gpt-oss-shaped checkpoint that runs on CPU) and serves that.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -74,7 +75,56 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow browser calls from this origin (repeatable, `*` for any); default: CORS off",
     )
     server.add_argument(
-        "--log-level", default=_env("LOG_LEVEL", "info"), help="uvicorn log level (default: info)"
+        "--log-level",
+        default=_env("LOG_LEVEL", "info"),
+        help="log level (default: info); vLLM's own INFO logs show only with `debug`",
+    )
+
+    limits = serve.add_argument_group("reliability (see README: Operating it)")
+    limits.add_argument(
+        "--max-concurrent-requests",
+        type=int,
+        default=_env_int("MAX_CONCURRENT_REQUESTS") or 256,
+        help="requests generating at once (default: 256); more wait in the queue",
+    )
+    limits.add_argument(
+        "--max-queued-requests",
+        type=int,
+        default=int(_env("MAX_QUEUED_REQUESTS", "512")),
+        help="requests waiting for a slot (default: 512); beyond: 429 with Retry-After",
+    )
+    limits.add_argument(
+        "--queue-timeout",
+        type=float,
+        default=float(_env("QUEUE_TIMEOUT", "60")),
+        help="seconds a request may wait for a slot before its 429 (default: 60)",
+    )
+    limits.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=int(_env("MAX_BODY_BYTES", str(8 * 1024 * 1024))),
+        help="largest request body accepted, else 413 (default: 8 MiB)",
+    )
+    limits.add_argument(
+        "--max-messages",
+        type=int,
+        default=int(_env("MAX_MESSAGES", "2048")),
+        help="most messages in one request, else 400 (default: 2048)",
+    )
+    limits.add_argument(
+        "--send-timeout",
+        type=float,
+        default=float(_env("SEND_TIMEOUT", "30")),
+        help="drop a streaming client that accepts no data for this many seconds and abort "
+        "its generation (default: 30)",
+    )
+    limits.add_argument(
+        "--drain-grace",
+        type=float,
+        default=float(_env("DRAIN_GRACE", "30")),
+        help="on SIGTERM: seconds open requests get to finish before they are ended with an "
+        "error event and [DONE] (default: 30; keep it below the pod's "
+        "terminationGracePeriodSeconds)",
     )
 
     prompt = serve.add_argument_group("prompt")
@@ -92,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     prompt.add_argument(
         "--default-max-tokens",
         type=int,
-        default=_env_int("DEFAULT_MAX_TOKENS"),
-        help="completion budget when a request sets none (default: the rest of the context)",
+        default=_env_int("DEFAULT_MAX_TOKENS") or 8192,
+        help="completion budget when a request sets none (default: 8192, or the rest of the "
+        "context if smaller; 0: the rest of the context, as OpenAI and vLLM do)",
     )
     prompt.add_argument(
         "--enforce-auto-tool-calls",
@@ -160,8 +211,14 @@ def proxy_config(args: argparse.Namespace, served_name: str | None) -> ProxyConf
         cors_origins=tuple(args.cors_origin),
         conversation_date=args.date or today(),
         default_reasoning_effort=args.reasoning_effort,
-        default_max_tokens=args.default_max_tokens,
+        default_max_tokens=args.default_max_tokens or None,
         enforce_auto_tool_calls=args.enforce_auto_tool_calls,
+        max_concurrent_requests=args.max_concurrent_requests or None,
+        max_queued_requests=args.max_queued_requests,
+        queue_timeout_seconds=args.queue_timeout,
+        max_body_bytes=args.max_body_bytes or None,
+        max_messages=args.max_messages or None,
+        send_timeout_seconds=args.send_timeout or None,
     )
 
 
@@ -169,12 +226,30 @@ def _progress(message: str) -> None:
     print(f"[harmony-proxy] {message}", flush=True)
 
 
+def _quiet_engine_logs(log_level: str) -> None:
+    """vLLM logs dozens of INFO lines while loading; show them only at `--log-level debug`.
+
+    Set before vLLM is imported (its logging is configured at import, also in the engine's
+    own process, which inherits the environment).
+    """
+    if log_level.lower() != "debug":
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        # Modules imported before vLLM configures its logging log through the root logger.
+        logging.getLogger("vllm").setLevel(os.environ["VLLM_LOGGING_LEVEL"])
+
+
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    """Serve until drained (exit 0) or until the engine fails or dies (exit 1)."""
+    _quiet_engine_logs(args.log_level)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
     from proxy.app import create_app
     from proxy.backends.vllm_engine import EngineOptions, VllmBackend
     from proxy.conversation import load_encoding
+    from proxy.lifecycle import Lifecycle, run_server
 
     started = time.monotonic()
     _progress("Loading the Harmony vocabulary (o200k_harmony)...")
@@ -205,6 +280,7 @@ def serve(args: argparse.Namespace) -> int:
         enforce_eager=args.enforce_eager,
         json_without_whitespace=json_without_whitespace,
         **engine_tuning(args),
+        engine_stats=True,
     )
     backend = VllmBackend(options, progress=_progress)
     url = f"http://{_display_host(args.host)}:{args.port}/v1"
@@ -212,17 +288,29 @@ def serve(args: argparse.Namespace) -> int:
     def on_ready() -> None:
         _progress(f"Ready. Point the OpenAI SDK at base_url={url} with model={served!r}")
 
-    app = create_app(proxy_config(args, served), backend, on_ready=on_ready)
+    lifecycle = Lifecycle(grace_seconds=args.drain_grace)
+    app = create_app(
+        proxy_config(args, served),
+        backend,
+        on_ready=on_ready,
+        lifecycle=lifecycle,
+        exit_on_engine_failure=True,
+        engine_stats=True,
+    )
     _progress(f"Listening on {url} (engine loading in the background; GET /ready turns 200)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
-    return 0
+    code = run_server(app, lifecycle, host=args.host, port=args.port, log_level=args.log_level)
+    _progress(f"Stopped (exit code {code})")
+    return code
 
 
 def serve_remote(args: argparse.Namespace) -> int:
-    """Serve through running vLLM replicas (`--backend-url`): no engine is loaded here."""
-    import uvicorn
+    """Serve through running vLLM replicas (`--backend-url`): no engine is loaded here.
 
+    Drains on SIGTERM like the in-process server, but replicas that are all down do not end
+    the process: they are health-checked and re-admitted when they come back.
+    """
     from proxy.app import create_app
+    from proxy.lifecycle import Lifecycle, run_server
 
     pool = build_pool(args)
     url = f"http://{_display_host(args.host)}:{args.port}/v1"
@@ -231,11 +319,15 @@ def serve_remote(args: argparse.Namespace) -> int:
         name = args.served_model_name or pool.model_name
         _progress(f"Ready. Point the OpenAI SDK at base_url={url} with model={name!r}")
 
-    app = create_app(proxy_config(args, args.served_model_name), pool, on_ready=on_ready)
+    lifecycle = Lifecycle(grace_seconds=args.drain_grace)
+    app = create_app(
+        proxy_config(args, args.served_model_name), pool, on_ready=on_ready, lifecycle=lifecycle
+    )
     replicas = ", ".join(r.url for r in pool.replicas)
     _progress(f"Listening on {url} in front of {replicas} (GET /ready turns 200 with one up)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
-    return 0
+    code = run_server(app, lifecycle, host=args.host, port=args.port, log_level=args.log_level)
+    _progress(f"Stopped (exit code {code})")
+    return code
 
 
 def _display_host(host: str) -> str:

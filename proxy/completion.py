@@ -8,15 +8,19 @@ streaming endpoint serializes those chunks as SSE; `fold` sums them into the non
 
 `start()` waits for the engine's first output before anything is sent, so failures before the
 first token (engine loading, engine refusing the request) still get a real HTTP status. Later
-engine failures become a `StreamError` item followed by finish chunks (finish_reason "error").
+failures (engine, drain) become a `StreamError` item followed by finish chunks. Their
+finish_reason is "stop": OpenAI's enum has no "error", strictly typed clients reject values
+outside it, and the error event before it already tells every SDK that the answer is cut short.
 Closing the run before the engine finished (client gone, all choices stopped by stop strings)
 aborts the request in the engine.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from harmony import HarmonyEncoding
@@ -44,10 +48,13 @@ from proxy.backends.base import (
 )
 from proxy.deltas import DeltaAssembler
 from proxy.errors import EngineFailure, EngineLoading, InvalidRequest, ProxyError
+from proxy.lifecycle import Interrupted, until_interrupted
 from proxy.logprobs import token_logprob
 from proxy.metrics import ProxyMetrics
 from proxy.structured import OutputRules
 from proxy.tool_names import ToolNames
+
+logger = logging.getLogger("proxy")
 
 
 @dataclass
@@ -83,8 +90,18 @@ class CompletionRun:
         backend: EngineBackend,
         encoding: HarmonyEncoding,
         metrics: ProxyMetrics,
+        *,
+        stop: asyncio.Event | None = None,
+        stop_error: Callable[[], ProxyError] | None = None,
     ) -> None:
         self.plan = plan
+        # Set (server draining, engine dead) to end the generation early with an error event.
+        self._stop = stop
+        self._stop_error = stop_error or (lambda: ProxyError("The request was interrupted."))
+        # What went wrong after the first byte (None: nothing); the finish chunk says "stop".
+        self.error: ProxyError | None = None
+        self.ttft: float | None = None
+        self.usage: Usage | None = None
         self._backend = backend
         self._metrics = metrics
         self._assemblers = [
@@ -165,17 +182,21 @@ class CompletionRun:
                 if all(r is not None for r in self._finish) and not all(self._engine_done):
                     break
         except Exception as exc:  # noqa: BLE001 - after the first byte, errors are events
-            self._metrics.engine_errors.inc()
-            error = (
-                EngineFailure(str(exc))
-                if isinstance(exc, EngineError)
-                else ProxyError(f"Internal error while generating: {type(exc).__name__}")
-            )
+            if isinstance(exc, Interrupted):
+                error = exc.error
+            elif isinstance(exc, EngineError):
+                self._metrics.engine_errors.inc()
+                error = EngineFailure(str(exc))
+            else:
+                logger.exception("internal error while generating %s", self.plan.completion_id)
+                self._metrics.internal_errors.inc()
+                error = ProxyError(f"Internal error while generating: {type(exc).__name__}")
+            self.error = error
             yield StreamError(error)
             for index, reason in enumerate(self._finish):
                 if reason is None:
-                    self._finish[index] = "error"
-                    yield self._chunk(index, Delta(), "error")
+                    self._finish[index] = "stop"
+                    yield self._chunk(index, Delta(), "stop")
         for index, reason in enumerate(self._finish):
             if reason is None:  # the engine stream ended without finishing this choice
                 for chunk in self._finish_choice(index, "stop"):
@@ -186,7 +207,7 @@ class CompletionRun:
         if self._first is not None:
             yield self._first
         assert self._engine is not None
-        async for gen in self._engine:
+        async for gen in until_interrupted(self._engine, self._stop, self._stop_error):
             self._raise_if_failed(gen)
             yield gen
         self.engine_finished = True
@@ -253,7 +274,8 @@ class CompletionRun:
     def _observe_timing(self, tokens: int) -> None:
         now = time.monotonic()
         if self._last_token_at is None:
-            self._metrics.ttft.observe(now - self._started_at)
+            self.ttft = now - self._started_at
+            self._metrics.ttft.observe(self.ttft)
         elif tokens:
             gap = (now - self._last_token_at) / tokens
             for _ in range(tokens):
@@ -297,6 +319,7 @@ class CompletionRun:
                 else None
             ),
         )
+        self.usage = usage
         return ChatCompletionChunk(
             id=self.plan.completion_id,
             created=self.plan.created,

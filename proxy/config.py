@@ -46,3 +46,16 @@ class ProxyConfig:
     # Seconds between SSE keep-alive comments while the engine is silent (long prefill, slow
     # reasoning), so proxies and load balancers do not cut an idle stream. None: never.
     sse_ping_seconds: float | None = 15.0
+    # Admission (proxy/admission.py): requests generating at once (None: no limit), requests
+    # waiting for a slot beyond that, and how long one may wait; past either: 429.
+    max_concurrent_requests: int | None = None
+    max_queued_requests: int = 0
+    queue_timeout_seconds: float = 30.0
+    # Hostile-input limits (proxy/limits.py): raw body bytes (413) and messages per request.
+    max_body_bytes: int | None = 8 * 1024 * 1024
+    max_messages: int | None = 2048
+    # A stream whose client has not accepted a write for this long is dropped (and its
+    # generation aborted). None: wait for ever.
+    send_timeout_seconds: float | None = 30.0
+    # One JSON line per request on the `proxy.requests` logger.
+    request_log: bool = True

@@ -87,6 +87,15 @@ def _requested_effort(request: ChatCompletionRequest) -> str | None:
     nested = (request.model_extra or {}).get("reasoning")
     if isinstance(nested, dict) and isinstance(nested.get("effort"), str):
         return nested["effort"]
+    # Clients migrating from `vllm serve` pass it to the chat template.
+    kwargs = request.chat_template_kwargs or {}
+    if kwargs.get("reasoning_effort") is not None:
+        if not isinstance(kwargs["reasoning_effort"], str):
+            raise InvalidRequest(
+                "chat_template_kwargs.reasoning_effort must be a string.",
+                param="chat_template_kwargs.reasoning_effort",
+            )
+        return kwargs["reasoning_effort"]
     return None
 
 

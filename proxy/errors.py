@@ -7,6 +7,8 @@ engine failures (which become an SSE `error` event once a stream has started).
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +17,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
+
+logger = logging.getLogger("proxy")
 
 
 class ProxyError(Exception):
@@ -73,10 +77,10 @@ class EngineLoading(ProxyError):
         super().__init__(message, code="engine_not_ready")
 
     @property
-    def headers(self) -> dict[str, str]:
-        """Retry-After: the busy replica's own hint when there is one (its 429/503), else 1 s."""
-        retry_after = getattr(self.__cause__, "retry_after", None) or 1
-        return {"Retry-After": str(max(1, math.ceil(retry_after)))}
+    def retry_after(self) -> int:
+        """The busy replica's own hint when there is one (its 429/503), else 5 s."""
+        hint = getattr(self.__cause__, "retry_after", None) or 5
+        return max(1, math.ceil(hint))
 
 
 class EngineFailure(ProxyError):
@@ -95,10 +99,19 @@ def error_body(
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
+class _AsciiJSONResponse(JSONResponse):
+    r"""JSON with non-ASCII escaped: an error message may quote the client's own text, and a
+    lone surrogate in it (`"model": "\ud800"`) cannot be encoded as UTF-8 (a 500 otherwise)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def error_response(error: ProxyError) -> JSONResponse:
-    return JSONResponse(
-        error.body(), status_code=error.status_code, headers=getattr(error, "headers", None)
-    )
+    """The error as JSON; `Retry-After` when the error says when to retry (429, 503)."""
+    retry_after = getattr(error, "retry_after", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return _AsciiJSONResponse(error.body(), status_code=error.status_code, headers=headers)
 
 
 _UNION_TAGS = {"system", "developer", "user", "assistant", "tool", "str", "int", "float", "bool"}
@@ -126,8 +139,9 @@ def install_error_handlers(
 ) -> None:
     """Answer every error OpenAI-style: no FastAPI `{"detail": ...}` bodies, no tracebacks.
 
-    `on_error(request, status)` is told about request-validation failures (for metrics); the
-    other errors are counted where they are raised.
+    `on_error(request, status)` is told about request-validation failures and unexpected
+    exceptions (for metrics); the other errors are counted where they are raised. Unexpected
+    exceptions are logged with their traceback: they are bugs, not engine failures.
     """
 
     @app.exception_handler(ProxyError)
@@ -152,13 +166,16 @@ def install_error_handlers(
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         error_type = "invalid_request_error" if exc.status_code < 500 else "server_error"
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        return JSONResponse(
+        return _AsciiJSONResponse(
             error_body(str(exc.detail), error_type, None, code), status_code=exc.status_code
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+        if on_error is not None:
+            on_error(request, 500)
+        return _AsciiJSONResponse(
             error_body(f"Internal error: {type(exc).__name__}", "server_error", None, None),
             status_code=500,
         )

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -66,6 +73,40 @@ class ProxyMetrics:
         self.engine_errors = Counter(
             "harmony_proxy_engine_errors", "Engine failures while generating.", registry=r
         )
+        self.internal_errors = Counter(
+            "harmony_proxy_internal_errors",
+            "Unexpected exceptions in the server itself (logged with a traceback).",
+            registry=r,
+        )
+        self.rejected = Counter(
+            "harmony_proxy_rejected_requests",
+            "Requests refused before generation, by reason (rate_limit, draining, too_large).",
+            ["reason"],
+            registry=r,
+        )
+        self.queued = Gauge(
+            "harmony_proxy_requests_queued",
+            "Requests waiting for an admission slot.",
+            registry=r,
+        )
 
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
+    def render(self, engine_stats: bool = False) -> bytes:
+        """Our metrics, then (if asked) vLLM's engine statistics from the global registry.
+
+        vLLM's PrometheusStatLogger registers `vllm:*` metrics (requests running and waiting in
+        the engine's scheduler, KV-cache usage, preemptions, ...) in prometheus_client's default
+        registry; only those families are copied, so process metrics are not duplicated.
+        """
+        ours = generate_latest(self.registry)
+        if not engine_stats:
+            return ours
+        return ours + generate_latest(_VllmOnly())  # type: ignore[arg-type]
+
+
+class _VllmOnly:
+    """A collector view of the default registry restricted to `vllm:` metric families."""
+
+    def collect(self):  # noqa: ANN201 - prometheus_client's collector protocol
+        for family in REGISTRY.collect():
+            if family.name.startswith("vllm:"):
+                yield family

@@ -100,4 +100,9 @@ def sampling_config(
         structured_outputs=rules.structured_outputs,
         # 0 still returns the sampled token's own log-probability.
         logprobs=(request.top_logprobs or 0) if request.logprobs else None,
+        top_k=request.top_k if request.top_k and request.top_k > 0 else 0,
+        min_p=request.min_p or 0.0,
+        repetition_penalty=(
+            1.0 if request.repetition_penalty is None else request.repetition_penalty
+        ),
     )

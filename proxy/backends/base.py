@@ -35,6 +35,10 @@ class SamplingConfig:
     structured_outputs: dict[str, Any] | None = None
     # Ask for this many top log-probabilities per generated token (None: none).
     logprobs: int | None = None
+    # vLLM sampling extensions: 0 top_k and 0 min_p disable them; 1.0 is no penalty.
+    top_k: int = 0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
 
 
 @dataclass

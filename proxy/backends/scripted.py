@@ -68,6 +68,12 @@ class ScriptedBackend:
         self.aborted: list[str] = []
         self.finished: list[str] = []
         self.shutdown_called = False
+        self.dead = False
+
+    def kill(self) -> None:
+        """Simulate the engine process dying: `ready` turns false, generations fail."""
+        self.dead = True
+        self._ready = False
 
     @property
     def model_name(self) -> str:
@@ -105,6 +111,8 @@ class ScriptedBackend:
                         raise EngineError("scripted engine failure")
                     if script.delay:
                         await asyncio.sleep(script.delay)
+                    if self.dead:
+                        raise EngineError("the engine died while generating")
                     tokens, finish = plan.pop(0)
                     emitted += 1
                     if not any(plans):  # the last chunk: the request is complete once it is out

@@ -75,6 +75,10 @@ class EngineOptions:
     # None: load the tokenizer only if the model directory has tokenizer files (structured
     # outputs need it); True: never load it.
     skip_tokenizer_init: bool | None = None
+    # vLLM's engine statistics (scheduler queue, KV-cache use, preemptions) as Prometheus
+    # metrics in the process's default registry; the periodic stats log lines stay off. Off by
+    # default: one engine per process should own them (a second one unregisters the first's).
+    engine_stats: bool = False
     # Anything else AsyncEngineArgs accepts.
     extra_engine_args: Mapping[str, Any] = field(default_factory=dict)
 
@@ -195,7 +199,14 @@ class VllmBackend:
         # an engine process that dies before that is still seen by `ready` and `check_health`.
         # (No local reference: this frame can outlive the call, and would keep the engine alive
         # until interpreter exit, where vLLM's __del__ fails noisily.)
-        self._engine = await asyncio.to_thread(AsyncLLM.from_engine_args, args)
+        stat_loggers = None
+        if self.options.engine_stats:
+            from vllm.v1.metrics.loggers import PrometheusStatLogger
+
+            stat_loggers = [PrometheusStatLogger]
+        self._engine = await asyncio.to_thread(
+            AsyncLLM.from_engine_args, args, stat_loggers=stat_loggers
+        )
         self._max_model_len = self._engine.model_config.max_model_len
         self.load_seconds = time.monotonic() - started
         self._progress(
@@ -240,6 +251,9 @@ class VllmBackend:
             frequency_penalty=sampling.frequency_penalty,
             stop_token_ids=list(sampling.stop_token_ids),
             logprobs=sampling.logprobs,
+            top_k=sampling.top_k,
+            min_p=sampling.min_p,
+            repetition_penalty=sampling.repetition_penalty,
             structured_outputs=structured,
             output_kind=RequestOutputKind.DELTA,
             detokenize=False,

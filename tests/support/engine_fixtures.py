@@ -56,6 +56,7 @@ def vllm_backend(background_loop: BackgroundLoop, demo_model_path: Path):
             gpu_memory_utilization=0.3,
             json_without_whitespace=True,
             seed=0,
+            engine_stats=True,
         )
     )
     background_loop.run(backend.start(), timeout=900)

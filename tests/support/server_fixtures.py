@@ -13,6 +13,7 @@ import asyncio
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import uvicorn
@@ -69,10 +70,10 @@ async def _stop(running: RunningServer) -> None:
 
 
 def start_server(
-    loop: BackgroundLoop, config: ProxyConfig, backend: EngineBackend
+    loop: BackgroundLoop, config: ProxyConfig, backend: EngineBackend, **app_options: Any
 ) -> RunningServer:
     """Serve `backend` on `loop` (the backend is not shut down with the server)."""
-    app = create_app(config, backend, owns_backend=False)
+    app = create_app(config, backend, owns_backend=False, **app_options)
     return loop.run(_start(app, backend), timeout=60)
 
 
@@ -139,12 +140,13 @@ def make_server(
         backend: EngineBackend | None = None,
         *,
         ready: bool = True,
+        **app_options: Any,
     ) -> RunningServer:
         backend = backend or ScriptedBackend()
         config = config or ProxyConfig(
             served_model_names=(backend.model_name,), conversation_date=TEST_DATE
         )
-        running = start_server(background_loop, config, backend)
+        running = start_server(background_loop, config, backend, **app_options)
         started.append(running)
         if ready:
             wait_ready(background_loop, running)

@@ -1,0 +1,44 @@
+"""One structured (JSON) log line per chat completion, on the `proxy.requests` logger.
+
+Why: /metrics gives aggregates, but an operator chasing one slow or failed request needs its
+id (the X-Request-Id the client or gateway sent), status, token counts, time to first token,
+duration and finish reason, on one greppable line. Prompts, answers and reasoning are never
+logged (they are user data); API keys are never logged either.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+logger = logging.getLogger("proxy.requests")
+
+
+@dataclass
+class RequestRecord:
+    """What is known about one request; `emit()` writes it once."""
+
+    id: str
+    model: str = ""
+    stream: bool = False
+    status: int = 200
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    ttft_ms: float | None = None
+    duration_ms: float | None = None
+    error: str | None = None
+    started: float = field(default_factory=time.monotonic, repr=False)
+    _emitted: bool = field(default=False, repr=False)
+
+    def emit(self) -> None:
+        if self._emitted:
+            return
+        self._emitted = True
+        self.duration_ms = round((time.monotonic() - self.started) * 1000, 1)
+        line = {k: v for k, v in asdict(self).items() if not k.startswith("_") and k != "started"}
+        level = logging.WARNING if self.status >= 500 else logging.INFO
+        logger.log(level, json.dumps({"event": "chat_completion", **line}, ensure_ascii=True))

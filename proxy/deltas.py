@@ -48,6 +48,7 @@ class _ToolCall:
     """A call sent (or, unenforced, being held) for one tool-call message."""
 
     message_index: int
+    channel: str | None
     id: str
     name: str
     arguments: list[str] = field(default_factory=list)
@@ -185,7 +186,7 @@ class DeltaAssembler:
         key = (index, channel, recipient)
         kind = self._kinds.get(key)
         if kind is None:
-            address = classify_recipient(recipient, self._names)
+            address = classify_recipient(recipient, self._names, channel)
             if address is not None and (address[0] == "tool" and not self._tools_callable):
                 address = ("undeclared", address[1])
             if address is not None:
@@ -203,7 +204,7 @@ class DeltaAssembler:
         kind, target = self._kind(index, channel, recipient)
         if kind == "tool":
             assert target is not None
-            self._tool_text(index, target, text)
+            self._tool_text(index, channel, target, text)
             return
         if kind == "undeclared" and index not in self._undeclared:
             self._undeclared.add(index)
@@ -232,10 +233,10 @@ class DeltaAssembler:
             self._release_final(hold=False)
             self._pending.content.append(text)
 
-    def _tool_text(self, index: int, name: str, text: str) -> None:
+    def _tool_text(self, index: int, channel: str | None, name: str, text: str) -> None:
         call = self._call
         if call is None or call.message_index != index:
-            call = self._call = _ToolCall(index, new_tool_call_id(), name)
+            call = self._call = _ToolCall(index, channel, new_tool_call_id(), name)
             if self._calls_enforced:
                 self._send_call(call, text)
                 call.arguments.append(text)
@@ -268,14 +269,20 @@ class DeltaAssembler:
         call, self._call = self._call, None
         if call is None:
             return
+        arguments = "".join(call.arguments)
         if call.index is None:
-            arguments = "".join(call.arguments)
             if _is_json_object(arguments.strip() or "{}"):
                 self._send_call(call, arguments.strip() or "{}")
             else:
+                # Not a call after all (a garbled header can look like one): the text keeps
+                # its channel's meaning, so reasoning never leaks into content.
                 self.tool_call_recoveries.append(f"invalid_arguments:{call.name}")
-                self._text(call.message_index, "content", arguments)
+                kind = {"analysis": "reasoning", "final": "final", None: "final"}
+                self._text(call.message_index, kind.get(call.channel, "content"), arguments)
                 return
+        elif arguments and not _is_json_object(arguments):
+            # Only a completion cut inside the arguments gets here under the grammar.
+            self.tool_call_recoveries.append(f"invalid_arguments:{call.name}")
         if self._max_tool_calls is not None and len(self.tool_calls) >= self._max_tool_calls:
             self.done = True
 

@@ -91,132 +91,137 @@ def structural_tag(calls: tuple[CallSpec, ...], final: FinalSpec | None, *, prea
     """
     if not calls and final is None:
         raise ValueError("a grammar needs at least one allowed ending")
-    return _cached_tag(calls, final, preamble)
+    tag, error = _cached_tag(calls, final, preamble)
+    if error is not None:
+        raise GrammarError(error)
+    return tag
 
 
 def check_schema(schema_json: str) -> None:
     """Raise GrammarError if the grammar engine cannot compile this JSON schema on its own."""
-    _cached_schema_check(schema_json)
+    error = _schema_error(schema_json)
+    if error is not None:
+        raise GrammarError(error)
+
+
+def warm_up() -> None:
+    """Import the grammar engine and build one tag now, not on the first request (~5 s)."""
+    structural_tag((CallSpec("f", '{"type":"object"}'),), FinalSpec(), preamble=True)
 
 
 @functools.lru_cache(maxsize=512)
-def _cached_tag(calls: tuple[CallSpec, ...], final: FinalSpec | None, preamble: bool) -> str:
-    import xgrammar
-    from xgrammar import structural_tag as st
-
-    endings: list[Any] = []
+def _cached_tag(
+    calls: tuple[CallSpec, ...], final: FinalSpec | None, preamble: bool
+) -> tuple[str, str | None]:
+    """(tag, error): a schema the engine rejects is cached too, clients resend their tools."""
+    endings: list[dict[str, Any]] = []
     if calls:
-        endings.append(_calls(st, calls))
+        endings.append(_calls(calls))
     if final is not None:
-        endings.extend(_finals(st, final))
-    elements: list[Any] = [_optional_message(st, "analysis")]
+        endings.extend(_finals(final))
+    elements = [_optional_message("analysis")]
     if preamble:
-        elements.append(_optional_message(st, "commentary"))
-    elements.append(endings[0] if len(endings) == 1 else st.OrFormat(elements=endings))
-    tag = json.dumps(st.StructuralTag(format=st.SequenceFormat(elements=elements)).model_dump())
-    try:
-        xgrammar.Grammar.from_structural_tag(tag)
-    except Exception as exc:  # noqa: BLE001 - xgrammar raises RuntimeError/ValueError variants
-        raise GrammarError(_reason(exc)) from exc
-    return tag
+        elements.append(_optional_message("commentary"))
+    elements.append(_one_of(endings))
+    tag = json.dumps({"type": "structural_tag", "format": _sequence(elements)})
+    return tag, _compile_error("structural_tag", tag)
 
 
 @functools.lru_cache(maxsize=1024)
-def _cached_schema_check(schema_json: str) -> None:
-    import xgrammar
+def _schema_error(schema_json: str) -> str | None:
+    return _compile_error("json_schema", schema_json)
 
+
+def _compile_error(kind: str, text: str) -> str | None:
+    """Why xgrammar cannot compile `text` (None if it can, or if xgrammar is not installed).
+
+    A proxy in front of remote replicas may run without xgrammar (it comes with vLLM and
+    torch); the replica compiles the grammar then, and its 400 reaches the client.
+    """
     try:
-        xgrammar.Grammar.from_json_schema(schema_json)
-    except Exception as exc:  # noqa: BLE001
-        raise GrammarError(_reason(exc)) from exc
+        import xgrammar
+    except ImportError:
+        return None
+    try:
+        if kind == "structural_tag":
+            xgrammar.Grammar.from_structural_tag(text)
+        else:
+            xgrammar.Grammar.from_json_schema(text)
+    except Exception as exc:  # noqa: BLE001 - xgrammar raises RuntimeError/ValueError variants
+        # xgrammar prefixes "[time] file.cc:line: "; the client only needs the reason.
+        return re.sub(r"^\[[^\]]*\]\s*\S+:\d+:\s*", "", str(exc).strip().splitlines()[0])
+    return None
 
 
-def _reason(exc: Exception) -> str:
-    # xgrammar prefixes "[time] file.cc:line: "; the client only needs the reason.
-    return re.sub(r"^\[[^\]]*\]\s*\S+:\d+:\s*", "", str(exc).strip().splitlines()[0])
-
-
-def _calls(st: Any, calls: tuple[CallSpec, ...]) -> Any:
+def _calls(calls: tuple[CallSpec, ...]) -> dict[str, Any]:
     """A call to one declared function, recipient in the role header or after the channel."""
-    role_side = st.SequenceFormat(
-        elements=[
-            st.ConstStringFormat(value=" to=functions."),
-            _bodies(st, calls, [c + j for c in _CALL_CHANNELS for j in _JSON_CONSTRAINS]),
-        ]
-    )
-    channel_side = st.SequenceFormat(
-        elements=[
-            _one_of(st, [c + " to=functions." for c in _CALL_CHANNELS]),
-            _bodies(st, calls, list(_JSON_CONSTRAINS)),
-        ]
-    )
-    return st.SequenceFormat(
-        elements=[
-            st.OrFormat(elements=[role_side, channel_side]),
-            st.OptionalFormat(content=st.ConstStringFormat(value="<|end|>")),
-        ]
-    )
-
-
-def _bodies(st: Any, calls: tuple[CallSpec, ...], header_suffixes: list[str]) -> Any:
-    """For each function: its name, the rest of the header, then its JSON arguments."""
-    suffixes = _one_of(st, [s + "<|message|>" for s in header_suffixes])
-    return _one_of_formats(
-        st,
+    role_side = _sequence(
         [
-            st.SequenceFormat(
-                elements=[
-                    st.ConstStringFormat(value=call.model_name),
-                    suffixes,
-                    _json(st, call.schema_json),
-                ]
-            )
-            for call in calls
-        ],
+            _const(" to=functions."),
+            _bodies(calls, [c + j for c in _CALL_CHANNELS for j in _JSON_CONSTRAINS]),
+        ]
+    )
+    channel_side = _sequence(
+        [
+            _one_of([_const(c + " to=functions.") for c in _CALL_CHANNELS]),
+            _bodies(calls, list(_JSON_CONSTRAINS)),
+        ]
+    )
+    return _sequence(
+        [
+            _one_of([role_side, channel_side]),
+            {"type": "optional", "content": _const("<|end|>")},
+        ]
     )
 
 
-def _finals(st: Any, final: FinalSpec) -> list[Any]:
+def _bodies(calls: tuple[CallSpec, ...], header_suffixes: list[str]) -> dict[str, Any]:
+    """For each function: its name, the rest of the header, then its JSON arguments."""
+    suffixes = _one_of([_const(s + "<|message|>") for s in header_suffixes])
+    return _one_of(
+        [_sequence([_const(call.model_name), suffixes, _json(call.schema_json)]) for call in calls]
+    )
+
+
+def _finals(final: FinalSpec) -> list[dict[str, Any]]:
     if final.schema_json is None:
-        return [st.TagFormat(begin="<|channel|>final<|message|>", content=_text(st), end=_END)]
+        return [_tag("<|channel|>final<|message|>", _text(), _END)]
+    # No bare `final json` header: Harmony parsers read a lone word there as a recipient.
     return [
-        st.TagFormat(
-            begin=f"<|channel|>final{constrain}<|message|>",
-            content=_json(st, final.schema_json),
-            end=_END,
-        )
-        for constrain in (*_JSON_CONSTRAINS, "")
+        _tag(f"<|channel|>final{constrain}<|message|>", _json(final.schema_json), _END)
+        for constrain in (" <|constrain|>json", "")
     ]
 
 
-def _optional_message(st: Any, channel: str) -> Any:
-    return st.OptionalFormat(
-        content=st.SequenceFormat(
-            elements=[
-                st.TagFormat(
-                    begin=f"<|channel|>{channel}<|message|>", content=_text(st), end="<|end|>"
-                ),
-                st.ConstStringFormat(value="<|start|>assistant"),
-            ]
-        )
-    )
+def _optional_message(channel: str) -> dict[str, Any]:
+    message = _tag(f"<|channel|>{channel}<|message|>", _text(), "<|end|>")
+    return {"type": "optional", "content": _sequence([message, _const("<|start|>assistant")])}
 
 
-def _one_of(st: Any, values: list[str]) -> Any:
-    return _one_of_formats(st, [st.ConstStringFormat(value=v) for v in values])
+def _tag(begin: str, content: dict[str, Any], end: str | list[str]) -> dict[str, Any]:
+    return {"type": "tag", "begin": begin, "content": content, "end": end}
 
 
-def _one_of_formats(st: Any, formats: list[Any]) -> Any:
-    return formats[0] if len(formats) == 1 else st.OrFormat(elements=formats)
+def _sequence(elements: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"type": "sequence", "elements": elements}
 
 
-def _text(st: Any) -> Any:
-    return st.AnyTextFormat(excludes=_TEXT_EXCLUDES)
+def _const(value: str) -> dict[str, Any]:
+    return {"type": "const_string", "value": value}
 
 
-def _json(st: Any, schema_json: str) -> Any:
-    return st.JSONSchemaFormat(
-        json_schema=json.loads(schema_json),
-        excludes=_JSON_EXCLUDES,
-        max_whitespace_cnt=_MAX_JSON_WHITESPACE,
-    )
+def _one_of(formats: list[dict[str, Any]]) -> dict[str, Any]:
+    return formats[0] if len(formats) == 1 else {"type": "or", "elements": formats}
+
+
+def _text() -> dict[str, Any]:
+    return {"type": "any_text", "excludes": _TEXT_EXCLUDES}
+
+
+def _json(schema_json: str) -> dict[str, Any]:
+    return {
+        "type": "json_schema",
+        "json_schema": json.loads(schema_json),
+        "excludes": _JSON_EXCLUDES,
+        "max_whitespace_cnt": _MAX_JSON_WHITESPACE,
+    }

@@ -41,9 +41,7 @@ from proxy.grammar import (
     structural_tag,
 )
 from proxy.tool_names import ToolNames
-from proxy.tools import FunctionTool
-
-_ANY_OBJECT = canonical_json({"type": "object"})
+from proxy.tools import ANY_OBJECT, FunctionTool
 
 
 @dataclass(frozen=True)
@@ -109,7 +107,7 @@ def _calls(tools: Sequence[FunctionTool], names: ToolNames, *, relax: bool) -> t
     return tuple(
         CallSpec(
             names.to_model(tool.name),
-            _ANY_OBJECT if relax and not tool.strict else tool.schema_json,
+            ANY_OBJECT if relax and not tool.strict else tool.schema_json,
         )
         for tool in tools
     )

@@ -34,10 +34,10 @@ class ToolNames:
         self._to_client: dict[str, str] = {}
         self._declared: set[str] = set()
         for name in declared:
-            self._declared.add(self.add(name))
+            self._declared.add(self.to_model(name))
 
-    def add(self, client_name: str) -> str:
-        """Register `client_name` (idempotent) and return its model-side identifier."""
+    def to_model(self, client_name: str) -> str:
+        """The model-side identifier of `client_name`, registering it on first use."""
         if client_name in self._to_model:
             return self._to_model[client_name]
         ident = base = _identifier(client_name)
@@ -48,9 +48,6 @@ class ToolNames:
         self._to_client[ident] = client_name
         return ident
 
-    def to_model(self, client_name: str) -> str:
-        return self.add(client_name)
-
     def declared_client_name(self, name: str) -> str | None:
         """The client's exact name if `name` (model identifier or client name) is declared."""
         if name in self._declared:
@@ -59,11 +56,6 @@ class ToolNames:
         if ident is not None and ident in self._declared:
             return name
         return None
-
-    @property
-    def declared(self) -> list[str]:
-        """The declared tools' client names, in declaration order."""
-        return [c for c, m in self._to_model.items() if m in self._declared]
 
 
 def clean_recipient(recipient: str | None) -> str | None:
@@ -80,7 +72,9 @@ def clean_recipient(recipient: str | None) -> str | None:
 ToolAddress = tuple[Literal["tool", "undeclared"], str]
 
 
-def classify_recipient(recipient: str | None, names: ToolNames) -> ToolAddress | None:
+def classify_recipient(
+    recipient: str | None, names: ToolNames, channel: str | None = None
+) -> ToolAddress | None:
     """What a message's recipient addresses: a declared tool, an undeclared one, or nothing.
 
     `("tool", client_name)` for a declared function, written `functions.x` or bare (`x`, seen
@@ -89,6 +83,8 @@ def classify_recipient(recipient: str | None, names: ToolNames) -> ToolAddress |
     namespaced `ns.fn`; the caller turns those into text, never into a `tool_calls` entry.
     None when the message addresses no tool: no recipient, `assistant`, or a stray word in a
     garbled header (`<|channel|>analysis junk<|message|>`), which keeps its channel's meaning.
+    On the final channel a bare word is never a call: `<|channel|>final json<|message|>` is an
+    answer in JSON, even if a tool happens to be named `json`.
     """
     address = clean_recipient(recipient)
     if address is None or address == "assistant":
@@ -96,7 +92,7 @@ def classify_recipient(recipient: str | None, names: ToolNames) -> ToolAddress |
     if address.startswith("functions."):
         client = names.declared_client_name(address[len("functions.") :])
         return ("tool", client) if client is not None else ("undeclared", address)
-    client = names.declared_client_name(address)
+    client = names.declared_client_name(address) if channel != "final" else None
     if client is not None:
         return ("tool", client)
     if "." in address or address == "python":

@@ -22,7 +22,7 @@ from proxy.errors import InvalidRequest
 from proxy.grammar import canonical_json
 
 MAX_NAME_LENGTH = 64
-_ANY_OBJECT = canonical_json({"type": "object"})
+ANY_OBJECT = canonical_json({"type": "object"})
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def _check_name(name: str, param: str) -> None:
 def _check_parameters(name: str, schema: Any, param: str) -> str:
     """`parameters` must be a valid JSON Schema of an object (or absent); returns its JSON."""
     if schema is None:
-        return _ANY_OBJECT
+        return ANY_OBJECT
     if not isinstance(schema, dict):
         raise InvalidRequest(
             f"Invalid schema for function {name!r}: `parameters` must be a JSON Schema object, "
@@ -98,17 +98,18 @@ def _check_parameters(name: str, schema: Any, param: str) -> str:
             param=param,
         )
     kind = schema.get("type", "object")
-    if kind != "object":
+    if kind not in ("object", ["object"]):
         raise InvalidRequest(
             f"Invalid schema for function {name!r}: the arguments are a JSON object, so the "
             f'schema must have type "object", got {kind!r}.',
             param=param,
         )
-    schema_json = canonical_json(schema)
-    problem = _schema_problem(schema_json)
+    problem = _schema_problem(canonical_json(schema))
     if problem is not None:
         raise InvalidRequest(f"Invalid schema for function {name!r}{problem}", param=param)
-    return schema_json
+    # `{}` or a bare `properties` map would let the grammar produce `null` or `[1]`: the
+    # arguments are always an object, so the grammar is told so.
+    return canonical_json({**schema, "type": "object"})
 
 
 @functools.lru_cache(maxsize=1024)

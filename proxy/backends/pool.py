@@ -74,6 +74,7 @@ class ReplicaPool:
         self.health_interval = health_interval
         self.eject_after = eject_after
         self._model_name = ""
+        self._max_model_len = 0
         self._health_task: asyncio.Task[None] | None = None
         self._admitted_event: asyncio.Event | None = None
         self._fatal: Exception | None = None
@@ -87,8 +88,21 @@ class ReplicaPool:
 
     @property
     def max_model_len(self) -> int:
+        """The smallest admitted context; the last known one while none is admitted (a request
+        queued then is refused by readiness, not as too long for a 0-token context)."""
         lens = [r.backend.max_model_len for r in self.replicas if r.admitted]
-        return min(lens) if lens else 0
+        if lens:
+            self._max_model_len = min(lens)
+        return self._max_model_len
+
+    @property
+    def supports_grammar(self) -> bool:
+        """Whether grammars can be enforced: some replica loads a tokenizer to compile them.
+
+        Without one, tool_choice "auto" is served without a grammar (calls are checked after
+        generation instead) rather than refused.
+        """
+        return any(r.backend.has_tokenizer for r in self.replicas if r.admitted)
 
     @property
     def ready(self) -> bool:
@@ -157,7 +171,10 @@ class ReplicaPool:
     async def _health_loop(self) -> None:
         while True:
             await asyncio.sleep(self.health_interval)
-            await asyncio.gather(*(self.check(r) for r in self.replicas))
+            try:
+                await asyncio.gather(*(self.check(r) for r in self.replicas))
+            except Exception:  # noqa: BLE001 - the loop must outlive any one bad round
+                logger.exception("replica health round failed")
 
     async def check(self, replica: Replica) -> None:
         """One health round for one replica: probe the admitted, try to re-admit the others."""

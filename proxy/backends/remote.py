@@ -50,14 +50,8 @@ VOCAB_PROBE_TEXT = (
     "<|start|>user<|message|>Hello, world! 12<|end|><|start|>assistant<|channel|>final"
     "<|constrain|>json<|message|>{}<|call|><|return|><|endoftext|>"
 )
-_CONNECTION_ERRORS = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.RemoteProtocolError,
-    httpx.ReadError,
-    httpx.WriteError,
-    httpx.PoolTimeout,
-)
+# Anything wrong with the connection itself (refused, reset, timed out, protocol errors).
+_CONNECTION_ERRORS = (httpx.TransportError,)
 
 
 class ReplicaDown(EngineNotReady):
@@ -287,9 +281,9 @@ class RemoteBackend:
             return ValueError(exc.message)
         if exc.status in (429, 503) and not sent:
             return ReplicaBusy(exc.message)
-        if exc.status >= 500 and not sent:  # e.g. its engine died: unhealthy until /health is 200
-            self.healthy = False
-            return ReplicaDown(f"replica {self.url}: {exc.message}")
+        # Any other failure (a 500 included) may be this request's own doing: it fails the
+        # request, not the replica, whose health its /health probe decides. Ejecting on it
+        # would let one bad request take every replica out of the pool in turn.
         return EngineError(f"replica {self.url}: {exc.message}")
 
     async def abort(self, request_id: str) -> None:

@@ -220,3 +220,48 @@ def test_strict_tool_arguments_are_grammar_constrained_under_every_tool_choice(l
         )
         tag = loose_server.backend.requests[-1].sampling.structured_outputs["structural_tag"]
         assert json.dumps(WEATHER_TOOL["function"]["parameters"]["properties"])[1:-1] in tag
+
+
+def test_schemas_without_a_type_still_only_allow_object_arguments():
+    from xgrammar import Grammar
+    from xgrammar.testing import _is_grammar_accept_string
+
+    from proxy.api_models import ChatCompletionRequest
+    from proxy.conversation import tool_names_for
+    from proxy.structured import output_rules
+    from proxy.tools import declared_tools
+
+    for parameters in ({}, {"properties": {"a": {"type": "integer"}}}):
+        request = ChatCompletionRequest.model_validate(
+            {
+                "model": "m",
+                "messages": [{"role": "user", "content": "Hi"}],
+                "tools": [tool("f", parameters)],
+                "tool_choice": "required",
+            }
+        )
+        tools = declared_tools(request)
+        tag = output_rules(request, tools, tool_names_for(request, tools)).structured_outputs
+        grammar = Grammar.from_structural_tag(tag["structural_tag"])
+        header = " to=functions.f<|channel|>commentary <|constrain|>json<|message|>"
+        assert _is_grammar_accept_string(grammar, header + '{"a": 1}')
+        for not_an_object in ("null", "[1]", '"x"'):
+            assert not _is_grammar_accept_string(grammar, header + not_an_object)
+
+
+def test_a_garbled_header_naming_a_tool_keeps_reasoning_out_of_content(loose_server):
+    script = "<|channel|>analysis get_weather<|message|>I think about it.<|end|>"
+    script += "<|start|>assistant<|channel|>final<|message|>Hi<|return|>"
+    choice, streamed = both_ways(loose_server, script, tools=[WEATHER_TOOL])
+    assert choice["message"]["tool_calls"] is None
+    assert choice["message"]["content"] == streamed["content"] == "Hi"
+    assert choice["message"]["reasoning"] == streamed["reasoning"] == "I think about it."
+
+
+def test_a_final_answer_in_json_is_never_a_call_to_a_tool_named_json(loose_server):
+    json_tool = tool("json", {"type": "object"})
+    choice, _ = both_ways(
+        loose_server, '<|channel|>final json<|message|>{"a": 1}<|return|>', tools=[json_tool]
+    )
+    assert choice["message"]["tool_calls"] is None
+    assert choice["message"]["content"] == '{"a": 1}'

@@ -164,3 +164,27 @@ def test_closing_a_stream_calls_the_abort_endpoint(fakes, proxy_for, background_
     wait_for(lambda: bool(fake.behaviour.aborted), "the abort call")
     request_id = fake.behaviour.requests[-1]["request_id"]
     assert fake.behaviour.aborted == [f"generate-tokens-{request_id}"]
+
+
+def test_a_request_a_replica_answers_with_500_fails_alone_and_ejects_nobody(fakes, proxy_for):
+    broken, fine = fakes(status=500, message="boom"), fakes()
+    server = proxy_for(broken.url, fine.url)
+    body = {"model": "gpt-oss-demo", "messages": ask("Hi")}
+    statuses = [
+        httpx.post(f"{server.base_url}/chat/completions", json=body, timeout=60).status_code
+        for _ in range(4)
+    ]
+    assert set(statuses) <= {200, 500} and 500 in statuses
+    pool = server.backend
+    assert all(r.admitted for r in pool.replicas)
+
+
+def test_without_a_tokenizer_auto_tool_requests_are_served_unconstrained(fakes, proxy_for):
+    blind = fakes(vocabulary="none")
+    client = sdk(proxy_for(blind.url))
+    reply = client.chat.completions.create(
+        model="gpt-oss-demo", messages=ask("Hi"), tools=[WEATHER]
+    )
+    assert reply.choices[0].finish_reason in ("stop", "tool_calls")
+    sent = blind.behaviour.requests[-1]
+    assert "structured_outputs" not in {**sent, **sent.get("sampling_params", {})}

@@ -26,18 +26,19 @@ STOCK = {
         },
     },
 }
-TRANSLATE = {
+# The tool the demo model was trained on (proxy/demo_model/data.py), beside one it never saw.
+WEATHER = {
     "type": "function",
     "function": {
-        "name": "translateText",
-        "description": "Translate a text into another language.",
+        "name": "get_weather",
+        "description": "Get the current weather for a city.",
         "parameters": {
             "type": "object",
             "properties": {
-                "text": {"type": "string"},
-                "target_language": {"type": "string"},
+                "location": {"type": "string", "description": "City name"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
             },
-            "required": ["text", "target_language"],
+            "required": ["location"],
         },
     },
 }
@@ -84,26 +85,28 @@ def client_for(server) -> openai.OpenAI:
 
 def test_required_call_then_tool_result_then_an_answer(proxy_server):
     client = client_for(proxy_server)
-    messages: list[Any] = [{"role": "user", "content": "What is the price of AAPL stock today?"}]
+    tools = [WEATHER, STOCK]
+    messages: list[Any] = [{"role": "user", "content": "What's the weather in Paris?"}]
     first = client.chat.completions.create(
         model=proxy_server.model,
         messages=messages,
-        tools=[STOCK, TRANSLATE],
+        tools=tools,
         tool_choice="required",
         temperature=0,
+        max_tokens=300,
     )
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls"
     (call,) = choice.message.tool_calls
-    assert call.function.name in ("lookup_stock_price", "translateText")
+    assert call.function.name == "get_weather"
     assert isinstance(json.loads(call.function.arguments), dict)
 
     messages += [
         choice.message.model_dump(exclude_none=True),
-        {"role": "tool", "tool_call_id": call.id, "content": "AAPL: 231.40 USD"},
+        {"role": "tool", "tool_call_id": call.id, "content": '{"temperature": 18, "sky": "sunny"}'},
     ]
     second = client.chat.completions.create(
-        model=proxy_server.model, messages=messages, tools=[STOCK, TRANSLATE], temperature=0
+        model=proxy_server.model, messages=messages, tools=tools, temperature=0, max_tokens=300
     )
     answer = second.choices[0]
     assert answer.finish_reason == "stop" and not answer.message.tool_calls

@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from proxy.config import ProxyConfig
+from proxy.demo_model.data import TOOLS
 from tests.support.server_fixtures import TEST_DATE
 
 pytestmark = pytest.mark.engine
@@ -26,22 +27,8 @@ STOCK = {
         },
     },
 }
-# The tool the demo model was trained on (proxy/demo_model/data.py), beside one it never saw.
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather for a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "location": {"type": "string", "description": "City name"},
-                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-            },
-            "required": ["location"],
-        },
-    },
-}
+# The tool the demo model was trained on, with its training texts, beside one it never saw.
+WEATHER = {"type": "function", "function": {"name": "get_weather", **TOOLS["get_weather"]}}
 # Names and shapes the demo model never saw in training, MCP-style punctuation included.
 UNFAMILIAR = [
     {

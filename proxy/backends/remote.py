@@ -50,6 +50,7 @@ VOCAB_PROBE_TEXT = (
     "<|start|>user<|message|>Hello, world! 12<|end|><|start|>assistant<|channel|>final"
     "<|constrain|>json<|message|>{}<|call|><|return|><|endoftext|>"
 )
+READ_TIMEOUT = 300.0
 # Anything wrong with the connection itself (refused, reset, timed out, protocol errors).
 _CONNECTION_ERRORS = (httpx.TransportError,)
 
@@ -121,7 +122,12 @@ class RemoteBackend:
     # -- lifecycle -----------------------------------------------------------------------
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
-            timeout = httpx.Timeout(connect=self._connect_timeout, read=None, write=30, pool=30)
+            # A replica silent for READ_TIMEOUT (no byte: not even a token while generating) is
+            # stalled: the request is retried elsewhere if nothing was sent yet, else it ends
+            # with an error event. Prefill of the longest prompt fits well inside it.
+            timeout = httpx.Timeout(
+                connect=self._connect_timeout, read=READ_TIMEOUT, write=30, pool=30
+            )
             limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
             self._client = httpx.AsyncClient(base_url=self.url, timeout=timeout, limits=limits)
         return self._client

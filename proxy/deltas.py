@@ -187,8 +187,8 @@ class DeltaAssembler:
         kind = self._kinds.get(key)
         if kind is None:
             address = classify_recipient(recipient, self._names, channel)
-            if address is not None and (address[0] == "tool" and not self._tools_callable):
-                address = ("undeclared", address[1])
+            if address is not None and address[0] == "tool" and not self._tools_callable:
+                address = ("undeclared", address[1])  # tool_choice "none": nothing is callable
             if address is not None:
                 kind = address
             elif channel == "analysis":

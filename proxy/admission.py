@@ -14,18 +14,7 @@ import asyncio
 import collections
 import contextlib
 
-from proxy.errors import ProxyError
-
-
-class TooManyRequests(ProxyError):
-    """429: the server is at its concurrency limit and its queue is full (or the wait too long)."""
-
-    status_code = 429
-    error_type = "rate_limit_error"
-
-    def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message, code="rate_limit_exceeded")
-        self.retry_after = retry_after
+from proxy.errors import ProxyError, TooManyRequests
 
 
 class Admission:

@@ -23,14 +23,14 @@ from sse_starlette.sse import SendTimeoutError
 from starlette.background import BackgroundTask
 from starlette.types import Receive, Scope, Send
 
-from proxy.admission import Admission, TooManyRequests
+from proxy.admission import Admission
 from proxy.api_models import ChatCompletionRequest
 from proxy.backends.base import EngineBackend
 from proxy.completion import CompletionPlan, CompletionRun, fold
 from proxy.config import ProxyConfig
 from proxy.conversation import build_conversation, load_encoding, render_prompt, tool_names_for
-from proxy.errors import EngineLoading, ModelNotFound, ProxyError
-from proxy.lifecycle import Lifecycle, ServerDraining
+from proxy.errors import EngineLoading, ModelNotFound, ProxyError, ServerDraining, TooManyRequests
+from proxy.lifecycle import Lifecycle
 from proxy.limits import check_message_count, check_text, precheck_context
 from proxy.metrics import ProxyMetrics
 from proxy.request_log import RequestRecord

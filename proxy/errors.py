@@ -83,6 +83,41 @@ class EngineLoading(ProxyError):
         return max(1, math.ceil(hint))
 
 
+class TooManyRequests(ProxyError):
+    """429: the server is at its concurrency limit and its queue is full (or the wait too long)."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, code="rate_limit_exceeded")
+        self.retry_after = retry_after
+
+
+class ServerDraining(ProxyError):
+    """503: the server is shutting down for a deploy; retry (on another replica)."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__(
+            "The server is shutting down; retry the request.", code="server_shutting_down"
+        )
+        self.retry_after = retry_after
+
+
+class PayloadTooLarge(ProxyError):
+    status_code = 413
+    error_type = "invalid_request_error"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"The request body is larger than this server's limit of {limit} bytes.",
+            code="request_too_large",
+        )
+
+
 class EngineFailure(ProxyError):
     """500: the engine failed while generating."""
 

@@ -28,7 +28,7 @@ from typing import TypeVar
 
 import uvicorn
 
-from proxy.errors import ProxyError
+from proxy.errors import ProxyError, ServerDraining
 
 logger = logging.getLogger("proxy")
 
@@ -36,19 +36,6 @@ T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_ENGINE_DEAD = 1
-
-
-class ServerDraining(ProxyError):
-    """503: the server is shutting down for a deploy; retry (on another replica)."""
-
-    status_code = 503
-    error_type = "service_unavailable"
-
-    def __init__(self, retry_after: int = 1) -> None:
-        super().__init__(
-            "The server is shutting down; retry the request.", code="server_shutting_down"
-        )
-        self.retry_after = retry_after
 
 
 class Interrupted(Exception):

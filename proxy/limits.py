@@ -22,21 +22,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from harmony import HarmonyEncoding
 from proxy.api_models import AssistantMessage, ChatCompletionRequest
-from proxy.errors import InvalidRequest, ProxyError, error_body
+from proxy.errors import InvalidRequest, PayloadTooLarge, error_body
 
 # Texts are tokenized in pieces of this many characters by the pre-check.
 _PIECE_CHARS = 16_384
-
-
-class PayloadTooLarge(ProxyError):
-    status_code = 413
-    error_type = "invalid_request_error"
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            f"The request body is larger than this server's limit of {limit} bytes.",
-            code="request_too_large",
-        )
 
 
 class BodySizeLimit:

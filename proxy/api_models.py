@@ -246,6 +246,9 @@ class ChunkChoice(BaseModel):
 
 
 class ChatCompletionChunk(BaseModel):
+    """A streamed chunk's schema. proxy/chat_render.py writes these bytes directly (the per-token
+    path); tests compare its output with this model's."""
+
     id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int

@@ -11,9 +11,11 @@ so a client that gives up while queued or waiting for its first token is never p
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from fastapi import Request
@@ -26,7 +28,8 @@ from starlette.types import Receive, Scope, Send
 from proxy.admission import Admission
 from proxy.api_models import ChatCompletionRequest
 from proxy.backends.base import EngineBackend
-from proxy.completion import CompletionPlan, CompletionRun, fold
+from proxy.chat_render import ChatChunks, fold
+from proxy.completion import CompletionPlan, CompletionRun
 from proxy.config import ProxyConfig
 from proxy.conversation import build_conversation, load_encoding, render_prompt, tool_names_for
 from proxy.errors import EngineLoading, ModelNotFound, ProxyError, ServerDraining, TooManyRequests
@@ -37,11 +40,21 @@ from proxy.request_log import RequestRecord
 from proxy.sampling import refuse_unsupported, sampling_config, stop_strings
 from proxy.sse import SseStream
 from proxy.structured import output_rules
-from proxy.tools import declared_tools
+from proxy.tools import FunctionTool, declared_tools
 
 T = TypeVar("T")
 
 logger = logging.getLogger("proxy")
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """What another API decides for its own requests: ids, tools read from its own format
+    (namespaces, custom tools), and a routing key."""
+
+    completion_id: str | None = None
+    tools: list[FunctionTool] | None = None
+    affinity_key: str | None = None
 
 
 class ChatCompletions:
@@ -103,6 +116,25 @@ class ChatCompletions:
     async def _handle(
         self, body: ChatCompletionRequest, request: Request, request_id: str, record: RequestRecord
     ) -> Response:
+        run = await self.open_run(body, request, request_id)
+        if body.stream:
+            return self._stream(run, body, record)
+        return await self._respond(run, request, record)
+
+    async def open_run(
+        self,
+        body: ChatCompletionRequest,
+        request: Request,
+        request_id: str,
+        *,
+        plan: PlanOptions | None = None,
+    ) -> CompletionRun:
+        """Refuse what we must, queue for a slot, render, and wait for the first token.
+
+        The Responses API reads its request into a `ChatCompletionRequest` and comes through
+        here too, with its own tools and ids in `plan`. The caller must `release()` the slot
+        once the returned run is closed.
+        """
         check_message_count(body, self.config.max_messages)
         check_text(body)
         if body.model not in self.model_names():
@@ -111,14 +143,15 @@ class ChatCompletions:
         self.lifecycle.refuse_if_draining()
         if not (self.encoding_loaded and self.backend.ready):
             raise EngineLoading(self.unavailable_reason())
-        run = await _unless_disconnected(
-            self._admit_and_start(body, request_id), request, self.lifecycle
+        return await _unless_disconnected(
+            self._admit_and_start(body, request_id, plan or PlanOptions()),
+            request,
+            self.lifecycle,
         )
-        if body.stream:
-            return self._stream(run, body, record)
-        return await self._respond(run, request, record)
 
-    async def _admit_and_start(self, body: ChatCompletionRequest, request_id: str) -> CompletionRun:
+    async def _admit_and_start(
+        self, body: ChatCompletionRequest, request_id: str, options: PlanOptions
+    ) -> CompletionRun:
         """Queue for a slot, render, and wait for the first token; undone if cancelled."""
         self.metrics.queued.inc()
         try:
@@ -129,7 +162,7 @@ class ChatCompletions:
         self.metrics.in_flight.inc()
         run: CompletionRun | None = None
         try:
-            plan = await asyncio.to_thread(self._plan, body, request_id)
+            plan = await asyncio.to_thread(self._plan, body, request_id, options)
             lifecycle = self.lifecycle
             run = CompletionRun(
                 plan,
@@ -144,10 +177,10 @@ class ChatCompletions:
         except BaseException:
             if run is not None:
                 await asyncio.shield(run.close())
-            self._release()
+            self.release()
             raise
 
-    def _release(self) -> None:
+    def release(self) -> None:
         """Give back what `_admit_and_start` took (once per admitted request)."""
         self.admission.release()
         self.metrics.in_flight.dec()
@@ -181,9 +214,11 @@ class ChatCompletions:
                 record.error = run.error.code or run.error.error_type
         record.emit()
 
-    def _plan(self, body: ChatCompletionRequest, request_id: str) -> CompletionPlan:
+    def _plan(
+        self, body: ChatCompletionRequest, request_id: str, options: PlanOptions
+    ) -> CompletionPlan:
         precheck_context(body, load_encoding(), self.backend.max_model_len)
-        tools = declared_tools(body)
+        tools = declared_tools(body) if options.tools is None else options.tools
         names = tool_names_for(body, tools)
         conversation = build_conversation(body, self.config, tools, names)
         prompt = render_prompt(conversation)
@@ -200,10 +235,13 @@ class ChatCompletions:
             rules=rules,
             default_max_tokens=self.config.default_max_tokens,
         )
+        if options.affinity_key is not None:
+            sampling = dataclasses.replace(sampling, affinity_key=options.affinity_key)
+        completion_id = options.completion_id or f"chatcmpl-{request_id}"
         return CompletionPlan(
-            completion_id=f"chatcmpl-{request_id}",
+            completion_id=completion_id,
             # Unique in the engine even if a client reuses its X-Request-Id concurrently.
-            engine_request_id=f"chatcmpl-{request_id}-{secrets.token_hex(4)}",
+            engine_request_id=f"{completion_id}-{secrets.token_hex(4)}",
             model=body.model,
             prompt_token_ids=prompt,
             sampling=sampling,
@@ -220,7 +258,7 @@ class ChatCompletions:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
         def on_done(completed: bool) -> None:
-            self._release()
+            self.release()
             if completed:
                 reason = "error" if run.error is not None else (run.finish_reasons[0] or "")
                 self.metrics.requests.labels("200", reason).inc()
@@ -229,7 +267,8 @@ class ChatCompletions:
                 self.metrics.requests.labels("499", "client_disconnect").inc()
                 self._log(record, 499, run=run, finish="client_disconnect")
 
-        stream = SseStream(run, include_usage=include_usage, metrics=self.metrics, on_done=on_done)
+        chunks = ChatChunks(run, include_usage=include_usage)
+        stream = SseStream(run, chunks.events(), metrics=self.metrics, on_done=on_done)
         return _SseResponse(
             stream.events(),
             ping=self.config.sse_ping_seconds or 0,
@@ -254,7 +293,7 @@ class ChatCompletions:
             raise
         finally:
             await asyncio.shield(run.close())
-            self._release()
+            self.release()
         finish = result.choices[0].finish_reason
         self.metrics.requests.labels("200", finish or "").inc()
         self._log(record, 200, run=run, finish=finish)

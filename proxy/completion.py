@@ -1,14 +1,15 @@
-"""The generation driver: one parser-driven core for streaming and non-streaming responses.
+"""The generation driver: one parser-driven core for both APIs, streamed or not.
 
 `CompletionRun` owns one request's generation: it opens the engine stream, pushes each choice's
-tokens through its own `DeltaAssembler`, and yields `ChatCompletionChunk`s: a role chunk per
-choice, content/reasoning/tool-call deltas, a finish chunk per choice, then a usage chunk. The
-streaming endpoint serializes those chunks as SSE; `fold` sums them into the non-streaming
-`ChatCompletion`, so both answers are the same by construction.
+tokens through its own `DeltaAssembler`, and yields API-neutral `Step`s (proxy/events.py): the
+events one engine output added to a choice, and the choice's finish_reason when it ends; `usage`
+is set once the steps are exhausted. Chat completions (proxy/chat_render.py) and the Responses
+API (proxy/responses/) render the same steps as their own SSE events, and fold them into their
+non-streamed answers, so streamed and non-streamed answers agree by construction.
 
 `start()` waits for the engine's first output before anything is sent, so failures before the
 first token (engine loading, engine refusing the request) still get a real HTTP status. Later
-failures (engine, drain) become a `StreamError` item followed by finish chunks. Their
+failures (engine, drain) become a `StreamError` item followed by finish steps. Their
 finish_reason is "stop": OpenAI's enum has no "error", strictly typed clients reject values
 outside it, and the error event before it already tells every SDK that the answer is cut short.
 Closing the run before the engine finished (client gone, all choices stopped by stop strings)
@@ -24,21 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from harmony import HarmonyEncoding
-from proxy.api_models import (
-    AssistantMessageOut,
-    ChatCompletion,
-    ChatCompletionChunk,
-    Choice,
-    ChoiceLogprobs,
-    ChunkChoice,
-    CompletionTokensDetails,
-    Delta,
-    FunctionCallOut,
-    PromptTokensDetails,
-    TokenLogprob,
-    ToolCallOut,
-    Usage,
-)
+from proxy.api_models import CompletionTokensDetails, PromptTokensDetails, TokenLogprob, Usage
 from proxy.backends.base import (
     EngineBackend,
     EngineError,
@@ -48,6 +35,7 @@ from proxy.backends.base import (
 )
 from proxy.deltas import DeltaAssembler
 from proxy.errors import EngineFailure, EngineLoading, InvalidRequest, ProxyError
+from proxy.events import Step
 from proxy.lifecycle import Interrupted, until_interrupted
 from proxy.logprobs import token_logprob
 from proxy.metrics import ProxyMetrics
@@ -82,7 +70,7 @@ class StreamError:
 
 
 class CompletionRun:
-    """One request's generation, consumed once through `chunks()`; always `close()` it."""
+    """One request's generation, consumed once through `steps()`; always `close()` it."""
 
     def __init__(
         self,
@@ -169,14 +157,12 @@ class CompletionRun:
             for recovery in assembler.tool_call_recoveries:
                 self._metrics.tool_call_recoveries.labels(recovery.partition(":")[0]).inc()
 
-    async def chunks(self) -> AsyncIterator[ChatCompletionChunk | StreamError]:
-        """Role chunks, deltas, finish chunks, then one usage chunk (choices=[])."""
-        for index in range(self.plan.sampling.n):
-            yield self._chunk(index, Delta(role="assistant", content=""))
+    async def steps(self) -> AsyncIterator[Step | StreamError]:
+        """Each engine output as one `Step` per choice it touched; `usage` is set at the end."""
         try:
             async for gen in self._engine_chunks():
-                for item in self._consume(gen):
-                    yield item
+                for step in self._consume(gen):
+                    yield step
                 # Every choice finished; if one ended early (stop string, tokens past a stop
                 # token), stop reading so that close() aborts what the engine still generates.
                 if all(r is not None for r in self._finish) and not all(self._engine_done):
@@ -196,12 +182,11 @@ class CompletionRun:
             for index, reason in enumerate(self._finish):
                 if reason is None:
                     self._finish[index] = "stop"
-                    yield self._chunk(index, Delta(), "stop")
+                    yield Step(index, [], "stop", self._take_logprobs(index))
         for index, reason in enumerate(self._finish):
             if reason is None:  # the engine stream ended without finishing this choice
-                for chunk in self._finish_choice(index, "stop"):
-                    yield chunk
-        yield self._usage_chunk()
+                yield self._finish_choice(index, "stop")
+        self.usage = self._usage()
 
     async def _engine_chunks(self) -> AsyncIterator[GenerationChunk]:
         if self._first is not None:
@@ -225,7 +210,7 @@ class CompletionRun:
             )
         raise EngineError(message)
 
-    def _consume(self, gen: GenerationChunk) -> list[ChatCompletionChunk]:
+    def _consume(self, gen: GenerationChunk) -> list[Step]:
         if self._cached_tokens is None and gen.cached_prompt_tokens is not None:
             self._cached_tokens = gen.cached_prompt_tokens
         if gen.finish_reason is not None:
@@ -235,20 +220,17 @@ class CompletionRun:
         self._observe_timing(len(gen.token_ids))
         assembler = self._assemblers[gen.index]
         out = []
-        delta = assembler.feed(gen.token_ids)
+        events = assembler.feed(gen.token_ids)
         self._collect_logprobs(gen, assembler.content_positions)
-        if delta is not None:
-            out.append(self._chunk(gen.index, delta))
+        if events:
+            out.append(Step(gen.index, events, None, self._take_logprobs(gen.index)))
         if gen.finish_reason is not None or assembler.done:
-            out.extend(self._finish_choice(gen.index, gen.finish_reason))
+            out.append(self._finish_choice(gen.index, gen.finish_reason))
         return out
 
-    def _finish_choice(self, index: int, engine_reason: str | None) -> list[ChatCompletionChunk]:
+    def _finish_choice(self, index: int, engine_reason: str | None) -> Step:
         assembler = self._assemblers[index]
-        out = []
-        delta = assembler.finish()
-        if delta is not None:
-            out.append(self._chunk(index, delta))
+        events = assembler.finish()
         if assembler.stopped_by_string:
             reason = "stop"
         elif engine_reason == "length":
@@ -258,8 +240,14 @@ class CompletionRun:
         else:
             reason = "stop"
         self._finish[index] = reason
-        out.append(self._chunk(index, Delta(), reason))
-        return out
+        return Step(index, events, reason, self._take_logprobs(index))
+
+    def _take_logprobs(self, index: int) -> list[TokenLogprob] | None:
+        taken = self._logprobs[index]
+        if not taken:
+            return None
+        self._logprobs[index] = []
+        return taken
 
     def _collect_logprobs(self, gen: GenerationChunk, positions: list[int]) -> None:
         top_n = self.plan.sampling.logprobs
@@ -282,33 +270,14 @@ class CompletionRun:
                 self._metrics.inter_token.observe(gap)
         self._last_token_at = now
 
-    def _chunk(self, index: int, delta: Delta, finish: str | None = None) -> ChatCompletionChunk:
-        if delta.reasoning is not None:
-            if not self.plan.include_reasoning:
-                delta.reasoning = None
-            elif self.plan.mirror_reasoning_content:
-                delta.reasoning_content = delta.reasoning
-        logprobs = None
-        if self._logprobs[index] and (not delta.is_empty() or finish is not None):
-            logprobs = ChoiceLogprobs(content=self._logprobs[index])
-            self._logprobs[index] = []
-        return ChatCompletionChunk(
-            id=self.plan.completion_id,
-            created=self.plan.created,
-            model=self.plan.model,
-            choices=[
-                ChunkChoice(index=index, delta=delta, logprobs=logprobs, finish_reason=finish)
-            ],
-        )
-
-    def _usage_chunk(self) -> ChatCompletionChunk:
+    def _usage(self) -> Usage:
         prompt = len(self.plan.prompt_token_ids)
         completion = sum(a.completion_tokens for a in self._assemblers)
         reasoning = sum(a.reasoning_tokens for a in self._assemblers)
         self._metrics.prompt_tokens.inc(prompt)
         self._metrics.completion_tokens.inc(completion)
         self._metrics.reasoning_tokens.inc(reasoning)
-        usage = Usage(
+        return Usage(
             prompt_tokens=prompt,
             completion_tokens=completion,
             total_tokens=prompt + completion,
@@ -319,73 +288,3 @@ class CompletionRun:
                 else None
             ),
         )
-        self.usage = usage
-        return ChatCompletionChunk(
-            id=self.plan.completion_id,
-            created=self.plan.created,
-            model=self.plan.model,
-            choices=[],
-            usage=usage,
-        )
-
-
-async def fold(run: CompletionRun) -> ChatCompletion:
-    """The non-streaming response: the stream's chunks summed up (errors are raised)."""
-    n = run.plan.sampling.n
-    content: list[list[str]] = [[] for _ in range(n)]
-    reasoning: list[list[str]] = [[] for _ in range(n)]
-    calls: list[dict[int, ToolCallOut]] = [{} for _ in range(n)]
-    logprobs: list[list[TokenLogprob] | None] = [None] * n
-    finish: list[str | None] = [None] * n
-    usage: Usage | None = None
-    async for item in run.chunks():
-        if isinstance(item, StreamError):
-            raise item.error
-        if item.usage is not None:
-            usage = item.usage
-        for choice in item.choices:
-            i, delta = choice.index, choice.delta
-            if choice.logprobs is not None:
-                logprobs[i] = (logprobs[i] or []) + (choice.logprobs.content or [])
-            if delta.content:
-                content[i].append(delta.content)
-            if delta.reasoning:
-                reasoning[i].append(delta.reasoning)
-            for piece in delta.tool_calls or []:
-                call = calls[i].get(piece.index)
-                if call is None:
-                    calls[i][piece.index] = ToolCallOut(
-                        id=piece.id or "",
-                        function=FunctionCallOut(
-                            name=piece.function.name or "", arguments=piece.function.arguments or ""
-                        ),
-                    )
-                else:
-                    call.function.arguments += piece.function.arguments or ""
-            if choice.finish_reason is not None:
-                finish[i] = choice.finish_reason
-    assert usage is not None
-    forced_call = run.plan.rules.tool_choice in ("required", "named")
-    choices = []
-    for i in range(n):
-        text = "".join(content[i])
-        thought = "".join(reasoning[i]) or None
-        message = AssistantMessageOut(
-            content=text if text or forced_call else None,
-            reasoning=thought,
-            reasoning_content=thought if run.plan.mirror_reasoning_content else None,
-            tool_calls=[calls[i][k] for k in sorted(calls[i])] or None,
-        )
-        choice_logprobs = None
-        if run.plan.sampling.logprobs is not None:
-            choice_logprobs = ChoiceLogprobs(content=logprobs[i] or [])
-        choices.append(
-            Choice(index=i, message=message, logprobs=choice_logprobs, finish_reason=finish[i])
-        )
-    return ChatCompletion(
-        id=run.plan.completion_id,
-        created=run.plan.created,
-        model=run.plan.model,
-        choices=choices,
-        usage=usage,
-    )

@@ -31,6 +31,7 @@ from harmony import (
     Role,
     SystemContent,
     ToolDescription,
+    ToolNamespaceConfig,
 )
 from proxy.api_models import (
     AssistantMessage,
@@ -48,6 +49,8 @@ from proxy.tool_names import ToolNames
 from proxy.tools import FunctionTool
 
 _EFFORT_ALIASES = {
+    # Clients send OpenAI's newer levels to every model; Harmony has three, so they are mapped.
+    "none": "low",
     "low": "low",
     "minimal": "low",
     "medium": "medium",
@@ -69,12 +72,12 @@ def load_encoding() -> harmony.HarmonyEncoding:
 
 
 def reasoning_effort(value: str | None, default: str) -> ReasoningEffort:
-    """Map OpenAI's effort names onto gpt-oss's three; `none` is refused (gpt-oss always reasons)."""
+    """Map OpenAI's effort names onto gpt-oss's three (it always reasons: `none` means low)."""
     effort = _EFFORT_ALIASES.get((value if value is not None else default).lower())
     if effort is None:
         raise InvalidRequest(
             f"Unsupported reasoning_effort {value!r}: gpt-oss accepts low, medium or high "
-            "(minimal maps to low; xhigh and max map to high).",
+            "(none and minimal map to low; xhigh and max map to high).",
             param="reasoning_effort",
         )
     return _EFFORTS[effort]
@@ -119,11 +122,16 @@ def content_text(content: Content | None, param: str, *, allow_refusal: bool = F
 
 def tool_names_for(request: ChatCompletionRequest, tools: Sequence[FunctionTool]) -> ToolNames:
     """The declared tools' names, then those of other functions the history called."""
-    names = ToolNames(tool.name for tool in tools)
+    names = ToolNames(tool.key for tool in tools if tool.namespace is None)
+    for tool in tools:
+        if tool.namespace is not None:
+            names.declare_namespaced(tool.key, tool.namespace, tool.name)
+        if tool.freeform:
+            names.freeform.add(tool.key)
     for message in request.messages:
         if isinstance(message, AssistantMessage):
             for call in message.tool_calls or []:
-                names.to_model(call.function.name)
+                names.address(call.function.name)
     return names
 
 
@@ -192,16 +200,33 @@ def _developer_content(
     developer = DeveloperContent.new()
     if instructions:
         developer = developer.with_instructions(instructions)
-    if tools:
-        developer = developer.with_function_tools(
-            [
-                ToolDescription.new(
-                    names.to_model(tool.name), tool.description, parameters=tool.parameters
-                )
-                for tool in tools
-            ]
+    functions = [t for t in tools if t.namespace is None]
+    if functions:
+        developer = developer.with_function_tools([_describe(t, names) for t in functions])
+    namespaces: dict[str, list[FunctionTool]] = {}
+    for tool in tools:
+        if tool.namespace is not None:
+            namespaces.setdefault(tool.namespace, []).append(tool)
+    for members in namespaces.values():
+        ident = names.address(members[0].key).split(".", 1)[0]
+        developer = developer.with_tools(
+            ToolNamespaceConfig(
+                name=ident,
+                description=members[0].namespace_description or None,
+                tools=[_describe(t, names) for t in members],
+            )
         )
     return developer
+
+
+def _describe(tool: FunctionTool, names: ToolNames) -> ToolDescription:
+    """A tool as Harmony declares it: its model-side name; a custom tool takes a string."""
+    ident = names.address(tool.key).split(".", 1)[1]
+    parameters = tool.parameters
+    if tool.freeform:
+        # Harmony has no freeform tools: declared as taking one string, called with plain text.
+        parameters = None
+    return ToolDescription.new(ident, tool.description, parameters=parameters)
 
 
 class _HistoryBuilder:
@@ -248,24 +273,26 @@ class _HistoryBuilder:
                 Message.from_role_and_content(Role.ASSISTANT, text).with_channel("commentary")
             )
         for call in message.tool_calls:
-            model_name = self._names.to_model(call.function.name)
-            self._call_names[call.id] = model_name
-            self._last_call_name = model_name
-            out.append(
+            address = self._names.address(call.function.name)
+            self._call_names[call.id] = address
+            self._last_call_name = address
+            message = (
                 Message.from_role_and_content(Role.ASSISTANT, call.function.arguments)
                 .with_channel("commentary")
-                .with_recipient(f"functions.{model_name}")
-                .with_content_type("<|constrain|>json")
+                .with_recipient(address)
             )
+            if call.function.name not in self._names.freeform:
+                message = message.with_content_type("<|constrain|>json")
+            out.append(message)
         return out
 
     def _tool_result(self, message: ToolMessage, i: int) -> Message:
-        model_name = self._call_names.get(message.tool_call_id)
-        if model_name is None and message.name:
-            model_name = self._names.to_model(message.name)
-        if model_name is None:
-            model_name = self._last_call_name
-        if model_name is None:
+        address = self._call_names.get(message.tool_call_id)
+        if address is None and message.name:
+            address = self._names.address(message.name)
+        if address is None:
+            address = self._last_call_name
+        if address is None:
             raise InvalidRequest(
                 f"messages[{i}] is a tool result for tool_call_id {message.tool_call_id!r}, "
                 "but no earlier assistant message made a tool call.",
@@ -273,7 +300,7 @@ class _HistoryBuilder:
             )
         text = content_text(message.content, f"messages[{i}].content")
         return (
-            Message.from_author_and_content(Author.new(Role.TOOL, f"functions.{model_name}"), text)
+            Message.from_author_and_content(Author.new(Role.TOOL, address), text)
             .with_channel("commentary")
             .with_recipient("assistant")
         )

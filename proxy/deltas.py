@@ -1,28 +1,31 @@
-"""One choice's generated tokens -> OpenAI deltas, through a recovering Harmony parser.
+"""One choice's generated tokens -> neutral events (proxy/events.py), through a recovering parser.
 
 Every token id is pushed into its own `StreamableParser(recover=True)` (engines hand over several
 tokens per chunk; taking only the chunk's last delta lost text in vLLM <= 0.11.0), and each
 token's text is routed by the message it belongs to (serving-anchors §1.4):
 
-* a recipient naming a *declared* function (`functions.x` or a bare `x`, on any channel) ->
-  `tool_calls`: the first fragment carries `id`, `type` and the client's exact `name` (sent as
-  soon as the header names the function), later ones only argument pieces;
+* a recipient naming a *declared* function (`functions.x` or a bare `x`, on any channel) -> a
+  call: `CallStart` with its id and the client's exact `name` (as soon as the header names the
+  function), `CallArguments` pieces, `CallEnd` when its message completes;
 * any other tool address (`functions.calculator` nobody declared, the built-in `python`,
   `browser.search`) -> `content`, counted as a tool-call recovery: a client never sees a call it
   did not declare (the Agents SDK raises on one);
-* channel `analysis` -> `reasoning` (mirrored as `reasoning_content` by the caller's choice);
+* channel `analysis` -> `reasoning` text;
 * `final`, commentary without recipient (preambles), and text the parser could only recover
-  (no header, garbled header) -> `content`.
+  (no header, garbled header) -> `content` text.
+
+Each event names the Harmony message (`item`) it came from, so the Responses API can make one
+output item per message while chat completions joins them into one `content` string.
 
 When the engine's grammar does not guarantee calls (`OutputRules.calls_enforced` false), a
 declared call is held until its message completes and is sent only if its arguments parse as a
-JSON object; otherwise its text becomes `content`. Under the grammar, calls stream as generated
+JSON object; otherwise its text becomes text of its channel. Under the grammar, calls stream as generated
 (only a completion cut by `max_tokens` can then end inside the arguments, with finish_reason
 `length`). `max_tool_calls` (1 for `parallel_tool_calls: false`) ends the choice after that many.
 
 Malformed output never raises: the parser recovers and reports every piece of text as a delta.
-Stop strings cut final-channel text only; text that could be the start of a stop string is held
-back until it cannot be. Generation for the choice ends at the first stop token.
+Stop strings cut final-channel text only (within one message); text that could be the start of
+a stop string is held back until it cannot be. Generation for the choice ends at the first stop token.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import string
 from dataclasses import dataclass, field
 
 from harmony import HarmonyEncoding, Role, StreamableParser, StreamState
-from proxy.api_models import Delta, FunctionCallDelta, ToolCallDelta
+from proxy.events import CallArguments, CallEnd, CallStart, Event, Text
 from proxy.tool_names import ToolNames, classify_recipient
 
 _ALPHABET = string.ascii_letters + string.digits
@@ -56,17 +59,8 @@ class _ToolCall:
     index: int | None = None
 
 
-@dataclass
-class _Pending:
-    """Delta pieces gathered while feeding one chunk of tokens."""
-
-    content: list[str] = field(default_factory=list)
-    reasoning: list[str] = field(default_factory=list)
-    tool_calls: list[ToolCallDelta] = field(default_factory=list)
-
-
 class DeltaAssembler:
-    """Turns one choice's token ids into `Delta`s; one instance (and parser) per choice."""
+    """Turns one choice's token ids into events; one instance (and parser) per choice."""
 
     def __init__(
         self,
@@ -87,11 +81,12 @@ class DeltaAssembler:
         self._tools_callable = tools_callable
         self._calls_enforced = calls_enforced
         self._max_tool_calls = max_tool_calls
-        self._kind_of_last: dict[str, int] = {}
         self._kinds: dict[tuple[int, str | None, str | None], tuple[str, str | None]] = {}
+        # Final text of message `_final_item` not yet sent (held back for stop strings).
+        self._final_item = -1
         self._final_text = ""
         self._final_sent = 0
-        self._pending = _Pending()
+        self._events: list[Event] = []
         self._call: _ToolCall | None = None
         self._undeclared: set[int] = set()
         self.tool_calls: list[_ToolCall] = []
@@ -112,8 +107,8 @@ class DeltaAssembler:
     def recoveries(self) -> list[str]:
         return list(self._parser.recoveries)
 
-    def feed(self, token_ids: list[int]) -> Delta | None:
-        """Parse new tokens; return what they add to the response (None if nothing visible)."""
+    def feed(self, token_ids: list[int]) -> list[Event]:
+        """Parse new tokens; return what they add to the response (maybe nothing)."""
         self.completion_tokens += len(token_ids)
         self.content_positions = []
         for position, token in enumerate(token_ids):
@@ -125,7 +120,7 @@ class DeltaAssembler:
                 self.done = True
         return self._take()
 
-    def finish(self) -> Delta | None:
+    def finish(self) -> list[Event]:
         """The engine is done with this choice: close the parser and flush held-back text."""
         self._position = None
         self.content_positions = []
@@ -215,23 +210,21 @@ class DeltaAssembler:
 
     def _text(self, index: int, kind: str, text: str) -> None:
         """Reasoning, final or other content text of message `index`."""
-        # Separate consecutive messages of the same kind, as a non-streaming join would.
-        family = "reasoning" if kind == "reasoning" else "content"
-        last = self._kind_of_last.get(family)
-        if last is not None and last != index:
-            text = "\n" + text
-        self._kind_of_last[family] = index
+        if index != self._final_item:
+            # Held-back final text is sent before anything of a later message.
+            self._release_final(hold=False)
         if kind != "reasoning" and self._position is not None:
             if not self.content_positions or self.content_positions[-1] != self._position:
                 self.content_positions.append(self._position)
         if kind == "reasoning":
-            self._pending.reasoning.append(text)
+            self._events.append(Text("reasoning", index, text))
         elif kind == "final":
+            if index != self._final_item:
+                self._final_item, self._final_text, self._final_sent = index, "", 0
             self._final_text += text
             self._release_final(hold=True)
         else:
-            self._release_final(hold=False)
-            self._pending.content.append(text)
+            self._events.append(Text("content", index, text))
 
     def _tool_text(self, index: int, channel: str | None, name: str, text: str) -> None:
         call = self._call
@@ -244,24 +237,14 @@ class DeltaAssembler:
         call.arguments.append(text)
         if call.index is None or not text:
             return  # held until complete
-        pending = self._pending.tool_calls
-        if pending and pending[-1].index == call.index:
-            pending[-1].function.arguments = (pending[-1].function.arguments or "") + text
-        else:
-            pending.append(
-                ToolCallDelta(index=call.index, function=FunctionCallDelta(arguments=text))
-            )
+        self._events.append(CallArguments(call.index, text))
 
     def _send_call(self, call: _ToolCall, arguments: str) -> None:
+        self._release_final(hold=False)
         call.index = len(self.tool_calls)
         self.tool_calls.append(call)
-        self._pending.tool_calls.append(
-            ToolCallDelta(
-                index=call.index,
-                id=call.id,
-                type="function",
-                function=FunctionCallDelta(name=call.name, arguments=arguments),
-            )
+        self._events.append(
+            CallStart(call.index, call.message_index, call.id, call.name, arguments)
         )
 
     def _close_call(self) -> None:
@@ -270,8 +253,11 @@ class DeltaAssembler:
         if call is None:
             return
         arguments = "".join(call.arguments)
+        freeform = call.name in self._names.freeform
         if call.index is None:
-            if _is_json_object(arguments.strip() or "{}"):
+            if freeform:
+                self._send_call(call, arguments)
+            elif _is_json_object(arguments.strip() or "{}"):
                 self._send_call(call, arguments.strip() or "{}")
             else:
                 # Not a call after all (a garbled header can look like one): the text keeps
@@ -280,14 +266,16 @@ class DeltaAssembler:
                 kind = {"analysis": "reasoning", "final": "final", None: "final"}
                 self._text(call.message_index, kind.get(call.channel, "content"), arguments)
                 return
-        elif arguments and not _is_json_object(arguments):
+        elif arguments and not freeform and not _is_json_object(arguments):
             # Only a completion cut inside the arguments gets here under the grammar.
             self.tool_call_recoveries.append(f"invalid_arguments:{call.name}")
+        assert call.index is not None
+        self._events.append(CallEnd(call.index))
         if self._max_tool_calls is not None and len(self.tool_calls) >= self._max_tool_calls:
             self.done = True
 
     def _release_final(self, hold: bool) -> None:
-        """Move final text to the pending content, cutting at a stop string, holding a prefix."""
+        """Send final text not yet sent, cutting at a stop string, holding a possible prefix."""
         text, sent = self._final_text, self._final_sent
         if sent >= len(text):
             return
@@ -297,27 +285,21 @@ class DeltaAssembler:
             if at != -1 and (cut is None or at < cut):
                 cut = at
         if cut is not None:
-            self._pending.content.append(text[sent:cut])
+            if cut > sent:
+                self._events.append(Text("content", self._final_item, text[sent:cut]))
             self._final_sent = len(text)
             self.stopped_by_string = self.done = True
             return
         end = len(text)
         if hold and self._stop_strings:
             end = max(sent, len(text) - _longest_partial_stop(text, self._stop_strings))
-        self._pending.content.append(text[sent:end])
+        if end > sent:
+            self._events.append(Text("content", self._final_item, text[sent:end]))
         self._final_sent = end
 
-    def _take(self) -> Delta | None:
-        pending, self._pending = self._pending, _Pending()
-        content = "".join(pending.content)
-        reasoning = "".join(pending.reasoning)
-        if not (content or reasoning or pending.tool_calls):
-            return None
-        return Delta(
-            content=content or None,
-            reasoning=reasoning or None,
-            tool_calls=pending.tool_calls or None,
-        )
+    def _take(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
 
 
 def _is_json_object(text: str) -> bool:

@@ -64,10 +64,12 @@ class GrammarError(ValueError):
 
 @dataclass(frozen=True)
 class CallSpec:
-    """A function the completion may call: its model-side name and canonical schema JSON."""
+    """A tool the completion may call: its recipient (`functions.x`, `namespace.x`) and the
+    canonical JSON schema of its arguments, or `freeform` plain text (a custom tool)."""
 
-    model_name: str
+    recipient: str
     schema_json: str
+    freeform: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def check_schema(schema_json: str) -> None:
 
 def warm_up() -> None:
     """Import the grammar engine and build one tag now, not on the first request (~5 s)."""
-    structural_tag((CallSpec("f", '{"type":"object"}'),), FinalSpec(), preamble=True)
+    structural_tag((CallSpec("functions.f", '{"type":"object"}'),), FinalSpec(), preamble=True)
 
 
 @functools.lru_cache(maxsize=512)
@@ -157,14 +159,16 @@ def _calls(calls: tuple[CallSpec, ...]) -> dict[str, Any]:
     """A call to one declared function, recipient in the role header or after the channel."""
     role_side = _sequence(
         [
-            _const(" to=functions."),
-            _bodies(calls, [c + j for c in _CALL_CHANNELS for j in _JSON_CONSTRAINS]),
+            _const(" to="),
+            _bodies(
+                calls, [c + j for c in _CALL_CHANNELS for j in _JSON_CONSTRAINS], _CALL_CHANNELS
+            ),
         ]
     )
     channel_side = _sequence(
         [
-            _one_of([_const(c + " to=functions.") for c in _CALL_CHANNELS]),
-            _bodies(calls, list(_JSON_CONSTRAINS)),
+            _one_of([_const(c + " to=") for c in _CALL_CHANNELS]),
+            _bodies(calls, list(_JSON_CONSTRAINS), [""]),
         ]
     )
     return _sequence(
@@ -175,11 +179,20 @@ def _calls(calls: tuple[CallSpec, ...]) -> dict[str, Any]:
     )
 
 
-def _bodies(calls: tuple[CallSpec, ...], header_suffixes: list[str]) -> dict[str, Any]:
-    """For each function: its name, the rest of the header, then its JSON arguments."""
-    suffixes = _one_of([_const(s + "<|message|>") for s in header_suffixes])
+def _bodies(
+    calls: tuple[CallSpec, ...], json_suffixes: list[str], text_suffixes: list[str]
+) -> dict[str, Any]:
+    """For each tool: its recipient, the rest of the header, then its JSON arguments (or, for a
+    freeform tool, plain text without the JSON content type)."""
+    json_headers = _one_of([_const(s + "<|message|>") for s in json_suffixes])
+    text_headers = _one_of([_const(s + "<|message|>") for s in text_suffixes])
     return _one_of(
-        [_sequence([_const(call.model_name), suffixes, _json(call.schema_json)]) for call in calls]
+        [
+            _sequence([_const(call.recipient), text_headers, _text()])
+            if call.freeform
+            else _sequence([_const(call.recipient), json_headers, _json(call.schema_json)])
+            for call in calls
+        ]
     )
 
 

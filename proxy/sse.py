@@ -1,8 +1,9 @@
-"""A completion run as Server-Sent Events: `data: <chunk json>` ... `data: [DONE]`.
+"""A completion run streamed as Server-Sent Events, for either API, with a once-only cleanup.
 
-After the first byte the HTTP status is fixed at 200, so an engine failure becomes a
-`data: {"error": {...}}` event, followed by the finish chunks and `[DONE]`, keeping the stream
-well-formed for every client. A client that goes away cancels the event generator; the run is
+The events themselves are rendered by the API (proxy/chat_render.py: `data: <chunk>` ...
+`data: [DONE]`; proxy/responses/stream.py: named `response.*` events) as ready SSE bytes.
+After the first byte the HTTP status is fixed at 200, so an engine failure becomes an error
+event in the stream, which each API ends in its own well-formed way. A client that goes away cancels the event generator; the run is
 closed (shielded from that cancellation) so the engine aborts the request. `cleanup()` runs as
 the response's background task too, for a client that left before the first event was sent
 (the generator then never starts, and its `finally` would never run).
@@ -10,15 +11,12 @@ the response's background task too, for a client that left before the first even
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 
 import anyio
 
-from proxy.completion import CompletionRun, StreamError
+from proxy.completion import CompletionRun
 from proxy.metrics import ProxyMetrics
-
-DONE = "[DONE]"
 
 
 class SseStream:
@@ -27,29 +25,23 @@ class SseStream:
     def __init__(
         self,
         run: CompletionRun,
+        source: AsyncIterator[bytes],
         *,
-        include_usage: bool,
         metrics: ProxyMetrics,
         on_done: Callable[[bool], None],
     ) -> None:
         self._run = run
-        self._include_usage = include_usage
+        self._source = source
         self._metrics = metrics
         self._on_done = on_done
         self._completed = False
         self._cleaned = False
 
-    async def events(self) -> AsyncIterator[dict[str, str]]:
-        """SSE events for sse-starlette."""
+    async def events(self) -> AsyncIterator[bytes]:
+        """SSE bytes for sse-starlette (which passes bytes through as they are)."""
         try:
-            async for item in self._run.chunks():
-                if isinstance(item, StreamError):
-                    yield {"data": json.dumps(item.error.body(), ensure_ascii=False)}
-                elif item.choices:
-                    yield {"data": item.to_json(with_usage_field=self._include_usage)}
-                elif self._include_usage:
-                    yield {"data": item.to_json(with_usage_field=True)}
-            yield {"data": DONE}
+            async for event in self._source:
+                yield event
             self._completed = True
         finally:
             with anyio.CancelScope(shield=True):

@@ -75,7 +75,7 @@ def output_rules(
     max_calls = 1 if request.parallel_tool_calls is False else None
 
     if choice in ("required", "named"):
-        wanted = [t for t in tools if named is None or t.name == named]
+        wanted = [t for t in tools if named is None or t.key == named]
         calls, ending = _calls(wanted, names, relax=False), None
     elif choice == "none" or not tools:
         if schema is None and not (choice == "none" and tools):
@@ -106,8 +106,9 @@ def _calls(tools: Sequence[FunctionTool], names: ToolNames, *, relax: bool) -> t
     """Grammar specs of the callable tools; `relax` lets non-strict tools take any object."""
     return tuple(
         CallSpec(
-            names.to_model(tool.name),
+            names.address(tool.key),
             ANY_OBJECT if relax and not tool.strict else tool.schema_json,
+            freeform=tool.freeform,
         )
         for tool in tools
     )
@@ -136,7 +137,7 @@ def _tool_choice(
                 '{"type": "function", "function": {"name": ...}}.',
                 param="tool_choice",
             )
-        if all(t.name != choice.function.name for t in tools):
+        if all(t.key != choice.function.name for t in tools):
             raise InvalidRequest(
                 f"tool_choice names the function {choice.function.name!r}, which is not in "
                 "`tools`; it cannot be enforced.",

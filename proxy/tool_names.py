@@ -27,14 +27,39 @@ class ToolNames:
 
     Only declared tools are callable; names that appear only in the history's tool calls get an
     identifier for rendering that history, but a new call to them is not a tool call.
+
+    Tools live in `namespace functions` unless declared in another namespace (the Responses
+    API's `namespace` tools, rendered by Harmony as their own `namespace x { ... }` blocks). A
+    tool is known by its client *key*: its name, or `namespace.name` for a namespaced one.
+    `freeform` holds the keys of tools whose input is plain text (custom tools), not JSON.
     """
 
     def __init__(self, declared: Iterable[str] = ()) -> None:
         self._to_model: dict[str, str] = {}
         self._to_client: dict[str, str] = {}
         self._declared: set[str] = set()
+        # key -> "ns.ident" and back, for tools outside `functions`.
+        self._namespaced: dict[str, str] = {}
+        self._address_to_key: dict[str, str] = {}
+        self.freeform: set[str] = set()
         for name in declared:
             self._declared.add(self.to_model(name))
+
+    def declare_namespaced(self, key: str, namespace: str, name: str) -> str:
+        """Declare `name` inside `namespace` under the client key `key`; its model address."""
+        address = f"{_identifier(namespace)}.{_identifier(name)}"
+        self._namespaced[key] = address
+        self._address_to_key[address] = key
+        return address
+
+    def address(self, key: str) -> str:
+        """The recipient the model writes for this tool: `functions.x` or `namespace.x`."""
+        namespaced = self._namespaced.get(key)
+        return namespaced if namespaced is not None else f"functions.{self.to_model(key)}"
+
+    def namespaced_key(self, address: str) -> str | None:
+        """The client key of a declared namespaced tool addressed as `namespace.x`."""
+        return self._address_to_key.get(address)
 
     def to_model(self, client_name: str) -> str:
         """The model-side identifier of `client_name`, registering it on first use."""
@@ -89,6 +114,9 @@ def classify_recipient(
     address = clean_recipient(recipient)
     if address is None or address == "assistant":
         return None
+    namespaced = names.namespaced_key(address)
+    if namespaced is not None:
+        return ("tool", namespaced)
     if address.startswith("functions."):
         client = names.declared_client_name(address[len("functions.") :])
         return ("tool", client) if client is not None else ("undeclared", address)

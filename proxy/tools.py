@@ -38,6 +38,17 @@ class FunctionTool:
     # Canonical JSON of the arguments' schema (an object of anything when none is given): the
     # grammar's input and the key of every cache below.
     schema_json: str
+    # A Responses `namespace` tool's member: rendered in its own `namespace` block, called as
+    # `namespace.name`. None: `namespace functions`.
+    namespace: str | None = None
+    namespace_description: str = ""
+    # A Responses `custom` tool: its input is plain text, not JSON arguments.
+    freeform: bool = False
+
+    @property
+    def key(self) -> str:
+        """How the tool is known to the client: its name, or `namespace.name`."""
+        return self.name if self.namespace is None else f"{self.namespace}.{self.name}"
 
 
 def declared_tools(request: ChatCompletionRequest) -> list[FunctionTool]:

@@ -14,6 +14,10 @@ least-loaded replica gets the request and becomes the prefix's owner. Prompts wi
 remembered prefix go to the least-loaded replica, ties broken by a rendezvous hash of their
 first block, so identical system prompts converge on one replica from the start (with affinity
 off, or a prompt shorter than a block, ties are broken at random).
+
+A client's cache key (the Responses API's `prompt_cache_key`, which Codex CLI sends per session)
+seeds the chain and adds a root hash of its own: requests with the same key go to the same
+replica even before their prompts share a full block, and different keys never share hashes.
 """
 
 from __future__ import annotations
@@ -40,10 +44,18 @@ class Choice:
     matched_tokens: int = 0
 
 
-def block_hashes(token_ids: Sequence[int], block_tokens: int) -> list[bytes]:
-    """Chained hashes of the prompt's full blocks: hashes[i] covers tokens [0, (i+1)*block)."""
+def block_hashes(
+    token_ids: Sequence[int], block_tokens: int, key: str | None = None
+) -> list[bytes]:
+    """Chained hashes of the prompt's full blocks: hashes[i] covers tokens [0, (i+1)*block).
+
+    With a client cache `key`, hashes[0] is the key's own and the chain starts from it.
+    """
     hashes: list[bytes] = []
     previous = b""
+    if key is not None:
+        previous = hashlib.blake2b(b"key:" + key.encode(), digest_size=16).digest()
+        hashes.append(previous)
     for start in range(0, len(token_ids) - block_tokens + 1, block_tokens):
         block = token_ids[start : start + block_tokens]
         digest = hashlib.blake2b(previous, digest_size=16)
@@ -75,17 +87,22 @@ class PrefixRouter:
         self._owners: OrderedDict[bytes, int] = OrderedDict()
 
     def choose(
-        self, token_ids: Sequence[int], loads: dict[int, int], exclude: set[int] | None = None
+        self,
+        token_ids: Sequence[int],
+        loads: dict[int, int],
+        exclude: set[int] | None = None,
+        key: str | None = None,
     ) -> Choice | None:
         """The replica for `token_ids` among `loads` (index -> outstanding requests).
 
         `exclude` removes replicas already tried for this request. None when none is left.
+        `key` is the client's cache key, if it sent one.
         """
         candidates = {i: n for i, n in loads.items() if not exclude or i not in exclude}
         if not candidates:
             return None
         least = min(candidates.values())
-        hashes = block_hashes(token_ids, self.block_tokens) if self.enabled else []
+        hashes = block_hashes(token_ids, self.block_tokens, key) if self.enabled else []
         if hashes:
             bound = self._bound(candidates)
             for depth in range(len(hashes) - 1, -1, -1):
@@ -93,7 +110,8 @@ class PrefixRouter:
                 if owner is None or owner not in candidates:
                     continue
                 if candidates[owner] + 1 <= max(bound, least + 1):
-                    return Choice(owner, True, (depth + 1) * self.block_tokens)
+                    blocks = depth + (0 if key is not None else 1)
+                    return Choice(owner, True, blocks * self.block_tokens)
                 break  # the owner is overloaded: balance instead
         lightest = [i for i, n in candidates.items() if n == least]
         if not hashes:  # nothing to be sticky about: spread ties at random
@@ -104,11 +122,11 @@ class PrefixRouter:
         total = sum(candidates.values()) + 1  # including this request
         return math.ceil(self.load_factor * total / len(candidates))
 
-    def record(self, token_ids: Sequence[int], replica: int) -> None:
+    def record(self, token_ids: Sequence[int], replica: int, key: str | None = None) -> None:
         """`replica` now holds (or is computing) this prompt's blocks."""
         if not self.enabled:
             return
-        for digest in block_hashes(token_ids, self.block_tokens):
+        for digest in block_hashes(token_ids, self.block_tokens, key):
             self._owners[digest] = replica
             self._owners.move_to_end(digest)
         while len(self._owners) > self.capacity:

@@ -39,6 +39,9 @@ class SamplingConfig:
     top_k: int = 0
     min_p: float = 0.0
     repetition_penalty: float = 1.0
+    # Not sampling: the client's cache key (Responses `prompt_cache_key`), which a replica pool
+    # routes by so one session stays on the replica holding its prefix. Engines ignore it.
+    affinity_key: str | None = None
 
 
 @dataclass

@@ -247,14 +247,15 @@ class ReplicaPool:
                 )
             admitted = able
         loads = {i: r.backend.in_flight for i, r in admitted.items()}
-        choice = self.router.choose(prompt_token_ids, loads, tried)
+        key = sampling.affinity_key
+        choice = self.router.choose(prompt_token_ids, loads, tried, key)
         if choice is None:
             return None
         replica = self.replicas[choice.replica]
         replica.requests += 1
         if choice.affinity_hit:
             replica.affinity_hits += 1
-        self.router.record(prompt_token_ids, choice.replica)
+        self.router.record(prompt_token_ids, choice.replica, key)
         return choice.replica
 
     def _remember(self, request_id: str, index: int) -> None:

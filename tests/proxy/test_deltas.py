@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from proxy.chat_render import ChoiceDeltas
 from proxy.conversation import load_encoding
 from proxy.deltas import DeltaAssembler
 from proxy.tool_names import ToolNames
@@ -14,10 +15,13 @@ def feed_all(text: str, size: int = 1, **kw) -> tuple[list[dict], DeltaAssembler
     assembler = DeltaAssembler(
         load_encoding(), ToolNames(["get_weather"]), stop_token_ids=STOPS, **kw
     )
+    render = ChoiceDeltas(include_reasoning=True, mirror_reasoning_content=False)
     tokens = toks(text)
-    deltas = [assembler.feed(tokens[i : i + size]) for i in range(0, len(tokens), size)]
-    deltas.append(assembler.finish())
-    return [d.model_dump(exclude_none=True) for d in deltas if d is not None], assembler
+    deltas = [
+        render.delta(assembler.feed(tokens[i : i + size])) for i in range(0, len(tokens), size)
+    ]
+    deltas.append(render.delta(assembler.finish()))
+    return [d for d in deltas if d is not None], assembler
 
 
 def content(deltas: list[dict]) -> str:

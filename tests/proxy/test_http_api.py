@@ -63,7 +63,7 @@ def assert_openai_error(response: httpx.Response, status: int, param: str | None
             {
                 "model": "M",
                 "messages": [{"role": "user", "content": "Hi"}],
-                "reasoning_effort": "none",
+                "reasoning_effort": "extreme",
             },
             "reasoning_effort",
         ),

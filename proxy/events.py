@@ -1,0 +1,69 @@
+"""The API-neutral events one choice's generation turns into.
+
+`DeltaAssembler` (proxy/deltas.py) parses engine tokens with Harmony's recovering parser and says
+what they mean as these events; `CompletionRun` (proxy/completion.py) wraps them per engine step.
+Chat completions renders them as `chat.completion.chunk` deltas (proxy/chat_render.py), the
+Responses API as output items and named SSE events (proxy/responses/), and both non-streamed
+answers are the same events folded. Neither API re-parses anything.
+
+`item` is the Harmony message the piece belongs to (its index in the parse): one analysis message
+is one reasoning item, one final message or preamble one message item, one call one function
+call item. Events are small slotted dataclasses because several are made per token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(slots=True)
+class Text:
+    """Visible text: `reasoning` (analysis channel) or `content` (answer, preamble, recovered)."""
+
+    kind: Literal["reasoning", "content"]
+    item: int
+    text: str
+
+
+@dataclass(slots=True)
+class CallStart:
+    """A call to a declared function; `call` is its position among the choice's calls."""
+
+    call: int
+    item: int
+    id: str
+    name: str
+    arguments: str = ""
+
+
+@dataclass(slots=True)
+class CallArguments:
+    """More argument text of call `call`."""
+
+    call: int
+    text: str
+
+
+@dataclass(slots=True)
+class CallEnd:
+    """Call `call`'s message is complete: its arguments are final."""
+
+    call: int
+
+
+Event = Text | CallStart | CallArguments | CallEnd
+
+
+@dataclass(slots=True)
+class Step:
+    """What one engine output added to choice `choice`: its events, and its end if it ended.
+
+    `logprobs` are the answer tokens' log-probabilities gathered since the last step that carried
+    some (only when requested); `finish` is the OpenAI finish_reason once the choice is over.
+    """
+
+    choice: int
+    events: list[Event] = field(default_factory=list)
+    finish: str | None = None
+    logprobs: list | None = None

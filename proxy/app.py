@@ -15,8 +15,10 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -26,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from proxy.api_models import ModelCard, ModelList
 from proxy.backends.base import EngineBackend
 from proxy.chat import ChatCompletions
-from proxy.config import ProxyConfig
+from proxy.config import ProxyConfig, data_dir
 from proxy.conversation import load_encoding
 from proxy.errors import EngineLoading, InvalidApiKey, ModelNotFound, install_error_handlers
 from proxy.grammar import warm_up as warm_up_grammar
@@ -34,6 +36,9 @@ from proxy.lifecycle import EXIT_ENGINE_DEAD, Lifecycle
 from proxy.limits import BodySizeLimit
 from proxy.metrics import ProxyMetrics
 from proxy.request_log import RequestRecord
+from proxy.responses.endpoint import ResponsesEndpoint
+from proxy.responses.sealing import ReasoningSealer
+from proxy.responses.store import ResponseStore, open_store
 
 logger = logging.getLogger("proxy")
 
@@ -119,6 +124,7 @@ def create_app(
     lifecycle = lifecycle or Lifecycle()
     chat = ChatCompletions(config, backend, metrics, lifecycle)
     startup = _Startup(chat, on_ready)
+    responses = ResponsesEndpoint(chat, *open_response_state(config))
 
     def engine_state() -> str:
         if chat.startup_error:
@@ -149,11 +155,14 @@ def create_app(
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
+            if responses.store is not None:
+                responses.store.close()
             if owns_backend:
                 await backend.shutdown()
 
     app = FastAPI(title="harmony-proxy", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.chat = chat
+    app.state.responses = responses
     app.state.metrics = metrics
     app.state.startup = startup
     app.state.lifecycle = lifecycle
@@ -227,17 +236,69 @@ def create_app(
         response_model=None,
     )
 
+    api = [Depends(require_api_key)]
+    app.add_api_route(
+        "/v1/responses", responses.create, methods=["POST"], dependencies=api, response_model=None
+    )
+    app.add_api_route(
+        "/v1/responses/{response_id}",
+        responses.retrieve,
+        methods=["GET"],
+        dependencies=api,
+        response_model=None,
+    )
+    app.add_api_route(
+        "/v1/responses/{response_id}/input_items",
+        responses.input_items,
+        methods=["GET"],
+        dependencies=api,
+        response_model=None,
+    )
+    app.add_api_route(
+        "/v1/responses/{response_id}",
+        responses.delete,
+        methods=["DELETE"],
+        dependencies=api,
+        response_model=None,
+    )
+
     if config.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(config.cors_origins),
-            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
             allow_headers=["*"],
             expose_headers=[REQUEST_ID_HEADER],
         )
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def open_response_state(config: ProxyConfig) -> tuple[ResponseStore, ReasoningSealer]:
+    """The response store and the reasoning sealer the configuration names.
+
+    Without a configured store (tests, embedded use) responses live in a SQLite file in a
+    temporary directory that lasts as long as the process. The reasoning key comes from the
+    configuration, else from its key file, else from `reasoning.key` beside a SQLite store (or
+    in the data directory for PostgreSQL), created on first use.
+    """
+    location = config.response_store
+    if location is None:
+        location = str(Path(tempfile.mkdtemp(prefix="harmony-proxy-")) / "responses.sqlite3")
+    store = open_store(
+        location,
+        max_responses=config.response_retention_count,
+        max_age_seconds=config.response_retention_seconds,
+    )
+    key_file = config.reasoning_key_file
+    if key_file is None:
+        if location.startswith(("postgresql://", "postgres://")):
+            key_file = str(data_dir() / "reasoning.key")
+        else:
+            path = location.removeprefix("sqlite://")
+            key_file = str(Path(path).expanduser().parent / "reasoning.key")
+    return store, ReasoningSealer.load(config.reasoning_key, Path(key_file))
 
 
 def _max_len(backend: EngineBackend) -> int | None:

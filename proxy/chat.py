@@ -20,10 +20,7 @@ from typing import TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
-from sse_starlette import EventSourceResponse
-from sse_starlette.sse import SendTimeoutError
 from starlette.background import BackgroundTask
-from starlette.types import Receive, Scope, Send
 
 from proxy.admission import Admission
 from proxy.api_models import ChatCompletionRequest
@@ -38,7 +35,7 @@ from proxy.limits import check_message_count, check_text, precheck_context
 from proxy.metrics import ProxyMetrics
 from proxy.request_log import RequestRecord
 from proxy.sampling import refuse_unsupported, sampling_config, stop_strings
-from proxy.sse import SseStream
+from proxy.sse import SseResponse, SseStream
 from proxy.structured import output_rules
 from proxy.tools import FunctionTool, declared_tools
 
@@ -102,15 +99,15 @@ class ChatCompletions:
                 self.metrics.rejected.labels(
                     "rate_limit" if isinstance(exc, TooManyRequests) else "draining"
                 ).inc()
-            self._log(record, exc.status_code, error=exc.code or exc.error_type)
+            self.log(record, exc.status_code, error=exc.code or exc.error_type)
             raise
         except ClientGone:
             self.metrics.client_disconnects.inc()
             self.metrics.requests.labels("499", "client_disconnect").inc()
-            self._log(record, 499, finish="client_disconnect")
+            self.log(record, 499, finish="client_disconnect")
             return Response(status_code=499)
         except Exception:
-            self._log(record, 500, error="internal_error")
+            self.log(record, 500, error="internal_error")
             raise
 
     async def _handle(
@@ -143,7 +140,7 @@ class ChatCompletions:
         self.lifecycle.refuse_if_draining()
         if not (self.encoding_loaded and self.backend.ready):
             raise EngineLoading(self.unavailable_reason())
-        return await _unless_disconnected(
+        return await unless_disconnected(
             self._admit_and_start(body, request_id, plan or PlanOptions()),
             request,
             self.lifecycle,
@@ -186,7 +183,7 @@ class ChatCompletions:
         self.metrics.in_flight.dec()
         self.lifecycle.closed()
 
-    def _log(
+    def log(
         self,
         record: RequestRecord,
         status: int,
@@ -262,14 +259,14 @@ class ChatCompletions:
             if completed:
                 reason = "error" if run.error is not None else (run.finish_reasons[0] or "")
                 self.metrics.requests.labels("200", reason).inc()
-                self._log(record, 200, run=run, finish=run.finish_reasons[0])
+                self.log(record, 200, run=run, finish=run.finish_reasons[0])
             else:
                 self.metrics.requests.labels("499", "client_disconnect").inc()
-                self._log(record, 499, run=run, finish="client_disconnect")
+                self.log(record, 499, run=run, finish="client_disconnect")
 
         chunks = ChatChunks(run, include_usage=include_usage)
         stream = SseStream(run, chunks.events(), metrics=self.metrics, on_done=on_done)
-        return _SseResponse(
+        return SseResponse(
             stream.events(),
             ping=self.config.sse_ping_seconds or 0,
             sep="\n",
@@ -282,21 +279,21 @@ class ChatCompletions:
         self, run: CompletionRun, request: Request, record: RequestRecord
     ) -> Response:
         try:
-            result = await _unless_disconnected(fold(run), request)
+            result = await unless_disconnected(fold(run), request)
         except ClientGone:
             self.metrics.client_disconnects.inc()
             self.metrics.requests.labels("499", "client_disconnect").inc()
-            self._log(record, 499, run=run, finish="client_disconnect")
+            self.log(record, 499, run=run, finish="client_disconnect")
             return Response(status_code=499)
         except ProxyError as exc:
-            self._log(record, exc.status_code, run=run, error=exc.code or exc.error_type)
+            self.log(record, exc.status_code, run=run, error=exc.code or exc.error_type)
             raise
         finally:
             await asyncio.shield(run.close())
             self.release()
         finish = result.choices[0].finish_reason
         self.metrics.requests.labels("200", finish or "").inc()
-        self._log(record, 200, run=run, finish=finish)
+        self.log(record, 200, run=run, finish=finish)
         return JSONResponse(result.model_dump())
 
 
@@ -304,25 +301,7 @@ class ClientGone(Exception):
     """The client disconnected before its response was ready."""
 
 
-class _SseResponse(EventSourceResponse):
-    """An SSE response that drops a client which stopped reading, with one warning line.
-
-    sse-starlette raises SendTimeoutError when a write waits longer than `send_timeout` (the
-    client's socket buffers are full); the event generator has then been closed, which aborted
-    the generation. Letting the error escape would log it as an application crash.
-    """
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        except SendTimeoutError:
-            logger.warning(
-                "dropped a client that stopped reading for %s s (generation aborted)",
-                self.send_timeout,
-            )
-
-
-async def _unless_disconnected(
+async def unless_disconnected(
     work: Awaitable[T], request: Request, lifecycle: Lifecycle | None = None
 ) -> T:
     """Await `work`, cancelling it if the client disconnects first (uvicorn won't tell us), or

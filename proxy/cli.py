@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from proxy.cli_scale import add_engine_tuning_args, add_replica_args, build_pool, engine_tuning
-from proxy.config import ProxyConfig, today
+from proxy.config import ProxyConfig, data_dir, today
 
 ENV_PREFIX = "HARMONY_PROXY_"
 
@@ -155,6 +155,40 @@ def build_parser() -> argparse.ArgumentParser:
         "returns an undeclared call)",
     )
 
+    responses = serve.add_argument_group("responses API (/v1/responses)")
+    responses.add_argument(
+        "--response-store",
+        default=_env("RESPONSE_STORE", None),
+        help="where stored responses live: a file path or sqlite:///path (embedded SQLite), or "
+        "postgresql://user@host/db for several proxy replicas (default: "
+        "$XDG_DATA_HOME/harmony-proxy/responses.sqlite3, i.e. ~/.local/share/...)",
+    )
+    responses.add_argument(
+        "--response-retention",
+        type=int,
+        default=_env_int("RESPONSE_RETENTION") or 10_000,
+        help="keep at most this many stored responses, oldest dropped first (default: 10000; "
+        "0: no limit)",
+    )
+    responses.add_argument(
+        "--response-max-age-days",
+        type=float,
+        default=float(_env("RESPONSE_MAX_AGE_DAYS", "30")),
+        help="drop stored responses older than this (default: 30, as OpenAI; 0: never)",
+    )
+    responses.add_argument(
+        "--reasoning-key",
+        default=_env("REASONING_KEY", None),
+        help="base64 32-byte key sealing reasoning for `include: [reasoning.encrypted_content]`; "
+        "give every replica the same one (default: the key file)",
+    )
+    responses.add_argument(
+        "--reasoning-key-file",
+        default=_env("REASONING_KEY_FILE", None),
+        help="file holding the reasoning key, created (mode 0600) if missing (default: "
+        "reasoning.key beside a SQLite store, else in the data directory)",
+    )
+
     engine = serve.add_argument_group("engine (vLLM)")
     engine.add_argument(
         "--model",
@@ -219,6 +253,11 @@ def proxy_config(args: argparse.Namespace, served_name: str | None) -> ProxyConf
         max_body_bytes=args.max_body_bytes or None,
         max_messages=args.max_messages or None,
         send_timeout_seconds=args.send_timeout or None,
+        response_store=args.response_store or str(data_dir() / "responses.sqlite3"),
+        response_retention_count=args.response_retention or None,
+        response_retention_seconds=(args.response_max_age_days * 86400.0) or None,
+        reasoning_key=args.reasoning_key,
+        reasoning_key_file=args.reasoning_key_file,
     )
 
 

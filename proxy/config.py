@@ -7,7 +7,9 @@ a `ProxyConfig`, so tests can build servers with any configuration side by side.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 REASONING_EFFORTS = ("low", "medium", "high")
 
@@ -15,6 +17,14 @@ REASONING_EFFORTS = ("low", "medium", "high")
 def today() -> str:
     """Today's date (UTC) as YYYY-MM-DD, the default pinned conversation date."""
     return _dt.datetime.now(_dt.UTC).date().isoformat()
+
+
+def data_dir() -> Path:
+    """$XDG_DATA_HOME/harmony-proxy (~/.local/share/harmony-proxy): the default store's home."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
+    return Path(base) / "harmony-proxy"
 
 
 @dataclass(frozen=True)
@@ -59,3 +69,15 @@ class ProxyConfig:
     send_timeout_seconds: float | None = 30.0
     # One JSON line per request on the `proxy.requests` logger.
     request_log: bool = True
+    # Stored responses (/v1/responses `store`, `previous_response_id`): a path or sqlite:///
+    # URL (embedded SQLite) or a postgresql:// URL (shared by several proxies). None: a SQLite
+    # file in a temporary directory, gone when the process ends (the CLI sets a real path).
+    response_store: str | None = None
+    # Retention: at most this many stored responses, none older than this (None: no limit).
+    response_retention_count: int | None = 10_000
+    response_retention_seconds: float | None = 30 * 86400.0
+    # The key sealing reasoning for stateless replay (`reasoning.encrypted_content`): base64 of
+    # 32 bytes, the same on every replica. None: read (or create) `reasoning_key_file`; with
+    # that None too, a key file beside the store.
+    reasoning_key: str | None = None
+    reasoning_key_file: str | None = None

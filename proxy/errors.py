@@ -56,6 +56,21 @@ class ModelNotFound(ProxyError):
         )
 
 
+class ResponseNotFound(ProxyError):
+    """404: a stored response that does not exist, was deleted, expired, or was never stored."""
+
+    status_code = 404
+    error_type = "invalid_request_error"
+
+    def __init__(self, response_id: str, param: str | None = None) -> None:
+        super().__init__(
+            f"Response with id {response_id!r} not found (it was never stored, was deleted, "
+            "or is past this server's retention).",
+            param=param,
+            code="response_not_found",
+        )
+
+
 class InvalidApiKey(ProxyError):
     status_code = 401
     error_type = "invalid_request_error"

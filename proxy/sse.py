@@ -11,12 +11,18 @@ the response's background task too, for a client that left before the first even
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 
 import anyio
+from sse_starlette import EventSourceResponse
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Receive, Scope, Send
 
 from proxy.completion import CompletionRun
 from proxy.metrics import ProxyMetrics
+
+logger = logging.getLogger("proxy")
 
 
 class SseStream:
@@ -56,3 +62,21 @@ class SseStream:
         if not self._completed:
             self._metrics.client_disconnects.inc()
         self._on_done(self._completed)
+
+
+class SseResponse(EventSourceResponse):
+    """An SSE response that drops a client which stopped reading, with one warning line.
+
+    sse-starlette raises SendTimeoutError when a write waits longer than `send_timeout` (the
+    client's socket buffers are full); the event generator has then been closed, which aborted
+    the generation. Letting the error escape would log it as an application crash.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except SendTimeoutError:
+            logger.warning(
+                "dropped a client that stopped reading for %s s (generation aborted)",
+                self.send_timeout,
+            )

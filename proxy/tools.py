@@ -63,28 +63,55 @@ def declared_tools(request: ChatCompletionRequest) -> list[FunctionTool]:
                 param=f"{param}.type",
             )
         function = tool.function
-        _check_name(function.name, f"{param}.function.name")
         if function.name in seen:
+            _check_name(function.name, f"{param}.function.name")
             raise InvalidRequest(
                 f"Duplicate tool name {function.name!r}: it is also tools[{seen[function.name]}]; "
                 "each function must have a unique name.",
                 param=f"{param}.function.name",
             )
         seen[function.name] = i
-        schema_json = _check_parameters(
-            function.name, function.parameters, f"{param}.function.parameters"
-        )
         tools.append(
-            FunctionTool(
-                name=function.name,
-                description=function.description or "",
-                parameters=function.parameters,
+            function_tool(
+                function.name,
+                function.description or "",
+                function.parameters,
                 strict=bool(function.strict),
                 param=param,
-                schema_json=schema_json,
+                name_param=f"{param}.function.name",
+                parameters_param=f"{param}.function.parameters",
             )
         )
     return tools
+
+
+def function_tool(
+    name: str,
+    description: str,
+    parameters: Any,
+    *,
+    strict: bool,
+    param: str,
+    name_param: str,
+    parameters_param: str,
+    namespace: str | None = None,
+    namespace_description: str = "",
+    freeform: bool = False,
+) -> FunctionTool:
+    """One checked tool (400 naming `name_param` / `parameters_param`); both APIs use it."""
+    _check_name(name, name_param)
+    schema_json = _check_parameters(name, parameters, parameters_param)
+    return FunctionTool(
+        name=name,
+        description=description,
+        parameters=parameters,
+        strict=strict,
+        param=param,
+        schema_json=schema_json,
+        namespace=namespace,
+        namespace_description=namespace_description,
+        freeform=freeform,
+    )
 
 
 def _check_name(name: str, param: str) -> None:

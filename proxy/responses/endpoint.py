@@ -1,0 +1,386 @@
+"""POST/GET/DELETE /v1/responses: the Responses API on the chat completions core.
+
+A request is read into the same conversation chat completions builds (its input items as chat
+messages, its tools as the core's tools, namespaces and custom tools included), goes through
+the same admission, grammar rules and generation driver (`ChatCompletions.open_run`), and its
+steps are rendered as output items and named events (proxy/responses/output.py).
+
+State: with `store` (the default, as OpenAI's) the finished response, its input items and the
+whole item history are kept in the response store (proxy/responses/store.py: SQLite by default,
+PostgreSQL for several proxies), so `previous_response_id` continues a conversation with its
+calls, outputs and the reasoning Harmony keeps, across restarts. Without state, a client may
+ask for `reasoning.encrypted_content` and replay the sealed reasoning itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+from starlette.background import BackgroundTask
+
+from proxy.api_models import ChatCompletionRequest
+from proxy.chat import ChatCompletions, ClientGone, PlanOptions, unless_disconnected
+from proxy.completion import CompletionRun, StreamError
+from proxy.errors import InvalidRequest, ProxyError, ResponseNotFound
+from proxy.request_log import RequestRecord
+from proxy.responses.inputs import Item, normalise_input, to_chat_messages
+from proxy.responses.models import ResponsesRequest
+from proxy.responses.output import ResponseBuilder
+from proxy.responses.sealing import ReasoningSealer
+from proxy.responses.store import ResponseStore, StoredResponse
+from proxy.responses.tools import read_tools
+from proxy.sse import SseResponse, SseStream
+from proxy.tools import FunctionTool
+
+logger = logging.getLogger("proxy")
+
+ENCRYPTED_REASONING = "reasoning.encrypted_content"
+
+
+class ResponsesEndpoint:
+    """The four routes; `store` may be None (nothing stored: `store: true` is then a 400)."""
+
+    def __init__(
+        self,
+        chat: ChatCompletions,
+        store: ResponseStore | None,
+        sealer: ReasoningSealer | None,
+    ) -> None:
+        self.chat = chat
+        self.store = store
+        self.sealer = sealer
+
+    # ------------------------------------------------------------------ POST
+
+    async def create(self, body: ResponsesRequest, request: Request) -> Response:
+        request_id = getattr(request.state, "request_id", None) or secrets.token_hex(12)
+        record = RequestRecord(id=request_id, model=body.model, stream=body.stream)
+        chat = self.chat
+        try:
+            return await self._create(body, request, record)
+        except ProxyError as exc:
+            chat.metrics.requests.labels(str(exc.status_code), "").inc()
+            chat.log(record, exc.status_code, error=exc.code or exc.error_type)
+            raise
+        except ClientGone:
+            chat.metrics.client_disconnects.inc()
+            chat.metrics.requests.labels("499", "client_disconnect").inc()
+            chat.log(record, 499, finish="client_disconnect")
+            return Response(status_code=499)
+
+    async def _create(
+        self, body: ResponsesRequest, request: Request, record: RequestRecord
+    ) -> Response:
+        include = set(body.include or [])
+        if body.store and self.store is None:
+            raise InvalidRequest(
+                "This server keeps no responses (it was started without a store): send "
+                "`store: false`.",
+                param="store",
+            )
+        history: list[Item] = []
+        if body.previous_response_id is not None:
+            previous = await self._get(body.previous_response_id, "previous_response_id")
+            history = previous.conversation
+        items = normalise_input(body.input, self.sealer)
+        messages = to_chat_messages(history + items, body.instructions, len(history))
+        if not any(m["role"] != "system" for m in messages):
+            raise InvalidRequest("`input` must hold at least one item.", param="input")
+        tools = read_tools(body.tools)
+        chat_body = _chat_request(body, messages, tools)
+        response_id = f"resp_{secrets.token_hex(24)}"
+        run = await self.chat.open_run(
+            chat_body,
+            request,
+            record.id,
+            plan=PlanOptions(
+                completion_id=response_id, tools=tools, affinity_key=body.prompt_cache_key
+            ),
+        )
+        seal = None
+        if ENCRYPTED_REASONING in include and self.sealer is not None:
+            seal = self.sealer.seal
+        builder = ResponseBuilder(
+            _initial_response(body, response_id),
+            {tool.key: tool for tool in tools},
+            seal=seal,
+            stream=body.stream,
+        )
+        turn = _Turn(self, body, run, builder, history, items, record)
+        if body.stream:
+            return turn.streaming_response()
+        return await turn.respond(request)
+
+    # ------------------------------------------------------------------ GET / DELETE
+
+    async def retrieve(self, response_id: str) -> JSONResponse:
+        return JSONResponse((await self._get(response_id)).response)
+
+    async def input_items(
+        self, response_id: str, limit: int = 20, order: str = "desc", after: str | None = None
+    ) -> JSONResponse:
+        if order not in ("asc", "desc"):
+            raise InvalidRequest("`order` must be asc or desc.", param="order")
+        if not 1 <= limit <= 100:
+            raise InvalidRequest("`limit` must be between 1 and 100.", param="limit")
+        items = list((await self._get(response_id)).input_items)
+        if order == "desc":
+            items.reverse()
+        if after is not None:
+            ids = [item.get("id") for item in items]
+            if after not in ids:
+                raise InvalidRequest(f"No input item with id {after!r}.", param="after")
+            items = items[ids.index(after) + 1 :]
+        page = items[:limit]
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": len(items) > limit,
+            }
+        )
+
+    async def delete(self, response_id: str) -> JSONResponse:
+        deleted = False
+        if self.store is not None:
+            deleted = await asyncio.to_thread(self.store.delete, response_id)
+        if not deleted:
+            raise ResponseNotFound(response_id)
+        return JSONResponse({"id": response_id, "object": "response", "deleted": True})
+
+    async def _get(self, response_id: str, param: str | None = None) -> StoredResponse:
+        found = None
+        if self.store is not None:
+            found = await asyncio.to_thread(self.store.get, response_id)
+        if found is None:
+            raise ResponseNotFound(response_id, param)
+        return found
+
+    async def save(self, stored: StoredResponse) -> None:
+        assert self.store is not None
+        await asyncio.to_thread(self.store.put, stored)
+
+
+class _Turn:
+    """One admitted request: drives its run through the builder, then stores the result."""
+
+    def __init__(
+        self,
+        endpoint: ResponsesEndpoint,
+        body: ResponsesRequest,
+        run: CompletionRun,
+        builder: ResponseBuilder,
+        history: list[Item],
+        items: list[Item],
+        record: RequestRecord,
+    ) -> None:
+        self.endpoint = endpoint
+        self.body = body
+        self.run = run
+        self.builder = builder
+        self.history = history
+        self.items = items
+        self.record = record
+        self.error: ProxyError | None = None
+        self.finish: str | None = None
+
+    async def events(self) -> AsyncIterator[bytes]:
+        """Every SSE event of the response; the terminal one only after the store has it."""
+        for event in self.builder.begin():
+            yield event
+        async for step in self.run.steps():
+            if isinstance(step, StreamError):
+                self.error = step.error
+                continue
+            if step.choice != 0:
+                continue
+            if step.finish is not None:
+                self.finish = step.finish
+            for event in self.builder.step(step):
+                yield event
+        final = self.builder.finish(self.finish, self.run.usage, self.error)
+        await self._store()
+        for event in final:
+            yield event
+
+    def streaming_response(self) -> Response:
+        chat = self.endpoint.chat
+
+        def on_done(completed: bool) -> None:
+            chat.release()
+            if completed:
+                reason = "error" if self.error is not None else (self.finish or "")
+                chat.metrics.requests.labels("200", reason).inc()
+                chat.log(self.record, 200, run=self.run, finish=self.finish)
+            else:
+                chat.metrics.requests.labels("499", "client_disconnect").inc()
+                chat.log(self.record, 499, run=self.run, finish="client_disconnect")
+
+        stream = SseStream(self.run, self.events(), metrics=chat.metrics, on_done=on_done)
+        config = chat.config
+        return SseResponse(
+            stream.events(),
+            ping=config.sse_ping_seconds or 0,
+            sep="\n",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            background=BackgroundTask(stream.cleanup),
+            send_timeout=config.send_timeout_seconds,
+        )
+
+    async def respond(self, request: Request) -> Response:
+        chat = self.endpoint.chat
+        try:
+            await unless_disconnected(self._drain(), request)
+        except ClientGone:
+            chat.metrics.client_disconnects.inc()
+            raise
+        finally:
+            await asyncio.shield(self.run.close())
+            chat.release()
+        if self.error is not None:
+            chat.log(self.record, self.error.status_code, run=self.run, error=self.error.code)
+            raise self.error
+        chat.metrics.requests.labels("200", self.finish or "").inc()
+        chat.log(self.record, 200, run=self.run, finish=self.finish)
+        return JSONResponse(self.builder.response)
+
+    async def _drain(self) -> None:
+        async for _ in self.events():
+            pass
+
+    async def _store(self) -> None:
+        body = self.body
+        if not body.store or self.error is not None:
+            return
+        response = self.builder.response
+        output = [_for_history(item) for item in response["output"]]
+        await self.endpoint.save(
+            StoredResponse(
+                id=response["id"],
+                created_at=float(response["created_at"]),
+                response=response,
+                input_items=self.items,
+                conversation=self.history + self.items + output,
+                previous_response_id=body.previous_response_id,
+            )
+        )
+
+
+def _for_history(item: Item) -> Item:
+    """An output item as the next turn reads it (the sealed copy is not needed server-side)."""
+    return {k: v for k, v in item.items() if k != "encrypted_content"}
+
+
+def _chat_request(
+    body: ResponsesRequest, messages: list[dict[str, Any]], tools: list[FunctionTool]
+) -> ChatCompletionRequest:
+    """The same request in chat form, for the shared checks, rendering, grammar and sampling."""
+    fields: dict[str, Any] = {
+        "model": body.model,
+        "messages": messages,
+        "max_completion_tokens": body.max_output_tokens,
+        "temperature": body.temperature,
+        "top_p": body.top_p,
+        "seed": body.seed,
+        "parallel_tool_calls": body.parallel_tool_calls,
+        "tool_choice": _tool_choice(body.tool_choice, tools),
+        "response_format": _response_format(body),
+    }
+    if body.reasoning is not None and body.reasoning.effort is not None:
+        fields["reasoning_effort"] = body.reasoning.effort
+    return ChatCompletionRequest.model_validate(fields)
+
+
+def _tool_choice(choice: str | dict[str, Any] | None, tools: list[FunctionTool]) -> Any:
+    if choice is None or isinstance(choice, str):
+        if choice not in (None, "auto", "none", "required"):
+            raise InvalidRequest(
+                f"Unsupported tool_choice {choice!r}: use auto, none, required or a named tool.",
+                param="tool_choice",
+            )
+        return choice
+    kind = choice.get("type")
+    if kind in ("function", "custom") and isinstance(choice.get("name"), str):
+        name = choice["name"]
+        namespace = choice.get("namespace")
+        key = f"{namespace}.{name}" if isinstance(namespace, str) and namespace else name
+        return {"type": "function", "function": {"name": key}}
+    raise InvalidRequest(
+        f"Unsupported tool_choice type {kind!r}: this server runs function and custom tools "
+        'only (use auto, none, required, or {"type": "function", "name": ...}).',
+        param="tool_choice",
+    )
+
+
+def _response_format(body: ResponsesRequest) -> dict[str, Any] | None:
+    fmt = body.text.format if body.text is not None else None
+    if fmt is None:
+        return None
+    kind = fmt.get("type")
+    if kind in ("text", "json_object"):
+        return {"type": kind}
+    if kind == "json_schema":
+        if not isinstance(fmt.get("schema"), dict):
+            raise InvalidRequest(
+                "text.format json_schema needs a `schema` object.", param="text.format.schema"
+            )
+        return {
+            "type": "json_schema",
+            "json_schema": {
+                "name": fmt.get("name") or "response",
+                "schema": fmt["schema"],
+                "strict": fmt.get("strict"),
+            },
+        }
+    raise InvalidRequest(
+        f"Unsupported text.format type {kind!r}: use text, json_object or json_schema.",
+        param="text.format.type",
+    )
+
+
+def _initial_response(body: ResponsesRequest, response_id: str) -> dict[str, Any]:
+    """The Response object as `response.created` shows it; the builder fills in the rest."""
+    fmt = (body.text.format if body.text is not None else None) or {"type": "text"}
+    reasoning = body.reasoning
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "in_progress",
+        "background": False,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.instructions,
+        "max_output_tokens": body.max_output_tokens,
+        "max_tool_calls": None,
+        "model": body.model,
+        "output": [],
+        "parallel_tool_calls": body.parallel_tool_calls is not False,
+        "previous_response_id": body.previous_response_id,
+        "prompt_cache_key": body.prompt_cache_key,
+        "reasoning": {
+            "effort": reasoning.effort if reasoning else None,
+            "summary": reasoning.summary if reasoning else None,
+        },
+        "service_tier": "default",
+        "store": body.store,
+        "temperature": 1.0 if body.temperature is None else body.temperature,
+        "text": {"format": fmt},
+        "tool_choice": body.tool_choice if body.tool_choice is not None else "auto",
+        "tools": body.tools or [],
+        "top_logprobs": 0,
+        "top_p": 1.0 if body.top_p is None else body.top_p,
+        "truncation": "disabled",
+        "usage": None,
+        "user": body.user,
+        "metadata": body.metadata or {},
+    }

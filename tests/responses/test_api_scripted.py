@@ -1,0 +1,315 @@
+"""/v1/responses through the real server and the official openai SDK, on scripted model output.
+
+The scripted backend replays chosen Harmony completions, so every item shape, event order,
+state transition and hostile input can be pinned down exactly; tests/clients/ runs the same
+API on the real engine.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from pydantic import BaseModel
+
+from proxy.backends.scripted import Script
+from proxy.conversation import load_encoding
+from tests.proxy.helpers import toks
+
+THINK = "<|channel|>analysis<|message|>Let me see.<|end|><|start|>assistant"
+ANSWER = THINK + "<|channel|>final<|message|>Hello there!<|return|>"
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Current weather for a city",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    },
+}
+
+
+def call(recipient: str, arguments: str) -> str:
+    return f" to={recipient}<|channel|>commentary <|constrain|>json<|message|>{arguments}<|call|>"
+
+
+@pytest.fixture
+def client(scripted_server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=scripted_server.base_url, api_key="unused", max_retries=0)
+
+
+def script(server, text: str, **options: Any) -> None:
+    server.backend.script = Script([toks(text)], **options)
+
+
+def prompt_text(server) -> str:
+    return load_encoding().decode(server.backend.requests[-1].prompt_token_ids)
+
+
+def test_create_returns_reasoning_and_message_items_with_usage(scripted_server, client):
+    script(scripted_server, ANSWER)
+    response = client.responses.create(model=scripted_server.model, input="Hi")
+    assert response.status == "completed"
+    assert [item.type for item in response.output] == ["reasoning", "message"]
+    assert response.output[0].content[0].text == "Let me see."
+    assert response.output_text == "Hello there!"
+    assert response.id.startswith("resp_")
+    usage = response.usage
+    assert usage.output_tokens == len(toks(ANSWER))
+    assert usage.output_tokens_details.reasoning_tokens > 0
+    assert usage.input_tokens == len(scripted_server.backend.requests[-1].prompt_token_ids)
+    assert usage.input_tokens_details.cached_tokens == 0
+
+
+def test_stream_emits_the_named_events_in_order(scripted_server, client):
+    script(scripted_server, ANSWER)
+    with client.responses.stream(model=scripted_server.model, input="Hi") as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    kinds = [e.type for e in events]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] == "response.completed"
+    collapsed = [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k]
+    assert collapsed == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.reasoning_text.delta",
+        "response.reasoning_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == final.output_text == "Hello there!"
+    assert final.status == "completed"
+
+
+def test_a_function_call_is_an_item_with_call_id_streamed_with_argument_events(
+    scripted_server, client
+):
+    script(scripted_server, THINK + call("functions.get_weather", '{"city":"Paris"}'))
+    with client.responses.stream(
+        model=scripted_server.model, input="Weather in Paris?", tools=[WEATHER]
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    calls = [item for item in final.output if item.type == "function_call"]
+    assert len(calls) == 1
+    assert calls[0].name == "get_weather" and calls[0].call_id.startswith("call_")
+    assert json.loads(calls[0].arguments) == {"city": "Paris"}
+    added = [e for e in events if e.type == "response.output_item.added"]
+    assert added[-1].item.type == "function_call" and added[-1].item.name == "get_weather"
+    deltas = [e.delta for e in events if e.type == "response.function_call_arguments.delta"]
+    assert "".join(deltas) == '{"city":"Paris"}'
+    done = [e for e in events if e.type == "response.function_call_arguments.done"]
+    assert done[0].arguments == '{"city":"Paris"}'
+    # The grammar enforced the declared function under "auto", as in chat completions.
+    assert "structural_tag" in scripted_server.backend.requests[-1].sampling.structured_outputs
+
+
+def test_namespace_tools_render_as_their_own_namespace_and_calls_come_back_namespaced(
+    scripted_server, client
+):
+    namespace = {
+        "type": "namespace",
+        "name": "multi_agent_v1",
+        "description": "Tools for spawning and managing sub-agents.",
+        "tools": [
+            {
+                "type": "function",
+                "name": "spawn_agent",
+                "description": "Start a sub-agent",
+                "strict": False,
+                "parameters": {
+                    "type": "object",
+                    "properties": {"task": {"type": "string"}},
+                    "required": ["task"],
+                },
+            }
+        ],
+    }
+    script(scripted_server, THINK + call("multi_agent_v1.spawn_agent", '{"task":"x"}'))
+    response = client.responses.create(
+        model=scripted_server.model,
+        input="Spawn one",
+        tools=[WEATHER, namespace, {"type": "web_search", "external_web_access": False}],
+    )
+    prompt = prompt_text(scripted_server)
+    assert "## multi_agent_v1\n\n// Tools for spawning and managing sub-agents.\nnamespace multi_agent_v1 {" in prompt
+    assert "namespace functions {" in prompt
+    assert "web_search" not in prompt  # a built-in the server does not run is left out
+    item = response.output[-1]
+    assert item.type == "function_call"
+    assert (item.namespace, item.name) == ("multi_agent_v1", "spawn_agent")
+
+
+def test_max_output_tokens_ends_incomplete(scripted_server, client):
+    script(scripted_server, ANSWER)
+    response = client.responses.create(
+        model=scripted_server.model, input="Hi", max_output_tokens=4
+    )
+    assert response.status == "incomplete"
+    assert response.incomplete_details.reason == "max_output_tokens"
+    with client.responses.stream(
+        model=scripted_server.model, input="Hi", max_output_tokens=4
+    ) as stream:
+        kinds = [e.type for e in stream]
+    assert kinds[-1] == "response.incomplete"
+    assert "response.completed" not in kinds
+
+
+def test_an_engine_failure_mid_stream_ends_with_response_failed(scripted_server):
+    script(scripted_server, ANSWER, fail_after=3)
+    with httpx.Client(base_url=scripted_server.url) as http:
+        reply = http.post(
+            "/v1/responses", json={"model": scripted_server.model, "input": "Hi", "stream": True}
+        )
+    events = [json.loads(line[6:]) for line in reply.text.splitlines() if line.startswith("data: ")]
+    assert events[-1]["type"] == "response.failed"
+    assert events[-1]["response"]["error"]["code"] == "engine_error"
+    # Every item that was opened was closed before the terminal event.
+    added = {e["item"]["id"] for e in events if e["type"] == "response.output_item.added"}
+    done = {e["item"]["id"] for e in events if e["type"] == "response.output_item.done"}
+    assert added == done
+
+
+def test_previous_response_id_continues_with_calls_and_outputs(scripted_server, client):
+    script(scripted_server, THINK + call("functions.get_weather", '{"city":"Oslo"}'))
+    first = client.responses.create(
+        model=scripted_server.model, input="Weather in Oslo?", tools=[WEATHER]
+    )
+    call_item = first.output[-1]
+    script(scripted_server, THINK + "<|channel|>final<|message|>It is sunny.<|return|>")
+    second = client.responses.create(
+        model=scripted_server.model,
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call_item.call_id, "output": "sunny"}],
+        tools=[WEATHER],
+    )
+    assert second.output_text == "It is sunny."
+    assert second.previous_response_id == first.id
+    prompt = prompt_text(scripted_server)
+    assert "<|start|>user<|message|>Weather in Oslo?<|end|>" in prompt
+    assert 'to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>{"city":"Oslo"}<|call|>' in prompt
+    assert "<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>sunny<|end|>" in prompt
+    # Inside an unfinished tool loop Harmony keeps the reasoning that led to the call.
+    assert "<|channel|>analysis<|message|>Let me see.<|end|>" in prompt
+
+    fetched = client.responses.retrieve(second.id)
+    assert fetched.output_text == "It is sunny." and fetched.id == second.id
+    items = client.responses.input_items.list(second.id)
+    assert [i.type for i in items.data] == ["function_call_output"]
+
+
+def test_hostile_items_get_openai_shaped_400s_and_404s(scripted_server, client):
+    script(scripted_server, ANSWER)
+    cases = [
+        ([{"type": "no_such_item"}], "input[0].type"),
+        ([{"type": "function_call_output", "call_id": "call_x", "output": "1"}], "input[0].call_id"),
+        ([{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}], "input[0].content[0].type"),
+        ([{"type": "reasoning", "encrypted_content": "hp1.garbage"}], "input[0].encrypted_content"),
+    ]
+    for given, param in cases:
+        with pytest.raises(openai.BadRequestError) as info:
+            client.responses.create(model=scripted_server.model, input=given)
+        assert info.value.body["param"] == param, info.value.body
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.responses.create(
+            model=scripted_server.model, input="Hi", previous_response_id="resp_nope"
+        )
+    assert missing.value.body["code"] == "response_not_found"
+    kept = client.responses.create(model=scripted_server.model, input="Hi")
+    deleted = client.responses.delete(kept.id)
+    assert deleted is None or getattr(deleted, "deleted", True)
+    for action in (
+        lambda: client.responses.retrieve(kept.id),
+        lambda: client.responses.create(
+            model=scripted_server.model, input="Hi", previous_response_id=kept.id
+        ),
+        lambda: client.responses.delete(kept.id),
+    ):
+        with pytest.raises(openai.NotFoundError):
+            action()
+
+
+def test_store_false_keeps_nothing(scripted_server, client):
+    script(scripted_server, ANSWER)
+    response = client.responses.create(model=scripted_server.model, input="Hi", store=False)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(response.id)
+
+
+def test_encrypted_reasoning_is_replayed_statelessly_and_tampering_is_a_400(
+    scripted_server, client
+):
+    script(scripted_server, "<|channel|>analysis<|message|>Secret plan: call the tool.<|end|><|start|>assistant" + call("functions.get_weather", '{"city":"Rome"}'))
+    first = client.responses.create(
+        model=scripted_server.model,
+        input="Weather in Rome?",
+        tools=[WEATHER],
+        store=False,
+        include=["reasoning.encrypted_content"],
+    )
+    reasoning, fc = first.output[0], first.output[-1]
+    assert reasoning.type == "reasoning" and reasoning.encrypted_content
+    assert "Secret plan" not in reasoning.encrypted_content
+    replay = [
+        {"role": "user", "content": "Weather in Rome?"},
+        # What Codex sends back: the sealed text, no clear content.
+        {"type": "reasoning", "id": reasoning.id, "summary": [], "content": None,
+         "encrypted_content": reasoning.encrypted_content},
+        {"type": "function_call", "call_id": fc.call_id, "name": fc.name, "arguments": fc.arguments},
+        {"type": "function_call_output", "call_id": fc.call_id, "output": "warm"},
+    ]
+    script(scripted_server, THINK + "<|channel|>final<|message|>Warm.<|return|>")
+    second = client.responses.create(
+        model=scripted_server.model, input=replay, tools=[WEATHER], store=False
+    )
+    assert second.output_text == "Warm."
+    assert "<|channel|>analysis<|message|>Secret plan: call the tool.<|end|>" in prompt_text(scripted_server)
+
+    token = reasoning.encrypted_content
+    tampered = token[:-3] + ("A" if token[-3] != "A" else "B") + token[-2:]
+    replay[1]["encrypted_content"] = tampered
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(model=scripted_server.model, input=replay, tools=[WEATHER], store=False)
+    assert info.value.body["param"] == "input[1].encrypted_content"
+    assert info.value.body["code"] == "invalid_encrypted_content"
+
+
+def test_parse_enforces_the_json_schema_on_the_final_channel(scripted_server, client):
+    class Answer(BaseModel):
+        city: str
+        degrees: int
+
+    script(scripted_server, THINK + '<|channel|>final<|message|>{"city":"Oslo","degrees":3}<|return|>')
+    parsed = client.responses.parse(model=scripted_server.model, input="Oslo?", text_format=Answer)
+    assert parsed.output_parsed == Answer(city="Oslo", degrees=3)
+    structured = scripted_server.backend.requests[-1].sampling.structured_outputs
+    assert "structural_tag" in structured and '"degrees"' in structured["structural_tag"]
+
+
+def test_effort_none_maps_to_low_and_the_cache_key_routes(scripted_server, client):
+    script(scripted_server, ANSWER)
+    client.responses.create(
+        model=scripted_server.model,
+        input="Hi",
+        reasoning={"effort": "none"},
+        prompt_cache_key="session-1",
+    )
+    assert "Reasoning: low" in prompt_text(scripted_server)
+    assert scripted_server.backend.requests[-1].sampling.affinity_key == "session-1"

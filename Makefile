@@ -20,7 +20,14 @@ TORCH_PIN := $(if $(filter cpu,$(ENGINE)),torch==2.13.0,)
 INSTALLED := $(VENV)/.installed-$(ENGINE)
 INSTALLED_DEV := $(VENV)/.installed-dev-$(ENGINE)
 
-.PHONY: install install-dev serve test lint bench
+# PostgreSQL server binaries (initdb, pg_ctl, postgres): tests/responses starts a throwaway
+# server per test session to test the shared response store against the real thing. Debian and
+# Ubuntu put them off PATH, in /usr/lib/postgresql/<version>/bin; the tests look there too.
+# Installed (with sudo unless root) only when none is found, so the step is idempotent.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PG_INITDB ?= $(firstword $(shell command -v initdb 2>/dev/null) $(wildcard /usr/lib/postgresql/*/bin/initdb /usr/local/pgsql/bin/initdb /usr/pgsql-*/bin/initdb /opt/homebrew/opt/postgresql*/bin/initdb /usr/local/opt/postgresql*/bin/initdb))
+
+.PHONY: install install-dev serve test lint bench postgres-bin
 
 install: $(INSTALLED)
 install-dev: $(INSTALLED_DEV)
@@ -41,7 +48,7 @@ endif
 	-$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
 	touch $@
 
-$(INSTALLED_DEV): $(INSTALLED)
+$(INSTALLED_DEV): $(INSTALLED) | postgres-bin
 	$(PY) -m pip install -e '.[$(ENGINE),train,dev]' $(TORCH_PIN)
 	-$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
 	# vllm depends on oss-harmony, a fork that installs the same `openai_harmony` module;
@@ -63,3 +70,21 @@ lint: $(INSTALLED_DEV)
 
 bench: $(INSTALLED_DEV)
 	$(PY) benchmarks/bench_harmony.py
+
+postgres-bin:
+ifneq ($(PG_INITDB),)
+	@echo "PostgreSQL server binaries: $(dir $(PG_INITDB))"
+else
+	@if command -v apt-get >/dev/null 2>&1; then \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql \
+		|| { $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q --no-install-recommends postgresql; }; \
+	elif command -v dnf >/dev/null 2>&1; then \
+		$(SUDO) dnf install -y postgresql-server; \
+	elif command -v brew >/dev/null 2>&1; then \
+		brew install postgresql@16; \
+	else \
+		echo "WARNING: no apt-get, dnf or brew: install the PostgreSQL server (initdb, pg_ctl) yourself," \
+			"or tests/responses skips its PostgreSQL half (HARMONY_PROXY_PG_BIN names their directory)"; \
+	fi
+endif

@@ -46,7 +46,9 @@ def tool_schema(i: int) -> dict[str, Any]:
 
 
 def ours(n: int, salt: str) -> str:
-    calls = tuple(CallSpec(f"functions.tool_{i}{salt}", canonical_json(tool_schema(i))) for i in range(n))
+    calls = tuple(
+        CallSpec(f"functions.tool_{i}{salt}", canonical_json(tool_schema(i))) for i in range(n)
+    )
     return structural_tag(calls, FinalSpec(), preamble=True)
 
 

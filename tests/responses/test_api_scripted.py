@@ -149,7 +149,10 @@ def test_namespace_tools_render_as_their_own_namespace_and_calls_come_back_names
         tools=[WEATHER, namespace, {"type": "web_search", "external_web_access": False}],
     )
     prompt = prompt_text(scripted_server)
-    assert "## multi_agent_v1\n\n// Tools for spawning and managing sub-agents.\nnamespace multi_agent_v1 {" in prompt
+    assert (
+        "## multi_agent_v1\n\n// Tools for spawning and managing sub-agents.\nnamespace multi_agent_v1 {"
+        in prompt
+    )
     assert "namespace functions {" in prompt
     assert "web_search" not in prompt  # a built-in the server does not run is left out
     item = response.output[-1]
@@ -159,9 +162,7 @@ def test_namespace_tools_render_as_their_own_namespace_and_calls_come_back_names
 
 def test_max_output_tokens_ends_incomplete(scripted_server, client):
     script(scripted_server, ANSWER)
-    response = client.responses.create(
-        model=scripted_server.model, input="Hi", max_output_tokens=4
-    )
+    response = client.responses.create(model=scripted_server.model, input="Hi", max_output_tokens=4)
     assert response.status == "incomplete"
     assert response.incomplete_details.reason == "max_output_tokens"
     with client.responses.stream(
@@ -204,8 +205,14 @@ def test_previous_response_id_continues_with_calls_and_outputs(scripted_server, 
     assert second.previous_response_id == first.id
     prompt = prompt_text(scripted_server)
     assert "<|start|>user<|message|>Weather in Oslo?<|end|>" in prompt
-    assert 'to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>{"city":"Oslo"}<|call|>' in prompt
-    assert "<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>sunny<|end|>" in prompt
+    assert (
+        'to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>{"city":"Oslo"}<|call|>'
+        in prompt
+    )
+    assert (
+        "<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>sunny<|end|>"
+        in prompt
+    )
     # Inside an unfinished tool loop Harmony keeps the reasoning that led to the call.
     assert "<|channel|>analysis<|message|>Let me see.<|end|>" in prompt
 
@@ -219,8 +226,14 @@ def test_hostile_items_get_openai_shaped_400s_and_404s(scripted_server, client):
     script(scripted_server, ANSWER)
     cases = [
         ([{"type": "no_such_item"}], "input[0].type"),
-        ([{"type": "function_call_output", "call_id": "call_x", "output": "1"}], "input[0].call_id"),
-        ([{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}], "input[0].content[0].type"),
+        (
+            [{"type": "function_call_output", "call_id": "call_x", "output": "1"}],
+            "input[0].call_id",
+        ),
+        (
+            [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}],
+            "input[0].content[0].type",
+        ),
         ([{"type": "reasoning", "encrypted_content": "hp1.garbage"}], "input[0].encrypted_content"),
     ]
     for given, param in cases:
@@ -256,7 +269,11 @@ def test_store_false_keeps_nothing(scripted_server, client):
 def test_encrypted_reasoning_is_replayed_statelessly_and_tampering_is_a_400(
     scripted_server, client
 ):
-    script(scripted_server, "<|channel|>analysis<|message|>Secret plan: call the tool.<|end|><|start|>assistant" + call("functions.get_weather", '{"city":"Rome"}'))
+    script(
+        scripted_server,
+        "<|channel|>analysis<|message|>Secret plan: call the tool.<|end|><|start|>assistant"
+        + call("functions.get_weather", '{"city":"Rome"}'),
+    )
     first = client.responses.create(
         model=scripted_server.model,
         input="Weather in Rome?",
@@ -270,9 +287,19 @@ def test_encrypted_reasoning_is_replayed_statelessly_and_tampering_is_a_400(
     replay = [
         {"role": "user", "content": "Weather in Rome?"},
         # What Codex sends back: the sealed text, no clear content.
-        {"type": "reasoning", "id": reasoning.id, "summary": [], "content": None,
-         "encrypted_content": reasoning.encrypted_content},
-        {"type": "function_call", "call_id": fc.call_id, "name": fc.name, "arguments": fc.arguments},
+        {
+            "type": "reasoning",
+            "id": reasoning.id,
+            "summary": [],
+            "content": None,
+            "encrypted_content": reasoning.encrypted_content,
+        },
+        {
+            "type": "function_call",
+            "call_id": fc.call_id,
+            "name": fc.name,
+            "arguments": fc.arguments,
+        },
         {"type": "function_call_output", "call_id": fc.call_id, "output": "warm"},
     ]
     script(scripted_server, THINK + "<|channel|>final<|message|>Warm.<|return|>")
@@ -280,13 +307,17 @@ def test_encrypted_reasoning_is_replayed_statelessly_and_tampering_is_a_400(
         model=scripted_server.model, input=replay, tools=[WEATHER], store=False
     )
     assert second.output_text == "Warm."
-    assert "<|channel|>analysis<|message|>Secret plan: call the tool.<|end|>" in prompt_text(scripted_server)
+    assert "<|channel|>analysis<|message|>Secret plan: call the tool.<|end|>" in prompt_text(
+        scripted_server
+    )
 
     token = reasoning.encrypted_content
     tampered = token[:-3] + ("A" if token[-3] != "A" else "B") + token[-2:]
     replay[1]["encrypted_content"] = tampered
     with pytest.raises(openai.BadRequestError) as info:
-        client.responses.create(model=scripted_server.model, input=replay, tools=[WEATHER], store=False)
+        client.responses.create(
+            model=scripted_server.model, input=replay, tools=[WEATHER], store=False
+        )
     assert info.value.body["param"] == "input[1].encrypted_content"
     assert info.value.body["code"] == "invalid_encrypted_content"
 
@@ -296,7 +327,9 @@ def test_parse_enforces_the_json_schema_on_the_final_channel(scripted_server, cl
         city: str
         degrees: int
 
-    script(scripted_server, THINK + '<|channel|>final<|message|>{"city":"Oslo","degrees":3}<|return|>')
+    script(
+        scripted_server, THINK + '<|channel|>final<|message|>{"city":"Oslo","degrees":3}<|return|>'
+    )
     parsed = client.responses.parse(model=scripted_server.model, input="Oslo?", text_format=Answer)
     assert parsed.output_parsed == Answer(city="Oslo", degrees=3)
     structured = scripted_server.backend.requests[-1].sampling.structured_outputs

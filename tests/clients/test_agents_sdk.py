@@ -16,7 +16,7 @@ pytestmark = pytest.mark.engine
 agents = pytest.importorskip("agents")
 
 
-def run_agent(server, tool_choice: str | None) -> tuple[str, list[str]]:
+def run_agent(server, tool_choice: str | None, api: str = "chat") -> tuple[str, list[str]]:
     from openai import AsyncOpenAI
 
     calls: list[str] = []
@@ -33,7 +33,11 @@ def run_agent(server, tool_choice: str | None) -> tuple[str, list[str]]:
             name="assistant",
             instructions="You are a helpful assistant. Use the tools when they help.",
             tools=[get_current_temperature],
-            model=agents.OpenAIChatCompletionsModel(model=server.model, openai_client=client),
+            model=(
+                agents.OpenAIResponsesModel(model=server.model, openai_client=client)
+                if api == "responses"
+                else agents.OpenAIChatCompletionsModel(model=server.model, openai_client=client)
+            ),
             model_settings=agents.ModelSettings(temperature=0, tool_choice=tool_choice),
         )
         result = await agents.Runner.run(
@@ -53,9 +57,11 @@ UNTRAINED = pytest.mark.xfail(
 )
 
 
+@pytest.mark.parametrize("api", ["chat", "responses"])
 @pytest.mark.parametrize("tool_choice", [pytest.param(None, marks=UNTRAINED), "required"])
-def test_an_agent_calls_its_function_tool_then_answers(proxy_server, tool_choice):
-    answer, calls = run_agent(proxy_server, tool_choice)
+def test_an_agent_calls_its_function_tool_then_answers(proxy_server, tool_choice, api):
+    """Both model classes: chat completions, and the Responses one (the SDK's default)."""
+    answer, calls = run_agent(proxy_server, tool_choice, api)
     assert len(calls) == 1 and calls[0].strip()
     assert answer.strip()
     assert "<|" not in answer

@@ -22,6 +22,7 @@ than `max_age_seconds`), and `get` never returns a row older than `max_age_secon
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sqlite3
 import threading
@@ -55,6 +56,8 @@ TABLE = "harmony_proxy_responses"
 # Keys of the PostgreSQL advisory locks this module takes (arbitrary, fixed 63-bit constants):
 # one serialises schema creation between replicas starting together, the other lets one replica
 # at a time prune (the others skip pruning rather than wait or deadlock on the same rows).
+logger = logging.getLogger("proxy")
+
 _PG_SCHEMA_LOCK = 0x6861726D6F6E7901
 _PG_PRUNE_LOCK = 0x6861726D6F6E7902
 
@@ -239,7 +242,8 @@ class SQLiteResponseStore:
                 )
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # a failed COMMIT may already have rolled back
+                    conn.execute("ROLLBACK")
                 raise
 
     def _connect(self) -> sqlite3.Connection:
@@ -299,7 +303,8 @@ class SQLiteResponseStore:
                     )
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # a failed COMMIT may already have rolled back
+                    conn.execute("ROLLBACK")
                 raise
 
     def get(self, response_id: str) -> StoredResponse | None:
@@ -405,6 +410,8 @@ class PostgresResponseStore:
             conn.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_created ON {TABLE} (created_at, id)")
 
     def put(self, record: StoredResponse) -> None:
+        import psycopg
+
         params = _params(record)
         with self._pool.connection() as conn:
             conn.execute(
@@ -416,25 +423,32 @@ class PostgresResponseStore:
                 " conversation = excluded.conversation",
                 params,
             )
-            if self.max_responses is None and self.max_age_seconds is None:
-                return
-            with conn.transaction():
-                locked = conn.execute(
-                    "SELECT pg_try_advisory_xact_lock(%s)", (_PG_PRUNE_LOCK,)
-                ).fetchone()
-                if not (locked and locked[0]):
-                    return  # another replica is pruning right now
-                if self.max_age_seconds is not None:
-                    conn.execute(
-                        f"DELETE FROM {TABLE} WHERE created_at < %s",
-                        (time.time() - self.max_age_seconds,),
-                    )
-                if self.max_responses is not None:
-                    conn.execute(
-                        f"DELETE FROM {TABLE} WHERE id IN (SELECT id FROM {TABLE}"
-                        " ORDER BY created_at DESC, id DESC OFFSET %s)",
-                        (self.max_responses,),
-                    )
+            try:
+                self._prune(conn)
+            except psycopg.Error:
+                # The record is stored; a failed prune only delays retention to the next put.
+                logger.warning("pruning the response store failed", exc_info=True)
+
+    def _prune(self, conn: psycopg.Connection[Any]) -> None:
+        if self.max_responses is None and self.max_age_seconds is None:
+            return
+        with conn.transaction():
+            locked = conn.execute(
+                "SELECT pg_try_advisory_xact_lock(%s)", (_PG_PRUNE_LOCK,)
+            ).fetchone()
+            if not (locked and locked[0]):
+                return  # another replica is pruning right now
+            if self.max_age_seconds is not None:
+                conn.execute(
+                    f"DELETE FROM {TABLE} WHERE created_at < %s",
+                    (time.time() - self.max_age_seconds,),
+                )
+            if self.max_responses is not None:
+                conn.execute(
+                    f"DELETE FROM {TABLE} WHERE id IN (SELECT id FROM {TABLE}"
+                    " ORDER BY created_at DESC, id DESC OFFSET %s)",
+                    (self.max_responses,),
+                )
 
     def get(self, response_id: str) -> StoredResponse | None:
         cutoff = (

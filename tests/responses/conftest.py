@@ -79,6 +79,17 @@ class PostgresServer:
     socket_dir: Path
     run_as: str | None
 
+    def restart(self) -> None:
+        """Stop (fast: connections are cut) and start the server again on the same socket."""
+        result = _run(
+            [str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast", "-w"]
+            # -l: the new postmaster must not inherit our captured stdout (run() would wait
+            # for it to close, i.e. forever).
+            + ["-l", str(self.root / "server.log"), "-t", "60", "restart"],
+            self.run_as,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@/{database}?host={self.socket_dir}"
 
@@ -104,6 +115,9 @@ def _run(cmd: list[str], run_as: str | None, **kwargs: Any) -> subprocess.Comple
 def postgres_server() -> Iterator[PostgresServer]:
     pytest.importorskip("psycopg", reason="psycopg is not installed (make install-dev)")
     bin_dir = find_pg_bin()
+    override = os.environ.get("HARMONY_PROXY_PG_BIN")
+    if bin_dir is None and override:
+        pytest.fail(f"HARMONY_PROXY_PG_BIN={override} holds no executable initdb and pg_ctl")
     if bin_dir is None:
         pytest.skip(
             "PostgreSQL server binaries (initdb, pg_ctl) not found on PATH, via pg_config, or "

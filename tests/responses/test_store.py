@@ -422,3 +422,18 @@ def test_postgres_accepts_postgres_scheme_and_uses_json_columns(postgres_url: st
         )
     assert types["response"] == types["input_items"] == types["conversation"] == "json"
     assert types["created_at"] == "double precision"
+
+
+def test_postgres_store_outlives_a_database_restart(postgres_server: Any) -> None:
+    """The pool checks connections before use: after the database restarts (its connections
+    cut), the same store object keeps working without a failed call."""
+    store = open_store(postgres_server.create_database())
+    try:
+        rec = record("resp_before")
+        store.put(rec)
+        postgres_server.restart()
+        assert store.get("resp_before") == rec
+        store.put(record("resp_after"))
+        assert store.get("resp_after") is not None
+    finally:
+        store.close()

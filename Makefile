@@ -19,6 +19,10 @@ ARGS ?=
 TORCH_PIN := $(if $(filter cpu,$(ENGINE)),torch==2.13.0,)
 INSTALLED := $(VENV)/.installed-$(ENGINE)
 INSTALLED_DEV := $(VENV)/.installed-dev-$(ENGINE)
+# Codex CLI for tests/clients/test_codex.py: an npm package pinned (with its lockfile) in
+# $(CODEX_DIR), installed there, never globally.
+CODEX_DIR := tests/clients/codex
+CODEX_INSTALLED := $(CODEX_DIR)/node_modules/.installed
 
 # PostgreSQL server binaries (initdb, pg_ctl, postgres): tests/responses starts a throwaway
 # server per test session to test the shared response store against the real thing. Debian and
@@ -30,7 +34,7 @@ PG_INITDB ?= $(firstword $(shell command -v initdb 2>/dev/null) $(wildcard /usr/
 .PHONY: install install-dev serve test lint bench postgres-bin
 
 install: $(INSTALLED)
-install-dev: $(INSTALLED_DEV)
+install-dev: $(INSTALLED_DEV) $(CODEX_INSTALLED)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -56,10 +60,18 @@ $(INSTALLED_DEV): $(INSTALLED) | postgres-bin
 	$(PY) -m pip install -q --force-reinstall --no-deps openai-harmony==0.0.8
 	touch $@
 
+# Without npm the step is skipped (and retried next time); the Codex test then skips, saying why.
+$(CODEX_INSTALLED): $(CODEX_DIR)/package.json $(CODEX_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix $(CODEX_DIR) --no-audit --no-fund --ignore-scripts && touch $@; \
+	else \
+		echo "npm not found: Codex CLI not installed, tests/clients/test_codex.py will skip"; \
+	fi
+
 serve: $(INSTALLED)
 	$(VENV)/bin/harmony-proxy serve $(ARGS)
 
-test: $(INSTALLED_DEV)
+test: $(INSTALLED_DEV) $(CODEX_INSTALLED)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q $(ARGS)

@@ -96,14 +96,6 @@ class ResponsesEndpoint:
         tools = read_tools(body.tools)
         chat_body = _chat_request(body, messages, tools)
         response_id = f"resp_{secrets.token_hex(24)}"
-        run = await self.chat.open_run(
-            chat_body,
-            request,
-            record.id,
-            plan=PlanOptions(
-                completion_id=response_id, tools=tools, affinity_key=body.prompt_cache_key
-            ),
-        )
         seal = None
         if ENCRYPTED_REASONING in include and self.sealer is not None:
             seal = self.sealer.seal
@@ -113,6 +105,26 @@ class ResponsesEndpoint:
             seal=seal,
             stream=body.stream,
         )
+        try:
+            run = await self.chat.open_run(
+                chat_body,
+                request,
+                record.id,
+                plan=PlanOptions(
+                    completion_id=response_id, tools=tools, affinity_key=body.prompt_cache_key
+                ),
+            )
+        except InvalidRequest as exc:
+            if not (body.stream and exc.code == "context_length_exceeded"):
+                raise
+            # Streaming clients learn this from the stream (Codex compacts its history on it).
+            self.chat.metrics.requests.labels("200", "error").inc()
+            self.chat.log(record, 200, error=exc.code)
+            return Response(
+                b"".join([*builder.begin(), *builder.finish(None, None, exc)]),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
         turn = _Turn(self, body, run, builder, history, items, record)
         if body.stream:
             return turn.streaming_response()

@@ -8,6 +8,7 @@ API on the real engine.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -346,3 +347,94 @@ def test_effort_none_maps_to_low_and_the_cache_key_routes(scripted_server, clien
     )
     assert "Reasoning: low" in prompt_text(scripted_server)
     assert scripted_server.backend.requests[-1].sampling.affinity_key == "session-1"
+
+
+CODEX = Path(__file__).parents[1] / "clients" / "codex"
+
+
+def codex_request(name: str, model: str) -> dict[str, Any]:
+    request = json.loads((CODEX / name).read_text())
+    request["model"] = model
+    return request
+
+
+def sse_data(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: ")]
+
+
+@pytest.mark.parametrize("name", ["captured_request.json", "captured_request_catalog_model.json"])
+def test_what_codex_cli_sends_is_served(scripted_server, name):
+    """Codex 0.169's captured requests: function, namespace, custom, web_search, tool_search."""
+    script(scripted_server, ANSWER)
+    with httpx.Client(base_url=scripted_server.url, timeout=60) as http:
+        reply = http.post("/v1/responses", json=codex_request(name, scripted_server.model))
+    assert reply.status_code == 200, reply.text
+    events = sse_data(reply.text)
+    assert events[-1]["type"] == "response.completed"
+    assert events[-1]["response"]["output_text"] == "Hello there!"
+    prompt = prompt_text(scripted_server)
+    assert "namespace functions {" in prompt and "type exec_command = " in prompt
+    if name == "captured_request.json":
+        assert "namespace multi_agent_v1 {" in prompt and "type spawn_agent = " in prompt
+    else:
+        assert "type apply_patch = " in prompt and "plain text (not JSON)" in prompt
+    assert "tool_search" not in prompt and "web_search" not in prompt
+    assert (
+        scripted_server.backend.requests[-1].sampling.affinity_key
+        == codex_request(name, "x")["prompt_cache_key"]
+    )
+
+
+def test_codex_replaying_reasoning_sealed_by_another_server_gets_a_400(scripted_server):
+    """The captured follow-up carries the capture server's fake encrypted_content."""
+    script(scripted_server, ANSWER)
+    with httpx.Client(base_url=scripted_server.url, timeout=60) as http:
+        reply = http.post(
+            "/v1/responses", json=codex_request("captured_followup.json", scripted_server.model)
+        )
+    assert reply.status_code == 400
+    assert reply.json()["error"]["param"] == "input[4].encrypted_content"
+
+
+def test_a_custom_tool_call_is_a_custom_tool_call_item_with_plain_text_input(
+    scripted_server, client
+):
+    patch = "*** Begin Patch\n*** Add File: a.txt\n+hi\n*** End Patch"
+    apply_patch = {
+        "type": "custom",
+        "name": "apply_patch",
+        "description": "Apply a patch.",
+        "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/s"},
+    }
+    script(
+        scripted_server,
+        THINK + f" to=functions.apply_patch<|channel|>commentary<|message|>{patch}<|call|>",
+    )
+    with client.responses.stream(
+        model=scripted_server.model, input="Add a file", tools=[apply_patch]
+    ) as stream:
+        kinds = [e.type for e in stream]
+        final = stream.get_final_response()
+    item = final.output[-1]
+    assert item.type == "custom_tool_call" and item.name == "apply_patch"
+    assert item.input == patch
+    assert "response.custom_tool_call_input.delta" in kinds
+    # The call's body is free text under the grammar; the recipient is still enforced.
+    structured = scripted_server.backend.requests[-1].sampling.structured_outputs
+    assert "functions.apply_patch" in structured["structural_tag"]
+
+
+def test_a_prompt_over_the_context_fails_in_the_stream_when_streaming(scripted_server, client):
+    script(scripted_server, ANSWER)
+    huge = "word " * 9000
+    with client.responses.stream(model=scripted_server.model, input=huge) as stream:
+        events = list(stream)
+    assert [e.type for e in events] == [
+        "response.created",
+        "response.in_progress",
+        "response.failed",
+    ]
+    assert events[-1].response.error.code == "context_length_exceeded"
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(model=scripted_server.model, input=huge)
+    assert info.value.body["code"] == "context_length_exceeded"

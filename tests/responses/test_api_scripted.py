@@ -438,3 +438,36 @@ def test_a_prompt_over_the_context_fails_in_the_stream_when_streaming(scripted_s
     with pytest.raises(openai.BadRequestError) as info:
         client.responses.create(model=scripted_server.model, input=huge)
     assert info.value.body["code"] == "context_length_exceeded"
+
+
+def test_two_proxies_share_one_postgres_store(make_server, postgres_url, tmp_path):
+    """Several proxy replicas behind one load balancer: a conversation continues on any."""
+    from proxy.backends.scripted import ScriptedBackend
+    from proxy.config import ProxyConfig
+    from tests.support.server_fixtures import TEST_DATE
+
+    backend = ScriptedBackend()
+    config = ProxyConfig(
+        served_model_names=(backend.model_name,),
+        conversation_date=TEST_DATE,
+        response_store=postgres_url,
+        reasoning_key_file=str(tmp_path / "shared.key"),
+    )
+    one, two = make_server(config, backend), make_server(config, backend)
+    backend.script = Script([toks(THINK + call("functions.get_weather", '{"city":"Kyiv"}'))])
+    first = openai.OpenAI(base_url=one.base_url, api_key="x").responses.create(
+        model=one.model, input="Weather in Kyiv?", tools=[WEATHER]
+    )
+    backend.script = Script([toks(ANSWER)])
+    second = openai.OpenAI(base_url=two.base_url, api_key="x").responses.create(
+        model=two.model,
+        previous_response_id=first.id,
+        input=[
+            {"type": "function_call_output", "call_id": first.output[-1].call_id, "output": "5 C"}
+        ],
+        tools=[WEATHER],
+    )
+    assert second.status == "completed"
+    prompt = load_encoding().decode(backend.requests[-1].prompt_token_ids)
+    assert "Weather in Kyiv?" in prompt and "commentary<|message|>5 C<|end|>" in prompt
+    assert openai.OpenAI(base_url=one.base_url, api_key="x").responses.retrieve(second.id)

@@ -246,6 +246,10 @@ class HarmonyEncoding:
     def is_special_token(self, token: int) -> bool:
         return as_token(token) in self._special_ids
 
+    def special_token_ids(self) -> frozenset[int]:
+        """Every special token id (an extension: a server checks each generated token)."""
+        return self._special_ids
+
     def stop_tokens(self) -> list[int]:
         return list(_STOP_TOKENS)
 

@@ -378,6 +378,11 @@ class StreamableParser:
         return list(self._messages)
 
     @property
+    def message_count(self) -> int:
+        """len(messages) without copying the list (an extension: a server asks every token)."""
+        return len(self._messages)
+
+    @property
     def tokens(self) -> list[int]:
         return list(self._tokens)
 

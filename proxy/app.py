@@ -312,7 +312,7 @@ def _count_error(metrics: ProxyMetrics, config: ProxyConfig):  # noqa: ANN202
     def count(request: Request, status: int) -> None:
         if status == 500:
             metrics.internal_errors.inc()
-        if request.url.path == "/v1/chat/completions" and status in (400, 500):
+        if request.url.path in ("/v1/chat/completions", "/v1/responses") and status in (400, 500):
             metrics.requests.labels(str(status), "").inc()
             if status == 400 and config.request_log:  # refused by schema validation
                 request_id = getattr(request.state, "request_id", "")

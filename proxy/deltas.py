@@ -77,6 +77,7 @@ class DeltaAssembler:
         self._parser = StreamableParser(encoding, Role.ASSISTANT, recover=True)
         self._names = names
         self._stop_token_ids = frozenset(stop_token_ids)
+        self._special_ids = encoding.special_token_ids()
         self._stop_strings = tuple(s for s in stop_strings if s)
         self._tools_callable = tools_callable
         self._calls_enforced = calls_enforced
@@ -136,27 +137,29 @@ class DeltaAssembler:
 
     def _feed_token(self, token: int) -> None:
         parser = self._parser
-        before = len(parser.messages)
+        before = parser.message_count
         parser.process(token)
         delta = parser.last_content_delta
-        in_content = parser.state == StreamState.CONTENT
+        in_content = parser.state is StreamState.CONTENT
+        completed = parser.message_count > before
         if delta:
-            if len(parser.messages) > before and not in_content:
+            if completed and not in_content:
                 # The token completed its message (a recovery can flush text this way).
                 message = parser.messages[-1]
-                self._route(len(parser.messages) - 1, message.channel, message.recipient, delta)
+                self._route(before, message.channel, message.recipient, delta)
             else:
-                index = len(parser.messages)
+                index = parser.message_count
                 self._route(index, parser.current_channel, parser.current_recipient, delta)
         if in_content:
-            index = len(parser.messages)
+            index = parser.message_count
             kind, _ = self._kind(index, parser.current_channel, parser.current_recipient)
             if kind == "tool" and (self._call is None or self._call.message_index != index):
                 # The header named a declared function: the client learns of the call now.
                 self._route(index, parser.current_channel, parser.current_recipient, "")
-            elif kind == "reasoning" and not self._encoding.is_special_token(token):
+            elif kind == "reasoning" and token not in self._special_ids:
                 self.reasoning_tokens += 1
-        self._completed(before)
+        if completed:
+            self._completed(before)
 
     def _completed(self, before: int) -> None:
         """Settle tool calls whose messages completed (held ones, or ones with no text)."""

@@ -206,9 +206,9 @@ class _Turn:
         self.finish: str | None = None
 
     async def events(self) -> AsyncIterator[bytes]:
-        """Every SSE event of the response; the terminal one only after the store has it."""
-        for event in self.builder.begin():
-            yield event
+        """The response's SSE events, those of one engine step written at once (one socket
+        write, not one per event); the terminal event only once the store has the response."""
+        yield b"".join(self.builder.begin())
         async for step in self.run.steps():
             if isinstance(step, StreamError):
                 self.error = step.error
@@ -217,12 +217,12 @@ class _Turn:
                 continue
             if step.finish is not None:
                 self.finish = step.finish
-            for event in self.builder.step(step):
-                yield event
+            events = self.builder.step(step)
+            if events:
+                yield b"".join(events)
         final = self.builder.finish(self.finish, self.run.usage, self.error)
         await self._store()
-        for event in final:
-            yield event
+        yield b"".join(final)
 
     def streaming_response(self) -> Response:
         chat = self.endpoint.chat
@@ -252,15 +252,11 @@ class _Turn:
         chat = self.endpoint.chat
         try:
             await unless_disconnected(self._drain(), request)
-        except ClientGone:
-            chat.metrics.client_disconnects.inc()
-            raise
         finally:
             await asyncio.shield(self.run.close())
             chat.release()
         if self.error is not None:
-            chat.log(self.record, self.error.status_code, run=self.run, error=self.error.code)
-            raise self.error
+            raise self.error  # counted and logged by `create`, as any refusal
         chat.metrics.requests.labels("200", self.finish or "").inc()
         chat.log(self.record, 200, run=self.run, finish=self.finish)
         return JSONResponse(self.builder.response)
@@ -275,16 +271,23 @@ class _Turn:
             return
         response = self.builder.response
         output = [_for_history(item) for item in response["output"]]
-        await self.endpoint.save(
-            StoredResponse(
-                id=response["id"],
-                created_at=float(response["created_at"]),
-                response=response,
-                input_items=self.items,
-                conversation=self.history + self.items + output,
-                previous_response_id=body.previous_response_id,
+        try:
+            await self.endpoint.save(
+                StoredResponse(
+                    id=response["id"],
+                    created_at=float(response["created_at"]),
+                    response=response,
+                    input_items=self.items,
+                    conversation=self.history + self.items + output,
+                    previous_response_id=body.previous_response_id,
+                )
             )
-        )
+        except Exception:  # noqa: BLE001 - the answer stands; only its continuation is lost
+            # The client still gets its complete answer (with a streamed one, the terminal
+            # event); a later previous_response_id to it is a 404. Logged loudly: the store
+            # (a database) is down or full.
+            logger.exception("could not store response %s", response["id"])
+            self.endpoint.chat.metrics.internal_errors.inc()
 
 
 def _for_history(item: Item) -> Item:

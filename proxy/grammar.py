@@ -70,6 +70,8 @@ class CallSpec:
     recipient: str
     schema_json: str
     freeform: bool = False
+    # A freeform tool's grammar: ("lark" | "regex", definition); None: any text.
+    grammar: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -188,12 +190,52 @@ def _bodies(
     text_headers = _one_of([_const(s + "<|message|>") for s in text_suffixes])
     return _one_of(
         [
-            _sequence([_const(call.recipient), text_headers, _text()])
+            _sequence([_const(call.recipient), text_headers, _freeform(call.grammar)])
             if call.freeform
             else _sequence([_const(call.recipient), json_headers, _json(call.schema_json)])
             for call in calls
         ]
     )
+
+
+def _freeform(grammar: tuple[str, str] | None) -> dict[str, Any]:
+    """A custom tool's plain-text input: its regex or Lark grammar where xgrammar can take it
+    (Lark is converted to xgrammar's EBNF), else any text (README: offered unconstrained)."""
+    if grammar is not None:
+        syntax, definition = grammar
+        if syntax == "regex" and _regex_readable(definition):
+            return {"type": "regex", "pattern": definition}
+        if syntax == "lark":
+            ebnf = lark_to_ebnf(definition)
+            if ebnf is not None:
+                return {"type": "grammar", "grammar": ebnf}
+    return _text()
+
+
+@functools.lru_cache(maxsize=256)
+def _regex_readable(pattern: str) -> bool:
+    try:
+        import xgrammar
+    except ImportError:
+        return True  # the replica's engine compiles it
+    try:
+        xgrammar.Grammar.from_regex(pattern)
+    except Exception:  # noqa: BLE001 - unreadable: offered unconstrained
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=256)
+def lark_to_ebnf(definition: str) -> str | None:
+    """xgrammar's EBNF for a Lark grammar; None when xgrammar is absent or cannot read it."""
+    try:
+        import xgrammar
+    except ImportError:
+        return None
+    try:
+        return str(xgrammar.Grammar.from_lark(definition))
+    except Exception:  # noqa: BLE001 - any grammar it cannot read is offered unconstrained
+        return None
 
 
 def _finals(final: FinalSpec) -> list[dict[str, Any]]:

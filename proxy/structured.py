@@ -109,6 +109,7 @@ def _calls(tools: Sequence[FunctionTool], names: ToolNames, *, relax: bool) -> t
             names.address(tool.key),
             ANY_OBJECT if relax and not tool.strict else tool.schema_json,
             freeform=tool.freeform,
+            grammar=tool.grammar,
         )
         for tool in tools
     )

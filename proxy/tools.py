@@ -42,8 +42,10 @@ class FunctionTool:
     # `namespace.name`. None: `namespace functions`.
     namespace: str | None = None
     namespace_description: str = ""
-    # A Responses `custom` tool: its input is plain text, not JSON arguments.
+    # A Responses `custom` tool: its input is plain text, not JSON arguments, optionally
+    # following a grammar: ("lark" | "regex", definition).
     freeform: bool = False
+    grammar: tuple[str, str] | None = None
 
     @property
     def key(self) -> str:
@@ -97,6 +99,7 @@ def function_tool(
     namespace: str | None = None,
     namespace_description: str = "",
     freeform: bool = False,
+    grammar: tuple[str, str] | None = None,
 ) -> FunctionTool:
     """One checked tool (400 naming `name_param` / `parameters_param`); both APIs use it."""
     _check_name(name, name_param)
@@ -111,6 +114,7 @@ def function_tool(
         namespace=namespace,
         namespace_description=namespace_description,
         freeform=freeform,
+        grammar=grammar,
     )
 
 

@@ -7,9 +7,9 @@
   model calls `name.fn`, which comes back as a `function_call` with `namespace`.
 * `custom` tools take plain text (Codex's `apply_patch`). Harmony has no freeform tools, so one
   is declared as a function whose description says its input is plain text, and its call's body
-  is free text under the grammar. A `grammar` format (lark or regex) is not enforced: xgrammar's
-  structural tags take neither a lark grammar nor a regex inside a tool body here, so the tool
-  is offered unconstrained (README, "Responses API").
+  follows the tool's `grammar` under the engine's grammar: a regex as is, a Lark grammar (Codex's
+  `apply_patch`) converted to xgrammar's EBNF; one xgrammar cannot read (or a proxy without
+  xgrammar) leaves the input free text (README, "Responses API").
 * Built-in tool types this server does not run (`web_search`, `file_search`, `code_interpreter`,
   `computer_use_preview`, `image_generation`, `mcp`, `local_shell`...) are left out of the
   prompt: clients such as Codex send them with every request, and refusing would break them.
@@ -73,8 +73,17 @@ def _member(tool: dict[str, Any], param: str, namespace: str | None, ns_doc: str
         if fmt is not None and not isinstance(fmt, dict):
             raise InvalidRequest("`format` must be an object.", param=f"{param}.format")
         note = FREEFORM_NOTE
+        grammar = None
         if isinstance(fmt, dict) and fmt.get("type") == "grammar":
-            note += f" It follows this {fmt.get('syntax', 'lark')} grammar:\n{fmt.get('definition', '')}"
+            syntax, definition = fmt.get("syntax", "lark"), fmt.get("definition")
+            if syntax not in ("lark", "regex") or not isinstance(definition, str):
+                raise InvalidRequest(
+                    "A custom tool's grammar needs `syntax` lark or regex and a string "
+                    "`definition`.",
+                    param=f"{param}.format",
+                )
+            grammar = (syntax, definition)
+            note += f" It follows this {syntax} grammar:\n{definition}"
         return function_tool(
             name,
             f"{description}\n{note}".strip(),
@@ -86,6 +95,7 @@ def _member(tool: dict[str, Any], param: str, namespace: str | None, ns_doc: str
             namespace=namespace,
             namespace_description=ns_doc,
             freeform=True,
+            grammar=grammar,
         )
     return function_tool(
         name,

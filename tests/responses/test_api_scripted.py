@@ -420,8 +420,30 @@ def test_a_custom_tool_call_is_a_custom_tool_call_item_with_plain_text_input(
     assert item.input == patch
     assert "response.custom_tool_call_input.delta" in kinds
     # The call's body is free text under the grammar; the recipient is still enforced.
-    structured = scripted_server.backend.requests[-1].sampling.structured_outputs
-    assert "functions.apply_patch" in structured["structural_tag"]
+    tag = json.loads(
+        scripted_server.backend.requests[-1].sampling.structured_outputs["structural_tag"]
+    )
+    text = json.dumps(tag)
+    assert "functions.apply_patch" in text
+    assert '"type": "grammar"' in text  # its Lark grammar, as xgrammar EBNF, shapes the input
+
+
+def test_custom_tool_grammars_are_enforced_where_xgrammar_reads_them():
+    from proxy.grammar import CallSpec, FinalSpec, structural_tag
+    from proxy.tools import ANY_OBJECT
+
+    lark = json.loads((CODEX / "captured_request_catalog_model.json").read_text())
+    definition = next(t for t in lark["tools"] if t["type"] == "custom")["format"]["definition"]
+    for grammar, kind in [
+        (("lark", definition), '"type": "grammar"'),
+        (("regex", "[a-z]+( [a-z]+)*"), '"type": "regex"'),
+        (("regex", "(unclosed"), '"type": "any_text"'),
+        (("lark", "this is not lark ::="), '"type": "any_text"'),
+    ]:
+        spec = CallSpec("functions.t", ANY_OBJECT, freeform=True, grammar=grammar)
+        tag = json.dumps(json.loads(structural_tag((spec,), FinalSpec(), preamble=True)))
+        body = tag[tag.index('"value": "functions.t"') :]
+        assert kind in body[:400], (grammar, body[:400])
 
 
 def test_a_prompt_over_the_context_fails_in_the_stream_when_streaming(scripted_server, client):

@@ -119,7 +119,9 @@ def to_chat_messages(
                 flush()
                 current = assistant()
             text = "".join(part.get("text", "") for part in item.get("content") or [])
-            current["reasoning"] = (current.get("reasoning") or "") + text
+            if text:
+                earlier = current.get("reasoning")
+                current["reasoning"] = f"{earlier}\n{text}" if earlier else text
         elif kind in ("function_call", "custom_tool_call"):
             name = item["name"]
             if item.get("namespace"):

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -124,7 +125,8 @@ def create_app(
     lifecycle = lifecycle or Lifecycle()
     chat = ChatCompletions(config, backend, metrics, lifecycle)
     startup = _Startup(chat, on_ready)
-    responses = ResponsesEndpoint(chat, *open_response_state(config))
+    store, sealer, scratch = open_response_state(config)
+    responses = ResponsesEndpoint(chat, store, sealer)
 
     def engine_state() -> str:
         if chat.startup_error:
@@ -155,8 +157,9 @@ def create_app(
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
-            if responses.store is not None:
-                responses.store.close()
+            store.close()
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
             if owns_backend:
                 await backend.shutdown()
 
@@ -275,22 +278,30 @@ def create_app(
     return app
 
 
-def open_response_state(config: ProxyConfig) -> tuple[ResponseStore, ReasoningSealer]:
-    """The response store and the reasoning sealer the configuration names.
+def open_response_state(
+    config: ProxyConfig,
+) -> tuple[ResponseStore, ReasoningSealer, Path | None]:
+    """The response store, the reasoning sealer, and a scratch directory to delete at exit.
 
     Without a configured store (tests, embedded use) responses live in a SQLite file in a
-    temporary directory that lasts as long as the process. The reasoning key comes from the
-    configuration, else from its key file, else from `reasoning.key` beside a SQLite store (or
-    in the data directory for PostgreSQL), created on first use.
+    temporary directory that lasts as long as the app, sealed with a key of the same lifetime.
+    Otherwise the key comes from the configuration, else from its key file, else from
+    `reasoning.key` beside a SQLite store (or in the data directory for PostgreSQL), created
+    on first use.
     """
+    limits = {
+        "max_responses": config.response_retention_count,
+        "max_age_seconds": config.response_retention_seconds,
+    }
     location = config.response_store
     if location is None:
-        location = str(Path(tempfile.mkdtemp(prefix="harmony-proxy-")) / "responses.sqlite3")
-    store = open_store(
-        location,
-        max_responses=config.response_retention_count,
-        max_age_seconds=config.response_retention_seconds,
-    )
+        scratch = Path(tempfile.mkdtemp(prefix="harmony-proxy-"))
+        store = open_store(str(scratch / "responses.sqlite3"), **limits)
+        key = config.reasoning_key
+        if key is None and config.reasoning_key_file is None:
+            return store, ReasoningSealer(secrets.token_bytes(32)), scratch
+        return store, ReasoningSealer.load(key, Path(config.reasoning_key_file or scratch)), scratch
+    store = open_store(location, **limits)
     key_file = config.reasoning_key_file
     if key_file is None:
         if location.startswith(("postgresql://", "postgres://")):
@@ -298,7 +309,7 @@ def open_response_state(config: ProxyConfig) -> tuple[ResponseStore, ReasoningSe
         else:
             path = location.removeprefix("sqlite://")
             key_file = str(Path(path).expanduser().parent / "reasoning.key")
-    return store, ReasoningSealer.load(config.reasoning_key, Path(key_file))
+    return store, ReasoningSealer.load(config.reasoning_key, Path(key_file)), None
 
 
 def _max_len(backend: EngineBackend) -> int | None:

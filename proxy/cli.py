@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     responses.add_argument(
         "--response-retention",
         type=int,
-        default=_env_int("RESPONSE_RETENTION") or 10_000,
+        default=_env_int("RESPONSE_RETENTION") if _env("RESPONSE_RETENTION") else 10_000,
         help="keep at most this many stored responses, oldest dropped first (default: 10000; "
         "0: no limit)",
     )

@@ -224,8 +224,9 @@ def _describe(tool: FunctionTool, names: ToolNames) -> ToolDescription:
     ident = names.address(tool.key).split(".", 1)[1]
     parameters = tool.parameters
     if tool.freeform:
-        # Harmony has no freeform tools: declared as taking one string, called with plain text.
-        parameters = None
+        # Harmony has no freeform tools: declared as taking one string (`(_: string) => any`),
+        # called with plain text.
+        parameters = {"type": "string"}
     return ToolDescription.new(ident, tool.description, parameters=parameters)
 
 
@@ -263,9 +264,13 @@ class _HistoryBuilder:
             )
         text = content_text(message.content, param, allow_refusal=True)
         if not message.tool_calls:
+            # A Responses preamble (`phase: "commentary"`) stays commentary, not an answer.
+            commentary = (message.model_extra or {}).get("phase") == "commentary"
             if text:
                 out.append(
-                    Message.from_role_and_content(Role.ASSISTANT, text).with_channel("final")
+                    Message.from_role_and_content(Role.ASSISTANT, text).with_channel(
+                        "commentary" if commentary else "final"
+                    )
                 )
             return out
         if text:

@@ -88,6 +88,7 @@ class DeltaAssembler:
         self._final_text = ""
         self._final_sent = 0
         self._events: list[Event] = []
+        self._at_eos = False
         self._call: _ToolCall | None = None
         self._undeclared: set[int] = set()
         self.tool_calls: list[_ToolCall] = []
@@ -126,8 +127,9 @@ class DeltaAssembler:
         self._position = None
         self.content_positions = []
         if not self.stopped_by_string:
-            before = len(self._parser.messages)
+            before = self._parser.message_count
             self._parser.process_eos()
+            self._at_eos = True  # a call closed now never reached its <|call|>
             self._completed(before)
         self.done = True
         self._release_final(hold=False)
@@ -227,7 +229,7 @@ class DeltaAssembler:
             self._final_text += text
             self._release_final(hold=True)
         else:
-            self._events.append(Text("content", index, text))
+            self._events.append(Text("content", index, text, final=False))
 
     def _tool_text(self, index: int, channel: str | None, name: str, text: str) -> None:
         call = self._call
@@ -273,7 +275,7 @@ class DeltaAssembler:
             # Only a completion cut inside the arguments gets here under the grammar.
             self.tool_call_recoveries.append(f"invalid_arguments:{call.name}")
         assert call.index is not None
-        self._events.append(CallEnd(call.index))
+        self._events.append(CallEnd(call.index, complete=not self._at_eos))
         if self._max_tool_calls is not None and len(self.tool_calls) >= self._max_tool_calls:
             self.done = True
 

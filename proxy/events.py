@@ -19,11 +19,14 @@ from typing import Literal
 
 @dataclass(slots=True)
 class Text:
-    """Visible text: `reasoning` (analysis channel) or `content` (answer, preamble, recovered)."""
+    """Visible text: `reasoning` (analysis channel) or `content`: the final answer (`final`),
+    or other assistant text (a commentary preamble, a call to an undeclared tool, text
+    recovered from a garbled header), which the Responses API marks `phase: "commentary"`."""
 
     kind: Literal["reasoning", "content"]
     item: int
     text: str
+    final: bool = True
 
 
 @dataclass(slots=True)
@@ -47,9 +50,11 @@ class CallArguments:
 
 @dataclass(slots=True)
 class CallEnd:
-    """Call `call`'s message is complete: its arguments are final."""
+    """Call `call`'s message ended: by its `<|call|>` (`complete`), or cut off (max tokens,
+    an engine stop) with its arguments possibly unfinished."""
 
     call: int
+    complete: bool = True
 
 
 Event = Text | CallStart | CallArguments | CallEnd

@@ -18,6 +18,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from harmony import HarmonyEncoding
@@ -105,8 +106,9 @@ def check_message_count(request: ChatCompletionRequest, max_messages: int | None
         )
 
 
-def check_text(request: ChatCompletionRequest) -> None:
-    """400 naming the first string that is not valid Unicode (a lone UTF-16 surrogate)."""
+def check_text(request: BaseModel) -> None:
+    """400 naming the first string that is not valid Unicode (a lone UTF-16 surrogate); for
+    any request model (chat, Responses)."""
     found = _first_bad_string(request.model_dump(by_alias=True, exclude_none=True), "")
     if found is not None:
         raise InvalidRequest(

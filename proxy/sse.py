@@ -1,7 +1,7 @@
 """A completion run streamed as Server-Sent Events, for either API, with a once-only cleanup.
 
 The events themselves are rendered by the API (proxy/chat_render.py: `data: <chunk>` ...
-`data: [DONE]`; proxy/responses/stream.py: named `response.*` events) as ready SSE bytes.
+`data: [DONE]`; proxy/responses/output.py: named `response.*` events) as ready SSE bytes.
 After the first byte the HTTP status is fixed at 200, so an engine failure becomes an error
 event in the stream, which each API ends in its own well-formed way. A client that goes away cancels the event generator; the run is
 closed (shielded from that cancellation) so the engine aborts the request. `cleanup()` runs as

@@ -23,12 +23,14 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 from starlette.background import BackgroundTask
 
 from proxy.api_models import ChatCompletionRequest
 from proxy.chat import ChatCompletions, ClientGone, PlanOptions, unless_disconnected
 from proxy.completion import CompletionRun, StreamError
 from proxy.errors import InvalidRequest, ProxyError, ResponseNotFound
+from proxy.limits import check_text
 from proxy.request_log import RequestRecord
 from proxy.responses.inputs import Item, normalise_input, to_chat_messages
 from proxy.responses.models import ResponsesRequest
@@ -42,6 +44,20 @@ from proxy.tools import FunctionTool
 logger = logging.getLogger("proxy")
 
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
+# What `include` may ask for: sealed reasoning, and what every response carries anyway or the
+# server has none of (clients such as the Agents SDK send these as a matter of course).
+KNOWN_INCLUDES = frozenset(
+    {
+        ENCRYPTED_REASONING,
+        "message.output_text.logprobs",
+        "file_search_call.results",
+        "web_search_call.results",
+        "web_search_call.action.sources",
+        "code_interpreter_call.outputs",
+        "computer_call_output.output.image_url",
+        "message.input_image.image_url",
+    }
+)
 
 
 class ResponsesEndpoint:
@@ -78,7 +94,15 @@ class ResponsesEndpoint:
     async def _create(
         self, body: ResponsesRequest, request: Request, record: RequestRecord
     ) -> Response:
+        check_text(body)  # before anything is echoed back or stored
         include = set(body.include or [])
+        unknown = include - KNOWN_INCLUDES
+        if unknown:
+            raise InvalidRequest(
+                f"Unsupported include value {sorted(unknown)[0]!r}: this server supports "
+                f"{', '.join(sorted(KNOWN_INCLUDES))}.",
+                param="include",
+            )
         if body.store and self.store is None:
             raise InvalidRequest(
                 "This server keeps no responses (it was started without a store): send "
@@ -90,11 +114,18 @@ class ResponsesEndpoint:
             previous = await self._get(body.previous_response_id, "previous_response_id")
             history = previous.conversation
         items = normalise_input(body.input, self.sealer)
-        messages = to_chat_messages(history + items, body.instructions, len(history))
+        messages, sources = to_chat_messages(history + items, body.instructions, len(history))
         if not any(m["role"] != "system" for m in messages):
             raise InvalidRequest("`input` must hold at least one item.", param="input")
         tools = read_tools(body.tools)
-        chat_body = _chat_request(body, messages, tools)
+        try:
+            chat_body = _chat_request(body, messages, tools)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise InvalidRequest(
+                f"Invalid request: {first.get('msg', 'invalid value')}.",
+                param=_responses_param(first.get("loc", ()), sources),
+            ) from exc
         response_id = f"resp_{secrets.token_hex(24)}"
         seal = None
         if ENCRYPTED_REASONING in include and self.sealer is not None:
@@ -106,13 +137,8 @@ class ResponsesEndpoint:
             stream=body.stream,
         )
         try:
-            run = await self.chat.open_run(
-                chat_body,
-                request,
-                record.id,
-                plan=PlanOptions(
-                    completion_id=response_id, tools=tools, affinity_key=body.prompt_cache_key
-                ),
+            run = await self._open_run(
+                chat_body, request, record, response_id, tools, body, sources
             )
         except InvalidRequest as exc:
             if not (body.stream and exc.code == "context_length_exceeded"):
@@ -129,6 +155,30 @@ class ResponsesEndpoint:
         if body.stream:
             return turn.streaming_response()
         return await turn.respond(request)
+
+    async def _open_run(
+        self,
+        chat_body: ChatCompletionRequest,
+        request: Request,
+        record: RequestRecord,
+        response_id: str,
+        tools: list[FunctionTool],
+        body: ResponsesRequest,
+        sources: list[str],
+    ) -> CompletionRun:
+        """The shared core's run; its refusals name this API's parameters, not chat's."""
+        try:
+            return await self.chat.open_run(
+                chat_body,
+                request,
+                record.id,
+                plan=PlanOptions(
+                    completion_id=response_id, tools=tools, affinity_key=body.prompt_cache_key
+                ),
+            )
+        except InvalidRequest as exc:
+            exc.param = _chat_param_to_responses(exc.param, sources)
+            raise
 
     # ------------------------------------------------------------------ GET / DELETE
 
@@ -288,6 +338,48 @@ class _Turn:
             # (a database) is down or full.
             logger.exception("could not store response %s", response["id"])
             self.endpoint.chat.metrics.internal_errors.inc()
+
+
+_CHAT_TO_RESPONSES = {
+    "max_completion_tokens": "max_output_tokens",
+    "reasoning_effort": "reasoning.effort",
+    "response_format": "text.format",
+    "response_format.json_schema.schema": "text.format.schema",
+}
+
+
+def _chat_param_to_responses(param: str | None, sources: list[str]) -> str | None:
+    """`messages[3].content` -> `input[1].content` (or `instructions`); chat names -> ours."""
+    if param is None:
+        return None
+    if param.startswith("messages["):
+        index, _, rest = param[len("messages[") :].partition("]")
+        if index.isdigit() and int(index) < len(sources):
+            source = sources[int(index)]
+            return source + rest if source.startswith("input[") else source
+        return "input"
+    if param == "messages":
+        return "input"
+    if param.startswith("tools["):
+        return param.replace(".function.", ".")
+    if param in _CHAT_TO_RESPONSES:
+        return _CHAT_TO_RESPONSES[param]
+    if param.startswith("response_format"):
+        return "text.format" + param[len("response_format") :].replace(".json_schema", "")
+    return param
+
+
+def _responses_param(loc: tuple[Any, ...], sources: list[str]) -> str:
+    """The Responses parameter behind a validation error of the chat form."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("json_schema",):
+            continue
+        else:
+            path = f"{path}.{part}" if path else str(part)
+    return _chat_param_to_responses(path, sources) or "input"
 
 
 def _for_history(item: Item) -> Item:

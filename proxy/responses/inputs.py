@@ -80,25 +80,37 @@ def normalise_input(raw: str | list[Any], sealer: ReasoningSealer | None) -> lis
 
 def to_chat_messages(
     items: list[Item], instructions: str | None, first_input: int
-) -> list[dict[str, Any]]:
-    """Chat messages for the conversation builder. `items[first_input:]` are this request's
-    input (errors name them `input[i]`); earlier ones come from `previous_response_id`."""
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Chat messages for the conversation builder, and where each came from (`instructions`,
+    `input[i]`, `previous_response_id`), so errors found later name the right parameter.
+    `items[first_input:]` are this request's input; earlier ones are the stored history."""
     messages: list[dict[str, Any]] = []
+    sources: list[str] = []
     if instructions:
         messages.append({"role": "system", "content": instructions})
+        sources.append("instructions")
     turn: dict[str, Any] | None = None
+    turn_source = ""
     calls: set[str] = set()
+
+    def where(i: int) -> str:
+        return f"input[{i - first_input}]" if i >= first_input else "previous_response_id"
+
+    def add(message: dict[str, Any], source: str) -> None:
+        messages.append(message)
+        sources.append(source)
 
     def flush() -> None:
         nonlocal turn
         if turn is not None:
-            messages.append(turn)
+            add(turn, turn_source)
             turn = None
 
     def assistant() -> dict[str, Any]:
-        nonlocal turn
+        nonlocal turn, turn_source
         if turn is None:
             turn = {"role": "assistant", "content": None}
+            turn_source = where(i)
         return turn
 
     for i, item in enumerate(items):
@@ -106,13 +118,17 @@ def to_chat_messages(
         if kind == "message" and item["role"] != "assistant":
             flush()
             role = "developer" if item["role"] in ("system", "developer") else "user"
-            messages.append({"role": role, "content": _parts_text(item)})
+            add({"role": role, "content": _parts_text(item)}, where(i))
         elif kind == "message":
             current = assistant()
             if current["content"] or current.get("tool_calls"):
                 flush()  # a new assistant turn
                 current = assistant()
             current["content"] = _parts_text(item)
+            if item.get("phase") == "commentary":
+                # A preamble: rendered on the commentary channel, never as a final answer
+                # (which would also drop the reasoning before it).
+                current["phase"] = "commentary"
         elif kind == "reasoning":
             current = assistant()
             if current["content"] or current.get("tool_calls"):
@@ -138,16 +154,16 @@ def to_chat_messages(
         else:  # a tool's output
             flush()
             if item["call_id"] not in calls:
-                where = f"input[{i - first_input}]" if i >= first_input else "previous_response_id"
                 raise InvalidRequest(
                     f"No tool call found for {kind} with call_id {item['call_id']!r}.",
-                    param=f"{where}.call_id",
+                    param=f"{where(i)}.call_id",
                 )
-            messages.append(
-                {"role": "tool", "tool_call_id": item["call_id"], "content": item["output"]}
+            add(
+                {"role": "tool", "tool_call_id": item["call_id"], "content": item["output"]},
+                where(i),
             )
     flush()
-    return messages
+    return messages, sources
 
 
 def _message(role: str, content: list[Item], item_id: str | None) -> Item:
@@ -197,7 +213,16 @@ def _read_message(item: Item, param: str) -> Item:
         raise InvalidRequest(
             "`content` must be a string or a list of parts.", param=f"{param}.content"
         )
-    return _message(role, parts, _optional_str(item, "id", param))
+    message = _message(role, parts, _optional_str(item, "id", param))
+    phase = item.get("phase")
+    if phase is not None:
+        if role != "assistant" or phase not in ("commentary", "final_answer"):
+            raise InvalidRequest(
+                "`phase` is commentary or final_answer, on assistant messages only.",
+                param=f"{param}.phase",
+            )
+        message["phase"] = phase
+    return message
 
 
 def _read_reasoning(item: Item, param: str, sealer: ReasoningSealer | None) -> Item:

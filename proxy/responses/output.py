@@ -80,15 +80,15 @@ class ResponseBuilder:
             elif type(event) is CallArguments:
                 self._call_arguments(event.call, event.text)
             elif type(event) is CallEnd:
-                self._call_end(event.call, "completed")
+                self._call_end(event.call, "completed" if event.complete else "incomplete")
         return self._take()
 
     def finish(
         self, finish_reason: str | None, usage: Usage | None, error: ProxyError | None
     ) -> list[bytes]:
         """Close what is open and emit the one terminal event."""
-        self._close_text()
         cut = finish_reason == "length" or error is not None
+        self._close_text("incomplete" if cut else "completed")
         for call in list(self._calls):
             self._call_end(call, "incomplete" if cut else "completed")
         response = self.response
@@ -96,7 +96,7 @@ class ResponseBuilder:
         response["output_text"] = "".join(
             part["text"]
             for item in response["output"]
-            if item["type"] == "message"
+            if item["type"] == "message" and item.get("phase") != "commentary"
             for part in item["content"]
         )
         if usage is not None:
@@ -130,7 +130,7 @@ class ResponseBuilder:
         current = self._text_item
         if current is None or current.kind != kind or current.source != event.item:
             self._close_text()
-            current = self._text_item = self._open_text(kind, event.item)
+            current = self._text_item = self._open_text(kind, event.item, event.final)
         current.text.append(event.text)
         if kind == "reasoning":
             self._emit(
@@ -150,7 +150,7 @@ class ResponseBuilder:
                 logprobs=[],
             )
 
-    def _open_text(self, kind: str, source: int) -> _OpenItem:
+    def _open_text(self, kind: str, source: int, final: bool) -> _OpenItem:
         if kind == "reasoning":
             item = {
                 "id": new_id("rs"),
@@ -167,6 +167,9 @@ class ResponseBuilder:
                 "role": "assistant",
                 "status": "in_progress",
                 "content": [],
+                # A preamble before a call is commentary; clients (the SDK's `parse`, the
+                # output_text of a json_schema answer) read only the final answer.
+                "phase": "final_answer" if final else "commentary",
             }
             part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
         opened = _OpenItem(kind, source, self._claim_index(), item)
@@ -180,12 +183,12 @@ class ResponseBuilder:
         )
         return opened
 
-    def _close_text(self) -> None:
+    def _close_text(self, status: str = "completed") -> None:
         current, self._text_item = self._text_item, None
         if current is None:
             return
         text = "".join(current.text)
-        item = dict(current.item, status="completed")
+        item = dict(current.item, status=status)
         common = {"item_id": item["id"], "output_index": current.output_index, "content_index": 0}
         if current.kind == "reasoning":
             part: dict[str, Any] = {"type": "reasoning_text", "text": text}

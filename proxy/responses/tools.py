@@ -47,6 +47,8 @@ def read_tools(raw: list[dict[str, Any]] | None) -> list[FunctionTool]:
         kind = tool["type"]
         if kind == "namespace":
             name = _string(tool, "name", param)
+            if not name.strip():
+                raise InvalidRequest("A namespace name must not be empty.", param=f"{param}.name")
             members = tool.get("tools")
             if not isinstance(members, list) or not members:
                 raise InvalidRequest(

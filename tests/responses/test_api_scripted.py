@@ -493,3 +493,119 @@ def test_two_proxies_share_one_postgres_store(make_server, postgres_url, tmp_pat
     prompt = load_encoding().decode(backend.requests[-1].prompt_token_ids)
     assert "Weather in Kyiv?" in prompt and "commentary<|message|>5 C<|end|>" in prompt
     assert openai.OpenAI(base_url=one.base_url, api_key="x").responses.retrieve(second.id)
+
+
+def test_a_call_cut_by_max_output_tokens_is_incomplete_never_completed(scripted_server, client):
+    """Agent clients run every completed call: a cut one must say it is not."""
+    script(scripted_server, THINK + call("functions.get_weather", '{"city":"Paris"}'))
+    cut = (
+        len(
+            toks(
+                THINK
+                + " to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>"
+            )
+        )
+        + 2
+    )
+    response = client.responses.create(
+        model=scripted_server.model, input="Hi", tools=[WEATHER], max_output_tokens=cut
+    )
+    assert response.status == "incomplete"
+    item = response.output[-1]
+    assert item.type == "function_call" and item.status == "incomplete"
+
+
+def test_a_preamble_is_commentary_and_stays_out_of_the_answer(scripted_server, client):
+    class Out(BaseModel):
+        ok: bool
+
+    preamble = THINK + "<|channel|>commentary<|message|>Let me answer.<|end|><|start|>assistant"
+    script(scripted_server, preamble + '<|channel|>final<|message|>{"ok":true}<|return|>')
+    parsed = client.responses.parse(
+        model=scripted_server.model, input="Go", text_format=Out, tools=[WEATHER]
+    )
+    messages = [item for item in parsed.output if item.type == "message"]
+    assert [m.phase for m in messages] == ["commentary", "final_answer"]
+    assert parsed.output_parsed == Out(ok=True)
+    with httpx.Client(base_url=scripted_server.url) as http:
+        raw = http.post("/v1/responses", json={"model": scripted_server.model, "input": "Go"})
+    assert raw.json()["output_text"] == '{"ok":true}'  # the answer alone
+
+    # Replayed, the preamble stays commentary and the reasoning before it is kept.
+    history = [item.model_dump(exclude_none=True) for item in parsed.output]
+    script(scripted_server, ANSWER)
+    client.responses.create(
+        model=scripted_server.model,
+        input=[
+            {"role": "user", "content": "Go"},
+            history[0],
+            history[1],
+            {
+                "type": "function_call",
+                "call_id": "call_1",
+                "name": "get_weather",
+                "arguments": "{}",
+            },
+            {"type": "function_call_output", "call_id": "call_1", "output": "ok"},
+        ],
+        tools=[WEATHER],
+    )
+    prompt = prompt_text(scripted_server)
+    assert "<|channel|>analysis<|message|>Let me see.<|end|>" in prompt
+    assert "<|channel|>commentary<|message|>Let me answer.<|end|>" in prompt
+    assert "<|channel|>final<|message|>Let me answer." not in prompt
+
+
+def test_custom_tools_are_declared_as_taking_a_string(scripted_server, client):
+    script(scripted_server, ANSWER)
+    client.responses.create(
+        model=scripted_server.model,
+        input="Hi",
+        tools=[{"type": "custom", "name": "apply_patch", "description": "Apply a patch."}],
+    )
+    assert "type apply_patch = (_: string) => any;" in prompt_text(scripted_server)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_bad_values_anywhere_are_400s_naming_the_responses_parameter(scripted_server, stream):
+    script(scripted_server, ANSWER)
+    model = scripted_server.model
+    cases = [
+        ({"model": model, "input": "Hi", "metadata": {"k": "\udc00"}}, "metadata.k"),
+        ({"model": model, "input": "Hi", "instructions": "\ud800"}, "instructions"),
+        (
+            {
+                "model": model,
+                "input": "Hi",
+                "text": {
+                    "format": {"type": "json_schema", "name": 5, "schema": {"type": "object"}}
+                },
+            },
+            "text.format.name",
+        ),
+        ({"model": model, "input": "Hi", "include": ["no.such"]}, "include"),
+        (
+            {
+                "model": model,
+                "input": "Hi",
+                "tools": [{"type": "namespace", "name": " ", "tools": [WEATHER]}],
+            },
+            "tools[0].name",
+        ),
+        (
+            {"model": model, "input": "Hi", "reasoning": {"effort": "extreme"}},
+            "reasoning.effort",
+        ),
+    ]
+    if not stream:  # streamed, a context overflow is a response.failed event (tested above)
+        cases.append(
+            ({"model": model, "input": "Hi", "max_output_tokens": 10**9}, "max_output_tokens")
+        )
+    with httpx.Client(base_url=scripted_server.url) as http:
+        for payload, param in cases:
+            body = json.dumps({**payload, "stream": stream}, ensure_ascii=True)
+            reply = http.post(
+                "/v1/responses", content=body, headers={"Content-Type": "application/json"}
+            )
+            assert reply.status_code == 400, (payload, reply.text)
+            assert reply.json()["error"]["param"] == param, reply.text

@@ -115,7 +115,7 @@ def create_app(
     """
     metrics = ProxyMetrics()
     if callable(getattr(backend, "collect", None)):  # a replica pool's per-replica metrics
-        metrics.registry.register(backend)  # type: ignore[arg-type]
+        metrics.add_collector(backend)
     lifecycle = lifecycle or Lifecycle()
     chat = ChatCompletions(config, backend, metrics, lifecycle)
     startup = _Startup(chat, on_ready)
@@ -136,15 +136,22 @@ def create_app(
                 lifecycle.begin_drain(EXIT_ENGINE_DEAD, grace_seconds=0)
                 chat.admission.reject_waiting(lifecycle.interrupt_error())
 
+    async def mirror_replica_metrics() -> None:
+        """Workers share their metrics through files: copy the pool's figures there."""
+        while metrics.mirror is not None:
+            metrics.mirror.sync()
+            await asyncio.sleep(1.0)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         startup.task = asyncio.create_task(startup.run())
         watchdog = asyncio.create_task(watch_engine()) if exit_on_engine_failure else None
+        mirror = asyncio.create_task(mirror_replica_metrics()) if metrics.mirror else None
         lifecycle.on_drain = lambda: chat.admission.reject_waiting(lifecycle.interrupt_error())
         try:
             yield
         finally:
-            for task in (startup.task, watchdog):
+            for task in (startup.task, watchdog, mirror):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable
 from types import FrameType
 from typing import TypeVar
@@ -209,14 +210,23 @@ class DrainingServer(uvicorn.Server):
         self._loop.call_soon_threadsafe(self.lifecycle.begin_drain)
 
 
-def run_server(app: object, lifecycle: Lifecycle, **uvicorn_options: object) -> int:
-    """Serve `app` until drained or the engine dies; the process's exit code."""
+def run_server(
+    app: object,
+    lifecycle: Lifecycle,
+    sockets: list[socket.socket] | None = None,
+    **uvicorn_options: object,
+) -> int:
+    """Serve `app` until drained or the engine dies; the process's exit code.
+
+    `sockets`: serve on these already-bound sockets (the workers of `serve --workers N`).
+    uvicorn picks uvloop and httptools when they are installed (they are dependencies).
+    """
     # uvicorn's own graceful timeout is only a backstop: by the time it applies, the drain has
     # already ended every request.
     uvicorn_options.setdefault("timeout_graceful_shutdown", lifecycle.farewell_seconds)
     config = uvicorn.Config(app, **uvicorn_options)  # type: ignore[arg-type]
     server = DrainingServer(config, lifecycle)
-    server.run()
+    server.run(sockets=sockets)
     if lifecycle.exit_code is None:  # uvicorn stopped on its own (e.g. the port was taken)
         return EXIT_ENGINE_DEAD if not server.started else EXIT_OK
     return lifecycle.exit_code

@@ -151,36 +151,49 @@ async def until_interrupted(
 ) -> AsyncIterator[T]:
     """Items of `source` until `stop` is set; then `source` is cancelled and Interrupted raised.
 
-    Each `anext` runs as its own task so it can be cancelled mid-wait (which closes the engine
-    stream and aborts the request), e.g. a slow reasoning step when the grace period ends.
+    A wait on `source` is cancelled mid-wait when `stop` is set (which closes the engine stream
+    and aborts the request), e.g. a slow reasoning step when the grace period ends. The source
+    is awaited directly in the consuming task (no task and `asyncio.wait` per item: this runs
+    once per engine step of every stream); one watcher per request cancels that task, only
+    while it waits on the source, and the cancellation is turned into Interrupted.
     """
     if stop is None:
         async for item in source:
             yield item
         return
-    stopped = asyncio.ensure_future(stop.wait())
-    step: asyncio.Future[T] | None = None
+    if stop.is_set():
+        raise Interrupted(error())
+    waiting: asyncio.Task[object] | None = None  # the task awaiting `source`, while it does
+    interrupted = False
+
+    def on_stop(_: object) -> None:
+        nonlocal interrupted
+        interrupted = True
+        if waiting is not None:
+            waiting.cancel()
+
+    watcher = asyncio.ensure_future(stop.wait())
+    watcher.add_done_callback(on_stop)
     try:
         while True:
-            if stop.is_set():
+            if interrupted:
                 raise Interrupted(error())
-            step = asyncio.ensure_future(anext(source))
-            await asyncio.wait({step, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            if not step.done():
-                raise Interrupted(error())
+            waiting = asyncio.current_task()
             try:
-                item = step.result()
+                item = await anext(source)
             except StopAsyncIteration:
                 return
+            except asyncio.CancelledError:
+                # Ours (stop was set while waiting), unless someone else cancelled too.
+                if interrupted and waiting is not None and waiting.uncancel() == 0:
+                    raise Interrupted(error()) from None
+                raise
+            finally:
+                waiting = None
             yield item
     finally:
-        # Interrupted, or this generator cancelled (client gone): the pending step is cancelled
-        # inside the source, which closes it (the engine aborts the request).
-        stopped.cancel()
-        if step is not None and not step.done():
-            step.cancel()
-            with contextlib.suppress(BaseException):
-                await step
+        watcher.remove_done_callback(on_stop)
+        watcher.cancel()
 
 
 class DrainingServer(uvicorn.Server):

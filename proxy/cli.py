@@ -182,7 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="context length, prompt plus completion (default: the checkpoint's)",
     )
     engine.add_argument(
-        "--dtype", default=_env("DTYPE", "auto"), help="weights dtype (default: auto)"
+        "--dtype",
+        default=_env("DTYPE", "auto"),
+        help="weights dtype (default: auto: the checkpoint's; for the demo model on a CPU "
+        "without bf16 instructions, float32, which is faster there)",
     )
     engine.add_argument(
         "--tensor-parallel-size",
@@ -300,6 +303,7 @@ def serve(args: argparse.Namespace, sockets: list[socket.socket] | None = None) 
         cpu_kvcache_space_gib=args.cpu_kvcache_space_gib,
         enforce_eager=args.enforce_eager,
         json_without_whitespace=json_without_whitespace,
+        float32_without_cpu_bf16=args.model is None,
         **engine_tuning(args),
         engine_stats=True,
     )

@@ -138,21 +138,25 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def scripted_server(tokens: int, logs: Path, stack: str = "auto") -> Iterator[Server]:
+def scripted_server(
+    tokens: int, logs: Path, stack: str = "auto", root: Path = ROOT
+) -> Iterator[Server]:
     """`stack`: `auto` (uvicorn's choice: uvloop + httptools when installed) or `asyncio`
-    (asyncio's own loop + h11), to measure what the C loop and parser are worth."""
+    (asyncio's own loop + h11), to measure what the C loop and parser are worth. `root`: the
+    checkout whose code serves (`--compare-root`: another revision, same benchmark)."""
     port = free_port()
-    log = logs / f"scripted-{stack}.log"
+    log = logs / f"scripted-{stack}-{root.name}.log"
     args = [sys.executable, "-m", "tests.support.scripted_serve", "--port", str(port)]
     args += ["--replay-tokens", str(tokens), "--log-level", "warning"]
     if stack == "asyncio":
         args += ["--loop", "asyncio", "--http", "h11"]
-    process = _spawn(args, log)
+    with open(log, "ab") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=root)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, process, log)
         name = "scripted, 1 process" + (", asyncio+h11" if stack == "asyncio" else "")
-        yield Server(name, url, process.pid)
+        yield Server(name if root == ROOT else f"scripted, {root}", url, process.pid)
     finally:
         _stop(process)
 
@@ -502,6 +506,41 @@ def bench(
     return levels
 
 
+def compare(pool: concurrent.futures.Executor, args: argparse.Namespace, logs: Path) -> None:
+    """This checkout's scripted server against `--compare-root`'s, level by level, alternating
+    `--rounds` times, so both see the same machine: CPU per token and its ratio."""
+    with (
+        scripted_server(args.tokens, logs, root=args.compare_root) as other,
+        scripted_server(args.tokens, logs) as this,
+    ):
+        per_request = warm_up(other.url)
+        warm_up(this.url)
+        ttft = {s.name: measure_ttft(s.url, args.ttft_requests)[0] for s in (other, this)}
+        print(
+            f"\nA: {other.name}\nB: {this.name} (this checkout); interleaved, {args.rounds} rounds"
+        )
+        print(
+            f"  TTFT p50 at 1 stream: A {1000 * ttft[other.name]:.2f} ms, B {1000 * ttft[this.name]:.2f} ms"
+        )
+        print("  streams   A tok/s   B tok/s  A ms/token  B ms/token  B/A CPU per token")
+        for streams in args.streams:
+            per_stream = max(1, math.ceil(args.level_tokens / (streams * per_request)))
+            cpu = {other.name: [0.0, 0], this.name: [0.0, 0]}
+            rate = {other.name: [0.0, 0.0], this.name: [0.0, 0.0]}
+            for _ in range(args.rounds):
+                for server in (other, this):
+                    level = run_level(
+                        pool, args.client_procs, server, streams, per_stream, args.tool_share
+                    )
+                    cpu[server.name][0] += level.server_cpu
+                    cpu[server.name][1] += level.tokens
+                    rate[server.name][0] += level.tokens
+                    rate[server.name][1] += level.seconds
+            a, b = (1000 * cpu[n][0] / max(1, cpu[n][1]) for n in (other.name, this.name))
+            ta, tb = (rate[n][0] / rate[n][1] for n in (other.name, this.name))
+            print(f"  {streams:>7} {ta:>9,.0f} {tb:>9,.0f} {a:>11.3f} {b:>11.3f} {b / a:>12.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -521,6 +560,14 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the server, into DIR")
     parser.add_argument("--profile-streams", type=int, default=64)
     parser.add_argument("--profile-top", type=int, default=30)
+    parser.add_argument(
+        "--compare-root",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. a worktree of main with tests/support from this one): "
+        "its scripted server against this one's, interleaved (only that comparison runs)",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="rounds for --compare-root")
     args = parser.parse_args()
     args.streams = [int(s) for s in args.streams.split(",")]
     if args.profile:
@@ -538,6 +585,9 @@ def main() -> None:
     context = multiprocessing.get_context("fork")
     results: dict[str, list[Level]] = {}
     with concurrent.futures.ProcessPoolExecutor(args.client_procs, mp_context=context) as pool:
+        if args.compare_root:
+            compare(pool, args, logs)
+            return
         if "scripted-asyncio" in setups:
             with scripted_server(args.tokens, logs, "asyncio") as server:
                 results[server.name] = bench(pool, args, server, logs)

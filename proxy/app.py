@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from proxy.api_models import ModelCard, ModelList
@@ -44,33 +47,105 @@ from proxy.responses.store import ResponseStore, open_store
 logger = logging.getLogger("proxy")
 
 REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.encode()
 
 
-class RequestIdMiddleware:
-    """Honour the client's X-Request-Id (or make one), expose it, and echo it on the response."""
+class _Sender:
+    """The `send` handed to the app: adds the request id to the response start and remembers
+    that the response started. Not a coroutine function: it returns the server's own `send`
+    awaitable, so a streamed event costs one plain call here, not one more coroutine frame."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    __slots__ = ("send", "header", "started")
+
+    def __init__(self, send: Send, header: tuple[bytes, bytes]) -> None:
+        self.send = send
+        self.header = header
+        self.started = False
+
+    def __call__(self, message: Message) -> Awaitable[None]:
+        if not self.started and message["type"] == "http.response.start":
+            self.started = True
+            message["headers"] = [*message.get("headers", ()), self.header]
+        return self.send(message)
+
+
+class EdgeMiddleware:
+    """The one ASGI layer around the app (pure ASGI: no per-event coroutine wrappers).
+
+    It replaces Starlette's ServerErrorMiddleware and ExceptionMiddleware and our request-id
+    middleware, which each wrapped every streamed event in a coroutine of their own:
+    - request id: the client's X-Request-Id (or a new one) in `scope["state"]`, echoed on the
+      response;
+    - exception handlers: published in the scope for the routes (FastAPI's route wrapper
+      answers what is raised inside an endpoint); what escapes the routes (404/405 from the
+      router, errors in middleware) is answered here by the same handlers;
+    - anything else is a 500 from the `Exception` handler (logged and counted there), then
+      re-raised so the server logs it, as Starlette does; after the response started nothing
+      more can be sent, and the exception propagates.
+    """
+
+    def __init__(self, app: ASGIApp, fastapi: FastAPI) -> None:
         self.app = app
+        handlers = dict(fastapi.exception_handlers)
+        self.fallback = handlers.pop(Exception, None) or handlers.pop(500, None)
+        self.status_handlers = {k: v for k, v in handlers.items() if isinstance(k, int)}
+        self.exception_handlers = {k: v for k, v in handlers.items() if not isinstance(k, int)}
+        self.exception_handlers.setdefault(StarletteHTTPException, _plain_http_error)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        given = headers.get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1").strip()
-        request_id = given[:128] if given else secrets.token_hex(12)
+        given = b""
+        for name, value in scope.get("headers") or ():
+            if name == _REQUEST_ID_KEY:
+                given = value
+                break
+        request_id = given.decode("latin-1").strip()[:128] or secrets.token_hex(12)
         scope.setdefault("state", {})["request_id"] = request_id
+        scope["starlette.exception_handlers"] = (self.exception_handlers, self.status_handlers)
+        sender = _Sender(send, (_REQUEST_ID_KEY, request_id.encode("latin-1")))
+        try:
+            await self.app(scope, receive, sender)
+        except Exception as exc:
+            handler = None
+            if isinstance(exc, StarletteHTTPException):
+                handler = self.status_handlers.get(exc.status_code)
+            if handler is None:
+                for cls in type(exc).__mro__:
+                    handler = self.exception_handlers.get(cls)
+                    if handler is not None:
+                        break
+            unexpected = handler is None
+            if unexpected:
+                handler = self.fallback
+            if sender.started:
+                raise
+            response = None if handler is None else handler(Request(scope, receive), exc)
+            if inspect.isawaitable(response):
+                response = await response
+            if response is None:
+                response = PlainTextResponse("Internal Server Error", status_code=500)
+            await response(scope, receive, sender)
+            if unexpected:
+                raise
 
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = [
-                    *message["headers"],
-                    (REQUEST_ID_HEADER.encode(), request_id.encode("latin-1")),
-                ]
-            await send(message)
 
-        await self.app(scope, receive, send_with_id)
+async def _plain_http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
+
+
+class _HarmonyProxyApp(FastAPI):
+    """FastAPI with one edge layer (`EdgeMiddleware`) instead of Starlette's error and
+    exception middlewares; user middlewares (body-size limit, CORS) and FastAPI's exit stack
+    stay as they were."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app: ASGIApp = AsyncExitStackMiddleware(self.router)
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        return EdgeMiddleware(app, self)
 
 
 class _Startup:
@@ -87,7 +162,7 @@ class _Startup:
 
     async def run(self) -> None:
         try:
-            await asyncio.to_thread(load_encoding)
+            await asyncio.to_thread(warm_up_encoding)
             await asyncio.to_thread(warm_up_grammar)
             self.chat.encoding_loaded = True
             await self.chat.backend.start()
@@ -121,7 +196,7 @@ def create_app(
     """
     metrics = ProxyMetrics()
     if callable(getattr(backend, "collect", None)):  # a replica pool's per-replica metrics
-        metrics.registry.register(backend)  # type: ignore[arg-type]
+        metrics.add_collector(backend)
     lifecycle = lifecycle or Lifecycle()
     chat = ChatCompletions(config, backend, metrics, lifecycle)
     startup = _Startup(chat, on_ready)
@@ -144,15 +219,22 @@ def create_app(
                 lifecycle.begin_drain(EXIT_ENGINE_DEAD, grace_seconds=0)
                 chat.admission.reject_waiting(lifecycle.interrupt_error())
 
+    async def mirror_replica_metrics() -> None:
+        """Workers share their metrics through files: copy the pool's figures there."""
+        while metrics.mirror is not None:
+            metrics.mirror.sync()
+            await asyncio.sleep(1.0)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         startup.task = asyncio.create_task(startup.run())
         watchdog = asyncio.create_task(watch_engine()) if exit_on_engine_failure else None
+        mirror = asyncio.create_task(mirror_replica_metrics()) if metrics.mirror else None
         lifecycle.on_drain = lambda: chat.admission.reject_waiting(lifecycle.interrupt_error())
         try:
             yield
         finally:
-            for task in (startup.task, watchdog):
+            for task in (startup.task, watchdog, mirror):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -163,7 +245,7 @@ def create_app(
             if owns_backend:
                 await backend.shutdown()
 
-    app = FastAPI(title="harmony-proxy", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = _HarmonyProxyApp(title="harmony-proxy", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.chat = chat
     app.state.responses = responses
     app.state.metrics = metrics
@@ -274,7 +356,6 @@ def create_app(
             expose_headers=[REQUEST_ID_HEADER],
         )
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
-    app.add_middleware(RequestIdMiddleware)
     return app
 
 
@@ -310,6 +391,14 @@ def open_response_state(
             path = location.removeprefix("sqlite://")
             key_file = str(Path(path).expanduser().parent / "reasoning.key")
     return store, ReasoningSealer.load(config.reasoning_key, Path(key_file)), None
+
+
+def warm_up_encoding() -> None:
+    """Load the vocabulary and build the parser's per-token tables (bytes and text of all
+    201,088 tokens, ~0.3 s) now, in a thread, rather than on the event loop at the first
+    request's first token."""
+    encoding = load_encoding()
+    encoding._token_text(0)
 
 
 def _max_len(backend: EngineBackend) -> int | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -73,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=_env_list("CORS_ORIGIN"),
         help="allow browser calls from this origin (repeatable, `*` for any); default: CORS off",
+    )
+    server.add_argument(
+        "--workers",
+        type=int,
+        default=int(_env("WORKERS", "1")),
+        help="proxy processes sharing the port (default: 1); more than one needs --backend-url "
+        "(each worker renders, parses and streams on its own core, in front of the same "
+        "replicas; /metrics shows the totals over all workers)",
     )
     server.add_argument(
         "--log-level",
@@ -207,7 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="context length, prompt plus completion (default: the checkpoint's)",
     )
     engine.add_argument(
-        "--dtype", default=_env("DTYPE", "auto"), help="weights dtype (default: auto)"
+        "--dtype",
+        default=_env("DTYPE", "auto"),
+        help="weights dtype (default: auto: the checkpoint's; for the demo model on a CPU "
+        "without bf16 instructions, float32, which is faster there)",
     )
     engine.add_argument(
         "--tensor-parallel-size",
@@ -277,12 +289,24 @@ def _quiet_engine_logs(log_level: str) -> None:
         logging.getLogger("vllm").setLevel(os.environ["VLLM_LOGGING_LEVEL"])
 
 
-def serve(args: argparse.Namespace) -> int:
-    """Serve until drained (exit 0) or until the engine fails or dies (exit 1)."""
+def serve(args: argparse.Namespace, sockets: list[socket.socket] | None = None) -> int:
+    """Serve until drained (exit 0) or until the engine fails or dies (exit 1).
+
+    `sockets`: already bound (a worker of `--workers N`, see proxy/workers.py).
+    """
+    if args.workers > 1:
+        if not args.backend_url:
+            raise SystemExit(
+                "--workers > 1 needs --backend-url: the in-process engine lives in one process"
+            )
+        from proxy.workers import serve_workers
+
+        return serve_workers(args)
     _quiet_engine_logs(args.log_level)
+    worker = "[%(process)d] " if sockets is not None else ""  # which worker logged it
     logging.basicConfig(
         level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s {worker}%(name)s: %(message)s",
     )
 
     from proxy.app import create_app
@@ -296,7 +320,7 @@ def serve(args: argparse.Namespace) -> int:
     _progress(f"Vocabulary loaded in {time.monotonic() - started:.1f} s")
 
     if args.backend_url:
-        return serve_remote(args)
+        return serve_remote(args, sockets)
     model, served = args.model, args.served_model_name
     # The tiny demo model pads schema-constrained JSON with spaces until max_tokens unless the
     # grammar forbids free whitespace (an engine-wide setting); real checkpoints keep vLLM's default.
@@ -318,6 +342,7 @@ def serve(args: argparse.Namespace) -> int:
         cpu_kvcache_space_gib=args.cpu_kvcache_space_gib,
         enforce_eager=args.enforce_eager,
         json_without_whitespace=json_without_whitespace,
+        float32_without_cpu_bf16=args.model is None,
         **engine_tuning(args),
         engine_stats=True,
     )
@@ -342,7 +367,7 @@ def serve(args: argparse.Namespace) -> int:
     return code
 
 
-def serve_remote(args: argparse.Namespace) -> int:
+def serve_remote(args: argparse.Namespace, sockets: list[socket.socket] | None = None) -> int:
     """Serve through running vLLM replicas (`--backend-url`): no engine is loaded here.
 
     Drains on SIGTERM like the in-process server, but replicas that are all down do not end
@@ -364,7 +389,9 @@ def serve_remote(args: argparse.Namespace) -> int:
     )
     replicas = ", ".join(r.url for r in pool.replicas)
     _progress(f"Listening on {url} in front of {replicas} (GET /ready turns 200 with one up)")
-    code = run_server(app, lifecycle, host=args.host, port=args.port, log_level=args.log_level)
+    code = run_server(
+        app, lifecycle, sockets, host=args.host, port=args.port, log_level=args.log_level
+    )
     _progress(f"Stopped (exit code {code})")
     return code
 

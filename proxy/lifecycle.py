@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable
 from types import FrameType
 from typing import TypeVar
@@ -150,36 +151,49 @@ async def until_interrupted(
 ) -> AsyncIterator[T]:
     """Items of `source` until `stop` is set; then `source` is cancelled and Interrupted raised.
 
-    Each `anext` runs as its own task so it can be cancelled mid-wait (which closes the engine
-    stream and aborts the request), e.g. a slow reasoning step when the grace period ends.
+    A wait on `source` is cancelled mid-wait when `stop` is set (which closes the engine stream
+    and aborts the request), e.g. a slow reasoning step when the grace period ends. The source
+    is awaited directly in the consuming task (no task and `asyncio.wait` per item: this runs
+    once per engine step of every stream); one watcher per request cancels that task, only
+    while it waits on the source, and the cancellation is turned into Interrupted.
     """
     if stop is None:
         async for item in source:
             yield item
         return
-    stopped = asyncio.ensure_future(stop.wait())
-    step: asyncio.Future[T] | None = None
+    if stop.is_set():
+        raise Interrupted(error())
+    waiting: asyncio.Task[object] | None = None  # the task awaiting `source`, while it does
+    interrupted = False
+
+    def on_stop(_: object) -> None:
+        nonlocal interrupted
+        interrupted = True
+        if waiting is not None:
+            waiting.cancel()
+
+    watcher = asyncio.ensure_future(stop.wait())
+    watcher.add_done_callback(on_stop)
     try:
         while True:
-            if stop.is_set():
+            if interrupted:
                 raise Interrupted(error())
-            step = asyncio.ensure_future(anext(source))
-            await asyncio.wait({step, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            if not step.done():
-                raise Interrupted(error())
+            waiting = asyncio.current_task()
             try:
-                item = step.result()
+                item = await anext(source)
             except StopAsyncIteration:
                 return
+            except asyncio.CancelledError:
+                # Ours (stop was set while waiting), unless someone else cancelled too.
+                if interrupted and waiting is not None and waiting.uncancel() == 0:
+                    raise Interrupted(error()) from None
+                raise
+            finally:
+                waiting = None
             yield item
     finally:
-        # Interrupted, or this generator cancelled (client gone): the pending step is cancelled
-        # inside the source, which closes it (the engine aborts the request).
-        stopped.cancel()
-        if step is not None and not step.done():
-            step.cancel()
-            with contextlib.suppress(BaseException):
-                await step
+        watcher.remove_done_callback(on_stop)
+        watcher.cancel()
 
 
 class DrainingServer(uvicorn.Server):
@@ -209,14 +223,23 @@ class DrainingServer(uvicorn.Server):
         self._loop.call_soon_threadsafe(self.lifecycle.begin_drain)
 
 
-def run_server(app: object, lifecycle: Lifecycle, **uvicorn_options: object) -> int:
-    """Serve `app` until drained or the engine dies; the process's exit code."""
+def run_server(
+    app: object,
+    lifecycle: Lifecycle,
+    sockets: list[socket.socket] | None = None,
+    **uvicorn_options: object,
+) -> int:
+    """Serve `app` until drained or the engine dies; the process's exit code.
+
+    `sockets`: serve on these already-bound sockets (the workers of `serve --workers N`).
+    uvicorn picks uvloop and httptools when they are installed (they are dependencies).
+    """
     # uvicorn's own graceful timeout is only a backstop: by the time it applies, the drain has
     # already ended every request.
     uvicorn_options.setdefault("timeout_graceful_shutdown", lifecycle.farewell_seconds)
     config = uvicorn.Config(app, **uvicorn_options)  # type: ignore[arg-type]
     server = DrainingServer(config, lifecycle)
-    server.run()
+    server.run(sockets=sockets)
     if lifecycle.exit_code is None:  # uvicorn stopped on its own (e.g. the port was taken)
         return EXIT_ENGINE_DEAD if not server.started else EXIT_OK
     return lifecycle.exit_code

@@ -1,6 +1,18 @@
-"""Prometheus metrics (prometheus-client), one registry per app so servers don't share state."""
+"""Prometheus metrics (prometheus-client), one registry per app so servers don't share state.
+
+Several worker processes (`harmony-proxy serve --workers N`) share one port, so a scrape reaches
+one of them at random: there the supervisor sets `PROMETHEUS_MULTIPROC_DIR` before starting the
+workers, prometheus-client keeps every worker's values in files in that directory, and
+`/metrics` on any worker answers the sum over all of them (in-flight and queued gauges summed
+over live workers). The replica pool's per-replica figures (`harmony_proxy_replica_*`) are
+copied into such metrics every second by `ReplicaMetricsMirror`, so they are totals too.
+"""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import (
     REGISTRY,
@@ -10,6 +22,15 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_mode() -> bool:
+    """Whether this process is one of several workers sharing their metrics through files."""
+    return bool(os.environ.get(MULTIPROC_ENV))
+
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -50,7 +71,10 @@ class ProxyMetrics:
             registry=r,
         )
         self.in_flight = Gauge(
-            "harmony_proxy_requests_in_flight", "Chat completions being generated.", registry=r
+            "harmony_proxy_requests_in_flight",
+            "Chat completions being generated.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.parse_recoveries = Counter(
             "harmony_proxy_parse_recoveries",
@@ -88,7 +112,19 @@ class ProxyMetrics:
             "harmony_proxy_requests_queued",
             "Requests waiting for an admission slot.",
             registry=r,
+            multiprocess_mode="livesum",
         )
+        # Collectors computed at scrape time (the replica pool's); with several workers they
+        # are mirrored into multiprocess metrics instead (`ReplicaMetricsMirror`).
+        self.live = CollectorRegistry()
+        self.mirror: ReplicaMetricsMirror | None = None
+
+    def add_collector(self, collector: Any) -> None:
+        """Register a scrape-time collector (one with `collect()`), e.g. the replica pool."""
+        if multiprocess_mode():
+            self.mirror = ReplicaMetricsMirror(collector, self.registry)
+        else:
+            self.live.register(collector)
 
     def render(self, engine_stats: bool = False) -> bytes:
         """Our metrics, then (if asked) vLLM's engine statistics from the global registry.
@@ -97,7 +133,12 @@ class ProxyMetrics:
         the engine's scheduler, KV-cache usage, preemptions, ...) in prometheus_client's default
         registry; only those families are copied, so process metrics are not duplicated.
         """
-        ours = generate_latest(self.registry)
+        if multiprocess_mode():
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged)
+            ours = generate_latest(merged)
+        else:
+            ours = generate_latest(self.registry) + generate_latest(self.live)
         if not engine_stats:
             return ours
         return ours + generate_latest(_VllmOnly())  # type: ignore[arg-type]
@@ -110,3 +151,56 @@ class _VllmOnly:
         for family in REGISTRY.collect():
             if family.name.startswith("vllm:"):
                 yield family
+
+
+class ReplicaMetricsMirror:
+    """A scrape-time collector's counters and gauges copied into multiprocess-mode metrics.
+
+    `sync()` (every second, from the app) adds each counter's growth since the last sync to a
+    real Counter and sets each gauge (summed over live workers, `healthy` as the maximum), so
+    every worker's /metrics shows the totals over all workers.
+    """
+
+    def __init__(self, collector: Any, registry: CollectorRegistry) -> None:
+        self.collector = collector
+        self.registry = registry
+        self._metrics: dict[str, Counter | Gauge] = {}
+        self._seen: dict[tuple[str, tuple[str, ...]], float] = {}
+
+    def _metric(self, family: Any) -> Counter | Gauge:
+        metric = self._metrics.get(family.name)
+        if metric is None:
+            labels = list(family.samples[0].labels) if family.samples else []
+            if family.type == "counter":
+                metric = Counter(family.name, family.documentation, labels, registry=self.registry)
+            else:
+                mode = "livemax" if family.name.endswith("_healthy") else "livesum"
+                metric = Gauge(
+                    family.name,
+                    family.documentation,
+                    labels,
+                    registry=self.registry,
+                    multiprocess_mode=mode,
+                )
+            self._metrics[family.name] = metric
+        return metric
+
+    def sync(self) -> None:
+        families: Iterable[Any] = self.collector.collect()
+        for family in families:
+            if not family.samples:
+                continue
+            metric = self._metric(family)
+            for sample in family.samples:
+                if sample.name.endswith("_created"):
+                    continue
+                values = tuple(sample.labels.values())
+                child = metric.labels(*values) if values else metric
+                if isinstance(metric, Counter):
+                    key = (family.name, values)
+                    grown = sample.value - self._seen.get(key, 0.0)
+                    self._seen[key] = sample.value
+                    if grown > 0:
+                        child.inc(grown)  # type: ignore[union-attr]
+                else:
+                    child.set(sample.value)  # type: ignore[union-attr]

@@ -254,9 +254,16 @@ class RemoteBackend:
                     for chunk in held:
                         yield chunk
                         sent = True
-                    # The last chunk waits for the usage chunk that follows it (prefix-cache
-                    # hits are reported there), so that it can carry them.
-                    held = chunks
+                    # A finishing chunk waits for the usage chunk that follows it (prefix-cache
+                    # hits are reported there), so that it can carry them; the others go out at
+                    # once (held, each token would reach the client one engine step late).
+                    held = []
+                    for chunk in chunks:
+                        if chunk.finish_reason is None and not held:
+                            yield chunk
+                            sent = True
+                        else:
+                            held.append(chunk)
                 for chunk in held:
                     yield chunk
         except UpstreamError as exc:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from proxy.backends.base import (
@@ -57,8 +58,14 @@ class ScriptedBackend:
         model_name: str = "scripted-gpt-oss",
         max_model_len: int = 8192,
         ready: bool = True,
+        script_for: Callable[[list[int]], Script] | None = None,
+        record: bool = True,
     ) -> None:
         self.script = script or Script()
+        # Pick the script per request from its prompt (benchmarks: a tool call when the prompt
+        # declares functions); `record=False` keeps no per-request records (long load runs).
+        self.script_for = script_for
+        self.record = record
         self._model_name = model_name
         self._max_model_len = max_model_len
         self._ready = ready
@@ -97,8 +104,9 @@ class ScriptedBackend:
     ) -> AsyncIterator[GenerationChunk]:
         if not self._ready:
             raise EngineNotReady("scripted backend not started")
-        self.requests.append(RecordedRequest(list(prompt_token_ids), sampling, request_id))
-        script = self.script
+        if self.record:
+            self.requests.append(RecordedRequest(list(prompt_token_ids), sampling, request_id))
+        script = self.script if self.script_for is None else self.script_for(prompt_token_ids)
         plans = [self._plan(script, i, sampling) for i in range(sampling.n)]
         emitted = 0
         done = False
@@ -113,11 +121,12 @@ class ScriptedBackend:
                         await asyncio.sleep(script.delay)
                     if self.dead:
                         raise EngineError("the engine died while generating")
-                    tokens, finish = plan.pop(0)
+                    tokens, finish = plan.popleft()
                     emitted += 1
                     if not any(plans):  # the last chunk: the request is complete once it is out
                         done = True
-                        self.finished.append(request_id)
+                        if self.record:
+                            self.finished.append(request_id)
                     yield GenerationChunk(
                         index=index,
                         token_ids=tokens,
@@ -127,12 +136,12 @@ class ScriptedBackend:
                     )
                     await asyncio.sleep(0)
         finally:
-            if not done and request_id not in self.aborted:
+            if not done and self.record and request_id not in self.aborted:
                 self.aborted.append(request_id)
 
     def _plan(
         self, script: Script, index: int, sampling: SamplingConfig
-    ) -> list[tuple[list[int], FinishReason | None]]:
+    ) -> deque[tuple[list[int], FinishReason | None]]:
         tokens = list(script.choices[index % len(script.choices)]) if script.choices else []
         finish: FinishReason = "stop"
         if not script.ignore_stop_tokens:
@@ -155,7 +164,7 @@ class ScriptedBackend:
             chunks.append(([], None))
         last_tokens, _ = chunks[-1]
         chunks[-1] = (last_tokens, finish)
-        return chunks
+        return deque(chunks)
 
     async def abort(self, request_id: str) -> None:
         if request_id not in self.aborted and request_id not in self.finished:

@@ -79,15 +79,25 @@ class EngineOptions:
     # metrics in the process's default registry; the periodic stats log lines stay off. Off by
     # default: one engine per process should own them (a second one unregisters the first's).
     engine_stats: bool = False
+    # `dtype="auto"` on a CPU without bf16 instructions (AVX2-only: no avx512_bf16 / amx_bf16)
+    # becomes float32: bf16 has no fast path there (the demo engine measured 1.7-2.1x faster
+    # in float32 on an AVX2 host, benchmarks/bench_side_by_side.py --dtype-compare). Set for the
+    # demo model, whose weights are tiny; a real checkpoint's memory would double.
+    float32_without_cpu_bf16: bool = False
     # Anything else AsyncEngineArgs accepts.
     extra_engine_args: Mapping[str, Any] = field(default_factory=dict)
+
+    def resolved_dtype(self, on_cpu: bool) -> str:
+        if self.dtype == "auto" and on_cpu and self.float32_without_cpu_bf16 and not cpu_has_bf16():
+            return "float32"
+        return self.dtype
 
     def engine_kwargs(self, on_cpu: bool) -> dict[str, Any]:
         """The keyword arguments for `AsyncEngineArgs`."""
         kwargs: dict[str, Any] = {
             "model": self.model,
             "served_model_name": self.served_model_name or self.model,
-            "dtype": self.dtype,
+            "dtype": self.resolved_dtype(on_cpu),
             "tensor_parallel_size": self.tensor_parallel_size,
             "seed": self.seed,
             "enforce_eager": on_cpu if self.enforce_eager is None else self.enforce_eager,
@@ -135,6 +145,19 @@ class EngineOptions:
         if path.is_dir():
             return not (path / "tokenizer.json").exists()
         return False  # a hub id: its tokenizer comes with it
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX-BF16; Linux /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    flags = line.split()
+                    return "avx512_bf16" in flags or "amx_bf16" in flags
+    except OSError:
+        pass
+    return True  # unknown: keep vLLM's own choice
 
 
 def _is_client_error(exc: BaseException) -> bool:
@@ -188,9 +211,10 @@ class VllmBackend:
         if on_cpu and self.options.cpu_kvcache_space_gib is not None:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(self.options.cpu_kvcache_space_gib)
         args = AsyncEngineArgs(**self.options.engine_kwargs(on_cpu))
+        dtype = self.options.resolved_dtype(on_cpu)
         self._progress(
             f"Loading vLLM engine for {self.options.model} "
-            f"({'CPU' if on_cpu else current_platform.device_name})..."
+            f"({'CPU' if on_cpu else current_platform.device_name}, dtype {dtype})..."
         )
         started = time.monotonic()
         # Construction blocks while the engine process loads the weights; a worker thread keeps

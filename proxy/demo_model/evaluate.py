@@ -193,13 +193,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--temperature", type=float, default=0.7)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default=None, help="checkpoint directory (default: the demo)")
+    parser.add_argument(
+        "--dtype", default="auto", help="engine dtype, e.g. float32 (default: auto)"
+    )
     args = parser.parse_args(argv)
     enc = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
 
     async def run() -> Report:
         model = args.model or str(ensure_demo_model())
         backend = VllmBackend(
-            EngineOptions(model=model, max_model_len=2048, cpu_kvcache_space_gib=1)
+            EngineOptions(
+                model=model, max_model_len=2048, cpu_kvcache_space_gib=1, dtype=args.dtype
+            )
         )
         await backend.start()
         try:

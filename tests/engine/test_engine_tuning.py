@@ -80,3 +80,21 @@ def test_every_engine_argument_is_a_vllm_engine_argument():
     fields = {f.name for f in dataclasses.fields(vllm.AsyncEngineArgs)}
     kwargs = options_from(FLAGS).engine_kwargs(on_cpu=False)
     assert set(kwargs) <= fields, set(kwargs) - fields
+
+
+@pytest.mark.parametrize(
+    ("has_bf16", "on_cpu", "flag", "dtype", "expected"),
+    [
+        (False, True, True, "auto", "float32"),  # the demo on an AVX2-only CPU
+        (True, True, True, "auto", "auto"),  # bf16 instructions: vLLM's choice
+        (False, False, True, "auto", "auto"),  # GPU hosts: untouched
+        (False, True, False, "auto", "auto"),  # a real checkpoint: untouched
+        (False, True, True, "bfloat16", "bfloat16"),  # an explicit --dtype wins
+    ],
+)
+def test_the_demo_runs_float32_on_cpus_without_bf16(
+    monkeypatch, has_bf16, on_cpu, flag, dtype, expected
+):
+    monkeypatch.setattr("proxy.backends.vllm_engine.cpu_has_bf16", lambda: has_bf16)
+    options = EngineOptions(model="m", dtype=dtype, float32_without_cpu_bf16=flag)
+    assert options.engine_kwargs(on_cpu)["dtype"] == expected

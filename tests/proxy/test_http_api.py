@@ -391,3 +391,38 @@ def test_without_logprobs_the_field_is_null(scripted_server):
     data = post(scripted_server, body(scripted_server.model)).json()
     assert data["choices"][0]["logprobs"] is None
     assert scripted_server.backend.requests[-1].sampling.logprobs is None
+
+
+# ---------------------------------------------------------------- the edge layer
+
+
+def test_errors_outside_the_routes_are_openai_shaped_and_carry_the_request_id(scripted_server):
+    """The router's own 404/405 and a 413 from the body-size limit pass through the one edge
+    layer (proxy/app.py EdgeMiddleware): OpenAI-shaped bodies, the request id echoed."""
+    with httpx.Client(base_url=scripted_server.url, timeout=30) as client:
+        missing = client.get("/v1/nothing-here", headers={"X-Request-Id": "edge-1"})
+        wrong = client.get(URL, headers={"X-Request-Id": "edge-2"})
+    assert missing.status_code == 404 and missing.headers["x-request-id"] == "edge-1"
+    assert missing.json()["error"]["code"] == "not_found"
+    assert wrong.status_code == 405 and wrong.headers["x-request-id"] == "edge-2"
+    assert wrong.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_an_unexpected_exception_outside_a_stream_is_a_500_with_the_request_id(scripted_server):
+    backend = scripted_server.backend
+    original = backend.generate
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("boom")
+
+    backend.generate = broken
+    try:
+        with httpx.Client(base_url=scripted_server.url, timeout=30) as client:
+            response = client.post(
+                URL, json=body(scripted_server.model), headers={"X-Request-Id": "edge-3"}
+            )
+    finally:
+        backend.generate = original
+    assert response.status_code == 500
+    assert response.headers["x-request-id"] == "edge-3"
+    assert response.json()["error"]["type"] == "server_error"

@@ -4,11 +4,19 @@ It speaks the same endpoints as `vllm serve` (/v1/models, /tokenize, /health,
 /inference/v1/generate + abort, /v1/completions) and streams a fixed Harmony answer as token ids,
 but can be told to have another vocabulary, no tokenizer, no generate endpoint, or to answer
 400/429/503. It runs as a real uvicorn server on 127.0.0.1.
+
+`replay_tokens` makes it an instant replica of a realistic completion (`tests/support/replay.py`:
+reasoning then an answer, or a tool call when the prompt declares functions), one token per
+event with the events pre-encoded, so it costs little CPU next to the proxy it feeds;
+`python -m tests.remote.fake_replica --port N --replay-tokens 256` runs one as its own process
+(benchmarks/bench_ceiling.py, the `--workers` test).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import functools
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -21,6 +29,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from proxy.backends.remote import VOCAB_PROBE_TEXT, expected_probe_ids
 from proxy.conversation import load_encoding
+from tests.support.replay import completion_for
 
 
 @dataclass
@@ -32,6 +41,7 @@ class FakeBehaviour:
     retry_after: str | None = None
     answer: str = "Hi from the fake replica."
     cached_tokens: int = 0
+    replay_tokens: int = 0  # > 0: replay a realistic completion of about this many tokens
     requests: list[dict[str, Any]] = field(default_factory=list)
     aborted: list[str] = field(default_factory=list)
 
@@ -72,6 +82,16 @@ def fake_replica_app(behaviour: FakeBehaviour) -> FastAPI:
         return JSONResponse({"error": error}, behaviour.status, headers=headers)
 
     async def stream(body: dict[str, Any], completions: bool) -> AsyncIterator[str]:
+        if behaviour.replay_tokens:
+            prompt = body.get("token_ids") or body.get("prompt") or []
+            tokens = completion_for(prompt, behaviour.replay_tokens)
+            for frame in _frames(tokens, completions):
+                yield frame
+                await asyncio.sleep(0)
+            usage = {"prompt_tokens": len(prompt), "completion_tokens": len(tokens)}
+            yield f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n"
+            yield "data: [DONE]\n\n"
+            return
         tokens = answer_tokens(behaviour.answer)
         for i, token in enumerate(tokens):
             last = i == len(tokens) - 1
@@ -100,7 +120,8 @@ def fake_replica_app(behaviour: FakeBehaviour) -> FastAPI:
         body = await request.json()
         if "token_ids" not in body:
             return JSONResponse({"error": {"message": "token_ids: Field required"}}, 400)
-        behaviour.requests.append(body)
+        if not behaviour.replay_tokens:  # a load run keeps no records
+            behaviour.requests.append(body)
         return refusal() or StreamingResponse(stream(body, False), media_type="text/event-stream")
 
     @app.post("/inference/v1/abort_requests")
@@ -111,10 +132,29 @@ def fake_replica_app(behaviour: FakeBehaviour) -> FastAPI:
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         body = await request.json()
-        behaviour.requests.append(body)
+        if not behaviour.replay_tokens:  # a load run keeps no records
+            behaviour.requests.append(body)
         return refusal() or StreamingResponse(stream(body, True), media_type="text/event-stream")
 
     return app
+
+
+@functools.lru_cache(maxsize=8)
+def _frames(tokens: tuple[int, ...], completions: bool) -> list[str]:
+    """One SSE event per token, shaped like the replica's, built once per completion."""
+    out = []
+    for i, token in enumerate(tokens):
+        last = i == len(tokens) - 1
+        choice: dict[str, Any] = {
+            "index": 0,
+            "token_ids": [token],
+            "finish_reason": "stop" if last else None,
+            "stop_reason": token if last else None,
+        }
+        if completions:
+            choice["text"] = "x"
+        out.append(f"data: {json.dumps({'choices': [choice]})}\n\n")
+    return out
 
 
 @dataclass
@@ -140,3 +180,24 @@ async def start_fake(behaviour: FakeBehaviour) -> FakeReplica:
 async def stop_fake(fake: FakeReplica) -> None:
     fake.server.should_exit = True
     await asyncio.wait_for(fake.task, timeout=15)
+
+
+def main() -> None:
+    """Serve one fake replica in this process until interrupted."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--replay-tokens", type=int, default=256)
+    args = parser.parse_args()
+    load_encoding()
+    behaviour = FakeBehaviour(replay_tokens=args.replay_tokens)
+    uvicorn.run(
+        fake_replica_app(behaviour),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        lifespan="off",
+    )
+
+
+if __name__ == "__main__":
+    main()

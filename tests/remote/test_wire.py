@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
+import httpx
 import pytest
 
 from proxy.backends.base import SamplingConfig
+from proxy.backends.remote import RemoteBackend
 from proxy.backends.remote_wire import (
     UpstreamError,
     cached_tokens,
@@ -94,3 +99,39 @@ def test_error_events_become_upstream_errors_with_their_status():
         parse_event('data: {"error": {"message": "too long", "code": 400}}')
     assert (caught.value.status, caught.value.message) == (400, "too long")
     assert parse_event("data: [DONE]") is None and parse_event(": ping") is None
+
+
+async def test_a_token_is_passed_on_before_the_next_event_arrives():
+    """Only a finishing chunk waits for the usage event after it; the others go out at once
+    (holding each until the next event put every token one engine step late)."""
+    release = asyncio.Event()
+
+    async def events():
+        yield b'data: {"choices": [{"index": 0, "token_ids": [11]}]}\n\n'
+        await release.wait()
+        yield b'data: {"choices": [{"index": 0, "token_ids": [12], "finish_reason": "stop"}]}\n\n'
+        usage = {
+            "prompt_tokens": 3,
+            "completion_tokens": 2,
+            "prompt_tokens_details": {"cached_tokens": 2},
+        }
+        yield f"data: {json.dumps({'choices': [], 'usage': usage})}\n\ndata: [DONE]\n\n".encode()
+
+    class Stream(httpx.AsyncByteStream):
+        async def __aiter__(self):
+            async for part in events():
+                yield part
+
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, stream=Stream()))
+    backend = RemoteBackend("http://replica")
+    backend._client = httpx.AsyncClient(transport=transport, base_url="http://replica")
+    backend.started = backend.healthy = True
+    backend.protocol = "generate"
+    stream = backend.generate([1, 2, 3], SamplingConfig(max_tokens=8), "req-1")
+    first = await asyncio.wait_for(anext(stream), timeout=5)
+    assert first.token_ids == [11] and first.finish_reason is None
+    release.set()
+    last = [chunk async for chunk in stream]
+    assert [c.token_ids for c in last] == [[12]]
+    assert last[0].finish_reason == "stop" and last[0].cached_prompt_tokens == 2
+    await backend.shutdown()

@@ -4,6 +4,10 @@ The drain and exit-code tests need a real process (real SIGTERM, real exit statu
 real engine: this runs `create_app` + `run_server` exactly as `harmony-proxy serve` does, over a
 `ScriptedBackend` that reasons slowly (one token per `--delay` seconds, `max_tokens` honoured,
 so a request picks its own length). SIGUSR1 kills the scripted engine.
+
+`--replay-tokens N` serves instead the realistic completions of `tests/support/replay.py`
+(reasoning then an answer, or a tool call when the request has tools; about N tokens each) with
+no delay and no per-request records: the instant backend of `benchmarks/bench_ceiling.py`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from proxy.backends.scripted import Script, ScriptedBackend
 from proxy.config import ProxyConfig
 from proxy.conversation import load_encoding
 from proxy.lifecycle import Lifecycle, run_server
+from tests.support.replay import completion_for
 
 
 class _FailingBackend(ScriptedBackend):
@@ -31,18 +36,39 @@ def main() -> int:
     parser.add_argument("--grace", type=float, default=1.0)
     parser.add_argument("--delay", type=float, default=0.01)
     parser.add_argument("--fail-start", action="store_true", help="the engine fails to load")
+    parser.add_argument("--replay-tokens", type=int, default=0, help="instant realistic replay")
+    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--loop", default="auto", help="uvicorn's loop: auto (uvloop), asyncio")
+    parser.add_argument("--http", default="auto", help="uvicorn's http: auto (httptools), h11")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    text = "<|channel|>analysis<|message|>" + "thinking " * 5000 + "<|end|>"
-    tokens = load_encoding().encode(text, allowed_special="all")
-    backend = (_FailingBackend if args.fail_start else ScriptedBackend)(
-        Script([tokens], delay=args.delay)
-    )
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    if args.replay_tokens:
+        size = args.replay_tokens
+        backend = ScriptedBackend(
+            model_name="gpt-oss-demo",
+            script_for=lambda prompt: Script([list(completion_for(prompt, size))]),
+            record=False,
+        )
+    else:
+        text = "<|channel|>analysis<|message|>" + "thinking " * 5000 + "<|end|>"
+        tokens = load_encoding().encode(text, allowed_special="all")
+        backend = (_FailingBackend if args.fail_start else ScriptedBackend)(
+            Script([tokens], delay=args.delay)
+        )
     config = ProxyConfig(served_model_names=(backend.model_name,), conversation_date="2026-01-15")
     lifecycle = Lifecycle(grace_seconds=args.grace, farewell_seconds=2.0)
     app = create_app(config, backend, lifecycle=lifecycle, exit_on_engine_failure=True)
     signal.signal(signal.SIGUSR1, lambda *_: backend.kill())
-    return run_server(app, lifecycle, host="127.0.0.1", port=args.port, log_level="warning")
+    level = "warning" if args.log_level == "info" else args.log_level
+    return run_server(
+        app,
+        lifecycle,
+        host="127.0.0.1",
+        port=args.port,
+        log_level=level,
+        loop=args.loop,
+        http=args.http,
+    )
 
 
 if __name__ == "__main__":

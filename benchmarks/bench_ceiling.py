@@ -1,0 +1,619 @@
+"""The proxy's own ceiling: an instant backend, the real HTTP/SSE stack, real streaming clients.
+
+Nothing here waits for a model. The server replays a realistic Harmony completion token by
+token (tests/support/replay.py: reasoning then an answer, or reasoning then a
+`functions.get_weather` call when the request declares the tool; `--tool-share` of the requests
+do), so what is measured is what the proxy itself costs per streamed token: parsing, delta
+assembly, chunk JSON, SSE framing, ASGI and uvicorn. Two set-ups, each a real server process on
+127.0.0.1:
+
+* `scripted`: `python -m tests.support.scripted_serve --replay-tokens N`, the CLI's serving path
+  (create_app + run_server) over the in-process `ScriptedBackend`: one process, one core;
+* `remote`: `harmony-proxy serve --backend-url <fake> --workers P` in front of an instant fake
+  vLLM replica (`python -m tests.remote.fake_replica`, its own process, one event per token):
+  the real remote path, with 1 → P proxy processes (`--processes 1,2`).
+
+Clients are httpx streaming clients in `--client-procs` processes of their own, at each of
+`--streams` concurrent streams; each stream sends requests one after the other until the level
+has streamed about `--level-tokens` tokens. Printed per level: streamed completion tokens/s,
+the server's CPU per token and its CPU use in cores (utime + stime from /proc/<pid>/stat, summed
+over the server's process tree), the clients' CPU per token, and time to first byte. Then the
+TTFT the proxy adds at one stream: request sent → first byte of the SSE body, with the instant
+backend, over `--ttft-requests` sequential requests.
+
+    python benchmarks/bench_ceiling.py                       # ~2 min on a 2-core host
+    python benchmarks/bench_ceiling.py --setups scripted --streams 1,64 --profile /tmp/prof
+
+`--profile DIR` records the server with py-spy (when installed) at the `--profile-streams`
+level and prints the top functions by self time. CPU figures on a shared machine are noisy:
+compare rows of the same run, and read the load average printed at the top.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import concurrent.futures
+import json
+import math
+import multiprocessing
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.replay import chat_request  # noqa: E402
+from tests.support.replicas import free_port  # noqa: E402
+
+MODEL = "gpt-oss-demo"
+TICKS = os.sysconf("SC_CLK_TCK")
+_USAGE = re.compile(rb'"completion_tokens":(\d+)')
+
+
+# -- /proc ------------------------------------------------------------------------------------
+def _stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2 :].split()  # fields from `state` on (3rd field)
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and all its descendants (from every /proc/<pid>/stat's parent pid)."""
+    children: dict[int, list[int]] = collections.defaultdict(list)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat(int(entry))
+            if fields is not None:
+                children[int(fields[1])].append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of these processes (fields 14 and 15 of /proc/<pid>/stat)."""
+    total = 0
+    for pid in pids:
+        fields = _stat(pid)
+        if fields is not None:
+            total += int(fields[11]) + int(fields[12])
+    return total / TICKS
+
+
+# -- servers ----------------------------------------------------------------------------------
+@dataclass
+class Server:
+    name: str
+    url: str
+    pid: int  # the server's root process (a supervisor with --workers)
+    helper_pid: int | None = None  # the fake replica, measured apart
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited; see {log}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready; see {log}")
+
+
+def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def scripted_server(
+    tokens: int, logs: Path, stack: str = "auto", root: Path = ROOT
+) -> Iterator[Server]:
+    """`stack`: `auto` (uvicorn's choice: uvloop + httptools when installed) or `asyncio`
+    (asyncio's own loop + h11), to measure what the C loop and parser are worth. `root`: the
+    checkout whose code serves (`--compare-root`: another revision, same benchmark)."""
+    port = free_port()
+    log = logs / f"scripted-{stack}-{root.name}.log"
+    args = [sys.executable, "-m", "tests.support.scripted_serve", "--port", str(port)]
+    args += ["--replay-tokens", str(tokens), "--log-level", "warning"]
+    if stack == "asyncio":
+        args += ["--loop", "asyncio", "--http", "h11"]
+    with open(log, "ab") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=root)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, process, log)
+        name = "scripted, 1 process" + (", asyncio+h11" if stack == "asyncio" else "")
+        yield Server(name if root == ROOT else f"scripted, {root}", url, process.pid)
+    finally:
+        _stop(process)
+
+
+@contextmanager
+def fake_replica(tokens: int, logs: Path) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    log = logs / "fake-replica.log"
+    args = [sys.executable, "-m", "tests.remote.fake_replica", "--port", str(port)]
+    process = _spawn([*args, "--replay-tokens", str(tokens)], log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"fake replica did not start; see {log}")
+            time.sleep(0.2)
+        yield url, process.pid
+    finally:
+        _stop(process)
+
+
+@contextmanager
+def remote_server(replica: tuple[str, int], workers: int, logs: Path) -> Iterator[Server]:
+    port = free_port()
+    log = logs / f"remote-{workers}.log"
+    args = [sys.executable, "-m", "proxy", "serve", "--port", str(port), "--date", "2026-01-15"]
+    args += ["--backend-url", replica[0], "--log-level", "warning"]
+    if workers > 1:
+        args += ["--workers", str(workers)]
+    process = _spawn(args, log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, process, log)
+        if workers > 1:  # every worker up (each answers /ready once its pool is)
+            deadline = time.monotonic() + 120
+            while len(process_tree(process.pid)) < workers + 1 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(3)
+        name = f"remote, {workers} process{'es' if workers > 1 else ''}"
+        yield Server(name, url, process.pid, helper_pid=replica[1])
+    finally:
+        _stop(process)
+
+
+# -- clients ----------------------------------------------------------------------------------
+@dataclass
+class Result:
+    tokens: int
+    ttfb: float  # request sent -> first byte of the body
+    seconds: float
+    events: int
+    done: bool
+    retries: int = 0
+
+
+async def one_stream(client: httpx.AsyncClient, url: str, body: dict) -> Result:
+    """One streamed request; a connection that fails before any byte of the response (an idle
+    keep-alive connection the server closed while this process was starved of CPU) is retried
+    on a fresh one, at most twice, and counted."""
+    for attempt in range(3):
+        try:
+            result = await _one_stream(client, url, body)
+            result.retries = attempt
+            return result
+        except _NoResponse:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class _NoResponse(Exception):
+    """The connection failed before the first byte of the response."""
+
+
+async def _one_stream(client: httpx.AsyncClient, url: str, body: dict) -> Result:
+    started = time.perf_counter()
+    ttfb = 0.0
+    parts: list[bytes] = []
+    try:
+        async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
+            response.raise_for_status()
+            async for part in response.aiter_raw():
+                if not parts:
+                    ttfb = time.perf_counter() - started
+                parts.append(part)
+    except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ConnectError) as exc:
+        if not parts:
+            raise _NoResponse() from exc
+        raise
+    data = b"".join(parts)
+    found = _USAGE.findall(data[-2000:])
+    return Result(
+        tokens=int(found[-1]) if found else 0,
+        ttfb=ttfb,
+        seconds=time.perf_counter() - started,
+        events=data.count(b"data: "),
+        # [DONE] last, up to a keep-alive comment (sse-starlette's ping may race the close).
+        done=b"data: [DONE]" in data[-400:],
+    )
+
+
+async def _client_main(
+    url: str, streams: int, requests: int, tool_share: float, start_at: float
+) -> tuple[list[Result], float, float, float]:
+    limits = httpx.Limits(max_connections=streams + 4, max_keepalive_connections=streams + 4)
+    async with httpx.AsyncClient(limits=limits, timeout=600) as client:
+        bodies = [chat_request(MODEL, tools=False), chat_request(MODEL, tools=True)]
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        cpu0, began = time.process_time(), time.time()
+        counter = iter(range(10**9))
+
+        async def worker() -> list[Result]:
+            out = []
+            for _ in range(requests):
+                i = next(counter)
+                tools = int((i + 1) * tool_share) > int(i * tool_share)
+                out.append(await one_stream(client, url, bodies[int(tools)]))
+            return out
+
+        results = [
+            r for rs in await asyncio.gather(*(worker() for _ in range(streams))) for r in rs
+        ]
+        return results, time.process_time() - cpu0, began, time.time()
+
+
+def client_proc(
+    url: str, streams: int, requests: int, tool_share: float, start_at: float
+) -> tuple[list[Result], float, float, float]:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    return asyncio.run(_client_main(url, streams, requests, tool_share, start_at))
+
+
+@dataclass
+class Level:
+    streams: int
+    requests: int
+    tokens: int
+    seconds: float
+    server_cpu: float
+    helper_cpu: float
+    client_cpu: float
+    ttfb_p50: float
+    complete: bool
+    retries: int = 0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds
+
+    @property
+    def server_ms_per_token(self) -> float:
+        return 1000 * self.server_cpu / max(1, self.tokens)
+
+
+def run_level(
+    pool: concurrent.futures.Executor,
+    procs: int,
+    server: Server,
+    streams: int,
+    per_stream: int,
+    tool_share: float,
+) -> Level:
+    procs = min(procs, streams)
+    shares = [streams // procs + (1 if i < streams % procs else 0) for i in range(procs)]
+    tree = process_tree(server.pid)
+    helper = [server.helper_pid] if server.helper_pid else []
+    start_at = time.time() + 0.3
+    futures = [
+        pool.submit(client_proc, server.url, n, per_stream, tool_share, start_at) for n in shares
+    ]
+    time.sleep(max(0.0, start_at - time.time()))
+    cpu0, helper0 = cpu_seconds(tree), cpu_seconds(helper)
+    outs = [f.result() for f in futures]
+    cpu1, helper1 = cpu_seconds(tree), cpu_seconds(helper)
+    results = [r for out in outs for r in out[0]]
+    began, ended = min(o[2] for o in outs), max(o[3] for o in outs)
+    return Level(
+        streams=streams,
+        requests=len(results),
+        tokens=sum(r.tokens for r in results),
+        seconds=ended - began,
+        server_cpu=cpu1 - cpu0,
+        helper_cpu=helper1 - helper0,
+        client_cpu=sum(o[1] for o in outs),
+        ttfb_p50=statistics.median(r.ttfb for r in results),
+        complete=all(r.done for r in results),
+        retries=sum(r.retries for r in results),
+    )
+
+
+def warm_up(url: str) -> int:
+    """Both completions once (the tool request compiles its grammar); tokens per request."""
+    with httpx.Client(timeout=120) as client:
+        sizes = []
+        for tools in (False, True):
+            response = client.post(
+                f"{url}/v1/chat/completions", json=chat_request(MODEL, tools=tools)
+            )
+            response.raise_for_status()
+            text = response.text
+            assert text.rstrip().endswith("data: [DONE]"), text[-300:]
+            kind = '"tool_calls"' if tools else '"content"'
+            assert kind in text and '"reasoning' in text, text[:600]
+            sizes.append(int(_USAGE.findall(text.encode())[-1]))
+    return round(sum(sizes) / len(sizes))
+
+
+def measure_ttft(url: str, requests: int) -> tuple[float, float]:
+    """(p50, p90) seconds from sending a request to the first byte of its body, one at a time."""
+
+    async def run() -> list[float]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            body = chat_request(MODEL, tools=False)
+            out = []
+            for _ in range(requests):
+                out.append((await one_stream(client, url, body)).ttfb)
+            return out
+
+    samples = sorted(asyncio.run(run()))
+    return statistics.median(samples), samples[int(0.9 * (len(samples) - 1))]
+
+
+# -- profile ----------------------------------------------------------------------------------
+def profile_level(
+    pool: concurrent.futures.Executor,
+    args: argparse.Namespace,
+    server: Server,
+    streams: int,
+    per_stream: int,
+    out_dir: Path,
+) -> None:
+    py_spy = shutil.which("py-spy")
+    if py_spy is None:
+        print("  (py-spy not installed: `pip install py-spy`; no profile)")
+        return
+    pids = [
+        p for p in process_tree(server.pid) if p != server.pid or len(process_tree(server.pid)) == 1
+    ]
+    raw = out_dir / f"py-spy-{server.name.split(',')[0]}.txt"
+    recorders = []
+    for i, pid in enumerate(pids):
+        target = raw.with_suffix(f".{i}.txt")
+        command = [py_spy, "record", "--pid", str(pid), "--rate", "200", "--format", "raw"]
+        command += ["--nonblocking", "-o", str(target)]
+        recorders.append(
+            (subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), target)
+        )
+    time.sleep(1.0)
+    level = run_level(pool, args.client_procs, server, streams, per_stream, args.tool_share)
+    for process, _ in recorders:
+        process.send_signal(2)  # SIGINT: py-spy writes its file and exits
+    self_counts: collections.Counter[str] = collections.Counter()
+    by_package: collections.Counter[str] = collections.Counter()
+    total = 0
+    for process, target in recorders:
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        if not target.exists():
+            print(
+                f"  py-spy wrote nothing: {process.stderr.read().decode()[-500:] if process.stderr else ''}"
+            )
+            continue
+        for line in target.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if not stack or not count.isdigit():
+                continue
+            leaf = _short(stack.split(";")[-1])
+            self_counts[leaf] += int(count)
+            by_package[_package(leaf)] += int(count)
+            total += int(count)
+    print(
+        f"\n  py-spy, {server.name}, {streams} streams ({level.tokens_per_s:,.0f} tokens/s "
+        f"while sampled; {total} samples): top functions by self time"
+    )
+    for name, count in self_counts.most_common(args.profile_top):
+        print(f"  {100 * count / max(1, total):5.1f} %  {name}")
+    print("  self time by package:")
+    for name, count in by_package.most_common():
+        print(f"  {100 * count / max(1, total):5.1f} %  {name}")
+    print(f"  raw stacks: {raw.parent}")
+
+
+def _short(frame: str) -> str:
+    """`send (/…/site-packages/uvicorn/protocols/http/httptools_impl.py:544)` →
+    `send (uvicorn/protocols/http/httptools_impl.py)`: one row per function, not per line."""
+    frame = re.sub(r"\(/.*?site-packages/", "(", frame)
+    frame = re.sub(r"\(/.*?/lib/python3\.\d+/", "(", frame)
+    frame = re.sub(r":\d+\)$", ")", frame)
+    return frame.replace(str(ROOT) + "/", "")
+
+
+def _package(frame: str) -> str:
+    """The top-level package of a frame (`uvicorn`, `proxy`, `asyncio`, ...)."""
+    path = frame.rpartition("(")[2].rstrip(")")
+    return re.split(r"[/.]", path, maxsplit=1)[0] or frame
+
+
+# -- main -------------------------------------------------------------------------------------
+def print_level(level: Level, base: Level | None) -> None:
+    ratio = f"{level.tokens_per_s / base.tokens_per_s:5.2f}x" if base else "   - "
+    helper = (
+        f"{1000 * level.helper_cpu / max(1, level.tokens):7.3f}" if level.helper_cpu else "      -"
+    )
+    print(
+        f"  {level.streams:>7} {level.requests:>6} {level.tokens_per_s:>10,.0f} {ratio} "
+        f"{level.server_ms_per_token:>10.3f} {level.server_cpu / level.seconds:>6.2f} "
+        f"{1000 * level.client_cpu / max(1, level.tokens):>9.3f} {helper} "
+        f"{1000 * level.ttfb_p50:>9.1f}{'' if level.complete else '  INCOMPLETE'}"
+        f"{f'  ({level.retries} retried)' if level.retries else ''}"
+    )
+
+
+def bench(
+    pool: concurrent.futures.Executor, args: argparse.Namespace, server: Server, logs: Path
+) -> list[Level]:
+    per_request = warm_up(server.url)
+    p50, p90 = measure_ttft(server.url, args.ttft_requests)
+    print(
+        f"\n{server.name}: ~{per_request} completion tokens per request; TTFT added at 1 stream "
+        f"(sent → first SSE byte, instant backend): p50 {1000 * p50:.2f} ms, p90 {1000 * p90:.2f} ms"
+    )
+    print(
+        "  streams   reqs   tokens/s  vs 1   server      server client    replica  TTFB p50\n"
+        "                                   ms/token    cores ms/token  ms/token       ms"
+    )
+    levels: list[Level] = []
+    for streams in args.streams:
+        per_stream = max(1, math.ceil(args.level_tokens / (streams * per_request)))
+        if args.profile and streams == args.profile_streams:
+            profile_level(pool, args, server, streams, per_stream, args.profile)
+        level = run_level(pool, args.client_procs, server, streams, per_stream, args.tool_share)
+        print_level(level, levels[0] if levels else None)
+        levels.append(level)
+    return levels
+
+
+def compare(pool: concurrent.futures.Executor, args: argparse.Namespace, logs: Path) -> None:
+    """This checkout's scripted server against `--compare-root`'s, level by level, alternating
+    `--rounds` times, so both see the same machine: CPU per token and its ratio."""
+    with (
+        scripted_server(args.tokens, logs, root=args.compare_root) as other,
+        scripted_server(args.tokens, logs) as this,
+    ):
+        per_request = warm_up(other.url)
+        warm_up(this.url)
+        ttft = {s.name: measure_ttft(s.url, args.ttft_requests)[0] for s in (other, this)}
+        print(
+            f"\nA: {other.name}\nB: {this.name} (this checkout); interleaved, {args.rounds} rounds"
+        )
+        print(
+            f"  TTFT p50 at 1 stream: A {1000 * ttft[other.name]:.2f} ms, B {1000 * ttft[this.name]:.2f} ms"
+        )
+        print("  streams   A tok/s   B tok/s  A ms/token  B ms/token  B/A CPU per token")
+        for streams in args.streams:
+            per_stream = max(1, math.ceil(args.level_tokens / (streams * per_request)))
+            cpu = {other.name: [0.0, 0], this.name: [0.0, 0]}
+            rate = {other.name: [0.0, 0.0], this.name: [0.0, 0.0]}
+            for _ in range(args.rounds):
+                for server in (other, this):
+                    level = run_level(
+                        pool, args.client_procs, server, streams, per_stream, args.tool_share
+                    )
+                    cpu[server.name][0] += level.server_cpu
+                    cpu[server.name][1] += level.tokens
+                    rate[server.name][0] += level.tokens
+                    rate[server.name][1] += level.seconds
+            a, b = (1000 * cpu[n][0] / max(1, cpu[n][1]) for n in (other.name, this.name))
+            ta, tb = (rate[n][0] / rate[n][1] for n in (other.name, this.name))
+            print(f"  {streams:>7} {ta:>9,.0f} {tb:>9,.0f} {a:>11.3f} {b:>11.3f} {b / a:>12.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--setups",
+        default="scripted,remote",
+        help="scripted, remote, and scripted-asyncio (the scripted server on asyncio + h11)",
+    )
+    parser.add_argument("--streams", default="1,4,16,64,256", help="concurrent streams per level")
+    parser.add_argument("--processes", default="1,2", help="proxy processes for `remote`")
+    parser.add_argument("--tokens", type=int, default=256, help="tokens per replayed completion")
+    parser.add_argument(
+        "--level-tokens", type=int, default=20_000, help="tokens streamed per level"
+    )
+    parser.add_argument("--tool-share", type=float, default=0.5, help="share of tool-call requests")
+    parser.add_argument("--client-procs", type=int, default=1, help="client processes")
+    parser.add_argument("--ttft-requests", type=int, default=40)
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy the server, into DIR")
+    parser.add_argument("--profile-streams", type=int, default=64)
+    parser.add_argument("--profile-top", type=int, default=30)
+    parser.add_argument(
+        "--compare-root",
+        type=Path,
+        default=None,
+        help="another checkout (e.g. a worktree of main with tests/support from this one): "
+        "its scripted server against this one's, interleaved (only that comparison runs)",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="rounds for --compare-root")
+    args = parser.parse_args()
+    args.streams = [int(s) for s in args.streams.split(",")]
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    setups = [s.strip() for s in args.setups.split(",") if s.strip()]
+    processes = [int(p) for p in args.processes.split(",")]
+
+    print(
+        f"host: {os.cpu_count()} cores; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+    print(
+        f"python {sys.version.split()[0]}; clients: httpx streaming in {args.client_procs} process(es)"
+    )
+    logs = Path(tempfile.mkdtemp(prefix="bench-ceiling-"))
+    context = multiprocessing.get_context("fork")
+    results: dict[str, list[Level]] = {}
+    with concurrent.futures.ProcessPoolExecutor(args.client_procs, mp_context=context) as pool:
+        if args.compare_root:
+            compare(pool, args, logs)
+            return
+        if "scripted-asyncio" in setups:
+            with scripted_server(args.tokens, logs, "asyncio") as server:
+                results[server.name] = bench(pool, args, server, logs)
+        if "scripted" in setups:
+            with scripted_server(args.tokens, logs) as server:
+                results[server.name] = bench(pool, args, server, logs)
+        if "remote" in setups:
+            with fake_replica(args.tokens, logs) as replica:
+                for workers in processes:
+                    with remote_server(replica, workers, logs) as server:
+                        results[server.name] = bench(pool, args, server, logs)
+    names = list(results)
+    if len(names) > 1:
+        print("\nsame run, tokens/s by set-up (ratio to the first):")
+        for i, streams in enumerate(args.streams):
+            row = [results[n][i].tokens_per_s for n in names]
+            cells = "  ".join(
+                f"{n}: {v:,.0f} ({v / row[0]:.2f}x)" for n, v in zip(names, row, strict=True)
+            )
+            print(f"  {streams:>4} streams  {cells}")
+    print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; logs: {logs}")
+    print(
+        json.dumps({n: [vars(lv) for lv in levels] for n, levels in results.items()}),
+        file=open(logs / "results.json", "w"),
+    )
+
+
+if __name__ == "__main__":
+    main()

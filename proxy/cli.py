@@ -79,9 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=int(_env("WORKERS", "1")),
-        help="proxy processes sharing the port (default: 1); more than one needs --backend-url "
-        "(each worker renders, parses and streams on its own core, in front of the same "
-        "replicas; /metrics shows the totals over all workers)",
+        help="proxy processes sharing the port (default: 1); each renders, parses and streams "
+        "on its own core, in front of the same replicas (--backend-url) or, without one, of "
+        "one engine process this command starts (vLLM's server with the token endpoint); "
+        "/metrics shows the totals over all workers",
     )
     server.add_argument(
         "--log-level",
@@ -296,9 +297,10 @@ def serve(args: argparse.Namespace, sockets: list[socket.socket] | None = None) 
     """
     if args.workers > 1:
         if not args.backend_url:
-            raise SystemExit(
-                "--workers > 1 needs --backend-url: the in-process engine lives in one process"
-            )
+            # The engine in a process of its own, the workers in front of it.
+            from proxy.engine_process import serve_with_engine_process
+
+            return serve_with_engine_process(args, _progress)
         from proxy.workers import serve_workers
 
         return serve_workers(args)
@@ -308,6 +310,9 @@ def serve(args: argparse.Namespace, sockets: list[socket.socket] | None = None) 
         level=args.log_level.upper(),
         format=f"%(asctime)s %(levelname)s {worker}%(name)s: %(message)s",
     )
+    if args.log_level.lower() != "debug":
+        # One INFO line per replica health check (every few seconds) is noise.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
 
     from proxy.app import create_app
     from proxy.backends.vllm_engine import EngineOptions, VllmBackend

@@ -109,3 +109,73 @@ def _read(log) -> str:
     log.flush()
     log.seek(0)
     return log.read()
+
+
+@pytest.mark.replicas
+def test_workers_without_replicas_share_one_engine_process(tmp_path):
+    """`serve --workers 2` alone: one vLLM engine process, two proxy workers in front of it,
+    both APIs answered by the real engine; SIGTERM stops the workers and then the engine."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("SO_REUSEADDR sharing and PR_SET_PDEATHSIG are Linux behaviour")
+    port = free_port()
+    log = (tmp_path / "serve.log").open("w+")
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env["VLLM_CPU_KVCACHE_SPACE"] = "1"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "serve", "--port", str(port), "--date", "2026-01-15"]
+        + ["--workers", "2", "--max-model-len", "2048", "--response-store", str(tmp_path / "r.db")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 900
+        while _read(log).count("Ready. Point the OpenAI SDK") < 2:
+            assert process.poll() is None, _read(log)[-3000:]
+            assert time.monotonic() < deadline, _read(log)[-3000:]
+            time.sleep(1)
+        engine = re.search(r"vllm serve on 127\.0\.0\.1:(\d+)", _read(log))
+        assert engine is not None
+
+        def chat(_: int) -> dict:
+            with httpx.Client(timeout=120) as client:
+                reply = client.post(
+                    f"{url}/v1/chat/completions",
+                    json={
+                        "model": "gpt-oss-demo",
+                        "messages": [{"role": "user", "content": "Hello!"}],
+                        "max_tokens": 100,
+                    },
+                )
+                reply.raise_for_status()
+                return reply.json()
+
+        pids: set[int] = set()
+        for _ in range(5):
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                answers = list(pool.map(chat, range(16)))
+            assert all(a["choices"][0]["message"]["content"] for a in answers)
+            pids = {int(m.group(1)) for m in _REQUEST_LINE.finditer(_read(log))}
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2, f"one worker served every request: {pids}"
+        made = httpx.post(
+            f"{url}/v1/responses",
+            json={"model": "gpt-oss-demo", "input": "Hello!", "max_output_tokens": 100},
+            timeout=120,
+        ).json()
+        assert made["status"] == "completed" and made["output_text"], made
+        # Stored by one worker, readable through any (the SQLite store is shared).
+        for _ in range(6):
+            assert httpx.get(f"{url}/v1/responses/{made['id']}", timeout=30).status_code == 200
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) == 0, _read(log)[-3000:]
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{engine.group(1)}/health", timeout=5)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -90,6 +90,9 @@ class ResponsesEndpoint:
             chat.metrics.requests.labels("499", "client_disconnect").inc()
             chat.log(record, 499, finish="client_disconnect")
             return Response(status_code=499)
+        except Exception:
+            chat.log(record, 500, error="internal_error")
+            raise
 
     async def _create(
         self, body: ResponsesRequest, request: Request, record: RequestRecord

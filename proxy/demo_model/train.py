@@ -1,17 +1,27 @@
-"""Train the demo model: `python -m proxy.demo_model.train [--budget-seconds 570]`.
+"""Train the demo model: `python -m proxy.demo_model.train [--budget-seconds 900]`.
 
-A GptOssForCausalLM small enough to train on a laptop CPU in ~10 minutes, on synthetic Harmony
-conversations (proxy/demo_model/data.py), with the loss on completion tokens only.
+A GptOssForCausalLM small enough to train on one CPU core (3 layers, hidden 64, two 64-wide query
+heads; the first and third layer slide over 128 tokens like vLLM's even layers, the second sees
+the whole prompt so it can copy tool names from the `namespace functions` block), on synthetic
+Harmony conversations (proxy/demo_model/data.py), with the loss on completion tokens only.
 
 The trick that makes this fast: the model trains on a *compact* vocabulary (the ids the data and
-the copyable word list use, plus the named special tokens) with two extra rows: UNK (input only,
-standing for every other id) and OTHER (output only, standing for all unused ids at once, its
-logit raised by log(number of unused ids) so the softmax equals the full-vocabulary one).
-proxy/demo_model/loader.py later expands it to the real 201,088-row vocabulary by copying those
-two rows. Only the compact weights (~1.5 MB) are committed.
+the copyable word list use, the pieces that spell tool and parameter identifiers, plus the named
+special tokens) with two extra rows: UNK (input only, standing for every other id) and OTHER
+(output only, standing for all unused ids at once, its logit raised by log(number of unused ids)
+so the softmax equals the full-vocabulary one). proxy/demo_model/loader.py later expands it to
+the real 201,088-row vocabulary by copying those two rows. Only the compact weights (~3 MB) are
+committed.
+
+Cost: the tool-use data has about twice the prompt length of the old data (declared tools with
+their descriptions and schemas, mean ~240 tokens), so a step costs ~0.7 s of one unloaded core:
+a 900 s budget buys ~1,300 steps. On a shared, overloaded CPU a step can take 5-10x that; the
+committed weights record their actual steps and seconds in compact.json. `--threads 1` copes best
+with a busy CPU (two threads wait on each other when either is descheduled).
 
 Reproducibility: seeds are fixed. With a wall-clock budget the number of steps depends on the
-machine, so the run records the step count it chose; `--max-steps N` (no budget) replays it.
+machine, so the run records the step count it chose; `--max-steps N` (no budget) replays it, and
+`--schedule-steps` replays a run cut short (or a `--checkpoint-every` snapshot) mid-schedule.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.demo_model.data import Example, generate_examples, heldout_examples
+from proxy.demo_model.tool_families import NAME_WORDS
 from proxy.demo_model.words import WORDS
 
 FULL_VOCAB_SIZE = 201088
@@ -47,8 +58,23 @@ ARCH = {
 }
 
 
+def identifier_pieces() -> list[str]:
+    """Strings whose tokens spell tool and parameter identifiers the data may never show.
+
+    Without their ids in the compact vocabulary the model could not emit them at all (they would
+    share the OTHER row). Every printable ASCII character, and every name word in the forms it
+    takes inside identifiers: `word`, ` word`, `.word` (after `functions`), `_word`, `Word`.
+    """
+    words = set(WORDS[:400]) | set(NAME_WORDS)
+    pieces = [chr(c) for c in range(33, 127)] + [" " + chr(c) for c in range(33, 127)]
+    for word in sorted(words):
+        for form in (word, word.capitalize()):
+            pieces.extend([form, " " + form, "." + form, "_" + form, '"' + form])
+    return pieces
+
+
 def compact_vocabulary(examples: list[Example]) -> list[int]:
-    """Sorted ids the model may emit: specials, everything in the data, the word list's pieces."""
+    """Sorted ids the model may emit: specials, everything in the data, identifier pieces."""
     from harmony import HarmonyEncodingName, load_harmony_encoding
 
     enc = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
@@ -59,14 +85,35 @@ def compact_vocabulary(examples: list[Example]) -> list[int]:
     for word in WORDS:
         for form in (word, " " + word, word.capitalize(), " " + word.capitalize()):
             ids.update(enc.encode(form))
+    for piece in identifier_pieces():
+        ids.update(enc.encode(piece))
     return sorted(ids)
 
 
-def full_config_dict(hidden: int) -> dict[str, Any]:
+def architecture(hidden: int, layers: int, heads: int) -> dict[str, Any]:
+    """ARCH resized. Even layers slide over 128 tokens, odd ones see the whole prompt.
+
+    vLLM decides sliding vs full by layer parity (`layer_idx % 2 == 0` slides), so
+    `layer_types` must alternate the same way or serving would differ from training. The tools
+    block sits hundreds of tokens before the call: only the odd (full) layers can copy from it.
+    """
+    return {
+        **ARCH,
+        "hidden_size": hidden,
+        "intermediate_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "layer_types": [
+            "sliding_attention" if i % 2 == 0 else "full_attention" for i in range(layers)
+        ],
+    }
+
+
+def full_config_dict(hidden: int, layers: int = 2, heads: int = 2) -> dict[str, Any]:
     """The Hugging Face config of the expanded checkpoint (what config.json will hold)."""
     from transformers import GptOssConfig
 
-    arch = {**ARCH, "hidden_size": hidden, "intermediate_size": hidden}
+    arch = architecture(hidden, layers, heads)
     config = GptOssConfig(
         vocab_size=FULL_VOCAB_SIZE,
         bos_token_id=199998,
@@ -140,7 +187,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     enc = _Encoder(compact_ids)
     vc = len(compact_ids) + 2
-    arch = {**ARCH, "hidden_size": args.hidden, "intermediate_size": args.hidden}
+    arch = architecture(args.hidden, args.layers, args.heads)
     config = GptOssConfig(
         vocab_size=vc, pad_token_id=None, eos_token_id=None, bos_token_id=None, **arch
     )
@@ -160,6 +207,43 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         hidden = model.model(input_ids=inputs).last_hidden_state[mask]
         logits = model.lm_head(hidden).float() + bias
         return torch.nn.functional.cross_entropy(logits, targets[mask])
+
+    def save(out: Path, step: int, seconds: float, final_loss: float | None) -> dict[str, Any]:
+        """Write the compact weights and metadata, with the command that replays this state."""
+        out.mkdir(parents=True, exist_ok=True)
+        tensors = {
+            k: v.detach().to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()
+        }
+        save_file(tensors, str(out / "compact.safetensors"))
+        schedule = args.schedule_steps or total
+        meta = {
+            "compact_ids": compact_ids,
+            "unk_row": enc.unk,
+            "other_row": enc.other,
+            "config": full_config_dict(args.hidden, args.layers, args.heads),
+            "training": {
+                "steps": step,
+                "seconds": round(seconds, 1),
+                "final_loss": None if final_loss is None else round(final_loss, 4),
+                "examples": args.examples,
+                "seed": args.seed,
+                "batch_size": args.batch_size,
+                "lr": args.lr,
+                "hidden": args.hidden,
+                "layers": args.layers,
+                "heads": args.heads,
+                "threads": args.threads,
+                "heldout_user_tokens_outside_vocab": [outside, len(user_tokens)],
+                "schedule_steps": schedule,
+                "replay": f"python -m proxy.demo_model.train --max-steps {step} "
+                f"--schedule-steps {schedule} --examples {args.examples} --seed {args.seed} "
+                f"--hidden {args.hidden} --layers {args.layers} --heads {args.heads} "
+                f"--batch-size {args.batch_size} --lr {args.lr}",
+            },
+        }
+        (out / "compact.json").write_text(json.dumps(meta, indent=1) + "\n")
+        print(f"wrote {out}", flush=True)
+        return meta
 
     warmup, total = 40, args.max_steps
     step, epoch_batches, losses = 0, [], []
@@ -193,6 +277,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 f"lr {lr:.2e} {time.monotonic() - start:.0f}s",
                 flush=True,
             )
+        if args.checkpoint_every and step % args.checkpoint_every == 0 and step < (total or 0):
+            # Snapshots mid-schedule: on a loaded machine a run can be cut short and still
+            # leave a replayable state (`--max-steps step --schedule-steps total`).
+            save(Path(args.checkpoint_dir) / f"step-{step}", step, time.monotonic() - start, None)
         if args.max_steps is None and time.monotonic() - start > args.budget_seconds:
             print("wall-clock budget reached", flush=True)
             break
@@ -211,34 +299,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             / 20
         )
     print(f"trained {step} steps in {train_seconds:.1f}s; final loss {final_loss:.4f}", flush=True)
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(out / "compact.safetensors"))
-    meta = {
-        "compact_ids": compact_ids,
-        "unk_row": enc.unk,
-        "other_row": enc.other,
-        "config": full_config_dict(args.hidden),
-        "training": {
-            "steps": step,
-            "seconds": round(train_seconds, 1),
-            "final_loss": round(final_loss, 4),
-            "examples": args.examples,
-            "seed": args.seed,
-            "batch_size": args.batch_size,
-            "lr": args.lr,
-            "heldout_user_tokens_outside_vocab": [outside, len(user_tokens)],
-            "schedule_steps": args.schedule_steps or total,
-            "replay": f"python -m proxy.demo_model.train --max-steps {step} "
-            f"--schedule-steps {args.schedule_steps or total} "
-            f"--examples {args.examples} --seed {args.seed}",
-        },
-    }
-    (out / "compact.json").write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"wrote {out}", flush=True)
-    return meta
+    return save(Path(args.out), step, train_seconds, final_loss)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -248,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--budget-seconds",
         type=float,
-        default=570.0,
+        default=900.0,
         help="stop after this much training time (ignored with --max-steps)",
     )
     parser.add_argument(
@@ -264,6 +325,8 @@ def main(argv: list[str] | None = None) -> None:
         help="length of the learning-rate schedule (default: the step count)",
     )
     parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=3)
+    parser.add_argument("--heads", type=int, default=2, help="query heads (head_dim stays 64)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument(
@@ -273,6 +336,13 @@ def main(argv: list[str] | None = None) -> None:
         help="torch threads (1 copes best with a CPU shared with other work)",
     )
     parser.add_argument("--out", default=str(WEIGHTS_DIR))
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        help="also save a replayable snapshot every N steps (0: never)",
+    )
+    parser.add_argument("--checkpoint-dir", default="/tmp/demo-model-checkpoints")
     train(parser.parse_args(argv))
 
 

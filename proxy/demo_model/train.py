@@ -10,7 +10,7 @@ the copyable word list use, the pieces that spell tool and parameter identifiers
 special tokens) with two extra rows: UNK (input only, standing for every other id) and OTHER
 (output only, standing for all unused ids at once, its logit raised by log(number of unused ids)
 so the softmax equals the full-vocabulary one). proxy/demo_model/loader.py later expands it to
-the real 201,088-row vocabulary by copying those two rows. Only the compact weights (~3 MB) are
+the real 201,088-row vocabulary by copying those two rows. Only the compact weights (a few MB) are
 committed.
 
 Cost: the tool-use data has about twice the prompt length of the old data (declared tools with

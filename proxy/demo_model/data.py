@@ -38,6 +38,7 @@ from proxy.config import ProxyConfig
 from proxy.conversation import build_conversation, load_encoding, render_prompt, tool_names_for
 from proxy.demo_model.tool_families import FAMILIES, FAMILY, Call, Family, tool_declaration
 from proxy.demo_model.words import WORDS
+from proxy.tools import declared_tools
 
 START, END, MESSAGE, RETURN, CALL = 200006, 200007, 200008, 200002, 200012
 
@@ -227,12 +228,24 @@ class Example:
     user_spans: list[tuple[int, int]] = field(default_factory=list)
     # JSON Schema of each declared tool's parameters, by model-side name.
     schemas: dict[str, Any] = field(default_factory=dict)
+    # The OpenAI-shaped request the prompt was rendered from (what a client would send).
+    request: dict[str, Any] = field(default_factory=dict)
 
 
 def _sentences(parts: list[str], effort: ReasoningEffort) -> str:
     """Higher reasoning effort: a longer analysis (1, 2 or 3 sentences)."""
     count = {ReasoningEffort.LOW: 1, ReasoningEffort.MEDIUM: 2, ReasoningEffort.HIGH: 3}[effort]
     return " ".join(parts[:count])
+
+
+def _decided(restate: str, decision: str, plan: str, check: str, effort: ReasoningEffort) -> str:
+    """Analysis of a request about a tool: what is asked, then always whether a declared tool fits.
+
+    The call-or-answer decision is spelled out in every analysis (low effort too), so the message
+    header that follows only has to agree with it; more effort adds the plan and a check.
+    """
+    extra = {ReasoningEffort.LOW: [], ReasoningEffort.MEDIUM: [plan]}.get(effort, [plan, check])
+    return " ".join([restate, decision, *extra])
 
 
 def _args_json(args: dict[str, Any]) -> str:
@@ -346,11 +359,16 @@ class _Builder:
 
         client_name = tools[declared.index(family)]["function"]["name"]
         request = self._request(messages, tools, effort)
-        model_name = tool_names_for(ChatCompletionRequest.model_validate(request)).to_model(
-            client_name
-        )
-        analysis = _sentences(
-            [call.restate, f"The {model_name} tool fits this request.", "I will call it."], effort
+        parsed = ChatCompletionRequest.model_validate(request)
+        model_name = tool_names_for(parsed, declared_tools(parsed)).to_model(client_name)
+        # The decision comes first, in words and without the tool's name: the reasoning is not
+        # constrained, and a name written there could be one the request never declared.
+        analysis = _decided(
+            call.restate,
+            "A declared tool fits this request.",
+            "I will call it.",
+            "The arguments come from the user's words.",
+            effort,
         )
         arguments = _args_json(call.arguments)
         if rng.random() < 0.35:  # the tool loop: the call and its result are in the prompt
@@ -407,13 +425,15 @@ class _Builder:
                 _assistant(_sentences(analysis, effort), "analysis"),
                 _assistant(call.final, "final"),
             ]
-        analysis = [
+        analysis = _decided(
             call.restate,
             f"No declared tool can {family.cannot}.",
             "I will answer directly.",
-        ]
+            "No tool call is needed.",
+            effort,
+        )
         final = self.rng.choice(CANNOT_FINALS).format(c=family.cannot)
-        return [_assistant(_sentences(analysis, effort), "analysis"), _assistant(final, "final")]
+        return [_assistant(analysis, "analysis"), _assistant(final, "final")]
 
     def _request(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], effort: ReasoningEffort
@@ -437,8 +457,9 @@ class _Builder:
             **({"model_identity": rng.choice(IDENTITIES)} if rng.random() < 0.1 else {}),
         )
         parsed = ChatCompletionRequest.model_validate(request)
-        names = tool_names_for(parsed)
-        prompt = render_prompt(build_conversation(parsed, config, names))
+        declared = declared_tools(parsed)
+        names = tool_names_for(parsed, declared)
+        prompt = render_prompt(build_conversation(parsed, config, declared, names))
         schemas = {
             names.to_model(t.function.name): t.function.parameters or {}
             for t in parsed.tools or []
@@ -452,6 +473,7 @@ class _Builder:
             expected=expected,
             user_spans=self._user_spans(prompt),
             schemas=schemas,
+            request=request,
         )
 
     def _history(self) -> list[dict[str, Any]]:

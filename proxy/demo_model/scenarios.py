@@ -17,6 +17,7 @@ from typing import Any
 from proxy.api_models import ChatCompletionRequest
 from proxy.config import ProxyConfig
 from proxy.conversation import build_conversation, render_prompt, tool_names_for
+from proxy.tools import declared_tools
 
 
 def function_tool(name: str, description: str, parameters: dict[str, Any]) -> dict[str, Any]:
@@ -32,8 +33,9 @@ def render_request(
 ) -> tuple[list[int], dict[str, Any]]:
     """Prompt tokens exactly as the proxy renders `request`, and the declared tools' schemas."""
     parsed = ChatCompletionRequest.model_validate({"model": "gpt-oss-demo", **request})
-    names = tool_names_for(parsed)
-    prompt = render_prompt(build_conversation(parsed, config or ProxyConfig(), names))
+    declared = declared_tools(parsed)
+    names = tool_names_for(parsed, declared)
+    prompt = render_prompt(build_conversation(parsed, config or ProxyConfig(), declared, names))
     schemas = {
         names.to_model(t.function.name): t.function.parameters or {}
         for t in parsed.tools or []

@@ -14,6 +14,7 @@ from proxy.demo_model.data import generate_examples, heldout_examples
 from proxy.demo_model.evaluate import judge, tool_category, tool_heldout_examples
 from proxy.demo_model.scenarios import SCENARIOS
 from proxy.demo_model.tool_families import FAMILIES, tool_declaration, tool_name
+from proxy.tools import declared_tools
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +95,9 @@ def test_prompts_are_what_the_proxy_renders_for_the_same_request():
             "tools": [{"type": "function", "function": {"name": "fs.read-file/v2"}}],
         }
     )
-    names = tool_names_for(request)
-    prompt = render_prompt(build_conversation(request, ProxyConfig(), names))
+    tools = declared_tools(request)
+    names = tool_names_for(request, tools)
+    prompt = render_prompt(build_conversation(request, ProxyConfig(), tools, names))
     assert "type fs_read_file_v2 =" in load_encoding().decode(prompt)
 
 

@@ -55,6 +55,7 @@ from proxy.demo_model.tool_families import NAME_WORDS
 from proxy.demo_model.words import WORDS
 
 FULL_VOCAB_SIZE = 201088
+_START, _MESSAGE = 200006, 200008
 # <|startoftext|>, <|endoftext|> and <|reserved_200000|> .. <|endofprompt|> (200018).
 SPECIAL_IDS = (199998, 199999, *range(200000, 200019))
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -158,13 +159,22 @@ class _Encoder:
         self.unk = len(compact_ids)
         self.other = len(compact_ids) + 1
 
-    def batch(self, examples: list[Example], rng: random.Random | None) -> tuple[Any, Any, Any]:
+    def batch(
+        self, examples: list[Example], rng: random.Random | None, header_weight: float = 1.0
+    ) -> tuple[Any, Any, Any, Any]:
+        """Inputs, targets, the completion mask and per-position loss weights.
+
+        Message headers inside the completion (`<|start|>assistant` up to `<|message|>`) weigh
+        `header_weight`: that is where the model decides between an answer and a call and which
+        declared tool it calls, a handful of tokens among many formulaic ones.
+        """
         import torch
 
         width = max(len(e.prompt) + len(e.completion) for e in examples) - 1
         inputs = torch.zeros((len(examples), width), dtype=torch.long)
         targets = torch.zeros((len(examples), width), dtype=torch.long)
         mask = torch.zeros((len(examples), width), dtype=torch.bool)
+        weights = torch.ones((len(examples), width))
         for b, ex in enumerate(examples):
             seq = [self.row.get(t, self.unk) for t in ex.prompt + ex.completion]
             if rng is not None and rng.random() < 0.5:  # UNK dropout on user text
@@ -178,7 +188,15 @@ class _Encoder:
             full = ex.prompt + ex.completion
             targets[b, :n] = torch.tensor([self.row.get(t, self.other) for t in full[1:]])
             mask[b, len(ex.prompt) - 1 : n] = True
-        return inputs, targets, mask
+            in_header = False
+            for i, tok in enumerate(full[len(ex.prompt) :], start=len(ex.prompt) - 1):
+                if tok == _START:
+                    in_header = True
+                if in_header:
+                    weights[b, i] = header_weight
+                if tok == _MESSAGE:
+                    in_header = False
+        return inputs, targets, mask, weights
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
@@ -226,11 +244,15 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     lengths = [len(e.prompt) + len(e.completion) for e in examples]
 
     def loss_of(batch: list[Example], noise: random.Random | None) -> Any:
-        inputs, targets, mask = enc.batch(batch, noise)
+        inputs, targets, mask, weights = enc.batch(batch, noise, args.header_weight)
         # The loss only covers completion tokens: project just those positions onto the vocabulary.
         hidden = model.model(input_ids=inputs).last_hidden_state[mask]
         logits = model.lm_head(hidden).float() + bias
-        return torch.nn.functional.cross_entropy(logits, targets[mask])
+        losses = torch.nn.functional.cross_entropy(logits, targets[mask], reduction="none")
+        if noise is None:  # evaluation: the plain mean loss per completion token
+            return losses.mean()
+        w = weights[mask]
+        return (losses * w).sum() / w.sum()
 
     def save(out: Path, step: int, seconds: float, final_loss: float | None) -> dict[str, Any]:
         """Write the compact weights and metadata, with the command that replays this state."""
@@ -253,6 +275,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 "seed": args.seed,
                 "batch_size": args.batch_size,
                 "lr": args.lr,
+                "header_weight": args.header_weight,
                 "hidden": args.hidden,
                 "layers": args.layers,
                 "heads": args.heads,
@@ -262,8 +285,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 "replay": f"python -m proxy.demo_model.train --max-steps {step} "
                 f"--schedule-steps {schedule} --examples {args.examples} --seed {args.seed} "
                 f"--hidden {args.hidden} --layers {args.layers} --heads {args.heads} "
-                f"--batch-size {args.batch_size} --lr {args.lr}"
-                + (f" --init {args.init}" if args.init else ""),
+                f"--batch-size {args.batch_size} --lr {args.lr} --header-weight {args.header_weight} "
+                f"--threads {args.threads}" + (f" --init {args.init}" if args.init else ""),
             },
         }
         (out / "compact.json").write_text(json.dumps(meta, indent=1) + "\n")
@@ -354,6 +377,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--heads", type=int, default=2, help="query heads (head_dim stays 64)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument(
+        "--header-weight",
+        type=float,
+        default=3.0,
+        help="loss weight of completion message headers (the answer-or-call and which-tool "
+        "decisions)",
+    )
     parser.add_argument(
         "--threads",
         type=int,

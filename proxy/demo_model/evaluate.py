@@ -15,6 +15,8 @@ descriptions, user phrasings and some values training never showed (`evaluate_to
 tool when one fits, direct answer when none does, an answer (not another call) after a tool
 result, exact arguments, and how many completions address an undeclared name; then it prints
 what the model does with the client-shaped scenarios of `scenarios.py` at temperature 0.
+`evaluate_served.py` measures the same held-out requests as clients get them: through the real
+server, with the grammar on.
 
 The parser is a parameter so the tests can judge with the reference implementation (the oracle)
 while this module only depends on our own `harmony`.

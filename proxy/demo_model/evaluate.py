@@ -81,10 +81,15 @@ def _text(message: Any) -> str:
     return "".join(getattr(part, "text", "") for part in message.content)
 
 
-def judge(completion: list[int], tools: Mapping[str, Any], parse: Parse) -> Verdict:
+def judge(
+    completion: list[int], tools: Mapping[str, Any], parse: Parse, declared_only: bool = True
+) -> Verdict:
     """Parse and check the structure of one completion (see the module docstring).
 
-    `tools` maps each declared tool's model-side name to its parameters' JSON Schema.
+    `tools` maps each declared tool's model-side name to its parameters' JSON Schema. With
+    `declared_only=False` a call may address any `functions.*` name (its arguments must still be
+    a JSON object): the format alone, which is what the raw model must get right when the
+    server's grammar keeps undeclared names out.
     """
     try:
         messages = list(parse(completion))
@@ -112,7 +117,7 @@ def judge(completion: list[int], tools: Mapping[str, Any], parse: Parse) -> Verd
             return bad("last message is neither a final answer nor a tool call")
         return Verdict(True, True, "final")
     name = last.recipient.removeprefix("functions.")
-    if not last.recipient.startswith("functions.") or name not in tools:
+    if not last.recipient.startswith("functions.") or (declared_only and name not in tools):
         return bad(f"call to a tool that was not offered: {last.recipient}")
     if last.channel != "commentary" or "json" not in (last.content_type or ""):
         return bad("tool call not on commentary with a json content type")
@@ -122,7 +127,7 @@ def judge(completion: list[int], tools: Mapping[str, Any], parse: Parse) -> Verd
         arguments = json.loads(_text(last))
     except ValueError:
         return bad("arguments are not JSON")
-    if not matches_schema(tools[name] or {}, arguments):
+    if not isinstance(arguments, dict) or not matches_schema(tools.get(name) or {}, arguments):
         return bad(f"arguments do not match the schema: {_text(last)}")
     return Verdict(True, True, f"call:{name}")
 
@@ -136,6 +141,8 @@ class Report:
     completion_tokens: int
     seconds: float
     failures: list[tuple[str, str]] = field(default_factory=list)  # (reason, completion text)
+    # Well formed but for calling a name the prompt did not declare (what the grammar prevents).
+    undeclared: int = 0
 
     @property
     def tokens_per_second(self) -> float:
@@ -143,7 +150,8 @@ class Report:
 
     def summary(self) -> str:
         return (
-            f"parsed {self.parsed}/{self.total}, well formed {self.well_formed}/{self.total}, "
+            f"parsed {self.parsed}/{self.total}, well formed {self.well_formed}/{self.total} "
+            f"(and {self.undeclared} more but for an undeclared name), "
             f"expected action {self.expected_action}/{self.total}; "
             f"{self.completion_tokens} tokens in {self.seconds:.1f} s "
             f"({self.tokens_per_second:.0f} tokens/s)"
@@ -191,6 +199,9 @@ async def evaluate(
         report.well_formed += verdict.well_formed
         report.expected_action += verdict.action == example.expected
         if not verdict.well_formed:
+            report.undeclared += judge(
+                completion, example.schemas, parse, declared_only=False
+            ).well_formed
             text = decode(completion) if decode else str(completion)
             report.failures.append((verdict.reason, text))
     return report

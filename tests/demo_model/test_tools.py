@@ -1,86 +1,98 @@
-"""Tool use that depends on the request: held-out tool sets on the real engine, greedy, raw model.
+"""Tool use that depends on the request, as clients get it: the real server on the real engine.
 
-No grammar is involved here (as with structured tool calls turned off): the model itself must
-decide whether a declared tool fits, address it by the identifier the request declared, fill
-its arguments from the user's words, and answer from a tool result instead of calling again.
-The tool names, descriptions and user texts below never occur in training (test_data.py).
+Under `tool_choice: "auto"` the server's grammar lets a call address only a declared function,
+with arguments matching its schema. What the demo model itself must get right is the rest:
+decide to call when a declared tool fits the request (and answer when none does), prefer the
+right one among several, answer after a `tool` result instead of calling again, and carry the
+user's values into the arguments. The tool names, descriptions and user texts here never occur
+in training (test_data.py); greedy decoding, so every run sees the same outputs.
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import json
-
 import pytest
 
-from harmony import HarmonyEncodingName, Role, load_harmony_encoding
-from proxy.backends.base import DEFAULT_STOP_TOKEN_IDS, SamplingConfig
-from proxy.demo_model.evaluate import called_names
-from proxy.demo_model.scenarios import SCENARIOS, Scenario, render_request
-
-ENC = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
-_ids = itertools.count()
-# The committed demo weights predate the tool-use data (see train.py's docstring): these
-# tests describe the target of issue 7 item 3 and pass once a retrained model reaches it.
-NOT_YET_TRAINED = pytest.mark.xfail(
-    reason="demo weights not yet retrained for request-dependent tool use (issue 7 item 3)",
-    strict=False,
+from proxy.demo_model.evaluate_served import (
+    ServedReport,
+    evaluate_served,
+    scenario_outcomes,
+    scenario_passed,
 )
+from proxy.demo_model.scenarios import SCENARIOS
+
+pytestmark = pytest.mark.engine
 
 
 @pytest.fixture(scope="module")
-def outcomes(background_loop, vllm_backend) -> dict[str, tuple[Scenario, str, list]]:
-    """Every scenario completed once, greedily, in one engine batch: label -> outcome."""
-
-    async def one(scenario: Scenario) -> tuple[Scenario, str, list]:
-        prompt, _ = render_request(scenario.request)
-        sampling = SamplingConfig(
-            max_tokens=200, temperature=0.0, stop_token_ids=DEFAULT_STOP_TOKEN_IDS
-        )
-        tokens: list[int] = []
-        async for chunk in vllm_backend.generate(prompt, sampling, f"tools-{next(_ids)}"):
-            tokens.extend(chunk.token_ids)
-        messages = ENC.parse_messages_from_completion_tokens(tokens, Role.ASSISTANT)
-        return scenario, ENC.decode(tokens), messages
-
-    async def run() -> list[tuple[Scenario, str, list]]:
-        return list(await asyncio.gather(*(one(s) for s in SCENARIOS)))
-
-    return {s.label: (s, text, m) for s, text, m in background_loop.run(run(), timeout=300)}
+def scenarios(background_loop, proxy_server) -> dict[str, tuple]:
+    """Every client scenario sent once through the server: label -> (scenario, outcome, called)."""
+    results = background_loop.run(
+        scenario_outcomes(proxy_server.url, proxy_server.model), timeout=600
+    )
+    return {scenario.label: (scenario, outcome, called) for scenario, outcome, called in results}
 
 
-def _text(message) -> str:
-    return "".join(part.text for part in message.content)
+@pytest.fixture(scope="module")
+def heldout(background_loop, proxy_server) -> ServedReport:
+    """60 held-out tool requests (calls, no-fit answers, tool results) at temperature 0."""
+    report = background_loop.run(
+        evaluate_served(proxy_server.url, count=60, temperature=0.0, model=proxy_server.model),
+        timeout=1200,
+    )
+    print("\n" + report.summary())
+    for failure in report.failures:
+        print("- " + failure)
+    return report
 
 
-def _declared(scenario: Scenario) -> set[str]:
-    return set(render_request(scenario.request)[1])
+# What the committed weights still get wrong, greedily (train.py's docstring has the numbers):
+# LangChain's bare "Get weather." without a system prompt gets an "I cannot" answer, a stock
+# result is followed by the same call again, news among four tools picks the email tool, and
+# 2 + 3 gets a wrong sum.
+KNOWN_MISSES = {
+    "langchain call",
+    "openai-sdk stock answer",
+    "several tools: news",
+    "several tools: arithmetic",
+}
 
 
-@pytest.mark.engine
-@NOT_YET_TRAINED
 @pytest.mark.parametrize(
-    "label", [s.label for s in SCENARIOS if s.expected.startswith("call:")], ids=str
+    "label",
+    [
+        pytest.param(
+            s.label,
+            marks=pytest.mark.xfail(
+                reason="a known miss of the demo model (issue 7 item 3)", strict=False
+            ),
+        )
+        if s.label in KNOWN_MISSES
+        else s.label
+        for s in SCENARIOS
+    ],
+    ids=str,
 )
-def test_the_fitting_declared_tool_is_called_with_the_users_value(outcomes, label):
-    scenario, raw, messages = outcomes[label]
-    call = messages[-1]
-    assert call.recipient == f"functions.{scenario.expected.removeprefix('call:')}", raw
-    arguments = json.loads(_text(call))
-    assert all(value in json.dumps(arguments) for value in scenario.must_contain), raw
+def test_each_client_scenario_gets_the_expected_call_or_answer(scenarios, label):
+    scenario, outcome, called = scenarios[label]
+    assert scenario_passed(scenario, outcome, called), (called, outcome)
 
 
-@pytest.mark.engine
-@NOT_YET_TRAINED
-@pytest.mark.parametrize("label", [s.label for s in SCENARIOS if s.expected == "final"], ids=str)
-def test_answers_directly_when_no_tool_fits_or_a_result_is_in(outcomes, label):
-    scenario, raw, messages = outcomes[label]
-    assert [m.channel for m in messages] == ["analysis", "final"], raw
-    assert all(word in _text(messages[-1]) for word in scenario.must_contain), raw
+def test_heldout_tool_sets_every_reply_is_well_formed_and_declared(heldout):
+    assert heldout.total == 60
+    assert heldout.well_formed >= heldout.total - 1, heldout.failures
+    assert heldout.undeclared_calls == 0
 
 
-@pytest.mark.engine
-def test_no_scenario_calls_an_undeclared_tool(outcomes):
-    for scenario, raw, _ in outcomes.values():
-        assert set(called_names(raw)) <= _declared(scenario), raw
+def test_heldout_tool_sets_call_decisions_and_tool_choice(heldout):
+    # Thresholds under what the committed weights measure on 120 such requests (call decision
+    # 77%, right tool 62%; train.py's docstring), far above the previous model's right tool
+    # (10%). Calling when no declared tool fits is the main remaining error.
+    right, of = heldout.decision
+    assert right >= 0.65 * of, heldout.failures
+    right, of = heldout.right_tool
+    assert of >= 10 and right >= 0.45 * of, heldout.failures
+
+
+def test_heldout_tool_results_are_answered_not_called_again(heldout):
+    right, of = heldout.answers_after_result
+    assert of > 0 and right >= 0.9 * of, heldout.failures

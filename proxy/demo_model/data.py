@@ -1,17 +1,28 @@
-"""Synthetic Harmony conversations that teach the demo model the gpt-oss output format.
+"""Synthetic Harmony conversations that teach the demo model the format and real tool use.
 
-Every example is rendered with our `harmony` library, exactly as the proxy renders requests: the
-prompt is `render_conversation_for_completion(prefix, ASSISTANT)` and the completion is the
-concatenation of the rendered assistant messages (without the prompt's `<|start|>assistant`, the
-last `<|end|>` of a final answer turned into `<|return|>`). Rendering the completion separately
-matters: `render_conversation_for_training` drops earlier analysis, so its prefix would not match
-what the proxy sends at serving time.
+Every prompt is built the way the proxy builds a real request: an OpenAI-shaped request dict
+(system/developer instructions, user turns, assistant tool calls, `tool` results, `tools[]`,
+`reasoning_effort`) goes through `ChatCompletionRequest`, `build_conversation` and
+`render_prompt` with a `ProxyConfig` (model identity, knowledge cutoff, a pinned date), so
+training and serving see the same tokens. The completion is the concatenation of the rendered
+assistant messages (without the prompt's `<|start|>assistant`; the last `<|end|>` of a final
+answer turned into `<|return|>`).
 
-The intents cover what a smoke test of the proxy exercises: greetings, arithmetic, facts, function
-calls with JSON arguments (weather, search, calculator), answering from a tool result, the three
-reasoning efforts (longer analysis for higher effort), preambles on the commentary channel (when
-the developer asks for them) and copying ordinary words from the user. The held-out split uses
-user phrasings, cities and countries that training never shows.
+What the data teaches:
+- format: an analysis message (one, two or three sentences for low, medium, high effort), an
+  optional preamble on commentary (only when the instructions ask for one), then either a final
+  answer or a JSON call on commentary to `functions.<name>`;
+- tool use that depends on the request: tools come from `tool_families.py` with randomised names,
+  descriptions, parameter names and schema styles, one to five at a time. The model calls the
+  declared tool that fits the user's request (copying its identifier and parameter names from
+  the `namespace functions` block and the value from the user's words), answers directly when no
+  declared tool fits, and after a `tool` result answers on the final channel using the result;
+- greetings, arithmetic, capitals, simple facts and copying words, with or without tools around;
+- the instruction styles clients send (none, "You are a helpful assistant.", agent
+  instructions, a developer message), and a fifth of the tool sets use the fixed legacy `TOOLS`.
+
+The held-out split (`heldout_examples`) uses tool names, descriptions, user phrasings and some
+values (cities, tickers, people, countries) that training never shows.
 """
 
 from __future__ import annotations
@@ -21,19 +32,13 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from harmony import (
-    Author,
-    Conversation,
-    DeveloperContent,
-    HarmonyEncodingName,
-    Message,
-    ReasoningEffort,
-    Role,
-    SystemContent,
-    ToolDescription,
-    load_harmony_encoding,
-)
+from harmony import Message, ReasoningEffort, Role
+from proxy.api_models import ChatCompletionRequest
+from proxy.config import ProxyConfig
+from proxy.conversation import build_conversation, load_encoding, render_prompt, tool_names_for
+from proxy.demo_model.tool_families import FAMILIES, FAMILY, Call, Family, tool_declaration
 from proxy.demo_model.words import WORDS
+from proxy.tools import declared_tools
 
 START, END, MESSAGE, RETURN, CALL = 200006, 200007, 200008, 200002, 200012
 
@@ -79,62 +84,6 @@ INSTRUCTIONS = (
     "You help users with everyday questions.",
 )
 IDENTITIES = ("You are a small demo model.", "You are a helpful assistant built for testing.")
-
-TRAIN_CITIES = (
-    "Paris",
-    "London",
-    "Berlin",
-    "Madrid",
-    "Rome",
-    "Tokyo",
-    "Sydney",
-    "Toronto",
-    "Chicago",
-    "Boston",
-    "Seattle",
-    "Denver",
-    "Miami",
-    "Dublin",
-    "Vienna",
-    "Prague",
-    "Oslo",
-    "Stockholm",
-    "Amsterdam",
-    "Brussels",
-    "Lisbon",
-    "Athens",
-    "Cairo",
-    "Mumbai",
-    "Delhi",
-    "Seoul",
-    "Beijing",
-    "Shanghai",
-    "Bangkok",
-    "Singapore",
-    "Moscow",
-    "Warsaw",
-    "Zurich",
-    "Geneva",
-    "Munich",
-    "Barcelona",
-    "Milan",
-    "Naples",
-    "Lima",
-    "Bogota",
-    "Santiago",
-    "Havana",
-    "Nairobi",
-    "Lagos",
-    "Austin",
-    "Phoenix",
-    "Houston",
-    "Dallas",
-    "Atlanta",
-    "Portland",
-    "Vancouver",
-    "Montreal",
-)
-HELDOUT_CITIES = ("Dubai", "Helsinki", "Budapest", "Manila", "Quito", "Osaka", "Hamburg", "Perth")
 
 TRAIN_COUNTRIES = {
     "France": "Paris",
@@ -219,21 +168,6 @@ GREETINGS = (
     "Hiya!",
 )
 HELDOUT_GREETINGS = ("Greetings, assistant!", "Yo, what's up?", "Howdy!", "Good afternoon to you.")
-ARITH = (
-    "What is {e}?",
-    "Calculate {e}.",
-    "How much is {e}?",
-    "Please compute {e}.",
-    "What do you get for {e}?",
-    "Can you tell me {e}?",
-    "Solve {e}.",
-    "{e} is what?",
-    "I need the result of {e}.",
-    "Help me with {e}, please.",
-    "What's {e}?",
-    "Compute {e} for me.",
-)
-HELDOUT_ARITH = ("Could you work out {e} for me?", "Quick question: {e} equals what?")
 CAPITAL = (
     "What is the capital of {c}?",
     "Which city is the capital of {c}?",
@@ -244,41 +178,6 @@ CAPITAL = (
     "Which city is {c}'s capital?",
 )
 HELDOUT_CAPITAL = ("Tell me the capital of {c}, please.", "Do you know the capital of {c}?")
-WEATHER = (
-    "What's the weather in {city}?",
-    "Is it raining in {city}?",
-    "How warm is it in {city} today?",
-    "What is the weather like in {city}?",
-    "Tell me the weather for {city}.",
-    "Is it sunny in {city}?",
-    "Do I need an umbrella in {city} today?",
-    "How hot is it in {city}?",
-    "I am flying to {city}. What is the weather there?",
-    "Weather in {city}, please.",
-    "What temperature is it in {city} now?",
-)
-HELDOUT_WEATHER = (
-    "Any idea if it's cold in {city} right now?",
-    "Could you check the weather over in {city}?",
-)
-UNIT_SUFFIX = (" Please answer in {u}.", " Use {u}.", " In {u}, please.")
-SEARCH = (
-    "Search the web for {t}.",
-    "Look up {t}.",
-    "Find information about {t}.",
-    "Can you search for {t}?",
-    "Please search {t} online.",
-    "I want to learn about {t}. Please search.",
-    "Find me articles on {t}.",
-    "Could you look up {t} on the web?",
-    "Search: {t}",
-    "What can you find about {t}?",
-    "Do a web search for {t}.",
-)
-HELDOUT_SEARCH = (
-    "I would like to read about {t}, can you search?",
-    "What does the internet say about {t}?",
-)
 REPEAT = (
     "Repeat after me: {t}",
     "Say exactly this: {t}",
@@ -291,7 +190,29 @@ REPEAT = (
 )
 HELDOUT_REPEAT = ("Can you say back the phrase: {t}", "Echo the following words: {t}")
 
-CONDITIONS = ("sunny", "cloudy", "rainy", "windy", "snowy", "foggy", "clear")
+AGENT_INSTRUCTIONS = (
+    "You are a helpful assistant. Use the tools when they help.",
+    "You are a helpful agent. Call a tool when the user needs live data.",
+    "You are an assistant with access to tools. Only use them when needed.",
+    "You are a support agent for an online shop.",
+    "Help the user. Prefer tools for facts you cannot know.",
+    "You are a friendly assistant that answers in one sentence.",
+)
+HELDOUT_INSTRUCTIONS = (
+    "You are a concise assistant. Tools are available if useful.",
+    "Act as a personal assistant and be brief.",
+)
+CANNOT_FINALS = (
+    "Sorry, I cannot {c} right now.",
+    "I am not able to {c} with the tools I have.",
+)
+LEGACY = {"weather": "get_weather", "search": "search", "calculator": "calculator"}
+LEGACY_PARAMS = {
+    "get_weather": ["location", "unit"],
+    "search": ["query"],
+    "calculator": ["expression"],
+}
+SIMPLE_INTENTS = ("greeting", "capital", "fact", "repeat")
 
 
 @dataclass
@@ -300,11 +221,15 @@ class Example:
 
     prompt: list[int]
     completion: list[int]
-    intent: str
-    tools: tuple[str, ...]
-    expected: str  # "final" or "call:<tool name>"
+    intent: str  # "<family>", "<family>+result", "<family>-nofit" or a simple intent
+    tools: tuple[str, ...]  # model-side identifiers of the declared tools
+    expected: str  # "final" or "call:<model-side tool name>"
     # Token spans [start, end) of user text inside `prompt` (for UNK dropout in training).
     user_spans: list[tuple[int, int]] = field(default_factory=list)
+    # JSON Schema of each declared tool's parameters, by model-side name.
+    schemas: dict[str, Any] = field(default_factory=dict)
+    # The OpenAI-shaped request the prompt was rendered from (what a client would send).
+    request: dict[str, Any] = field(default_factory=dict)
 
 
 def _sentences(parts: list[str], effort: ReasoningEffort) -> str:
@@ -313,8 +238,22 @@ def _sentences(parts: list[str], effort: ReasoningEffort) -> str:
     return " ".join(parts[:count])
 
 
+def _decided(restate: str, decision: str, plan: str, check: str, effort: ReasoningEffort) -> str:
+    """Analysis of a request about a tool: what is asked, then always whether a declared tool fits.
+
+    The call-or-answer decision is spelled out in every analysis (low effort too), so the message
+    header that follows only has to agree with it; more effort adds the plan and a check.
+    """
+    extra = {ReasoningEffort.LOW: [], ReasoningEffort.MEDIUM: [plan]}.get(effort, [plan, check])
+    return " ".join([restate, decision, *extra])
+
+
 def _args_json(args: dict[str, Any]) -> str:
     return json.dumps(args, separators=(",", ":"))
+
+
+def _assistant(text: str, channel: str) -> Message:
+    return Message.from_role_and_content(Role.ASSISTANT, text).with_channel(channel)
 
 
 class _Builder:
@@ -323,151 +262,230 @@ class _Builder:
     def __init__(self, seed: int, heldout: bool) -> None:
         self.rng = random.Random(seed)
         self.heldout = heldout
-        self.enc = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+        self.enc = load_encoding()
         self.user_token = self.enc.encode("user")[0]
+        self.assistant_token = self.enc.encode("assistant")[0]
+        self.calls = 0
 
-    # -- value pickers -------------------------------------------------------------------
     def _pick(self, train: tuple[str, ...], held: tuple[str, ...]) -> str:
         return self.rng.choice(held if self.heldout else train)
-
-    def _city(self) -> str:
-        if self.heldout and self.rng.random() < 0.4:
-            return self.rng.choice(HELDOUT_CITIES)
-        return self.rng.choice(TRAIN_CITIES)
 
     def _words(self, low: int, high: int) -> str:
         return " ".join(self.rng.choice(WORDS) for _ in range(self.rng.randint(low, high)))
 
-    # -- scenario ------------------------------------------------------------------------
+    # -- the request ---------------------------------------------------------------------
+    def _declare(
+        self, families: list[Family], legacy: bool
+    ) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+        """`tools[]` for these families, and each family's parameter names."""
+        tools, params = [], {}
+        for family in families:
+            if legacy and family.key in LEGACY:
+                name = LEGACY[family.key]
+                tools.append(
+                    {
+                        "type": "function",
+                        "function": {"name": name, **TOOLS[name]},
+                    }
+                )
+                params[family.key] = LEGACY_PARAMS[name]
+            else:
+                tool, names = tool_declaration(family, self.rng, self.heldout)
+                tools.append(tool)
+                params[family.key] = names
+        return tools, params
+
+    def _instructions(self, preamble: bool) -> dict[str, Any] | None:
+        rng = self.rng
+        text = None
+        roll = rng.random()
+        if roll < 0.3:
+            text = "You are a helpful assistant."
+        elif roll < 0.55:
+            text = rng.choice(HELDOUT_INSTRUCTIONS if self.heldout else AGENT_INSTRUCTIONS)
+        elif roll < 0.7:
+            text = rng.choice(INSTRUCTIONS)
+        if preamble:
+            text = PREAMBLE_INSTRUCTION if text is None else text + "\n" + PREAMBLE_INSTRUCTION
+        if text is None:
+            return None
+        return {"role": "developer" if rng.random() < 0.2 else "system", "content": text}
+
     def build(self) -> Example:
         rng = self.rng
         effort = rng.choice(list(ReasoningEffort))
-        tools = tuple(name for name in TOOLS if rng.random() < 0.45)
         intent = rng.choices(
-            ["greeting", "arithmetic", "capital", "fact", "weather", "search", "repeat"],
-            weights=[1.0, 1.3, 1.0, 0.7, 1.6, 1.3, 1.4],
+            ["tool", "arithmetic", *SIMPLE_INTENTS], weights=[6.0, 1.0, 0.8, 0.7, 0.5, 1.0]
         )[0]
-        wanted = {"arithmetic": "calculator", "weather": "get_weather", "search": "search"}
-        if intent in wanted and rng.random() < 0.5 and wanted[intent] not in tools:
-            tools = tuple(n for n in TOOLS if n in tools or n == wanted[intent])
-        preamble = bool(tools) and rng.random() < 0.3
-        user_text, plan = getattr(self, f"_intent_{intent}")(effort)
-        tool = wanted.get(intent)
-        uses_tool = tool is not None and tool in tools
-        with_result = uses_tool and rng.random() < 0.35
+        family = None
+        if intent == "tool":
+            family = rng.choice([f for f in FAMILIES if f.key != "calculator"])
+        elif intent == "arithmetic":
+            family = FAMILY["calculator"]
+        others = [f for f in FAMILIES if f is not family]
+        declared: list[Family] = rng.sample(others, rng.choice([0, 1, 1, 2, 2, 3, 4]))
+        if family is not None and rng.random() < 0.7:
+            declared.append(family)
+        rng.shuffle(declared)
+        fits = family is not None and family in declared
+        legacy = rng.random() < 0.2
+        tools, params = self._declare(declared, legacy)
+        preamble = bool(tools) and rng.random() < 0.25
+        messages: list[dict[str, Any]] = []
+        instructions = self._instructions(preamble)
+        if instructions is not None:
+            messages.append(instructions)
+        if rng.random() < 0.15:
+            messages.extend(self._history())
 
-        prefix = [Message.from_role_and_content(Role.SYSTEM, self._system(effort))]
-        developer = self._developer(tools, preamble)
-        if developer is not None:
-            prefix.append(Message.from_role_and_content(Role.DEVELOPER, developer))
-        if rng.random() < 0.2:
-            prefix.extend(self._history())
-        prefix.append(Message.from_role_and_content(Role.USER, user_text))
-
-        analysis = Message.from_role_and_content(Role.ASSISTANT, plan["analysis"]).with_channel(
-            "analysis"
-        )
-        if uses_tool:
-            call = (
-                Message.from_role_and_content(Role.ASSISTANT, _args_json(plan["args"]))
-                .with_channel("commentary")
-                .with_recipient(f"functions.{tool}")
-                .with_content_type("<|constrain|>json")
-            )
-            turn = [analysis]
-            if preamble:
-                turn.append(
-                    Message.from_role_and_content(Role.ASSISTANT, plan["preamble"]).with_channel(
-                        "commentary"
-                    )
-                )
-            turn.append(call)
-            if with_result:
-                # The client may or may not send the earlier reasoning back.
-                prefix.extend(turn if rng.random() < 0.5 else turn[1:])
-                prefix.append(
-                    Message.from_author_and_content(
-                        Author.new(Role.TOOL, f"functions.{tool}"), plan["result"]
-                    )
-                    .with_channel("commentary")
-                    .with_recipient("assistant")
-                )
-                completion = [
-                    Message.from_role_and_content(
-                        Role.ASSISTANT, plan["result_analysis"]
-                    ).with_channel("analysis"),
-                    Message.from_role_and_content(
-                        Role.ASSISTANT, plan["result_final"]
-                    ).with_channel("final"),
-                ]
-                expected = "final"
-            else:
-                completion, expected = turn, f"call:{tool}"
-        else:
-            final = plan["final"] if tool is None else plan["no_tool_final"]
+        if family is None:
+            user_text, plan = getattr(self, f"_intent_{intent}")(effort)
+            messages.append({"role": "user", "content": user_text})
             completion = [
-                analysis
-                if tool is None
-                else Message.from_role_and_content(
-                    Role.ASSISTANT, plan["no_tool_analysis"]
-                ).with_channel("analysis"),
-                Message.from_role_and_content(Role.ASSISTANT, final).with_channel("final"),
+                _assistant(plan["analysis"], "analysis"),
+                _assistant(plan["final"], "final"),
             ]
-            expected = "final"
-        prompt = self.enc.render_conversation_for_completion(
-            Conversation.from_messages(prefix), Role.ASSISTANT
+            request = self._request(messages, tools, effort)
+            return self._example(request, completion, intent, "final")
+
+        call = family.make(
+            rng, self.heldout, params.get(family.key, [p[0][0] for p in family.params])
         )
+        messages.append({"role": "user", "content": call.ask})
+        if not fits:
+            completion = self._no_fit(family, call, effort)
+            request = self._request(messages, tools, effort)
+            return self._example(request, completion, f"{family.key}-nofit", "final")
+
+        client_name = tools[declared.index(family)]["function"]["name"]
+        request = self._request(messages, tools, effort)
+        parsed = ChatCompletionRequest.model_validate(request)
+        model_name = tool_names_for(parsed, declared_tools(parsed)).to_model(client_name)
+        # The decision comes first, in words and without the tool's name: the reasoning is not
+        # constrained, and a name written there could be one the request never declared.
+        analysis = _decided(
+            call.restate,
+            "A declared tool fits this request.",
+            "I will call it.",
+            "The arguments come from the user's words.",
+            effort,
+        )
+        arguments = _args_json(call.arguments)
+        if rng.random() < 0.35:  # the tool loop: the call and its result are in the prompt
+            self.calls += 1
+            call_id = f"call_{rng.getrandbits(40):010x}"
+            assistant: dict[str, Any] = {
+                "role": "assistant",
+                "content": call.preamble if preamble and rng.random() < 0.7 else None,
+                "tool_calls": [
+                    {
+                        "id": call_id,
+                        "type": "function",
+                        "function": {"name": client_name, "arguments": arguments},
+                    }
+                ],
+            }
+            if rng.random() < 0.4:  # some clients send the reasoning back
+                assistant["reasoning"] = analysis
+            messages.append(assistant)
+            messages.append({"role": "tool", "tool_call_id": call_id, "content": call.result})
+            completion = [
+                _assistant(
+                    _sentences(
+                        [
+                            "The tool returned the result.",
+                            "I will answer the user with it.",
+                            "No further call is needed.",
+                        ],
+                        effort,
+                    ),
+                    "analysis",
+                ),
+                _assistant(call.final, "final"),
+            ]
+            request = self._request(messages, tools, effort)
+            return self._example(request, completion, f"{family.key}+result", "final")
+
+        completion = [_assistant(analysis, "analysis")]
+        if preamble:
+            completion.append(_assistant(call.preamble, "commentary"))
+        completion.append(
+            Message.from_role_and_content(Role.ASSISTANT, arguments)
+            .with_channel("commentary")
+            .with_recipient(f"functions.{model_name}")
+            .with_content_type("<|constrain|>json")
+        )
+        return self._example(request, completion, family.key, f"call:{model_name}")
+
+    def _no_fit(self, family: Family, call: Call, effort: ReasoningEffort) -> list[Message]:
+        """No declared tool fits: answer directly (arithmetic is simply worked out)."""
+        if family.key == "calculator":
+            analysis = [call.restate, call.final, "I will give the result."]
+            return [
+                _assistant(_sentences(analysis, effort), "analysis"),
+                _assistant(call.final, "final"),
+            ]
+        analysis = _decided(
+            call.restate,
+            f"No declared tool can {family.cannot}.",
+            "I will answer directly.",
+            "No tool call is needed.",
+            effort,
+        )
+        final = self.rng.choice(CANNOT_FINALS).format(c=family.cannot)
+        return [_assistant(analysis, "analysis"), _assistant(final, "final")]
+
+    def _request(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], effort: ReasoningEffort
+    ) -> dict[str, Any]:
+        request: dict[str, Any] = {
+            "model": "gpt-oss-demo",
+            "messages": messages,
+            "reasoning_effort": effort.value.lower(),
+        }
+        if tools:
+            request["tools"] = tools
+        return request
+
+    def _example(
+        self, request: dict[str, Any], completion: list[Message], intent: str, expected: str
+    ) -> Example:
+        rng = self.rng
+        config = ProxyConfig(
+            conversation_date=f"{rng.randint(2025, 2027)}-{rng.randint(1, 12):02d}-"
+            f"{rng.randint(1, 28):02d}",
+            **({"model_identity": rng.choice(IDENTITIES)} if rng.random() < 0.1 else {}),
+        )
+        parsed = ChatCompletionRequest.model_validate(request)
+        declared = declared_tools(parsed)
+        names = tool_names_for(parsed, declared)
+        prompt = render_prompt(build_conversation(parsed, config, declared, names))
+        schemas = {
+            names.to_model(t.function.name): t.function.parameters or {}
+            for t in parsed.tools or []
+            if t.function is not None
+        }
         return Example(
-            prompt=list(prompt),
+            prompt=prompt,
             completion=self._render_completion(completion),
-            intent=intent + ("+result" if with_result else ""),
-            tools=tools,
+            intent=intent,
+            tools=tuple(schemas),
             expected=expected,
             user_spans=self._user_spans(prompt),
+            schemas=schemas,
+            request=request,
         )
 
-    def _system(self, effort: ReasoningEffort) -> SystemContent:
-        content = SystemContent.new().with_reasoning_effort(effort)
-        if self.rng.random() < 0.7:
-            day = f"2025-{self.rng.randint(1, 12):02d}-{self.rng.randint(1, 28):02d}"
-            content = content.with_conversation_start_date(day)
-        if self.rng.random() < 0.1:
-            content = content.with_model_identity(self.rng.choice(IDENTITIES))
-        return content
-
-    def _developer(self, tools: tuple[str, ...], preamble: bool) -> DeveloperContent | None:
-        lines = []
-        if self.rng.random() < 0.4:
-            lines.append(self.rng.choice(INSTRUCTIONS))
-        if preamble:
-            lines.append(PREAMBLE_INSTRUCTION)
-        if not lines and not tools:
-            return None
-        content = DeveloperContent.new()
-        if lines:
-            content = content.with_instructions("\n".join(lines))
-        if tools:
-            content = content.with_function_tools(
-                [
-                    ToolDescription.new(
-                        n, TOOLS[n]["description"], parameters=TOOLS[n]["parameters"]
-                    )
-                    for n in tools
-                ]
-            )
-        return content
-
-    def _history(self) -> list[Message]:
-        """An earlier, finished exchange (its analysis dropped, as the proxy renders history)."""
-        effort = ReasoningEffort.LOW
+    def _history(self) -> list[dict[str, Any]]:
+        """An earlier, finished exchange (the proxy drops its reasoning)."""
         kind = self.rng.choice(["greeting", "capital", "repeat"])
-        user_text, plan = getattr(self, f"_intent_{kind}")(effort)
+        user_text, plan = getattr(self, f"_intent_{kind}")(ReasoningEffort.LOW)
         return [
-            Message.from_role_and_content(Role.USER, user_text),
-            Message.from_role_and_content(Role.ASSISTANT, plan["final"]).with_channel("final"),
+            {"role": "user", "content": user_text},
+            {"role": "assistant", "content": plan["final"]},
         ]
 
-    # -- intents: each returns the user text and the assistant's plan --------------------
+    # -- intents without tools: each returns the user text and the assistant's plan -------
     def _intent_greeting(self, effort: ReasoningEffort) -> tuple[str, dict[str, Any]]:
         reply = self.rng.choice(
             [
@@ -487,34 +505,6 @@ class _Builder:
                 effort,
             ),
             "final": reply,
-        }
-
-    def _intent_arithmetic(self, effort: ReasoningEffort) -> tuple[str, dict[str, Any]]:
-        a, b = self.rng.randint(1, 99), self.rng.randint(1, 99)
-        op = self.rng.choice(["+", "-", "*"])
-        expr = f"{a} {op} {b}"
-        value = {"+": a + b, "-": a - b, "*": a * b}[op]
-        return self._pick(ARITH, HELDOUT_ARITH).format(e=expr), {
-            "analysis": _sentences(
-                [
-                    f"The user wants {expr}.",
-                    "I will use the calculator tool.",
-                    "It gives an exact result.",
-                ],
-                effort,
-            ),
-            "args": {"expression": expr},
-            "preamble": "Let me calculate that.",
-            "result": _args_json({"result": value}),
-            "result_analysis": _sentences(
-                [f"The calculator returned {value}.", f"So {expr} = {value}.", "I can answer now."],
-                effort,
-            ),
-            "result_final": f"{expr} = {value}.",
-            "no_tool_analysis": _sentences(
-                [f"The user wants {expr}.", f"{expr} = {value}.", "I will give the result."], effort
-            ),
-            "no_tool_final": f"{expr} = {value}.",
         }
 
     def _intent_capital(self, effort: ReasoningEffort) -> tuple[str, dict[str, Any]]:
@@ -551,88 +541,6 @@ class _Builder:
             "final": answer,
         }
 
-    def _intent_weather(self, effort: ReasoningEffort) -> tuple[str, dict[str, Any]]:
-        city = self._city()
-        text = self._pick(WEATHER, HELDOUT_WEATHER).format(city=city)
-        args: dict[str, Any] = {"location": city}
-        if self.rng.random() < 0.35:
-            unit = self.rng.choice(["celsius", "fahrenheit"])
-            text += self.rng.choice(UNIT_SUFFIX).format(u=unit)
-            args["unit"] = unit
-        unit = args.get("unit", "celsius")
-        temp = self.rng.randint(-5, 35) if unit == "celsius" else self.rng.randint(25, 95)
-        cond = self.rng.choice(CONDITIONS)
-        return text, {
-            "analysis": _sentences(
-                [
-                    f"The user asks about the weather in {city}.",
-                    "I will call get_weather.",
-                    "The tool gives current conditions.",
-                ],
-                effort,
-            ),
-            "args": args,
-            "preamble": f"Let me check the weather in {city}.",
-            "result": _args_json(
-                {"location": city, "temperature": temp, "unit": unit, "condition": cond}
-            ),
-            "result_analysis": _sentences(
-                [
-                    f"The tool says it is {temp} degrees and {cond}.",
-                    f"I will tell the user about {city}.",
-                    "I should mention the unit.",
-                ],
-                effort,
-            ),
-            "result_final": f"It is {temp} degrees {unit} and {cond} in {city} right now.",
-            "no_tool_analysis": _sentences(
-                [
-                    f"The user asks about the weather in {city}.",
-                    "I have no weather tool.",
-                    "I should say I cannot check it.",
-                ],
-                effort,
-            ),
-            "no_tool_final": f"I cannot check the weather right now, but I hope it is nice in "
-            f"{city}.",
-        }
-
-    def _intent_search(self, effort: ReasoningEffort) -> tuple[str, dict[str, Any]]:
-        topic = self._words(1, 3)
-        snippet = self._words(3, 7)
-        return self._pick(SEARCH, HELDOUT_SEARCH).format(t=topic), {
-            "analysis": _sentences(
-                [
-                    f"The user wants information about {topic}.",
-                    "I will call search.",
-                    "Then I can summarize.",
-                ],
-                effort,
-            ),
-            "args": {"query": topic},
-            "preamble": f"I will search for {topic}.",
-            "result": _args_json({"results": [{"title": topic, "snippet": snippet}]}),
-            "result_analysis": _sentences(
-                [
-                    "The search returned a result.",
-                    "I will share the snippet.",
-                    "I should keep it short.",
-                ],
-                effort,
-            ),
-            "result_final": f"Here is what I found about {topic}: {snippet}.",
-            "no_tool_analysis": _sentences(
-                [
-                    f"The user wants information about {topic}.",
-                    "I cannot search the web.",
-                    "I will say so politely.",
-                ],
-                effort,
-            ),
-            "no_tool_final": f"I cannot search the web, but I can tell you what I know about "
-            f"{topic}.",
-        }
-
     def _intent_repeat(self, effort: ReasoningEffort) -> tuple[str, dict[str, Any]]:
         text = self._words(2, 6)
         if self.rng.random() < 0.5:
@@ -654,7 +562,7 @@ class _Builder:
         tokens: list[int] = []
         for message in messages:
             tokens.extend(self.enc.render(message))
-        assert tokens[:2] == [START, self.enc.encode("assistant")[0]]
+        assert tokens[:2] == [START, self.assistant_token]
         tokens = tokens[2:]
         if tokens[-1] == END:  # a final answer ends the turn
             tokens[-1] = RETURN

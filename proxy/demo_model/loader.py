@@ -1,6 +1,6 @@
 """Turn the committed compact weights into a normal Hugging Face checkpoint, once, in a cache.
 
-The repository holds only the compact model (~1.5 MB: a few thousand vocabulary rows). vLLM and
+The repository holds only the compact model (~2.5 MB: about 8,000 vocabulary rows). vLLM and
 transformers need the real 201,088-row vocabulary, so on first use we expand it: every id the
 model never trained on gets the shared UNK embedding row and the shared OTHER output row (the
 training loss already accounted for all of them through OTHER), which makes the expanded model's

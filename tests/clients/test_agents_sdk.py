@@ -50,15 +50,8 @@ def run_agent(server, tool_choice: str | None, api: str = "chat") -> tuple[str, 
     return asyncio.run(main()), calls
 
 
-UNTRAINED = pytest.mark.xfail(
-    reason="the demo model does not yet decide on its own to call a tool it never saw in "
-    'training (issue 7, item 3: retraining attempted, not landed); "required" needs no decision',
-    strict=False,
-)
-
-
 @pytest.mark.parametrize("api", ["chat", "responses"])
-@pytest.mark.parametrize("tool_choice", [pytest.param(None, marks=UNTRAINED), "required"])
+@pytest.mark.parametrize("tool_choice", [None, "required"])
 def test_an_agent_calls_its_function_tool_then_answers(proxy_server, tool_choice, api):
     """Both model classes: chat completions, and the Responses one (the SDK's default)."""
     answer, calls = run_agent(proxy_server, tool_choice, api)

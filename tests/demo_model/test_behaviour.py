@@ -8,20 +8,10 @@ import json
 
 import pytest
 
-from harmony import (
-    Author,
-    Conversation,
-    DeveloperContent,
-    HarmonyEncodingName,
-    Message,
-    ReasoningEffort,
-    Role,
-    SystemContent,
-    ToolDescription,
-    load_harmony_encoding,
-)
+from harmony import HarmonyEncodingName, Role, load_harmony_encoding
 from proxy.backends.base import SamplingConfig
 from proxy.demo_model.data import PREAMBLE_INSTRUCTION, TOOLS
+from proxy.demo_model.scenarios import render_request, tool_result_turn
 
 ENC = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
 ALL_TOOLS = ("get_weather", "search", "calculator")
@@ -29,35 +19,24 @@ _ids = itertools.count()
 
 
 def conversation(
-    *later: Message,
-    effort: ReasoningEffort = ReasoningEffort.MEDIUM,
+    *messages: dict,
+    effort: str = "medium",
     tools: tuple[str, ...] = (),
     instructions: str | None = None,
 ) -> list[int]:
-    system = SystemContent.new().with_reasoning_effort(effort)
-    messages = [Message.from_role_and_content(Role.SYSTEM, system)]
-    if tools or instructions:
-        developer = DeveloperContent.new()
-        if instructions:
-            developer = developer.with_instructions(instructions)
-        if tools:
-            developer = developer.with_function_tools(
-                [
-                    ToolDescription.new(
-                        n, TOOLS[n]["description"], parameters=TOOLS[n]["parameters"]
-                    )
-                    for n in tools
-                ]
-            )
-        messages.append(Message.from_role_and_content(Role.DEVELOPER, developer))
-    messages.extend(later)
-    return list(
-        ENC.render_conversation_for_completion(Conversation.from_messages(messages), Role.ASSISTANT)
-    )
+    """Prompt tokens for a chat request, rendered by the proxy exactly as it serves them."""
+    request: dict = {"messages": list(messages), "reasoning_effort": effort}
+    if instructions:
+        request["messages"].insert(0, {"role": "system", "content": instructions})
+    if tools:
+        request["tools"] = [
+            {"type": "function", "function": {"name": n, **TOOLS[n]}} for n in tools
+        ]
+    return render_request(request)[0]
 
 
-def user(text: str) -> Message:
-    return Message.from_role_and_content(Role.USER, text)
+def user(text: str) -> dict:
+    return {"role": "user", "content": text}
 
 
 def complete(background_loop, backend, prompts: list[list[int]]) -> list[list]:
@@ -97,7 +76,7 @@ def test_higher_reasoning_effort_gives_longer_analysis(background_loop, vllm_bac
                 [conversation(user(q), effort=effort) for q in questions],
             )
         ]
-        for effort in (ReasoningEffort.LOW, ReasoningEffort.MEDIUM, ReasoningEffort.HIGH)
+        for effort in ("low", "medium", "high")
     }
     for low, medium, high in zip(*lengths.values(), strict=True):
         assert low < medium < high
@@ -147,21 +126,16 @@ def test_a_preamble_on_commentary_comes_only_when_the_developer_asks(background_
 
 @pytest.mark.engine
 def test_the_answer_uses_the_tool_result(background_loop, vllm_backend):
-    call = (
-        Message.from_role_and_content(Role.ASSISTANT, '{"location":"Oslo"}')
-        .with_channel("commentary")
-        .with_recipient("functions.get_weather")
-        .with_content_type("<|constrain|>json")
-    )
-    result = (
-        Message.from_author_and_content(
-            Author.new(Role.TOOL, "functions.get_weather"),
-            '{"location":"Oslo","temperature":12,"unit":"celsius","condition":"rainy"}',
-        )
-        .with_channel("commentary")
-        .with_recipient("assistant")
-    )
-    prompt = conversation(user("What's the weather in Oslo?"), call, result, tools=("get_weather",))
+    request = {
+        "messages": [user("What's the weather in Oslo?")],
+        "tools": [
+            {"type": "function", "function": {"name": "get_weather", **TOOLS["get_weather"]}}
+        ],
+    }
+    result = '{"location":"Oslo","temperature":12,"unit":"celsius","condition":"rainy"}'
+    prompt = render_request(tool_result_turn(request, "get_weather", {"location": "Oslo"}, result))[
+        0
+    ]
     (messages,) = complete(background_loop, vllm_backend, [prompt])
     assert [m.channel for m in messages] == ["analysis", "final"]
     assert all(word in text(messages[-1]) for word in ("12", "rainy", "Oslo"))

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import openai_harmony as oracle
 import pytest
 
+from proxy.api_models import ChatCompletionRequest
+from proxy.config import ProxyConfig
+from proxy.conversation import build_conversation, load_encoding, render_prompt, tool_names_for
 from proxy.demo_model.data import generate_examples, heldout_examples
-from proxy.demo_model.evaluate import judge
+from proxy.demo_model.evaluate import judge, tool_category, tool_heldout_examples
+from proxy.demo_model.scenarios import SCENARIOS
+from proxy.demo_model.tool_families import FAMILIES, tool_declaration, tool_name
+from proxy.tools import declared_tools
 
 
 @pytest.fixture(scope="module")
@@ -15,16 +23,22 @@ def oracle_parse():
     return lambda tokens: enc.parse_messages_from_completion_tokens(tokens, oracle.Role.ASSISTANT)
 
 
+@pytest.fixture(scope="module")
+def training_texts() -> list[str]:
+    enc = load_encoding()
+    return [enc.decode(e.prompt + e.completion) for e in generate_examples(3000, seed=0)]
+
+
 def test_every_training_completion_is_well_formed_for_the_reference_parser(oracle_parse):
     for example in generate_examples(300, seed=5):
-        verdict = judge(example.completion, example.tools, oracle_parse)
+        verdict = judge(example.completion, example.schemas, oracle_parse)
         assert verdict.well_formed, (verdict.reason, example)
         assert verdict.action == example.expected
 
 
 def test_every_heldout_reference_completion_is_well_formed(oracle_parse):
-    for example in heldout_examples(100):
-        assert judge(example.completion, example.tools, oracle_parse).action == example.expected
+    for example in heldout_examples(100) + tool_heldout_examples(100):
+        assert judge(example.completion, example.schemas, oracle_parse).action == example.expected
 
 
 def test_the_same_seed_generates_the_same_examples():
@@ -37,27 +51,102 @@ def test_heldout_prompts_never_occur_in_training_data():
     assert not any(tuple(e.prompt) in training for e in heldout_examples(100))
 
 
-def test_data_covers_every_intent_tool_calls_and_tool_results():
-    examples = generate_examples(600, seed=1)
-    intents = {e.intent for e in examples}
-    assert {
-        "greeting",
-        "arithmetic",
-        "capital",
-        "fact",
-        "weather",
-        "search",
-        "repeat",
-        "weather+result",
-        "search+result",
-        "arithmetic+result",
-    } <= intents
-    assert {e.expected for e in examples} == {
-        "final",
-        "call:get_weather",
-        "call:search",
-        "call:calculator",
+def test_heldout_tool_names_are_never_training_tool_names():
+    import random
+
+    rng = random.Random(0)
+    for family in FAMILIES:
+        train = {tool_name(family, rng, heldout=False) for _ in range(300)}
+        held = {tool_name(family, rng, heldout=True) for _ in range(100)}
+        assert train and held and not train & held
+
+
+def test_the_client_scenarios_texts_never_occur_in_training_data(training_texts):
+    """Names, descriptions and user texts of the smoke scenarios stay unseen."""
+    unseen: set[str] = set()
+    for scenario in SCENARIOS:
+        for tool in scenario.request.get("tools", []):
+            unseen.add(f"type {tool['function']['name']} =")
+            unseen.add(tool["function"]["description"])
+        unseen.add(scenario.request["messages"][-1]["content"] + "<|end|>")
+    # Tool results, and the plain greeting and sum that check no-call answers (the model is
+    # meant to know these; what is new there is the tool set around them).
+    unseen -= {
+        "18 degrees Celsius and sunny<|end|>",
+        "131.26 USD<|end|>",
+        "Hello!<|end|>",
+        "What is 2 + 3?<|end|>",
     }
+    # The fixed legacy `get_weather` tool is trained on; the LangChain one differs in its text.
+    unseen.discard("type get_weather =")
+    for text in training_texts:
+        assert not [u for u in unseen if u in text]
+
+
+def test_prompts_are_what_the_proxy_renders_for_the_same_request():
+    """Training prompts come from the proxy's own request path; spot-check one by hand."""
+    example = next(e for e in generate_examples(50, seed=3) if e.expected.startswith("call:"))
+    text = load_encoding().decode(example.prompt)
+    assert "namespace functions {" in text and text.endswith("<|start|>assistant")
+    request = ChatCompletionRequest.model_validate(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "Hi"}],
+            "tools": [{"type": "function", "function": {"name": "fs.read-file/v2"}}],
+        }
+    )
+    tools = declared_tools(request)
+    names = tool_names_for(request, tools)
+    prompt = render_prompt(build_conversation(request, ProxyConfig(), tools, names))
+    assert "type fs_read_file_v2 =" in load_encoding().decode(prompt)
+
+
+def test_data_covers_calls_no_fit_answers_tool_results_and_simple_intents():
+    examples = generate_examples(1500, seed=1)
+    categories = {tool_category(e) for e in examples if e.tools}
+    assert categories == {"call", "nofit", "result"}
+    intents = {e.intent for e in examples}
+    assert {"greeting", "capital", "fact", "repeat"} <= intents
+    assert {f.key for f in FAMILIES} <= {i.split("+")[0].split("-")[0] for i in intents}
+    called = {e.expected for e in examples if e.expected.startswith("call:")}
+    assert len(called) > 100  # many distinct tool names, not a memorised few
+    counts = [len(e.tools) for e in examples]
+    assert max(counts) >= 5 and 0 in counts
+
+
+def test_tool_declarations_come_in_every_client_style():
+    import random
+
+    rng = random.Random(0)
+    tools = [tool_declaration(f, rng, heldout=False)[0]["function"] for f in FAMILIES * 40]
+    names = [t["name"] for t in tools]
+    for mark in "-./":
+        assert any(mark in n for n in names), mark
+    assert any(n != n.lower() for n in names)  # camelCase / PascalCase
+    assert any("Args:" in t.get("description", "") for t in tools)  # LangChain docstrings
+    assert any("description" not in t for t in tools)
+    assert any(t["parameters"].get("additionalProperties") is False for t in tools)  # Pydantic
+
+
+def test_tool_names_reach_the_model_as_identifiers():
+    enc = load_encoding()
+    requests = [enc.decode(e.prompt) for e in generate_examples(300, seed=4)]
+    names = [n for text in requests for n in _type_names(text)]
+    assert names and all(n.replace("_", "").isalnum() for n in names)
+    assert any(n != n.lower() for n in names)
+
+
+def _type_names(text: str) -> list[str]:
+    return [line.split()[1] for line in text.splitlines() if line.startswith("type ")]
+
+
+def test_call_arguments_are_json_matching_the_declared_schema(oracle_parse):
+    for example in generate_examples(400, seed=6):
+        if example.expected.startswith("call:"):
+            message = list(oracle_parse(example.completion))[-1]
+            arguments = json.loads(message.content[0].text)
+            name = example.expected.removeprefix("call:")
+            assert set(example.schemas[name]["required"]) <= set(arguments)
 
 
 def test_user_spans_cover_exactly_the_user_message_text():

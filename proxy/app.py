@@ -321,31 +321,19 @@ def create_app(
         response_model=None,
     )
 
-    api = [Depends(require_api_key)]
-    app.add_api_route(
-        "/v1/responses", responses.create, methods=["POST"], dependencies=api, response_model=None
-    )
-    app.add_api_route(
-        "/v1/responses/{response_id}",
-        responses.retrieve,
-        methods=["GET"],
-        dependencies=api,
-        response_model=None,
-    )
-    app.add_api_route(
-        "/v1/responses/{response_id}/input_items",
-        responses.input_items,
-        methods=["GET"],
-        dependencies=api,
-        response_model=None,
-    )
-    app.add_api_route(
-        "/v1/responses/{response_id}",
-        responses.delete,
-        methods=["DELETE"],
-        dependencies=api,
-        response_model=None,
-    )
+    for path, endpoint, method in (
+        ("/v1/responses", responses.create, "POST"),
+        ("/v1/responses/{response_id}", responses.retrieve, "GET"),
+        ("/v1/responses/{response_id}/input_items", responses.input_items, "GET"),
+        ("/v1/responses/{response_id}", responses.delete, "DELETE"),
+    ):
+        app.add_api_route(
+            path,
+            endpoint,
+            methods=[method],
+            dependencies=[Depends(require_api_key)],
+            response_model=None,
+        )
 
     if config.cors_origins:
         app.add_middleware(

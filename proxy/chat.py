@@ -91,8 +91,14 @@ class ChatCompletions:
     async def __call__(self, body: ChatCompletionRequest, request: Request) -> Response:
         request_id = getattr(request.state, "request_id", None) or secrets.token_hex(12)
         record = RequestRecord(id=request_id, model=body.model, stream=body.stream)
+        return await self.accounted(record, self._handle(body, request, request_id, record))
+
+    async def accounted(self, record: RequestRecord, work: Awaitable[Response]) -> Response:
+        """Run an endpoint's `work`, counting and logging how it ended when it did not answer:
+        refusals (with 429/draining as rejections), a client gone (499), a crash (500). Both
+        APIs come through here."""
         try:
-            return await self._handle(body, request, request_id, record)
+            return await work
         except ProxyError as exc:
             self.metrics.requests.labels(str(exc.status_code), "").inc()
             if isinstance(exc, TooManyRequests | ServerDraining):

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from starlette.background import BackgroundTask
 
 from proxy.api_models import ChatCompletionRequest
-from proxy.chat import ChatCompletions, ClientGone, PlanOptions, unless_disconnected
+from proxy.chat import ChatCompletions, PlanOptions, unless_disconnected
 from proxy.completion import CompletionRun, StreamError
 from proxy.errors import InvalidRequest, ProxyError, ResponseNotFound
 from proxy.limits import check_text
@@ -38,6 +38,7 @@ from proxy.responses.output import ResponseBuilder
 from proxy.responses.sealing import ReasoningSealer
 from proxy.responses.store import ResponseStore, StoredResponse
 from proxy.responses.tools import read_tools
+from proxy.responses.translate import chat_param_to_responses, chat_request, validation_param
 from proxy.sse import SseResponse, SseStream
 from proxy.tools import FunctionTool
 
@@ -78,21 +79,7 @@ class ResponsesEndpoint:
     async def create(self, body: ResponsesRequest, request: Request) -> Response:
         request_id = getattr(request.state, "request_id", None) or secrets.token_hex(12)
         record = RequestRecord(id=request_id, model=body.model, stream=body.stream)
-        chat = self.chat
-        try:
-            return await self._create(body, request, record)
-        except ProxyError as exc:
-            chat.metrics.requests.labels(str(exc.status_code), "").inc()
-            chat.log(record, exc.status_code, error=exc.code or exc.error_type)
-            raise
-        except ClientGone:
-            chat.metrics.client_disconnects.inc()
-            chat.metrics.requests.labels("499", "client_disconnect").inc()
-            chat.log(record, 499, finish="client_disconnect")
-            return Response(status_code=499)
-        except Exception:
-            chat.log(record, 500, error="internal_error")
-            raise
+        return await self.chat.accounted(record, self._create(body, request, record))
 
     async def _create(
         self, body: ResponsesRequest, request: Request, record: RequestRecord
@@ -122,12 +109,12 @@ class ResponsesEndpoint:
             raise InvalidRequest("`input` must hold at least one item.", param="input")
         tools = read_tools(body.tools)
         try:
-            chat_body = _chat_request(body, messages, tools)
+            chat_body = chat_request(body, messages, tools)
         except ValidationError as exc:
             first = exc.errors()[0]
             raise InvalidRequest(
                 f"Invalid request: {first.get('msg', 'invalid value')}.",
-                param=_responses_param(first.get("loc", ()), sources),
+                param=validation_param(first.get("loc", ()), sources),
             ) from exc
         response_id = f"resp_{secrets.token_hex(24)}"
         seal = None
@@ -180,7 +167,7 @@ class ResponsesEndpoint:
                 ),
             )
         except InvalidRequest as exc:
-            exc.param = _chat_param_to_responses(exc.param, sources)
+            exc.param = chat_param_to_responses(exc.param, sources)
             raise
 
     # ------------------------------------------------------------------ GET / DELETE
@@ -343,118 +330,9 @@ class _Turn:
             self.endpoint.chat.metrics.internal_errors.inc()
 
 
-_CHAT_TO_RESPONSES = {
-    "max_completion_tokens": "max_output_tokens",
-    "reasoning_effort": "reasoning.effort",
-    "response_format": "text.format",
-    "response_format.json_schema.schema": "text.format.schema",
-}
-
-
-def _chat_param_to_responses(param: str | None, sources: list[str]) -> str | None:
-    """`messages[3].content` -> `input[1].content` (or `instructions`); chat names -> ours."""
-    if param is None:
-        return None
-    if param.startswith("messages["):
-        index, _, rest = param[len("messages[") :].partition("]")
-        if index.isdigit() and int(index) < len(sources):
-            source = sources[int(index)]
-            return source + rest if source.startswith("input[") else source
-        return "input"
-    if param == "messages":
-        return "input"
-    if param.startswith("tools["):
-        return param.replace(".function.", ".")
-    if param in _CHAT_TO_RESPONSES:
-        return _CHAT_TO_RESPONSES[param]
-    if param.startswith("response_format"):
-        return "text.format" + param[len("response_format") :].replace(".json_schema", "")
-    return param
-
-
-def _responses_param(loc: tuple[Any, ...], sources: list[str]) -> str:
-    """The Responses parameter behind a validation error of the chat form."""
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part in ("json_schema",):
-            continue
-        else:
-            path = f"{path}.{part}" if path else str(part)
-    return _chat_param_to_responses(path, sources) or "input"
-
-
 def _for_history(item: Item) -> Item:
     """An output item as the next turn reads it (the sealed copy is not needed server-side)."""
     return {k: v for k, v in item.items() if k != "encrypted_content"}
-
-
-def _chat_request(
-    body: ResponsesRequest, messages: list[dict[str, Any]], tools: list[FunctionTool]
-) -> ChatCompletionRequest:
-    """The same request in chat form, for the shared checks, rendering, grammar and sampling."""
-    fields: dict[str, Any] = {
-        "model": body.model,
-        "messages": messages,
-        "max_completion_tokens": body.max_output_tokens,
-        "temperature": body.temperature,
-        "top_p": body.top_p,
-        "seed": body.seed,
-        "parallel_tool_calls": body.parallel_tool_calls,
-        "tool_choice": _tool_choice(body.tool_choice, tools),
-        "response_format": _response_format(body),
-    }
-    if body.reasoning is not None and body.reasoning.effort is not None:
-        fields["reasoning_effort"] = body.reasoning.effort
-    return ChatCompletionRequest.model_validate(fields)
-
-
-def _tool_choice(choice: str | dict[str, Any] | None, tools: list[FunctionTool]) -> Any:
-    if choice is None or isinstance(choice, str):
-        if choice not in (None, "auto", "none", "required"):
-            raise InvalidRequest(
-                f"Unsupported tool_choice {choice!r}: use auto, none, required or a named tool.",
-                param="tool_choice",
-            )
-        return choice
-    kind = choice.get("type")
-    if kind in ("function", "custom") and isinstance(choice.get("name"), str):
-        name = choice["name"]
-        namespace = choice.get("namespace")
-        key = f"{namespace}.{name}" if isinstance(namespace, str) and namespace else name
-        return {"type": "function", "function": {"name": key}}
-    raise InvalidRequest(
-        f"Unsupported tool_choice type {kind!r}: this server runs function and custom tools "
-        'only (use auto, none, required, or {"type": "function", "name": ...}).',
-        param="tool_choice",
-    )
-
-
-def _response_format(body: ResponsesRequest) -> dict[str, Any] | None:
-    fmt = body.text.format if body.text is not None else None
-    if fmt is None:
-        return None
-    kind = fmt.get("type")
-    if kind in ("text", "json_object"):
-        return {"type": kind}
-    if kind == "json_schema":
-        if not isinstance(fmt.get("schema"), dict):
-            raise InvalidRequest(
-                "text.format json_schema needs a `schema` object.", param="text.format.schema"
-            )
-        return {
-            "type": "json_schema",
-            "json_schema": {
-                "name": fmt.get("name") or "response",
-                "schema": fmt["schema"],
-                "strict": fmt.get("strict"),
-            },
-        }
-    raise InvalidRequest(
-        f"Unsupported text.format type {kind!r}: use text, json_object or json_schema.",
-        param="text.format.type",
-    )
 
 
 def _initial_response(body: ResponsesRequest, response_id: str) -> dict[str, Any]:

@@ -70,3 +70,18 @@ def test_memory_is_bounded():
 def test_invalid_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         PrefixRouter(**kwargs)
+
+
+def test_a_client_cache_key_keeps_a_session_on_its_replica_before_any_full_block():
+    """Responses `prompt_cache_key`: short prompts of one session share a replica; another
+    session's identical prompt is not claimed by the key's owner."""
+    router = PrefixRouter(block_tokens=BLOCK)
+    short = prompt(tail=2)  # shorter than a block: no prefix hash of its own
+    assert block_hashes(short, BLOCK) == [] and len(block_hashes(short, BLOCK, "s1")) == 1
+    first = router.choose(short, {0: 0, 1: 0}, key="s1")
+    router.record(short, first.replica, key="s1")
+    for _ in range(5):
+        again = router.choose(prompt(tail=3), {0: 0, 1: 0}, key="s1")
+        assert again.replica == first.replica and again.affinity_hit
+    assert block_hashes(prompt(1), BLOCK, "s1")[1] != block_hashes(prompt(1), BLOCK, "s2")[1]
+    assert not router.choose(short, {0: 0, 1: 0}, key="s2").affinity_hit

@@ -259,7 +259,7 @@ async def _one_stream(client: httpx.AsyncClient, url: str, body: dict) -> Result
         ttfb=ttfb,
         seconds=time.perf_counter() - started,
         events=data.count(b"data: "),
-        # [DONE] last, up to a keep-alive comment (sse-starlette's ping may race the close).
+        # [DONE] last, up to a keep-alive comment.
         done=b"data: [DONE]" in data[-400:],
     )
 

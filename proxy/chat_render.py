@@ -3,7 +3,7 @@
 This is the per-token hot path, so a chunk is not a pydantic model: the part of its JSON that is
 the same for the whole request (`{"id":…,"object":…,"created":…,"model":…,"choices":[{"index":`)
 is encoded once, only the delta is serialised (orjson), and the result is framed as SSE bytes
-here, so sse-starlette passes it through untouched. The bytes are what the pydantic models
+here, so proxy/sse.py writes it as is. The bytes are what the pydantic models
 produced before (same keys, same order), which `tests/proxy/test_chat_render.py` pins down.
 
 Consecutive messages of one kind (two analysis messages, a preamble then the final answer) are
@@ -13,7 +13,7 @@ Responses API keeps them as separate items instead.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import orjson
 
@@ -105,7 +105,7 @@ class ChatChunks:
             for _ in range(plan.sampling.n)
         ]
 
-    async def events(self) -> AsyncIterator[bytes]:
+    async def events(self) -> AsyncGenerator[bytes, None]:
         for index in range(self._run.plan.sampling.n):
             yield self._chunk(index, {"role": "assistant", "content": ""}, None, None)
         async for item in self._run.steps():

@@ -317,7 +317,7 @@ def serve(args: argparse.Namespace, sockets: list[socket.socket] | None = None) 
     from proxy.app import create_app
     from proxy.backends.vllm_engine import EngineOptions, VllmBackend
     from proxy.conversation import load_encoding
-    from proxy.lifecycle import Lifecycle, run_server
+    from proxy.lifecycle import Lifecycle, freeze_startup_heap, run_server
 
     started = time.monotonic()
     _progress("Loading the Harmony vocabulary (o200k_harmony)...")
@@ -355,6 +355,7 @@ def serve(args: argparse.Namespace, sockets: list[socket.socket] | None = None) 
     url = f"http://{_display_host(args.host)}:{args.port}/v1"
 
     def on_ready() -> None:
+        freeze_startup_heap()
         _progress(f"Ready. Point the OpenAI SDK at base_url={url} with model={served!r}")
 
     lifecycle = Lifecycle(grace_seconds=args.drain_grace)
@@ -379,13 +380,14 @@ def serve_remote(args: argparse.Namespace, sockets: list[socket.socket] | None =
     the process: they are health-checked and re-admitted when they come back.
     """
     from proxy.app import create_app
-    from proxy.lifecycle import Lifecycle, run_server
+    from proxy.lifecycle import Lifecycle, freeze_startup_heap, run_server
 
     pool = build_pool(args)
     url = f"http://{_display_host(args.host)}:{args.port}/v1"
 
     def on_ready() -> None:
         name = args.served_model_name or pool.model_name
+        freeze_startup_heap()
         _progress(f"Ready. Point the OpenAI SDK at base_url={url} with model={name!r}")
 
     lifecycle = Lifecycle(grace_seconds=args.drain_grace)

@@ -154,7 +154,7 @@ def precheck_context(
     """
     if max_model_len <= 0:
         return
-    texts = list(_texts(request))
+    texts = list(request_texts(request))
     if sum(len(t) for t in texts) <= max_model_len:
         return  # at most one token per character is not guaranteed, but the render is cheap
     count = 0
@@ -171,7 +171,8 @@ def precheck_context(
                 )
 
 
-def _texts(request: ChatCompletionRequest) -> Iterator[str]:
+def request_texts(request: ChatCompletionRequest) -> Iterator[str]:
+    """The message texts and call arguments: what dominates a prompt's size."""
     for message in request.messages:
         content = message.content
         if isinstance(content, str):

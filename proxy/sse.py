@@ -3,24 +3,32 @@
 The events themselves are rendered by the API (proxy/chat_render.py: `data: <chunk>` ...
 `data: [DONE]`; proxy/responses/output.py: named `response.*` events) as ready SSE bytes.
 After the first byte the HTTP status is fixed at 200, so an engine failure becomes an error
-event in the stream, which each API ends in its own well-formed way. A client that goes away cancels the event generator; the run is
-closed (shielded from that cancellation) so the engine aborts the request. `cleanup()` runs as
-the response's background task too, for a client that left before the first event was sent
-(the generator then never starts, and its `finally` would never run).
+event in the stream, which each API ends in its own well-formed way. A client that goes away
+cancels the event generator; the run is closed (shielded from that cancellation) so the engine
+aborts the request. `cleanup()` runs once more after the response, for a client that left
+before the first event was sent (the generator then never starts, and its `finally` would
+never run).
+
+Why not sse-starlette's EventSourceResponse (which this replaced): per response it opens an
+anyio task group with four tasks (stream, ping, shutdown listener, disconnect listener), an
+anyio lock and event, and times every write with its own cancel scope. Measured on the
+instant-backend ceiling, that machinery was a fifth of the proxy's CPU for a 30-token answer.
+Here a response is the streaming task itself plus one task waiting for the client's
+disconnect, and one timer that sends keep-alive pings and drops a client whose writes stalled
+for `send_timeout`. The server's shutdown does not need a listener: the drain
+(proxy/lifecycle.py) ends every stream with an error event first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, Callable
+from datetime import UTC, datetime
 
 import anyio
-from sse_starlette import EventSourceResponse
-from sse_starlette.sse import SendTimeoutError
-from starlette.types import Message, Receive, Scope, Send
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from proxy.completion import CompletionRun
 from proxy.metrics import ProxyMetrics
@@ -34,27 +42,17 @@ class SseStream:
     def __init__(
         self,
         run: CompletionRun,
-        source: AsyncIterator[bytes],
+        source: AsyncGenerator[bytes, None],
         *,
         metrics: ProxyMetrics,
         on_done: Callable[[bool], None],
     ) -> None:
+        self.source = source  # the SSE bytes to write, in order
+        self.completed = False  # set once `source` is exhausted (every event written)
         self._run = run
-        self._source = source
         self._metrics = metrics
         self._on_done = on_done
-        self._completed = False
         self._cleaned = False
-
-    async def events(self) -> AsyncIterator[bytes]:
-        """SSE bytes for sse-starlette (which passes bytes through as they are)."""
-        try:
-            async for event in self._source:
-                yield event
-            self._completed = True
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self.cleanup()
 
     async def cleanup(self) -> None:
         """Close the run (aborting the engine request if unfinished) and report, once."""
@@ -62,64 +60,114 @@ class SseStream:
             return
         self._cleaned = True
         await self._run.close()
-        if not self._completed:
+        if not self.completed:
             self._metrics.client_disconnects.inc()
-        self._on_done(self._completed)
+        self._on_done(self.completed)
 
 
-class SseResponse(EventSourceResponse):
-    """An SSE response that drops a client which stopped reading, with one warning line.
+class SseResponse(Response):
+    """`text/event-stream` of `stream`'s events, ending early when the client goes away.
 
-    A write that waits longer than `send_timeout` (the client's socket buffers are full) raises
-    SendTimeoutError; the event generator is then closed, which aborts the generation. Letting
-    the error escape would log it as an application crash.
-
-    sse-starlette times each write with its own anyio cancel scope, which costs more than the
-    rest of a token's trip (measured 8-17 us per event). Here one watchdog task per stream
-    looks at the write in progress a few times per timeout instead: a write costs two
-    attribute stores, and a stalled one is still cancelled within 1.25 timeouts.
+    * Keep-alive: a `: ping - <time>` comment after `ping` seconds without a write (0: never),
+      so proxies in between do not time out a stream waiting for a slow first token.
+    * Slow reader: a write that waits longer than `send_timeout` (the client's socket buffers
+      are full) drops the client with one warning line; the generation is aborted.
+    * Disconnect: `http.disconnect` cancels the stream wherever it waits (engine or socket).
     """
 
-    _sending: tuple[asyncio.Task[Any], float] | None = None
-    _timed_out = False
-    _watchdog: asyncio.Task[None] | None = None
+    media_type = "text/event-stream"
+
+    def __init__(
+        self, stream: SseStream, *, ping: float | None, send_timeout: float | None
+    ) -> None:
+        self.stream = stream
+        self.ping = ping or 0.0
+        self.send_timeout = send_timeout
+        self.status_code = 200
+        self.background = None
+        self.init_headers(
+            {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
+        )
+        self._writing_since: float | None = None  # loop time the write in progress began
+        self._last_write = 0.0
+        self._finished = False
+        self._gone: str | None = None  # why the stream was cut: "disconnect" or "timeout"
+        self._timer: asyncio.TimerHandle | None = None
+        self._pinging: asyncio.Task[None] | None = None  # (held: the loop keeps tasks weakly)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        except SendTimeoutError:
-            logger.warning(
-                "dropped a client that stopped reading for %s s (generation aborted)",
-                self.send_timeout,
-            )
-        finally:
-            if self._watchdog is not None:
-                self._watchdog.cancel()
-
-    async def _send_with_timeout(self, send: Send, message: Message) -> None:
-        if self.send_timeout is None:
-            await send(message)
-            return
+        loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
-        if self._watchdog is None:
-            self._watchdog = asyncio.create_task(self._watch(self.send_timeout))
-        self._sending = (task, time.monotonic())
+        events = self.stream.source
+        listener = loop.create_task(self._listen(receive, task))
+        self._arm(loop, task, send)
         try:
-            await send(message)
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for chunk in events:
+                self._writing_since = loop.time()
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                self._writing_since = None
+                self._last_write = loop.time()
+            self.stream.completed = True
+            self._finished = True  # (no ping after the end; the last write is still timed)
+            self._writing_since = loop.time()
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not self._timed_out:
-                raise
-            task.uncancel()
-            raise SendTimeoutError() from None
+            if self._gone is None or task.uncancel() > 0:
+                raise  # not ours: the server is cancelling this request
+            if self._gone == "timeout":
+                logger.warning(
+                    "dropped a client that stopped reading for %s s (generation aborted)",
+                    self.send_timeout,
+                )
         finally:
-            self._sending = None
+            self._finished = True
+            listener.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
+            await events.aclose()
+            with anyio.CancelScope(shield=True):
+                await self.stream.cleanup()
 
-    async def _watch(self, timeout: float) -> None:
+    async def _listen(self, receive: Receive, task: asyncio.Task[None]) -> None:
+        """Wait for the client to go away; then cut the stream."""
         while True:
-            await asyncio.sleep(timeout / 4)
-            sending = self._sending
-            if sending is not None and time.monotonic() - sending[1] > timeout:
-                self._timed_out = True
-                sending[0].cancel()
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                if not self._finished:
+                    self._gone = "disconnect"
+                    task.cancel()
                 return
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[None], send: Send) -> None:
+        """One timer per stream for both pings and the send timeout (none when both are off)."""
+        periods = [p for p in (self.ping, (self.send_timeout or 0) / 4) if p > 0]
+        if not periods:
+            return
+        period = min(periods)
+
+        def tick() -> None:
+            now = loop.time()
+            since = self._writing_since
+            if self.send_timeout and since is not None and now - since > self.send_timeout:
+                self._gone = "timeout"
+                task.cancel()
+                return
+            idle = since is None and now - self._last_write >= self.ping
+            if self.ping and idle and not self._finished:
+                self._last_write = now
+                self._pinging = loop.create_task(self._send_ping(send))
+            self._timer = loop.call_later(period, tick)
+
+        self._last_write = loop.time()
+        self._timer = loop.call_later(period, tick)
+
+    async def _send_ping(self, send: Send) -> None:
+        if self._finished or self._writing_since is not None:
+            return
+        comment = f": ping - {datetime.now(UTC)}\n\n".encode()
+        try:
+            await send({"type": "http.response.body", "body": comment, "more_body": True})
+        except Exception:  # noqa: BLE001 - the stream ended meanwhile; nothing to keep alive
+            return

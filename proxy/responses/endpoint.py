@@ -18,13 +18,12 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
-from starlette.background import BackgroundTask
 
 from proxy.api_models import ChatCompletionRequest
 from proxy.chat import ChatCompletions, PlanOptions, unless_disconnected
@@ -245,7 +244,7 @@ class _Turn:
         self.error: ProxyError | None = None
         self.finish: str | None = None
 
-    async def events(self) -> AsyncIterator[bytes]:
+    async def events(self) -> AsyncGenerator[bytes, None]:
         """The response's SSE events, those of one engine step written at once (one socket
         write, not one per event); the terminal event only once the store has the response."""
         yield b"".join(self.builder.begin())
@@ -280,12 +279,7 @@ class _Turn:
         stream = SseStream(self.run, self.events(), metrics=chat.metrics, on_done=on_done)
         config = chat.config
         return SseResponse(
-            stream.events(),
-            ping=config.sse_ping_seconds or 0,
-            sep="\n",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            background=BackgroundTask(stream.cleanup),
-            send_timeout=config.send_timeout_seconds,
+            stream, ping=config.sse_ping_seconds or 0, send_timeout=config.send_timeout_seconds
         )
 
     async def respond(self, request: Request) -> Response:

@@ -225,7 +225,7 @@ class SQLiteResponseStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connection() as conn:
             # Persistent in the file: set once, a no-op for every later open.
-            conn.execute("PRAGMA journal_mode=WAL")
+            self._enable_wal(conn)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.execute(
@@ -245,6 +245,20 @@ class SQLiteResponseStore:
                 if conn.in_transaction:  # a failed COMMIT may already have rolled back
                     conn.execute("ROLLBACK")
                 raise
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch a new file to WAL. Replicas opening one new file at once race for it, and
+        SQLite answers the losers "database is locked" at once, without its busy handler: so
+        retry until `busy_timeout`, as the handler would."""
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: transactions are begun explicitly, never implicitly.

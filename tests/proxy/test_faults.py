@@ -111,6 +111,22 @@ def test_slow_engine_gets_sse_keepalive_pings(make_server):
     assert sse_events(response.text)[-1] == "[DONE]"
 
 
+def test_a_stream_that_keeps_writing_gets_no_pings(make_server):
+    # A ping keeps an idle stream alive; between events that come every 50 ms, with pings due
+    # after 200 ms of silence, there is none to send.
+    (dot,) = toks(".")
+    answer = toks("<|channel|>final<|message|>") + [dot] * 20 + toks("<|return|>")
+    backend = ScriptedBackend(Script([answer], delay=0.05))
+    config = ProxyConfig(
+        served_model_names=(backend.model_name,), conversation_date=TEST_DATE, sse_ping_seconds=0.2
+    )
+    server = make_server(config, backend)
+    with httpx.Client(base_url=server.url) as client:
+        response = client.post(URL, json=body(server.model, stream=True))
+    assert ": ping" not in response.text
+    assert sse_events(response.text)[-1] == "[DONE]"
+
+
 def test_requests_while_the_engine_loads_are_503_and_ready_says_so(make_server):
     backend = ScriptedBackend(ready=False)
     server = make_server(backend=backend, ready=False)

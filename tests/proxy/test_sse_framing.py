@@ -35,6 +35,19 @@ def test_stream_is_data_events_ending_with_done(scripted_server):
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
 
 
+def test_stream_headers_keep_caches_and_buffering_proxies_out(scripted_server):
+    scripted_server.backend.script = Script([ANSWER])
+    with httpx.Client(base_url=scripted_server.url) as client:
+        response = client.post(
+            "/v1/chat/completions", json=body(scripted_server.model, stream=True)
+        )
+    assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-accel-buffering"] == "no"  # nginx: do not hold events back
+    assert response.headers["connection"] == "keep-alive"
+    assert response.headers["transfer-encoding"] == "chunked"
+
+
 def test_reasoning_and_content_arrive_as_separate_delta_fields(scripted_server):
     scripted_server.backend.script = Script([ANSWER])
     with httpx.Client(base_url=scripted_server.url) as client:

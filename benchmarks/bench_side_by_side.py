@@ -419,9 +419,8 @@ async def _drive(
     backend: Any, prompts: list[list[int]], clients: int, total: int, max_tokens: int, tag: str
 ) -> dict[str, Any]:
     """`total` requests over `clients` concurrent streams straight into AsyncLLM."""
-    from vllm.inputs import TokensPrompt
-
     from proxy.backends.base import SamplingConfig
+    from proxy.backends.vllm_engine import engine_prompt
 
     engine = backend._engine
     ttft: list[float] = []
@@ -434,7 +433,7 @@ async def _drive(
         params = backend.sampling_params(SamplingConfig(max_tokens=max_tokens, seed=i))
         started = time.perf_counter()
         last: float | None = None
-        prompt = TokensPrompt(prompt_token_ids=prompts[i % len(prompts)])
+        prompt = engine_prompt(prompts[i % len(prompts)])  # as VllmBackend passes it
         async for output in engine.generate(prompt, params, f"{tag}-{i}"):
             new = sum(len(c.token_ids) for c in output.outputs)
             if not new:

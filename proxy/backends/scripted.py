@@ -145,8 +145,9 @@ class ScriptedBackend:
         tokens = list(script.choices[index % len(script.choices)]) if script.choices else []
         finish: FinishReason = "stop"
         if not script.ignore_stop_tokens:
+            stops = frozenset(sampling.stop_token_ids)
             for i, token in enumerate(tokens):
-                if token in sampling.stop_token_ids:
+                if token in stops:
                     tokens = tokens[: i + 1]
                     break
         if len(tokens) > sampling.max_tokens:

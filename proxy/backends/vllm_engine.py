@@ -172,7 +172,7 @@ def _is_client_error(exc: BaseException) -> bool:
 def engine_prompt(prompt_token_ids: list[int]) -> Any:
     """The prompt as vLLM's already-rendered token input, where this vLLM has one.
 
-    Since vLLM 0.2x a `tokens_input` dict (`{"type": "token", ...}`) is taken as rendered:
+    vLLM 0.32 (`vllm.inputs.tokens_input`) takes a `{"type": "token", ...}` dict as rendered:
     `AsyncLLM` validates it on the event loop. A bare `TokensPrompt` instead goes through the
     input processor's thread pool, a hop to a worker thread and back for every request whose
     GIL handoffs cost more than the validation itself (py-spy, 32 streaming clients). Older

@@ -56,6 +56,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from proxy.probe import ExitedWhileStarting, wait_until_ok  # noqa: E402
 from tests.support.replay import chat_request  # noqa: E402
 from tests.support.replicas import free_port  # noqa: E402
 
@@ -109,17 +110,10 @@ class Server:
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited; see {log}")
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready; see {log}")
+    try:
+        wait_until_ok(f"{url}/ready", timeout=180, process=process, interval=0.2)
+    except (ExitedWhileStarting, TimeoutError) as exc:
+        raise RuntimeError(f"{process.args}: {exc}; see {log}") from None
 
 
 def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:

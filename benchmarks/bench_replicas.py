@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from proxy.demo_model import DEMO_MODEL_NAME, ensure_demo_model  # noqa: E402
+from proxy.probe import ExitedWhileStarting, wait_until_ok  # noqa: E402
 from tests.support.replicas import VllmReplica, free_port, start_replicas  # noqa: E402
 
 SYSTEM = " ".join(
@@ -58,16 +59,10 @@ def proxy(urls: list[str], *, affinity: bool, log: Path) -> Iterator[str]:
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            raise RuntimeError(f"the proxy did not become ready; see {log}")
+        try:
+            wait_until_ok(f"{url}/ready", timeout=300, process=process)
+        except (ExitedWhileStarting, TimeoutError) as exc:
+            raise RuntimeError(f"the proxy did not become ready ({exc}); see {log}") from None
         yield url
     finally:
         process.terminate()

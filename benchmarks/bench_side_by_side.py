@@ -51,6 +51,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from proxy.probe import ExitedWhileStarting, wait_until_ok  # noqa: E402
 from tests.support.replicas import free_port  # noqa: E402
 
 MODEL = "gpt-oss-demo"
@@ -155,17 +156,10 @@ def _engine_flags(args: argparse.Namespace) -> list[str]:
 
 
 def _wait_http(url: str, path: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args[:4]} exited ({process.returncode}); see {log}")
-        try:
-            if httpx.get(url + path, timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise RuntimeError(f"{url} not ready; see {log}")
+    try:
+        wait_until_ok(url + path, timeout=900, process=process, interval=1)
+    except (ExitedWhileStarting, TimeoutError) as exc:
+        raise RuntimeError(f"{process.args[:4]}: {exc}; see {log}") from None
 
 
 def _popen(args: list[str], log: Path, **kwargs: object) -> subprocess.Popen[bytes]:

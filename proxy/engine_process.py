@@ -20,11 +20,9 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 
-import httpx
-
+from proxy.probe import ExitedWhileStarting, wait_until_ok
 from proxy.vllm_serve import replica_args
 
 START_TIMEOUT_SECONDS = 900.0
@@ -103,17 +101,14 @@ def serve_with_engine_process(args: argparse.Namespace, progress: Callable[[str]
 
 
 def _wait_healthy(engine: subprocess.Popen[bytes], url: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if engine.poll() is not None:
-            raise SystemExit(f"the engine process exited with code {engine.returncode}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise SystemExit(f"the engine process did not become healthy in {START_TIMEOUT_SECONDS} s")
+    try:
+        wait_until_ok(f"{url}/health", timeout=START_TIMEOUT_SECONDS, process=engine, interval=1)
+    except ExitedWhileStarting as exc:
+        raise SystemExit(f"the engine process exited with code {exc.returncode}") from None
+    except TimeoutError:
+        raise SystemExit(
+            f"the engine process did not become healthy in {START_TIMEOUT_SECONDS} s"
+        ) from None
 
 
 def _stop(engine: subprocess.Popen[bytes]) -> None:

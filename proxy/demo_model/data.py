@@ -36,7 +36,8 @@ from harmony import Message, ReasoningEffort, Role
 from proxy.api_models import ChatCompletionRequest
 from proxy.config import ProxyConfig
 from proxy.conversation import build_conversation, load_encoding, render_prompt, tool_names_for
-from proxy.demo_model.tool_families import FAMILIES, FAMILY, Call, Family, tool_declaration
+from proxy.demo_model.tool_declarations import tool_declaration
+from proxy.demo_model.tool_families import FAMILIES, FAMILY, Call, Family
 from proxy.demo_model.words import WORDS
 from proxy.tools import declared_tools
 

@@ -77,7 +77,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.demo_model.data import Example, generate_examples, heldout_examples
-from proxy.demo_model.tool_families import NAME_WORDS
+from proxy.demo_model.tool_declarations import NAME_WORDS
 from proxy.demo_model.words import WORDS
 
 FULL_VOCAB_SIZE = 201088

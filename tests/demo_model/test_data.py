@@ -13,7 +13,8 @@ from proxy.conversation import build_conversation, load_encoding, render_prompt,
 from proxy.demo_model.data import generate_examples, heldout_examples
 from proxy.demo_model.evaluate import judge, tool_category, tool_heldout_examples
 from proxy.demo_model.scenarios import SCENARIOS
-from proxy.demo_model.tool_families import FAMILIES, tool_declaration, tool_name
+from proxy.demo_model.tool_declarations import tool_declaration, tool_name
+from proxy.demo_model.tool_families import FAMILIES
 from proxy.tools import declared_tools
 
 

@@ -7,13 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
-import httpx
 import openai
 import pytest
 
 from proxy.cli import build_parser, proxy_config
+from proxy.probe import ExitedWhileStarting, wait_until_ok
 
 
 def test_help_lists_the_serve_flags():
@@ -119,16 +118,10 @@ def test_serve_starts_the_demo_model_and_answers_the_openai_sdk(demo_model_path,
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            assert process.poll() is None, _read(log)
-            assert time.monotonic() < deadline, _read(log)
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(1)
+        try:
+            wait_until_ok(f"http://127.0.0.1:{port}/ready", timeout=600, process=process)
+        except (ExitedWhileStarting, TimeoutError) as exc:
+            raise AssertionError(f"{exc}\n{_read(log)}") from None
         output = _read(log)
         for step in ("Harmony vocabulary", "demo model", "engine", f"http://127.0.0.1:{port}/v1"):
             assert step in output, output

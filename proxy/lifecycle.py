@@ -175,11 +175,14 @@ async def until_interrupted(
 
     watcher = asyncio.ensure_future(stop.wait())
     watcher.add_done_callback(on_stop)
+    # The task driving this generator (the response's, one per request), looked up once rather
+    # than per item: on Python 3.11 every lookup of the running loop is a getpid() syscall.
+    consumer = asyncio.current_task()
     try:
         while True:
             if interrupted:
                 raise Interrupted(error())
-            waiting = asyncio.current_task()
+            waiting = consumer
             try:
                 item = await anext(source)
             except StopAsyncIteration:

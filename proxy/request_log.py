@@ -39,6 +39,8 @@ class RequestRecord:
             return
         self._emitted = True
         self.duration_ms = round((time.monotonic() - self.started) * 1000, 1)
-        line = {k: v for k, v in asdict(self).items() if not k.startswith("_") and k != "started"}
         level = logging.WARNING if self.status >= 500 else logging.INFO
+        if not logger.isEnabledFor(level):  # (e.g. --log-level warning: no line to format)
+            return
+        line = {k: v for k, v in asdict(self).items() if not k.startswith("_") and k != "started"}
         logger.log(level, json.dumps({"event": "chat_completion", **line}, ensure_ascii=True))

@@ -62,6 +62,20 @@ def test_backend_implements_the_engine_protocol():
     assert isinstance(VllmBackend(EngineOptions(model="unused")), EngineBackend)
 
 
+def test_sampling_params_are_marked_not_to_be_deep_copied():
+    """Built per request and never shared, so vLLM's add_request may skip its deep copy (as
+    vLLM's own API server marks its params); a clone is then shallow and keeps our settings."""
+    from vllm.sampling_params import RequestOutputKind
+
+    backend = VllmBackend(EngineOptions(model="unused"))
+    params = backend.sampling_params(SamplingConfig(max_tokens=4, stop_token_ids=(200002,)))
+    assert params.skip_clone is True
+    clone = params.clone()
+    assert clone is not params
+    assert clone.output_kind is RequestOutputKind.DELTA
+    assert clone.stop_token_ids == [200002] and clone.max_tokens == 4
+
+
 def test_generate_before_start_raises_engine_not_ready(background_loop):
     backend = VllmBackend(EngineOptions(model="unused"))
     assert not backend.ready

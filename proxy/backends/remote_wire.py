@@ -9,13 +9,15 @@
 Both stream `data: {json}` lines ending with `data: [DONE]`; an error after the response started
 arrives as `data: {"error": {...}}`. This module only builds bodies and parses chunks (pure
 functions, no I/O), so the HTTP client in `remote.py` stays about connections and failures.
+`SseLines` splits the streamed bytes into lines for it.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Literal
+
+import orjson
 
 from proxy.backends.base import FinishReason, GenerationChunk, SamplingConfig
 
@@ -123,14 +125,18 @@ def error_from_json(status: int, payload: Any) -> UpstreamError:
     return UpstreamError(status, message or f"upstream HTTP {status}")
 
 
-def parse_event(line: str) -> dict[str, Any] | None:
-    """One SSE line -> its JSON payload; None for blank lines, comments and `[DONE]`."""
-    if not line.startswith("data:"):
+def parse_event(line: bytes | str) -> dict[str, Any] | None:
+    """One SSE line -> its JSON payload; None for blank lines, comments and `[DONE]`.
+
+    Raises `orjson.JSONDecodeError` (a `json.JSONDecodeError`) on malformed JSON."""
+    if isinstance(line, str):
+        line = line.encode()
+    if not line.startswith(b"data:"):
         return None
     data = line[5:].strip()
-    if not data or data == "[DONE]":
+    if not data or data == b"[DONE]":
         return None
-    payload = json.loads(data)
+    payload = orjson.loads(data)
     if isinstance(payload, dict) and "error" in payload and not payload.get("choices"):
         raise error_from_json(500, payload)
     return payload
@@ -196,3 +202,21 @@ def _logprobs(logprobs: dict[str, Any], protocol: Protocol) -> list[dict[int, fl
 
 def _token_id(key: str) -> int:
     return int(key.rsplit(":", 1)[-1])
+
+
+class SseLines:
+    """Complete lines out of a byte stream that arrives in arbitrary blocks (CR LF or LF).
+
+    The streamed body is read in whatever blocks the socket delivers, often several events at
+    once under load, and split here with bytes operations: no text decoding, no per-line
+    reads, and no limit on a line's length (an event with many logprobs can be long). A last
+    line without its newline is dropped, as the SSE standard drops an unfinished event.
+    """
+
+    def __init__(self) -> None:
+        self._rest = b""
+
+    def feed(self, block: bytes) -> list[bytes]:
+        lines = (self._rest + block).split(b"\n")
+        self._rest = lines.pop()
+        return [line[:-1] if line.endswith(b"\r") else line for line in lines]

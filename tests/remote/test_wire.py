@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 
-import httpx
 import pytest
 
 from proxy.backends.base import SamplingConfig
 from proxy.backends.remote import RemoteBackend
 from proxy.backends.remote_wire import (
+    SseLines,
     UpstreamError,
     cached_tokens,
     chunks_from_payload,
@@ -117,14 +117,24 @@ async def test_a_token_is_passed_on_before_the_next_event_arrives():
         }
         yield f"data: {json.dumps({'choices': [], 'usage': usage})}\n\ndata: [DONE]\n\n".encode()
 
-    class Stream(httpx.AsyncByteStream):
-        async def __aiter__(self):
-            async for part in events():
-                yield part
+    async def replica(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        async for part in events():
+            writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        writer.close()
 
-    transport = httpx.MockTransport(lambda request: httpx.Response(200, stream=Stream()))
-    backend = RemoteBackend("http://replica")
-    backend._client = httpx.AsyncClient(transport=transport, base_url="http://replica")
+    server = await asyncio.start_server(replica, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    backend = RemoteBackend(f"http://127.0.0.1:{port}")
     backend.started = backend.healthy = True
     backend.protocol = "generate"
     stream = backend.generate([1, 2, 3], SamplingConfig(max_tokens=8), "req-1")
@@ -135,3 +145,23 @@ async def test_a_token_is_passed_on_before_the_next_event_arrives():
     assert [c.token_ids for c in last] == [[12]]
     assert last[0].finish_reason == "stop" and last[0].cached_prompt_tokens == 2
     await backend.shutdown()
+    server.close()
+    await server.wait_closed()
+
+
+def test_sse_lines_come_whole_whatever_the_blocks():
+    """Events split anywhere across blocks, LF or CR LF, several per block; an unfinished last
+    line (no newline before the body ended) is never returned."""
+    stream = b'data: {"a": 1}\r\n\r\ndata: {"b": 2}\n\n: ping\n\ndata: [DONE]\n\ndata: {"c"'
+    for size in (1, 2, 7, len(stream)):
+        lines = SseLines()
+        out = []
+        for start in range(0, len(stream), size):
+            out += lines.feed(stream[start : start + size])
+        assert [line for line in out if line] == [
+            b'data: {"a": 1}',
+            b'data: {"b": 2}',
+            b": ping",
+            b"data: [DONE]",
+        ]
+        assert [parse_event(line) for line in out if parse_event(line)] == [{"a": 1}, {"b": 2}]

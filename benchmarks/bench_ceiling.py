@@ -429,16 +429,25 @@ def warm_up(url: str) -> int:
     return round(sum(sizes) / len(sizes))
 
 
-def measure_ttft(url: str, requests: int) -> tuple[float, float]:
-    """(p50, p90) seconds from sending a request to the first byte of its body, one at a time."""
+def measure_ttft(url: str, requests: int, kind: str = "httpx") -> tuple[float, float]:
+    """(p50, p90) seconds from sending a request to the first byte of its body, one at a time,
+    with the `--client` kind (the raw client adds less of its own time to the figure)."""
+    body = chat_request(MODEL, tools=False)
 
     async def run() -> list[float]:
+        if kind == "raw":
+            host, _, port = url.removeprefix("http://").partition(":")
+            connection = RawConnection(host, int(port))
+            encoded = json.dumps(body).encode()
+            try:
+                return [
+                    (await connection.stream("/v1/chat/completions", encoded)).ttfb
+                    for _ in range(requests)
+                ]
+            finally:
+                await connection.close()
         async with httpx.AsyncClient(timeout=60) as client:
-            body = chat_request(MODEL, tools=False)
-            out = []
-            for _ in range(requests):
-                out.append((await one_stream(client, url, body)).ttfb)
-            return out
+            return [(await one_stream(client, url, body)).ttfb for _ in range(requests)]
 
     samples = sorted(asyncio.run(run()))
     return statistics.median(samples), samples[int(0.9 * (len(samples) - 1))]
@@ -540,10 +549,11 @@ def bench(
     pool: concurrent.futures.Executor, args: argparse.Namespace, server: Server, logs: Path
 ) -> list[Level]:
     per_request = warm_up(server.url)
-    p50, p90 = measure_ttft(server.url, args.ttft_requests)
+    p50, p90 = measure_ttft(server.url, args.ttft_requests, args.client)
     print(
         f"\n{server.name}: ~{per_request} completion tokens per request; TTFT added at 1 stream "
-        f"(sent → first SSE byte, instant backend): p50 {1000 * p50:.2f} ms, p90 {1000 * p90:.2f} ms"
+        f"(sent → first SSE byte, instant backend, {args.client} client): p50 {1000 * p50:.2f} ms, "
+        f"p90 {1000 * p90:.2f} ms"
     )
     print(
         "  streams   reqs   tokens/s  vs 1   server      server client    replica  TTFB p50\n"
@@ -569,7 +579,9 @@ def compare(pool: concurrent.futures.Executor, args: argparse.Namespace, logs: P
     ):
         per_request = warm_up(other.url)
         warm_up(this.url)
-        ttft = {s.name: measure_ttft(s.url, args.ttft_requests)[0] for s in (other, this)}
+        ttft = {
+            s.name: measure_ttft(s.url, args.ttft_requests, args.client)[0] for s in (other, this)
+        }
         print(
             f"\nA: {other.name}\nB: {this.name} (this checkout); interleaved, {args.rounds} rounds"
         )

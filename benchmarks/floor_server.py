@@ -29,6 +29,22 @@ HEADERS = [
 ]
 
 
+async def answer_ready(send: Callable[[Message], Awaitable[None]]) -> None:
+    """`GET /ready`: 200, for the benchmark's start-up wait."""
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+async def read_body(receive: Callable[[], Awaitable[Message]]) -> bytes:
+    """The whole request body, however many messages it came in."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
 def make_app(
     events: dict[str, list[bytes]],
 ) -> Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Any]:
@@ -40,15 +56,9 @@ def make_app(
         if scope["type"] != "http":
             return
         if scope["path"] == "/ready":
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"ok"})
+            await answer_ready(send)
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         stream = events["tools" if b'"tools"' in body else "answer"]
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         for event in stream:

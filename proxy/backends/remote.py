@@ -275,30 +275,27 @@ class RemoteBackend:
                 if response.status != 200:
                     raise self._http_error(response.status, await response.read(), response.headers)
                 held: list[GenerationChunk] = []
-                lines = SseLines()
-                async for block in response.content.iter_any():
-                    for line in lines.feed(block):
-                        payload = parse_event(line)
-                        if payload is None:
-                            continue
-                        chunks = chunks_from_payload(payload, sampling, self.protocol)
-                        cached = cached_tokens(payload)
-                        if cached is not None and held:
-                            held[-1].cached_prompt_tokens = cached
-                        for chunk in held:
+                async for line in _lines(response):
+                    payload = parse_event(line)
+                    if payload is None:
+                        continue
+                    chunks = chunks_from_payload(payload, sampling, self.protocol)
+                    cached = cached_tokens(payload)
+                    if cached is not None and held:
+                        held[-1].cached_prompt_tokens = cached
+                    for chunk in held:
+                        yield chunk
+                        sent = True
+                    # A finishing chunk waits for the usage chunk that follows it (prefix-cache
+                    # hits are reported there), so that it can carry them; the others go out at
+                    # once (held, each token would reach the client one engine step late).
+                    held = []
+                    for chunk in chunks:
+                        if chunk.finish_reason is None and not held:
                             yield chunk
                             sent = True
-                        # A finishing chunk waits for the usage chunk that follows it
-                        # (prefix-cache hits are reported there), so that it can carry them;
-                        # the others go out at once (held, each token would reach the client
-                        # one engine step late).
-                        held = []
-                        for chunk in chunks:
-                            if chunk.finish_reason is None and not held:
-                                yield chunk
-                                sent = True
-                            else:
-                                held.append(chunk)
+                        else:
+                            held.append(chunk)
                 for chunk in held:
                     yield chunk
         except UpstreamError as exc:
@@ -345,6 +342,14 @@ class RemoteBackend:
                 json={"request_ids": [engine_request_id(request_id)]},
                 timeout=self._health_timeout,
             )
+
+
+async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The body's lines, from whatever blocks the socket delivers."""
+    lines = SseLines()
+    async for block in response.content.iter_any():
+        for line in lines.feed(block):
+            yield line
 
 
 def _seconds(value: str | None) -> float | None:

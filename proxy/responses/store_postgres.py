@@ -6,13 +6,12 @@ psycopg is imported only when such a store is opened (the SQLite default never n
 from __future__ import annotations
 
 import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 from proxy.responses.store_records import (
-    COLUMNS,
     DEFAULT_MAX_AGE_SECONDS,
     DEFAULT_MAX_RESPONSES,
+    POSTGRES,
     TABLE,
     StoredResponse,
     oldest_kept,
@@ -109,15 +108,7 @@ class PostgresResponseStore:
 
         params = row_params(record)
         with self._pool.connection() as conn:
-            conn.execute(
-                f"INSERT INTO {TABLE} ({COLUMNS})"
-                " VALUES (%s, %s, %s, %s::json, %s::json, %s::json)"
-                " ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at,"
-                " previous_response_id = excluded.previous_response_id,"
-                " response = excluded.response, input_items = excluded.input_items,"
-                " conversation = excluded.conversation",
-                params,
-            )
+            conn.execute(POSTGRES.upsert, params)
             try:
                 self._prune(conn)
             except psycopg.Error:
@@ -133,31 +124,19 @@ class PostgresResponseStore:
             ).fetchone()
             if not (locked and locked[0]):
                 return  # another replica is pruning right now
-            if self.max_age_seconds is not None:
-                conn.execute(
-                    f"DELETE FROM {TABLE} WHERE created_at < %s",
-                    (time.time() - self.max_age_seconds,),
-                )
-            if self.max_responses is not None:
-                conn.execute(
-                    f"DELETE FROM {TABLE} WHERE id IN (SELECT id FROM {TABLE}"
-                    " ORDER BY created_at DESC, id DESC OFFSET %s)",
-                    (self.max_responses,),
-                )
+            for statement, values in POSTGRES.prune(self.max_age_seconds, self.max_responses):
+                conn.execute(statement, values)
 
     def get(self, response_id: str) -> StoredResponse | None:
         cutoff = oldest_kept(self.max_age_seconds)
         with self._pool.connection() as conn:
-            row = conn.execute(
-                f"SELECT {COLUMNS} FROM {TABLE} WHERE id = %s AND created_at >= %s",
-                (response_id, cutoff),
-            ).fetchone()
+            row = conn.execute(POSTGRES.select_live, (response_id, cutoff)).fetchone()
         # psycopg decodes `json` columns itself.
         return None if row is None else record_from_row(row, decode=False)
 
     def delete(self, response_id: str) -> bool:
         with self._pool.connection() as conn:
-            cursor = conn.execute(f"DELETE FROM {TABLE} WHERE id = %s", (response_id,))
+            cursor = conn.execute(POSTGRES.delete_one, (response_id,))
             return cursor.rowcount > 0
 
     def close(self) -> None:

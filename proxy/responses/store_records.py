@@ -2,7 +2,8 @@
 
 The row is the same in SQLite and PostgreSQL (proxy/responses/store_sqlite.py and
 store_postgres.py): the id, the creation time (retention decides by it), the previous
-response's id, and three JSON columns written as compact text by `dumps_json`.
+response's id, and three JSON columns written as compact text by `dumps_json`. So is the SQL
+that reads, writes and prunes it, up to each driver's placeholders (`Statements`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,61 @@ class StoredResponse:
     """The whole item history this response continues from, plus its own input and output
     items: what a later `previous_response_id` rebuilds the conversation from."""
     previous_response_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Statements:
+    """The SQL both stores run, in one driver's style. The dialects differ only in the
+    placeholder (`?` for sqlite3, `%s` for psycopg), PostgreSQL's casts of the JSON parameters,
+    and how an OFFSET is written without a LIMIT (SQLite needs `LIMIT -1`)."""
+
+    mark: str
+    json_cast: str = ""
+    offset_all: str = "OFFSET"
+
+    @property
+    def upsert(self) -> str:
+        """Insert a row, or replace the one with its id (parameters: `row_params`)."""
+        m, j = self.mark, self.json_cast
+        return (
+            f"INSERT INTO {TABLE} ({COLUMNS}) VALUES ({m}, {m}, {m}, {m}{j}, {m}{j}, {m}{j})"
+            " ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at,"
+            " previous_response_id = excluded.previous_response_id,"
+            " response = excluded.response, input_items = excluded.input_items,"
+            " conversation = excluded.conversation"
+        )
+
+    @property
+    def select_live(self) -> str:
+        """One row by id, unless expired (parameters: id, `oldest_kept`)."""
+        return f"SELECT {COLUMNS} FROM {TABLE} WHERE id = {self.mark} AND created_at >= {self.mark}"
+
+    @property
+    def delete_one(self) -> str:
+        return f"DELETE FROM {TABLE} WHERE id = {self.mark}"
+
+    def prune(
+        self, max_age_seconds: float | None, max_responses: int | None
+    ) -> list[tuple[str, tuple[Any, ...]]]:
+        """The deletes that apply the retention limits: rows past the age limit, then all but
+        the newest `max_responses`."""
+        out: list[tuple[str, tuple[Any, ...]]] = []
+        if max_age_seconds is not None:
+            cutoff = time.time() - max_age_seconds
+            out.append((f"DELETE FROM {TABLE} WHERE created_at < {self.mark}", (cutoff,)))
+        if max_responses is not None:
+            newest_first = f"ORDER BY created_at DESC, id DESC {self.offset_all} {self.mark}"
+            out.append(
+                (
+                    f"DELETE FROM {TABLE} WHERE id IN (SELECT id FROM {TABLE} {newest_first})",
+                    (max_responses,),
+                )
+            )
+        return out
+
+
+SQLITE = Statements("?", offset_all="LIMIT -1 OFFSET")
+POSTGRES = Statements("%s", json_cast="::json")
 
 
 def dumps_json(value: Any) -> str:

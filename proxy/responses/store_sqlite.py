@@ -10,9 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from proxy.responses.store_records import (
-    COLUMNS,
     DEFAULT_MAX_AGE_SECONDS,
     DEFAULT_MAX_RESPONSES,
+    SQLITE,
     TABLE,
     StoredResponse,
     oldest_kept,
@@ -126,25 +126,9 @@ class SQLiteResponseStore:
         with self._connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.execute(
-                    f"INSERT INTO {TABLE} ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (id) DO UPDATE SET created_at = excluded.created_at,"
-                    " previous_response_id = excluded.previous_response_id,"
-                    " response = excluded.response, input_items = excluded.input_items,"
-                    " conversation = excluded.conversation",
-                    params,
-                )
-                if self.max_age_seconds is not None:
-                    conn.execute(
-                        f"DELETE FROM {TABLE} WHERE created_at < ?",
-                        (time.time() - self.max_age_seconds,),
-                    )
-                if self.max_responses is not None:
-                    conn.execute(
-                        f"DELETE FROM {TABLE} WHERE id IN (SELECT id FROM {TABLE}"
-                        " ORDER BY created_at DESC, id DESC LIMIT -1 OFFSET ?)",
-                        (self.max_responses,),
-                    )
+                conn.execute(SQLITE.upsert, params)
+                for statement, values in SQLITE.prune(self.max_age_seconds, self.max_responses):
+                    conn.execute(statement, values)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:  # a failed COMMIT may already have rolled back
@@ -154,15 +138,12 @@ class SQLiteResponseStore:
     def get(self, response_id: str) -> StoredResponse | None:
         cutoff = oldest_kept(self.max_age_seconds)
         with self._connection() as conn:
-            row = conn.execute(
-                f"SELECT {COLUMNS} FROM {TABLE} WHERE id = ? AND created_at >= ?",
-                (response_id, cutoff),
-            ).fetchone()
+            row = conn.execute(SQLITE.select_live, (response_id, cutoff)).fetchone()
         return None if row is None else record_from_row(row, decode=True)
 
     def delete(self, response_id: str) -> bool:
         with self._connection() as conn:
-            cursor = conn.execute(f"DELETE FROM {TABLE} WHERE id = ?", (response_id,))
+            cursor = conn.execute(SQLITE.delete_one, (response_id,))
         return cursor.rowcount > 0
 
     def close(self) -> None:

@@ -68,7 +68,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.ceiling_clients import MODEL, client_proc, measure_ttft  # noqa: E402
 from benchmarks.proc_cpu import cpu_seconds, process_tree  # noqa: E402
-from proxy.probe import ExitedWhileStarting, wait_until_ok  # noqa: E402
+from proxy.server.probe import ExitedWhileStarting, wait_until_ok  # noqa: E402
 from tests.support.replay import chat_request  # noqa: E402
 from tests.support.replicas import free_port  # noqa: E402
 

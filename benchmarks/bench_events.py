@@ -5,10 +5,10 @@ as a decoding engine delivers it, through:
 
 * `parser`: our recovering StreamableParser alone, and the reference `openai_harmony` one;
 * `assembler`: DeltaAssembler (parser + routing into neutral events);
-* `chat`: assembler + chat chunk bytes (proxy/chat_render.py: pre-built prefix, orjson);
+* `chat`: assembler + chat chunk bytes (proxy/api/chat_stream.py: pre-built prefix, orjson);
 * `chat (pydantic)`: assembler + the previous way, a pydantic chunk per step dumped with
   json.dumps (kept here as the baseline the rewrite is measured against);
-* `responses`: assembler + Responses events (proxy/responses/output.py).
+* `responses`: assembler + Responses events (proxy/api/responses/output.py).
 
 Prints microseconds per token and ratios measured in the same run.
 
@@ -35,20 +35,20 @@ if "TIKTOKEN_ENCODINGS_BASE" not in os.environ:
 import openai_harmony  # noqa: E402
 
 from harmony import Role, StreamableParser  # noqa: E402
-from proxy.api_models import (  # noqa: E402
+from proxy.api.chat_schema import (  # noqa: E402
     ChatCompletionChunk,
     ChunkChoice,
     Delta,
     FunctionCallDelta,
     ToolCallDelta,
 )
-from proxy.chat_render import ChoiceDeltas  # noqa: E402
-from proxy.conversation import load_encoding  # noqa: E402
-from proxy.deltas import DeltaAssembler  # noqa: E402
-from proxy.events import CallArguments, CallStart, Step, Text  # noqa: E402
-from proxy.responses.output import ResponseBuilder  # noqa: E402
-from proxy.tool_names import ToolNames  # noqa: E402
-from proxy.tools import function_tool  # noqa: E402
+from proxy.api.chat_stream import ChoiceDeltas  # noqa: E402
+from proxy.api.responses.output import ResponseBuilder  # noqa: E402
+from proxy.core.assembler import DeltaAssembler  # noqa: E402
+from proxy.core.conversation import load_encoding  # noqa: E402
+from proxy.core.events import CallArguments, CallStart, Step, Text  # noqa: E402
+from proxy.core.tool_names import ToolNames  # noqa: E402
+from proxy.core.tools import function_tool  # noqa: E402
 
 STOPS = (200002, 200012, 199999)
 SENTENCE = (

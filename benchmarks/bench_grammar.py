@@ -28,7 +28,7 @@ from typing import Any
 import xgrammar
 from xgrammar import structural_tag as st
 
-from proxy.grammar import CallSpec, FinalSpec, _cached_tag, canonical_json, structural_tag
+from proxy.core.grammar import CallSpec, FinalSpec, _cached_tag, canonical_json, structural_tag
 
 
 def tool_schema(i: int) -> dict[str, Any]:

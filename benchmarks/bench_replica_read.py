@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from proxy.backends.base import SamplingConfig  # noqa: E402
 from proxy.backends.remote_wire import GENERATE_PATH, SseLines, generate_body, parse_event  # noqa: E402
-from proxy.probe import wait_until_ok  # noqa: E402
+from proxy.server.probe import wait_until_ok  # noqa: E402
 from tests.support.replicas import free_port  # noqa: E402
 
 PROMPT = [200006, 1428, 200008, 3686, 200007, 200006, 173781]

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from proxy.demo_model import DEMO_MODEL_NAME, ensure_demo_model  # noqa: E402
-from proxy.probe import ExitedWhileStarting, wait_until_ok  # noqa: E402
+from proxy.server.probe import ExitedWhileStarting, wait_until_ok  # noqa: E402
 from tests.support.replicas import VllmReplica, free_port, start_replicas  # noqa: E402
 
 SYSTEM = " ".join(

@@ -60,7 +60,7 @@ ENGINE_PROCESSES = ROOT / "benchmarks" / "engine_processes.py"
 
 from benchmarks.engine_processes import DATE, MODEL, PROMPTS  # noqa: E402
 from benchmarks.proc_cpu import cpu_seconds, process_tree  # noqa: E402
-from proxy.probe import ExitedWhileStarting, wait_until_ok  # noqa: E402
+from proxy.server.probe import ExitedWhileStarting, wait_until_ok  # noqa: E402
 from tests.support.replicas import free_port  # noqa: E402
 
 

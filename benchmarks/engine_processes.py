@@ -76,9 +76,9 @@ def _engine_backend(args: argparse.Namespace, *, engine_stats: bool = False) -> 
 
 def _rendered_prompts() -> list[list[int]]:
     """PROMPTS as the proxy renders them (no tools, the benchmark's date)."""
-    from proxy.api_models import ChatCompletionRequest
-    from proxy.config import ProxyConfig
-    from proxy.conversation import build_conversation, render_prompt, tool_names_for
+    from proxy.api.chat_schema import ChatCompletionRequest
+    from proxy.core.conversation import build_conversation, render_prompt, tool_names_for
+    from proxy.server.settings import ProxyConfig
 
     config = ProxyConfig(conversation_date=DATE)
     prompts = []
@@ -170,7 +170,7 @@ def http_floor_main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     import uvicorn
 
-    from proxy.lifecycle import freeze_startup_heap
+    from proxy.server.lifecycle import freeze_startup_heap
 
     async def serve() -> None:
         backend = _engine_backend(args, engine_stats=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.cli import main
+from proxy.server.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

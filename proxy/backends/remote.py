@@ -89,7 +89,7 @@ class GrammarUnsupported(ValueError):
 
 
 def expected_probe_ids() -> list[int]:
-    from proxy.conversation import load_encoding
+    from proxy.core.conversation import load_encoding
 
     return load_encoding().encode(VOCAB_PROBE_TEXT, allowed_special="all")
 

@@ -9,9 +9,9 @@ from typing import Any
 import openai
 import pytest
 
-from proxy.config import ProxyConfig
-from proxy.demo_model.data import TOOLS
+from proxy.server.settings import ProxyConfig
 from tests.support.server_fixtures import TEST_DATE
+from training.data import TOOLS
 
 pytestmark = pytest.mark.engine
 

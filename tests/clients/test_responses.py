@@ -14,8 +14,8 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from proxy.config import ProxyConfig
-from proxy.conversation import load_encoding
+from proxy.core.conversation import load_encoding
+from proxy.server.settings import ProxyConfig
 from tests.support.server_fixtures import TEST_DATE, stop_server
 
 pytestmark = pytest.mark.engine

@@ -10,9 +10,9 @@ import pytest
 
 from harmony import HarmonyEncodingName, Role, load_harmony_encoding
 from proxy.backends.base import SamplingConfig
-from proxy.demo_model.data import TOOLS
-from proxy.demo_model.phrases import PREAMBLE_INSTRUCTION
-from proxy.demo_model.scenarios import render_request, tool_result_turn
+from training.data import TOOLS
+from training.phrases import PREAMBLE_INSTRUCTION
+from training.scenarios import render_request, tool_result_turn
 
 ENC = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
 ALL_TOOLS = ("get_weather", "search", "calculator")

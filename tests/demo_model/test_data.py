@@ -7,15 +7,15 @@ import json
 import openai_harmony as oracle
 import pytest
 
-from proxy.api_models import ChatCompletionRequest
-from proxy.config import ProxyConfig
-from proxy.conversation import build_conversation, load_encoding, render_prompt, tool_names_for
-from proxy.demo_model.data import generate_examples, heldout_examples
-from proxy.demo_model.evaluate import judge, tool_category, tool_heldout_examples
-from proxy.demo_model.scenarios import SCENARIOS
-from proxy.demo_model.tool_declarations import tool_declaration, tool_name
-from proxy.demo_model.tool_families import FAMILIES
-from proxy.tools import declared_tools
+from proxy.api.chat_schema import ChatCompletionRequest
+from proxy.core.conversation import build_conversation, load_encoding, render_prompt, tool_names_for
+from proxy.core.tools import declared_tools
+from proxy.server.settings import ProxyConfig
+from training.data import generate_examples, heldout_examples
+from training.evaluate import judge, tool_category, tool_heldout_examples
+from training.scenarios import SCENARIOS
+from training.tool_declarations import tool_declaration, tool_name
+from training.tool_families import FAMILIES
 
 
 @pytest.fixture(scope="module")

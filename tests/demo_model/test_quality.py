@@ -6,7 +6,7 @@ import openai_harmony as oracle
 import pytest
 
 from harmony import HarmonyEncodingName, load_harmony_encoding
-from proxy.demo_model.evaluate import evaluate
+from training.evaluate import evaluate
 
 
 @pytest.mark.engine

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.demo_model.evaluate_served import (
+from training.evaluate_served import (
     ServedReport,
     evaluate_served,
     scenario_outcomes,
     scenario_passed,
 )
-from proxy.demo_model.scenarios import SCENARIOS
+from training.scenarios import SCENARIOS
 
 pytestmark = pytest.mark.engine
 

@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from proxy.backends.vllm_engine import EngineOptions
-from proxy.cli import build_parser
-from proxy.cli_scale import engine_tuning, parse_engine_args
+from proxy.server.cli import build_parser
+from proxy.server.cli_scale import engine_tuning, parse_engine_args
 
 FLAGS = [
     "serve",

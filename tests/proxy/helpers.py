@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from proxy.conversation import load_encoding
+from proxy.core.conversation import load_encoding
 
 WEATHER_TOOL: dict[str, Any] = {
     "type": "function",

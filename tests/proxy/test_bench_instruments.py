@@ -20,7 +20,7 @@ import pytest
 
 from benchmarks.raw_sse_client import RawConnection, RawResult, StreamFailed
 from proxy.backends.scripted import Script, ScriptedBackend
-from proxy.probe import wait_until_ok
+from proxy.server.probe import wait_until_ok
 from tests.support.replay import chat_request, completion_for
 from tests.support.replicas import free_port
 from tests.support.server_fixtures import RunningServer

@@ -6,7 +6,7 @@ import asyncio
 import json
 from types import SimpleNamespace
 
-from proxy.api_models import (
+from proxy.api.chat_schema import (
     ChatCompletionChunk,
     ChoiceLogprobs,
     ChunkChoice,
@@ -17,10 +17,10 @@ from proxy.api_models import (
     ToolCallDelta,
     Usage,
 )
-from proxy.chat_render import ChatChunks
-from proxy.completion import StreamError
-from proxy.errors import EngineFailure
-from proxy.events import CallArguments, CallEnd, CallStart, Step, Text
+from proxy.api.chat_stream import ChatChunks
+from proxy.core.errors import EngineFailure
+from proxy.core.events import CallArguments, CallEnd, CallStart, Step, Text
+from proxy.core.run import StreamError
 
 USAGE = Usage(
     prompt_tokens=5,

@@ -11,8 +11,8 @@ import sys
 import openai
 import pytest
 
-from proxy.cli import build_parser, proxy_config
-from proxy.probe import ExitedWhileStarting, wait_until_ok
+from proxy.server.cli import build_parser, proxy_config
+from proxy.server.probe import ExitedWhileStarting, wait_until_ok
 
 
 def test_help_lists_the_serve_flags():
@@ -85,7 +85,7 @@ def test_environment_variables_set_the_defaults(monkeypatch):
 
 
 def test_without_a_date_the_date_is_pinned_to_today():
-    from proxy.config import today
+    from proxy.server.settings import today
 
     config = proxy_config(build_parser().parse_args(["serve"]), "x")
     assert config.conversation_date == today()

@@ -7,11 +7,11 @@ from typing import Any
 import openai_harmony as oh
 import pytest
 
-from proxy.api_models import ChatCompletionRequest
-from proxy.config import ProxyConfig
-from proxy.conversation import build_conversation, load_encoding, render_prompt, tool_names_for
-from proxy.errors import InvalidRequest
-from proxy.tools import declared_tools
+from proxy.api.chat_schema import ChatCompletionRequest
+from proxy.core.conversation import build_conversation, load_encoding, render_prompt, tool_names_for
+from proxy.core.errors import InvalidRequest
+from proxy.core.tools import declared_tools
+from proxy.server.settings import ProxyConfig
 from tests.proxy.helpers import WEATHER_TOOL
 
 CONFIG = ProxyConfig(conversation_date="2026-01-15")

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from proxy.backends.scripted import Script
-from proxy.config import ProxyConfig
+from proxy.server.settings import ProxyConfig
 from tests.proxy.helpers import WEATHER_TOOL, body, fold_content, stream_chunks, toks
 from tests.support.server_fixtures import TEST_DATE
 
@@ -226,10 +226,10 @@ def test_schemas_without_a_type_still_only_allow_object_arguments():
     from xgrammar import Grammar
     from xgrammar.testing import _is_grammar_accept_string
 
-    from proxy.api_models import ChatCompletionRequest
-    from proxy.conversation import tool_names_for
-    from proxy.structured import output_rules
-    from proxy.tools import declared_tools
+    from proxy.api.chat_schema import ChatCompletionRequest
+    from proxy.core.conversation import tool_names_for
+    from proxy.core.output_rules import output_rules
+    from proxy.core.tools import declared_tools
 
     for parameters in ({}, {"properties": {"a": {"type": "integer"}}}):
         request = ChatCompletionRequest.model_validate(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from proxy.chat_render import ChoiceDeltas
-from proxy.conversation import load_encoding
-from proxy.deltas import DeltaAssembler
-from proxy.tool_names import ToolNames
+from proxy.api.chat_stream import ChoiceDeltas
+from proxy.core.assembler import DeltaAssembler
+from proxy.core.conversation import load_encoding
+from proxy.core.tool_names import ToolNames
 from tests.proxy.helpers import toks
 
 STOPS = (200002, 200012, 199999)

@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from proxy.backends.scripted import Script, ScriptedBackend
-from proxy.config import ProxyConfig
+from proxy.server.settings import ProxyConfig
 from tests.proxy.helpers import body, sse_events, toks
 from tests.support.server_fixtures import TEST_DATE
 

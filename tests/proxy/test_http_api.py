@@ -10,7 +10,7 @@ import pytest
 
 from proxy.backends.base import DEFAULT_STOP_TOKEN_IDS
 from proxy.backends.scripted import Script, ScriptedBackend
-from proxy.config import ProxyConfig
+from proxy.server.settings import ProxyConfig
 from tests.proxy.helpers import body, fold_content, stream_chunks, toks
 from tests.support.server_fixtures import TEST_DATE
 
@@ -398,7 +398,7 @@ def test_without_logprobs_the_field_is_null(scripted_server):
 
 def test_errors_outside_the_routes_are_openai_shaped_and_carry_the_request_id(scripted_server):
     """The router's own 404/405 and a 413 from the body-size limit pass through the one edge
-    layer (proxy/app.py EdgeMiddleware): OpenAI-shaped bodies, the request id echoed."""
+    layer (proxy/server/edge.py EdgeMiddleware): OpenAI-shaped bodies, the request id echoed."""
     with httpx.Client(base_url=scripted_server.url, timeout=30) as client:
         missing = client.get("/v1/nothing-here", headers={"X-Request-Id": "edge-1"})
         wrong = client.get(URL, headers={"X-Request-Id": "edge-2"})

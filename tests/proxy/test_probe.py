@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from proxy.probe import ExitedWhileStarting, wait_until_ok
+from proxy.server.probe import ExitedWhileStarting, wait_until_ok
 from tests.support.replicas import free_port
 
 

@@ -1,7 +1,7 @@
 """Where a prompt is rendered: on the event loop when small, in a worker thread when not.
 
 A thread hop costs more than rendering a short prompt, while a long one would stall every other
-stream on the loop (proxy/chat.py, `renders_quickly`). Both paths must give the same prompt.
+stream on the loop (proxy/api/chat.py, `renders_quickly`). Both paths must give the same prompt.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import threading
 
 import httpx
 
-from proxy.api_models import ChatCompletionRequest
+from proxy.api.chat import INLINE_RENDER_CHARS, INLINE_RENDER_TOOLS, PlanOptions, renders_quickly
+from proxy.api.chat_schema import ChatCompletionRequest
 from proxy.backends.scripted import Script
-from proxy.chat import INLINE_RENDER_CHARS, INLINE_RENDER_TOOLS, PlanOptions, renders_quickly
 from tests.proxy.helpers import body, fold_content, stream_chunks, toks
 
 ANSWER = toks("<|channel|>final<|message|>Done.<|return|>")
@@ -60,22 +60,22 @@ def test_a_short_request_renders_on_the_loop_and_a_long_one_does_not():
 def test_both_placements_send_the_engine_the_same_prompt(scripted_server, monkeypatch):
     backend = scripted_server.backend
     rendered_on: list[str] = []
-    import proxy.chat
+    import proxy.api.chat
 
-    real_plan = proxy.chat.ChatCompletions._plan
+    real_plan = proxy.api.chat.ChatCompletions._plan
 
     def spy(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         rendered_on.append(threading.current_thread().name)
         return real_plan(self, *args, **kwargs)
 
-    monkeypatch.setattr(proxy.chat.ChatCompletions, "_plan", spy)
+    monkeypatch.setattr(proxy.api.chat.ChatCompletions, "_plan", spy)
     long_text = "word " * (INLINE_RENDER_CHARS // 5 + 10)
     prompts = []
     with httpx.Client(base_url=scripted_server.url, timeout=30) as client:
         for size in ("short", "long"):
             backend.script = Script([ANSWER])
             inline = size == "short"
-            monkeypatch.setattr(proxy.chat, "INLINE_RENDER_CHARS", 10**9 if inline else 0)
+            monkeypatch.setattr(proxy.api.chat, "INLINE_RENDER_CHARS", 10**9 if inline else 0)
             chunks = stream_chunks(
                 client, "/v1/chat/completions", body(scripted_server.model, long_text)
             )

@@ -8,11 +8,11 @@ import pytest
 import xgrammar
 from xgrammar.testing import _is_grammar_accept_string
 
-from proxy.api_models import ChatCompletionRequest
-from proxy.conversation import tool_names_for
-from proxy.errors import InvalidRequest
-from proxy.structured import OutputRules, output_rules
-from proxy.tools import declared_tools
+from proxy.api.chat_schema import ChatCompletionRequest
+from proxy.core.conversation import tool_names_for
+from proxy.core.errors import InvalidRequest
+from proxy.core.output_rules import OutputRules, output_rules
+from proxy.core.tools import declared_tools
 from tests.proxy.helpers import WEATHER_TOOL
 
 ANALYSIS = "<|channel|>analysis<|message|>Let me think.<|end|><|start|>assistant"

@@ -7,7 +7,7 @@ import json
 import httpx
 
 from proxy.backends.scripted import Script
-from proxy.conversation import load_encoding
+from proxy.core.conversation import load_encoding
 from tests.proxy.helpers import WEATHER_TOOL, body, fold_content, stream_chunks, toks
 
 URL = "/v1/chat/completions"

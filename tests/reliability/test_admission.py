@@ -12,10 +12,10 @@ import httpx
 import openai
 import pytest
 
-from proxy.admission import Admission
 from proxy.backends.scripted import Script, ScriptedBackend
-from proxy.config import ProxyConfig
-from proxy.errors import TooManyRequests
+from proxy.core.admission import Admission
+from proxy.core.errors import TooManyRequests
+from proxy.server.settings import ProxyConfig
 from tests.proxy.helpers import body, toks
 from tests.support.server_fixtures import TEST_DATE
 

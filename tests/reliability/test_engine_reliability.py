@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from proxy.config import ProxyConfig
+from proxy.server.settings import ProxyConfig
 from tests.proxy.helpers import body
 from tests.support.server_fixtures import TEST_DATE
 

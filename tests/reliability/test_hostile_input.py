@@ -15,9 +15,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from proxy.app import create_app
 from proxy.backends.scripted import Script, ScriptedBackend
-from proxy.config import ProxyConfig
+from proxy.server.app import create_app
+from proxy.server.settings import ProxyConfig
 from tests.proxy.helpers import toks
 
 URL = "/v1/chat/completions"
@@ -234,6 +234,6 @@ def test_the_sampling_fields_vllm_users_send_reach_the_engine(scripted_server):
 
 
 def toks_text(tokens: list[int]) -> str:
-    from proxy.conversation import load_encoding
+    from proxy.core.conversation import load_encoding
 
     return load_encoding().decode(tokens)

@@ -9,7 +9,7 @@ import logging
 import httpx
 
 from proxy.backends.scripted import Script, ScriptedBackend
-from proxy.config import ProxyConfig
+from proxy.server.settings import ProxyConfig
 from tests.proxy.helpers import body, toks
 from tests.support.server_fixtures import TEST_DATE
 

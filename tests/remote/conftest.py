@@ -16,7 +16,7 @@ import openai
 import pytest
 
 from proxy.backends.pool import ReplicaPool
-from proxy.config import ProxyConfig
+from proxy.server.settings import ProxyConfig
 from tests.support.loop import BackgroundLoop
 from tests.support.replicas import VllmReplica, start_replicas
 from tests.support.server_fixtures import (

@@ -28,7 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from proxy.backends.remote import VOCAB_PROBE_TEXT, expected_probe_ids
-from proxy.conversation import load_encoding
+from proxy.core.conversation import load_encoding
 from tests.support.replay import completion_for
 
 

@@ -15,8 +15,8 @@ import time
 import httpx
 import openai
 
-from proxy.cli import build_parser
-from proxy.cli_scale import build_pool
+from proxy.server.cli import build_parser
+from proxy.server.cli_scale import build_pool
 from tests.remote.fake_replica import FakeBehaviour, start_fake, stop_fake
 from tests.support.replicas import free_port
 

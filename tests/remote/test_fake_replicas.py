@@ -14,7 +14,7 @@ import pytest
 
 from proxy.backends.pool import ReplicaPool
 from proxy.backends.remote import RemoteBackend, ReplicaMismatch
-from proxy.config import ProxyConfig
+from proxy.server.settings import ProxyConfig
 from tests.remote.fake_replica import FakeBehaviour, FakeReplica, start_fake, stop_fake
 from tests.remote.helpers import WEATHER, ask, wait_for
 from tests.support.server_fixtures import TEST_DATE

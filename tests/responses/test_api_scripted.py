@@ -17,7 +17,7 @@ import pytest
 from pydantic import BaseModel
 
 from proxy.backends.scripted import Script
-from proxy.conversation import load_encoding
+from proxy.core.conversation import load_encoding
 from tests.proxy.helpers import toks
 
 THINK = "<|channel|>analysis<|message|>Let me see.<|end|><|start|>assistant"
@@ -429,8 +429,8 @@ def test_a_custom_tool_call_is_a_custom_tool_call_item_with_plain_text_input(
 
 
 def test_custom_tool_grammars_are_enforced_where_xgrammar_reads_them():
-    from proxy.grammar import CallSpec, FinalSpec, structural_tag
-    from proxy.tools import ANY_OBJECT
+    from proxy.core.grammar import CallSpec, FinalSpec, structural_tag
+    from proxy.core.tools import ANY_OBJECT
 
     lark = json.loads((CODEX / "captured_request_catalog_model.json").read_text())
     definition = next(t for t in lark["tools"] if t["type"] == "custom")["format"]["definition"]
@@ -465,7 +465,7 @@ def test_a_prompt_over_the_context_fails_in_the_stream_when_streaming(scripted_s
 def test_two_proxies_share_one_postgres_store(make_server, postgres_url, tmp_path):
     """Several proxy replicas behind one load balancer: a conversation continues on any."""
     from proxy.backends.scripted import ScriptedBackend
-    from proxy.config import ProxyConfig
+    from proxy.server.settings import ProxyConfig
     from tests.support.server_fixtures import TEST_DATE
 
     backend = ScriptedBackend()

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from proxy.responses.sealing import (
+from proxy.core.sealing import (
     KEY_BYTES,
     TOKEN_PREFIX,
     ReasoningSealer,

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from proxy.responses.store import (
+from proxy.api.responses.store import (
     TABLE,
     PostgresResponseStore,
     ResponseStore,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from proxy.conversation import load_encoding
+from proxy.core.conversation import load_encoding
 
 WEATHER_TOOL: dict[str, Any] = {
     "type": "function",

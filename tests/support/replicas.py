@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from proxy.probe import ExitedWhileStarting, wait_until_ok
+from proxy.server.probe import ExitedWhileStarting, wait_until_ok
 from proxy.vllm_serve import replica_args
 
 REPLICA_MAX_MODEL_LEN = 2048

@@ -17,11 +17,11 @@ import logging
 import signal
 import sys
 
-from proxy.app import create_app
 from proxy.backends.scripted import Script, ScriptedBackend
-from proxy.config import ProxyConfig
-from proxy.conversation import load_encoding
-from proxy.lifecycle import Lifecycle, run_server
+from proxy.core.conversation import load_encoding
+from proxy.server.app import create_app
+from proxy.server.lifecycle import Lifecycle, run_server
+from proxy.server.settings import ProxyConfig
 from tests.support.replay import completion_for
 
 

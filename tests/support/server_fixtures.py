@@ -19,10 +19,10 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from proxy.app import create_app
 from proxy.backends.base import EngineBackend
 from proxy.backends.scripted import Script, ScriptedBackend
-from proxy.config import ProxyConfig
+from proxy.server.app import create_app
+from proxy.server.settings import ProxyConfig
 from tests.support.loop import BackgroundLoop
 
 # Pinned so rendered prompts (and therefore the engine's outputs) are reproducible.

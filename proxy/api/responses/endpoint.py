@@ -1,0 +1,368 @@
+"""POST/GET/DELETE /v1/responses: the Responses API on the chat completions core.
+
+A request is read into the same conversation chat completions builds (its input items as chat
+messages, its tools as the core's tools, namespaces and custom tools included), goes through
+the same admission, grammar rules and generation driver (`ChatCompletions.open_run`), and its
+steps are rendered as output items and named events (proxy/api/responses/output.py).
+
+State: with `store` (the default, as OpenAI's) the finished response, its input items and the
+whole item history are kept in the response store (proxy/api/responses/store.py: SQLite by default,
+PostgreSQL for several proxies), so `previous_response_id` continues a conversation with its
+calls, outputs and the reasoning Harmony keeps, across restarts. Without state, a client may
+ask for `reasoning.encrypted_content` and replay the sealed reasoning itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncGenerator
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+
+from proxy.api.chat import ChatCompletions, PlanOptions, unless_disconnected
+from proxy.api.chat_schema import ChatCompletionRequest
+from proxy.api.responses.inputs import Item, normalise_input, to_chat_messages
+from proxy.api.responses.output import ResponseBuilder
+from proxy.api.responses.schema import ResponsesRequest
+from proxy.api.responses.store import ResponseStore, StoredResponse
+from proxy.api.responses.tools import read_tools
+from proxy.api.responses.translate import chat_param_to_responses, chat_request, validation_param
+from proxy.core.errors import InvalidRequest, ProxyError, ResponseNotFound
+from proxy.core.gate import check_text
+from proxy.core.run import CompletionRun, StreamError
+from proxy.core.sealing import ReasoningSealer
+from proxy.core.tools import FunctionTool
+from proxy.server.request_log import RequestRecord
+from proxy.server.sse import SseResponse, SseStream
+
+logger = logging.getLogger("proxy")
+
+ENCRYPTED_REASONING = "reasoning.encrypted_content"
+# What `include` may ask for: sealed reasoning, and what every response carries anyway or the
+# server has none of (clients such as the Agents SDK send these as a matter of course).
+KNOWN_INCLUDES = frozenset(
+    {
+        ENCRYPTED_REASONING,
+        "message.output_text.logprobs",
+        "file_search_call.results",
+        "web_search_call.results",
+        "web_search_call.action.sources",
+        "code_interpreter_call.outputs",
+        "computer_call_output.output.image_url",
+        "message.input_image.image_url",
+    }
+)
+
+
+class ResponsesEndpoint:
+    """The four routes; `store` may be None (nothing stored: `store: true` is then a 400)."""
+
+    def __init__(
+        self,
+        chat: ChatCompletions,
+        store: ResponseStore | None,
+        sealer: ReasoningSealer | None,
+    ) -> None:
+        self.chat = chat
+        self.store = store
+        self.sealer = sealer
+
+    # ------------------------------------------------------------------ POST
+
+    async def create(self, body: ResponsesRequest, request: Request) -> Response:
+        request_id = getattr(request.state, "request_id", None) or secrets.token_hex(12)
+        record = RequestRecord(id=request_id, model=body.model, stream=body.stream)
+        return await self.chat.accounted(record, self._create(body, request, record))
+
+    async def _create(
+        self, body: ResponsesRequest, request: Request, record: RequestRecord
+    ) -> Response:
+        check_text(body)  # before anything is echoed back or stored
+        include = set(body.include or [])
+        unknown = include - KNOWN_INCLUDES
+        if unknown:
+            raise InvalidRequest(
+                f"Unsupported include value {sorted(unknown)[0]!r}: this server supports "
+                f"{', '.join(sorted(KNOWN_INCLUDES))}.",
+                param="include",
+            )
+        if body.store and self.store is None:
+            raise InvalidRequest(
+                "This server keeps no responses (it was started without a store): send "
+                "`store: false`.",
+                param="store",
+            )
+        history: list[Item] = []
+        if body.previous_response_id is not None:
+            previous = await self._get(body.previous_response_id, "previous_response_id")
+            history = previous.conversation
+        items = normalise_input(body.input, self.sealer)
+        messages, sources = to_chat_messages(history + items, body.instructions, len(history))
+        if not any(m["role"] != "system" for m in messages):
+            raise InvalidRequest("`input` must hold at least one item.", param="input")
+        tools = read_tools(body.tools)
+        try:
+            chat_body = chat_request(body, messages, tools)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise InvalidRequest(
+                f"Invalid request: {first.get('msg', 'invalid value')}.",
+                param=validation_param(first.get("loc", ()), sources),
+            ) from exc
+        response_id = f"resp_{secrets.token_hex(24)}"
+        seal = None
+        if ENCRYPTED_REASONING in include and self.sealer is not None:
+            seal = self.sealer.seal
+        builder = ResponseBuilder(
+            _initial_response(body, response_id),
+            {tool.key: tool for tool in tools},
+            seal=seal,
+            stream=body.stream,
+        )
+        try:
+            run = await self._open_run(
+                chat_body, request, record, response_id, tools, body, sources
+            )
+        except InvalidRequest as exc:
+            if not (body.stream and exc.code == "context_length_exceeded"):
+                raise
+            # Streaming clients learn this from the stream (Codex compacts its history on it).
+            self.chat.metrics.requests.labels("200", "error").inc()
+            self.chat.log(record, 200, error=exc.code)
+            return Response(
+                b"".join([*builder.begin(), *builder.finish(None, None, exc)]),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
+        turn = _Turn(self, body, run, builder, history, items, record)
+        if body.stream:
+            return turn.streaming_response()
+        return await turn.respond(request)
+
+    async def _open_run(
+        self,
+        chat_body: ChatCompletionRequest,
+        request: Request,
+        record: RequestRecord,
+        response_id: str,
+        tools: list[FunctionTool],
+        body: ResponsesRequest,
+        sources: list[str],
+    ) -> CompletionRun:
+        """The shared core's run; its refusals name this API's parameters, not chat's."""
+        try:
+            return await self.chat.open_run(
+                chat_body,
+                request,
+                record.id,
+                plan=PlanOptions(
+                    completion_id=response_id, tools=tools, affinity_key=body.prompt_cache_key
+                ),
+            )
+        except InvalidRequest as exc:
+            exc.param = chat_param_to_responses(exc.param, sources)
+            raise
+
+    # ------------------------------------------------------------------ GET / DELETE
+
+    async def retrieve(self, response_id: str) -> JSONResponse:
+        return JSONResponse((await self._get(response_id)).response)
+
+    async def input_items(
+        self, response_id: str, limit: int = 20, order: str = "desc", after: str | None = None
+    ) -> JSONResponse:
+        if order not in ("asc", "desc"):
+            raise InvalidRequest("`order` must be asc or desc.", param="order")
+        if not 1 <= limit <= 100:
+            raise InvalidRequest("`limit` must be between 1 and 100.", param="limit")
+        items = list((await self._get(response_id)).input_items)
+        if order == "desc":
+            items.reverse()
+        if after is not None:
+            ids = [item.get("id") for item in items]
+            if after not in ids:
+                raise InvalidRequest(f"No input item with id {after!r}.", param="after")
+            items = items[ids.index(after) + 1 :]
+        page = items[:limit]
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": len(items) > limit,
+            }
+        )
+
+    async def delete(self, response_id: str) -> JSONResponse:
+        deleted = False
+        if self.store is not None:
+            deleted = await asyncio.to_thread(self.store.delete, response_id)
+        if not deleted:
+            raise ResponseNotFound(response_id)
+        return JSONResponse({"id": response_id, "object": "response", "deleted": True})
+
+    async def _get(self, response_id: str, param: str | None = None) -> StoredResponse:
+        found = None
+        if self.store is not None:
+            found = await asyncio.to_thread(self.store.get, response_id)
+        if found is None:
+            raise ResponseNotFound(response_id, param)
+        return found
+
+    async def save(self, stored: StoredResponse) -> None:
+        assert self.store is not None
+        await asyncio.to_thread(self.store.put, stored)
+
+
+class _Turn:
+    """One admitted request: drives its run through the builder, then stores the result."""
+
+    def __init__(
+        self,
+        endpoint: ResponsesEndpoint,
+        body: ResponsesRequest,
+        run: CompletionRun,
+        builder: ResponseBuilder,
+        history: list[Item],
+        items: list[Item],
+        record: RequestRecord,
+    ) -> None:
+        self.endpoint = endpoint
+        self.body = body
+        self.run = run
+        self.builder = builder
+        self.history = history
+        self.items = items
+        self.record = record
+        self.error: ProxyError | None = None
+        self.finish: str | None = None
+
+    async def events(self) -> AsyncGenerator[bytes, None]:
+        """The response's SSE events, those of one engine step written at once (one socket
+        write, not one per event); the terminal event only once the store has the response."""
+        yield b"".join(self.builder.begin())
+        async for step in self.run.steps():
+            if isinstance(step, StreamError):
+                self.error = step.error
+                continue
+            if step.choice != 0:
+                continue
+            if step.finish is not None:
+                self.finish = step.finish
+            events = self.builder.step(step)
+            if events:
+                yield b"".join(events)
+        final = self.builder.finish(self.finish, self.run.usage, self.error)
+        await self._store()
+        yield b"".join(final)
+
+    def streaming_response(self) -> Response:
+        chat = self.endpoint.chat
+
+        def on_done(completed: bool) -> None:
+            chat.release()
+            if completed:
+                reason = "error" if self.error is not None else (self.finish or "")
+                chat.metrics.requests.labels("200", reason).inc()
+                chat.log(self.record, 200, run=self.run, finish=self.finish)
+            else:
+                chat.metrics.requests.labels("499", "client_disconnect").inc()
+                chat.log(self.record, 499, run=self.run, finish="client_disconnect")
+
+        stream = SseStream(self.run, self.events(), metrics=chat.metrics, on_done=on_done)
+        config = chat.config
+        return SseResponse(
+            stream, ping=config.sse_ping_seconds or 0, send_timeout=config.send_timeout_seconds
+        )
+
+    async def respond(self, request: Request) -> Response:
+        chat = self.endpoint.chat
+        try:
+            await unless_disconnected(self._drain(), request)
+        finally:
+            await asyncio.shield(self.run.close())
+            chat.release()
+        if self.error is not None:
+            raise self.error  # counted and logged by `create`, as any refusal
+        chat.metrics.requests.labels("200", self.finish or "").inc()
+        chat.log(self.record, 200, run=self.run, finish=self.finish)
+        return JSONResponse(self.builder.response)
+
+    async def _drain(self) -> None:
+        async for _ in self.events():
+            pass
+
+    async def _store(self) -> None:
+        body = self.body
+        if not body.store or self.error is not None:
+            return
+        response = self.builder.response
+        output = [_for_history(item) for item in response["output"]]
+        try:
+            await self.endpoint.save(
+                StoredResponse(
+                    id=response["id"],
+                    created_at=float(response["created_at"]),
+                    response=response,
+                    input_items=self.items,
+                    conversation=self.history + self.items + output,
+                    previous_response_id=body.previous_response_id,
+                )
+            )
+        except Exception:  # noqa: BLE001 - the answer stands; only its continuation is lost
+            # The client still gets its complete answer (with a streamed one, the terminal
+            # event); a later previous_response_id to it is a 404. Logged loudly: the store
+            # (a database) is down or full.
+            logger.exception("could not store response %s", response["id"])
+            self.endpoint.chat.metrics.internal_errors.inc()
+
+
+def _for_history(item: Item) -> Item:
+    """An output item as the next turn reads it (the sealed copy is not needed server-side)."""
+    return {k: v for k, v in item.items() if k != "encrypted_content"}
+
+
+def _initial_response(body: ResponsesRequest, response_id: str) -> dict[str, Any]:
+    """The Response object as `response.created` shows it; the builder fills in the rest."""
+    fmt = (body.text.format if body.text is not None else None) or {"type": "text"}
+    reasoning = body.reasoning
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "in_progress",
+        "background": False,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.instructions,
+        "max_output_tokens": body.max_output_tokens,
+        "max_tool_calls": None,
+        "model": body.model,
+        "output": [],
+        "parallel_tool_calls": body.parallel_tool_calls is not False,
+        "previous_response_id": body.previous_response_id,
+        "prompt_cache_key": body.prompt_cache_key,
+        "reasoning": {
+            "effort": reasoning.effort if reasoning else None,
+            "summary": reasoning.summary if reasoning else None,
+        },
+        "service_tier": "default",
+        "store": body.store,
+        "temperature": 1.0 if body.temperature is None else body.temperature,
+        "text": {"format": fmt},
+        "tool_choice": body.tool_choice if body.tool_choice is not None else "auto",
+        "tools": body.tools or [],
+        "top_logprobs": 0,
+        "top_p": 1.0 if body.top_p is None else body.top_p,
+        "truncation": "disabled",
+        "usage": None,
+        "user": body.user,
+        "metadata": body.metadata or {},
+    }

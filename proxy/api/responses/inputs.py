@@ -1,0 +1,301 @@
+"""Responses input items -> normalised items -> the chat messages the conversation builder reads.
+
+Input is a string (one user message) or a list of items: `message` (roles user, system,
+developer, assistant; `input_text` / `output_text` / `refusal` parts or a string; a bare
+`{"role", "content"}` is a message too), `reasoning` (its `reasoning_text` content, or sealed
+`encrypted_content` this server issued, opened here), `function_call`, `function_call_output`,
+`custom_tool_call`, `custom_tool_call_output`. Anything else is a 400 naming the item; a tool
+output whose `call_id` matches no earlier call is a 400, as OpenAI's.
+
+Items are normalised first (ids given, parts as lists, reasoning in clear), because that is
+what the store keeps for `previous_response_id` and `input_items`. The conversion to chat
+messages then groups each assistant turn (reasoning, preamble, calls) into one assistant
+message, which proxy/core/conversation.py renders as Harmony does: analysis, commentary preamble, one
+commentary call per function; earlier analysis is dropped before the last final answer.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from proxy.core.errors import InvalidRequest
+from proxy.core.sealing import ReasoningSealer, SealError
+
+Item = dict[str, Any]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(16)}"
+
+
+def normalise_input(raw: str | list[Any], sealer: ReasoningSealer | None) -> list[Item]:
+    """The request's `input` as normalised items; 400 for anything malformed."""
+    if isinstance(raw, str):
+        return [_message("user", [{"type": "input_text", "text": raw}], None)]
+    items = []
+    for i, item in enumerate(raw):
+        param = f"input[{i}]"
+        if not isinstance(item, dict):
+            raise InvalidRequest("Each input item must be an object.", param=param)
+        kind = item.get("type", "message" if "role" in item else None)
+        if kind == "message":
+            items.append(_read_message(item, param))
+        elif kind == "reasoning":
+            items.append(_read_reasoning(item, param, sealer))
+        elif kind in ("function_call", "custom_tool_call"):
+            field = "arguments" if kind == "function_call" else "input"
+            call: Item = {
+                "type": kind,
+                "id": _optional_str(item, "id", param)
+                or new_id("fc" if field == "arguments" else "ctc"),
+                "call_id": _str(item, "call_id", param),
+                "name": _str(item, "name", param),
+                field: _str(item, field, param),
+                "status": "completed",
+            }
+            namespace = _optional_str(item, "namespace", param)
+            if namespace:
+                call["namespace"] = namespace
+            items.append(call)
+        elif kind in ("function_call_output", "custom_tool_call_output"):
+            items.append(
+                {
+                    "type": kind,
+                    "id": _optional_str(item, "id", param) or new_id("fco"),
+                    "call_id": _str(item, "call_id", param),
+                    "output": _output_text(item.get("output"), f"{param}.output"),
+                }
+            )
+        elif kind == "item_reference":
+            raise InvalidRequest(
+                "item_reference items are not supported: send the item itself, or continue "
+                "with previous_response_id.",
+                param=f"{param}.type",
+            )
+        else:
+            raise InvalidRequest(f"Unsupported input item type {kind!r}.", param=f"{param}.type")
+    return items
+
+
+def to_chat_messages(
+    items: list[Item], instructions: str | None, first_input: int
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Chat messages for the conversation builder, and where each came from (`instructions`,
+    `input[i]`, `previous_response_id`), so errors found later name the right parameter.
+    `items[first_input:]` are this request's input; earlier ones are the stored history."""
+    messages: list[dict[str, Any]] = []
+    sources: list[str] = []
+    if instructions:
+        messages.append({"role": "system", "content": instructions})
+        sources.append("instructions")
+    turn: dict[str, Any] | None = None
+    turn_source = ""
+    calls: set[str] = set()
+
+    def where(i: int) -> str:
+        return f"input[{i - first_input}]" if i >= first_input else "previous_response_id"
+
+    def add(message: dict[str, Any], source: str) -> None:
+        messages.append(message)
+        sources.append(source)
+
+    def flush() -> None:
+        nonlocal turn
+        if turn is not None:
+            add(turn, turn_source)
+            turn = None
+
+    def assistant() -> dict[str, Any]:
+        nonlocal turn, turn_source
+        if turn is None:
+            turn = {"role": "assistant", "content": None}
+            turn_source = where(i)
+        return turn
+
+    for i, item in enumerate(items):
+        kind = item["type"]
+        if kind == "message" and item["role"] != "assistant":
+            flush()
+            role = "developer" if item["role"] in ("system", "developer") else "user"
+            add({"role": role, "content": _parts_text(item)}, where(i))
+        elif kind == "message":
+            current = assistant()
+            if current["content"] or current.get("tool_calls"):
+                flush()  # a new assistant turn
+                current = assistant()
+            current["content"] = _parts_text(item)
+            if item.get("phase") == "commentary":
+                # A preamble: rendered on the commentary channel, never as a final answer
+                # (which would also drop the reasoning before it).
+                current["phase"] = "commentary"
+        elif kind == "reasoning":
+            current = assistant()
+            if current["content"] or current.get("tool_calls"):
+                flush()
+                current = assistant()
+            text = "".join(part.get("text", "") for part in item.get("content") or [])
+            if text:
+                earlier = current.get("reasoning")
+                current["reasoning"] = f"{earlier}\n{text}" if earlier else text
+        elif kind in ("function_call", "custom_tool_call"):
+            name = item["name"]
+            if item.get("namespace"):
+                name = f"{item['namespace']}.{name}"
+            arguments = item["arguments"] if kind == "function_call" else item["input"]
+            calls.add(item["call_id"])
+            assistant().setdefault("tool_calls", []).append(
+                {
+                    "id": item["call_id"],
+                    "type": "function",
+                    "function": {"name": name, "arguments": arguments},
+                }
+            )
+        else:  # a tool's output
+            flush()
+            if item["call_id"] not in calls:
+                raise InvalidRequest(
+                    f"No tool call found for {kind} with call_id {item['call_id']!r}.",
+                    param=f"{where(i)}.call_id",
+                )
+            add(
+                {"role": "tool", "tool_call_id": item["call_id"], "content": item["output"]},
+                where(i),
+            )
+    flush()
+    return messages, sources
+
+
+def _message(role: str, content: list[Item], item_id: str | None) -> Item:
+    return {
+        "type": "message",
+        "id": item_id or new_id("msg"),
+        "role": role,
+        "content": content,
+        "status": "completed",
+    }
+
+
+_PART_TYPES = {"input_text", "output_text", "text", "refusal"}
+
+
+def _read_message(item: Item, param: str) -> Item:
+    role = item.get("role")
+    if role not in ("user", "assistant", "system", "developer"):
+        raise InvalidRequest(
+            f"Unsupported message role {role!r}: use user, assistant, system or developer.",
+            param=f"{param}.role",
+        )
+    content = item.get("content")
+    if isinstance(content, str):
+        kind = "output_text" if role == "assistant" else "input_text"
+        parts = [{"type": kind, "text": content}]
+    elif isinstance(content, list):
+        parts = []
+        for j, part in enumerate(content):
+            where = f"{param}.content[{j}]"
+            if not isinstance(part, dict) or part.get("type") not in _PART_TYPES:
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise InvalidRequest(
+                    f"Unsupported content part type {kind!r}: this model reads text only "
+                    "(input_text, output_text).",
+                    param=f"{where}.type",
+                )
+            text_field = "refusal" if part["type"] == "refusal" else "text"
+            text = part.get(text_field)
+            if not isinstance(text, str):
+                raise InvalidRequest(
+                    f"`{text_field}` must be a string.", param=f"{where}.{text_field}"
+                )
+            kind = "output_text" if role == "assistant" else "input_text"
+            parts.append({"type": kind, "text": text})
+    else:
+        raise InvalidRequest(
+            "`content` must be a string or a list of parts.", param=f"{param}.content"
+        )
+    message = _message(role, parts, _optional_str(item, "id", param))
+    phase = item.get("phase")
+    if phase is not None:
+        if role != "assistant" or phase not in ("commentary", "final_answer"):
+            raise InvalidRequest(
+                "`phase` is commentary or final_answer, on assistant messages only.",
+                param=f"{param}.phase",
+            )
+        message["phase"] = phase
+    return message
+
+
+def _read_reasoning(item: Item, param: str, sealer: ReasoningSealer | None) -> Item:
+    text = ""
+    sealed = item.get("encrypted_content")
+    if sealed is not None:
+        if not isinstance(sealed, str):
+            raise InvalidRequest(
+                "`encrypted_content` must be a string.", param=f"{param}.encrypted_content"
+            )
+        if sealer is None:
+            raise InvalidRequest(
+                "This server has no reasoning key, so it cannot open encrypted_content.",
+                param=f"{param}.encrypted_content",
+            )
+        try:
+            text = sealer.open(sealed)
+        except SealError as exc:
+            raise InvalidRequest(
+                f"encrypted_content could not be opened ({exc}): it was not issued by this "
+                "server's key, or it was altered.",
+                param=f"{param}.encrypted_content",
+                code="invalid_encrypted_content",
+            ) from exc
+    else:
+        content = item.get("content")
+        if content is not None and not isinstance(content, list):
+            raise InvalidRequest("`content` must be a list.", param=f"{param}.content")
+        for j, part in enumerate(content or []):
+            if not isinstance(part, dict) or not isinstance(part.get("text"), str):
+                raise InvalidRequest(
+                    "Reasoning content parts need a string `text`.",
+                    param=f"{param}.content[{j}]",
+                )
+            text += part["text"]
+    return {
+        "type": "reasoning",
+        "id": _optional_str(item, "id", param) or new_id("rs"),
+        "summary": [],
+        "content": [{"type": "reasoning_text", "text": text}] if text else [],
+    }
+
+
+def _output_text(output: Any, param: str) -> str:
+    """A tool output: a string, or a list of text parts (images are not readable here)."""
+    if isinstance(output, str):
+        return output
+    if isinstance(output, list):
+        texts = []
+        for j, part in enumerate(output):
+            if not isinstance(part, dict) or part.get("type") not in ("input_text", "output_text"):
+                raise InvalidRequest(
+                    "Tool output parts must be input_text: this model reads text only.",
+                    param=f"{param}[{j}]",
+                )
+            texts.append(str(part.get("text", "")))
+        return "".join(texts)
+    raise InvalidRequest("`output` must be a string or a list of parts.", param=param)
+
+
+def _parts_text(item: Item) -> str:
+    return "".join(part["text"] for part in item["content"])
+
+
+def _str(item: Item, field: str, param: str) -> str:
+    value = item.get(field)
+    if not isinstance(value, str):
+        raise InvalidRequest(f"`{field}` must be a string.", param=f"{param}.{field}")
+    return value
+
+
+def _optional_str(item: Item, field: str, param: str) -> str | None:
+    value = item.get(field)
+    if value is not None and not isinstance(value, str):
+        raise InvalidRequest(f"`{field}` must be a string.", param=f"{param}.{field}")
+    return value

@@ -1,0 +1,279 @@
+"""The Responses rendering of the neutral steps: output items, and the named SSE events.
+
+One Harmony message becomes one output item: an analysis message a `reasoning` item, a final
+answer or preamble a `message` item, a call a `function_call` (or `custom_tool_call`) item.
+Streaming emits, in order and each with a `sequence_number`: `response.created`,
+`response.in_progress`, then per item `response.output_item.added`, its content events
+(`response.content_part.added`, `response.output_text.delta` / `.done` or
+`response.reasoning_text.delta` / `.done`, `response.content_part.done`;
+`response.function_call_arguments.delta` / `.done` for calls), `response.output_item.done`, and
+last exactly one of `response.completed`, `response.incomplete` (cut by max_output_tokens) or
+`response.failed` (an error after the stream began). The non-streamed response is the same
+builder's final object, so the two always agree.
+
+With `include: ["reasoning.encrypted_content"]`, each finished reasoning item also carries its
+text sealed under the server's key (proxy/core/sealing.py), for clients that keep no state
+(`store: false`) and replay it next turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from proxy.api.chat_schema import Usage
+from proxy.api.responses.inputs import new_id
+from proxy.core.errors import ProxyError
+from proxy.core.events import CallArguments, CallEnd, CallStart, Step, Text
+from proxy.core.tools import FunctionTool
+
+
+@dataclass
+class _OpenItem:
+    """An output item whose `added` event went out and whose `done` has not."""
+
+    kind: str  # "reasoning" | "message" | "function_call" | "custom_tool_call"
+    source: int  # the Harmony message (text items) or the call number (calls)
+    output_index: int
+    item: dict[str, Any]
+    text: list[str] = field(default_factory=list)
+
+
+class ResponseBuilder:
+    """Turns one run's steps into output items and (when `stream`) SSE event bytes."""
+
+    def __init__(
+        self,
+        response: dict[str, Any],
+        tools: dict[str, FunctionTool],
+        *,
+        seal: Callable[[str], str] | None,
+        stream: bool,
+    ) -> None:
+        self.response = response
+        self._tools = tools
+        self._seal = seal
+        self._stream = stream
+        self._sequence = 0
+        self._text_item: _OpenItem | None = None
+        self._calls: dict[int, _OpenItem] = {}
+        self._output: dict[int, dict[str, Any]] = {}
+        self._next_index = 0
+        self._events: list[bytes] = []
+
+    # ------------------------------------------------------------------ events in order
+
+    def begin(self) -> list[bytes]:
+        self._emit("response.created", response=self._snapshot())
+        self._emit("response.in_progress", response=self._snapshot())
+        return self._take()
+
+    def step(self, step: Step) -> list[bytes]:
+        for event in step.events:
+            if type(event) is Text:
+                self._text(event)
+            elif type(event) is CallStart:
+                self._call_start(event)
+            elif type(event) is CallArguments:
+                self._call_arguments(event.call, event.text)
+            elif type(event) is CallEnd:
+                self._call_end(event.call, "completed" if event.complete else "incomplete")
+        return self._take()
+
+    def finish(
+        self, finish_reason: str | None, usage: Usage | None, error: ProxyError | None
+    ) -> list[bytes]:
+        """Close what is open and emit the one terminal event."""
+        cut = finish_reason == "length" or error is not None
+        self._close_text("incomplete" if cut else "completed")
+        for call in list(self._calls):
+            self._call_end(call, "incomplete" if cut else "completed")
+        response = self.response
+        response["output"] = [self._output[i] for i in sorted(self._output)]
+        response["output_text"] = "".join(
+            part["text"]
+            for item in response["output"]
+            if item["type"] == "message" and item.get("phase") != "commentary"
+            for part in item["content"]
+        )
+        if usage is not None:
+            details = usage.prompt_tokens_details
+            response["usage"] = {
+                "input_tokens": usage.prompt_tokens,
+                "input_tokens_details": {"cached_tokens": details.cached_tokens if details else 0},
+                "output_tokens": usage.completion_tokens,
+                "output_tokens_details": {
+                    "reasoning_tokens": usage.completion_tokens_details.reasoning_tokens
+                },
+                "total_tokens": usage.total_tokens,
+            }
+        if error is not None:
+            response["status"] = "failed"
+            response["error"] = {"code": error.code or error.error_type, "message": error.message}
+            self._emit("response.failed", response=response)
+        elif finish_reason == "length":
+            response["status"] = "incomplete"
+            response["incomplete_details"] = {"reason": "max_output_tokens"}
+            self._emit("response.incomplete", response=response)
+        else:
+            response["status"] = "completed"
+            self._emit("response.completed", response=response)
+        return self._take()
+
+    # ------------------------------------------------------------------ text items
+
+    def _text(self, event: Text) -> None:
+        kind = "reasoning" if event.kind == "reasoning" else "message"
+        current = self._text_item
+        if current is None or current.kind != kind or current.source != event.item:
+            self._close_text()
+            current = self._text_item = self._open_text(kind, event.item, event.final)
+        current.text.append(event.text)
+        if kind == "reasoning":
+            self._emit(
+                "response.reasoning_text.delta",
+                item_id=current.item["id"],
+                output_index=current.output_index,
+                content_index=0,
+                delta=event.text,
+            )
+        else:
+            self._emit(
+                "response.output_text.delta",
+                item_id=current.item["id"],
+                output_index=current.output_index,
+                content_index=0,
+                delta=event.text,
+                logprobs=[],
+            )
+
+    def _open_text(self, kind: str, source: int, final: bool) -> _OpenItem:
+        if kind == "reasoning":
+            item = {
+                "id": new_id("rs"),
+                "type": "reasoning",
+                "summary": [],
+                "content": [],
+                "status": "in_progress",
+            }
+            part: dict[str, Any] = {"type": "reasoning_text", "text": ""}
+        else:
+            item = {
+                "id": new_id("msg"),
+                "type": "message",
+                "role": "assistant",
+                "status": "in_progress",
+                "content": [],
+                # A preamble before a call is commentary; clients (the SDK's `parse`, the
+                # output_text of a json_schema answer) read only the final answer.
+                "phase": "final_answer" if final else "commentary",
+            }
+            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+        opened = _OpenItem(kind, source, self._claim_index(), item)
+        self._emit("response.output_item.added", output_index=opened.output_index, item=item)
+        self._emit(
+            "response.content_part.added",
+            item_id=item["id"],
+            output_index=opened.output_index,
+            content_index=0,
+            part=part,
+        )
+        return opened
+
+    def _close_text(self, status: str = "completed") -> None:
+        current, self._text_item = self._text_item, None
+        if current is None:
+            return
+        text = "".join(current.text)
+        item = dict(current.item, status=status)
+        common = {"item_id": item["id"], "output_index": current.output_index, "content_index": 0}
+        if current.kind == "reasoning":
+            part: dict[str, Any] = {"type": "reasoning_text", "text": text}
+            self._emit("response.reasoning_text.done", **common, text=text)
+            item["content"] = [part]
+            if self._seal is not None:
+                item["encrypted_content"] = self._seal(text)
+        else:
+            part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+            self._emit("response.output_text.done", **common, text=text, logprobs=[])
+            item["content"] = [part]
+        self._emit("response.content_part.done", **common, part=part)
+        self._done(current.output_index, item)
+
+    # ------------------------------------------------------------------ call items
+
+    def _call_start(self, event: CallStart) -> None:
+        self._close_text()
+        tool = self._tools.get(event.name)
+        freeform = tool is not None and tool.freeform
+        kind = "custom_tool_call" if freeform else "function_call"
+        item: dict[str, Any] = {
+            "id": new_id("ctc" if freeform else "fc"),
+            "type": kind,
+            "status": "in_progress",
+            "call_id": event.id,
+            "name": tool.name if tool is not None else event.name,
+            ("input" if freeform else "arguments"): "",
+        }
+        if tool is not None and tool.namespace is not None:
+            item["namespace"] = tool.namespace
+        opened = self._calls[event.call] = _OpenItem(kind, event.call, self._claim_index(), item)
+        self._emit("response.output_item.added", output_index=opened.output_index, item=item)
+        if event.arguments:
+            self._call_arguments(event.call, event.arguments)
+
+    def _call_arguments(self, call: int, text: str) -> None:
+        opened = self._calls[call]
+        opened.text.append(text)
+        name = (
+            "response.custom_tool_call_input.delta"
+            if opened.kind == "custom_tool_call"
+            else "response.function_call_arguments.delta"
+        )
+        self._emit(name, item_id=opened.item["id"], output_index=opened.output_index, delta=text)
+
+    def _call_end(self, call: int, status: str) -> None:
+        opened = self._calls.pop(call, None)
+        if opened is None:
+            return
+        text = "".join(opened.text)
+        common = {"item_id": opened.item["id"], "output_index": opened.output_index}
+        if opened.kind == "custom_tool_call":
+            item = dict(opened.item, status=status, input=text)
+            self._emit("response.custom_tool_call_input.done", **common, input=text)
+        else:
+            item = dict(opened.item, status=status, arguments=text)
+            self._emit(
+                "response.function_call_arguments.done",
+                **common,
+                name=item["name"],
+                arguments=text,
+            )
+        self._done(opened.output_index, item)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _claim_index(self) -> int:
+        index, self._next_index = self._next_index, self._next_index + 1
+        return index
+
+    def _done(self, output_index: int, item: dict[str, Any]) -> None:
+        self._output[output_index] = item
+        self._emit("response.output_item.done", output_index=output_index, item=item)
+
+    def _snapshot(self) -> dict[str, Any]:
+        return dict(self.response, output=[])
+
+    def _emit(self, kind: str, **fields: Any) -> None:
+        sequence, self._sequence = self._sequence, self._sequence + 1
+        if not self._stream:
+            return
+        payload = orjson.dumps({"type": kind, "sequence_number": sequence, **fields})
+        self._events.append(b"event: " + kind.encode() + b"\ndata: " + payload + b"\n\n")
+
+    def _take(self) -> list[bytes]:
+        events, self._events = self._events, []
+        return events

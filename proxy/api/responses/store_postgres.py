@@ -1,0 +1,149 @@
+"""The shared response store: a table in PostgreSQL, for several proxy replicas.
+
+psycopg is imported only when such a store is opened (the SQLite default never needs it).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from proxy.api.responses.store_records import (
+    DEFAULT_MAX_AGE_SECONDS,
+    DEFAULT_MAX_RESPONSES,
+    POSTGRES,
+    TABLE,
+    StoredResponse,
+    oldest_kept,
+    record_from_row,
+    row_params,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+
+logger = logging.getLogger("proxy")
+
+# Keys of the PostgreSQL advisory locks this module takes (arbitrary, fixed 63-bit constants):
+# one serialises schema creation between replicas starting together, the other lets one replica
+# at a time prune (the others skip pruning rather than wait or deadlock on the same rows).
+_PG_SCHEMA_LOCK = 0x6861726D6F6E7901
+_PG_PRUNE_LOCK = 0x6861726D6F6E7902
+
+
+class PostgresResponseStore:
+    """The shared store: a table in a PostgreSQL database, for several proxy replicas.
+
+    Connections come from a `psycopg_pool` pool (checked before each use, so a database restart
+    costs no failed request once it is back). The JSON columns are PostgreSQL `json`, not
+    `jsonb`, deliberately: `json` keeps the exact text, so a response reads back with its keys in
+    the order the client first saw them, and it accepts every string a client can send, while
+    `jsonb` rejects `\\u0000` and lone surrogates (one hostile input item would make `put`
+    fail). Nothing queries inside these columns; `metadata` filters, if ever needed, can index a
+    `jsonb` cast.
+
+    Schema creation takes an advisory lock, so replicas starting together against an empty
+    database do not race on `CREATE TABLE IF NOT EXISTS` (which is not safe concurrently in
+    PostgreSQL: the loser fails on a catalog unique index). Pruning runs after the insert has
+    committed, in its own transaction, under `pg_try_advisory_xact_lock`: one replica prunes at a
+    time and the others skip it instead of waiting, so concurrent puts never deadlock on the
+    rows being deleted; the row count can overshoot `max_responses` by the puts that skipped,
+    until the next put prunes.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_responses: int | None = DEFAULT_MAX_RESPONSES,
+        max_age_seconds: float | None = DEFAULT_MAX_AGE_SECONDS,
+        pool_size: int = 4,
+        connect_timeout_seconds: float = 10.0,
+    ) -> None:
+        import psycopg
+        from psycopg_pool import ConnectionPool
+
+        self.max_responses = max_responses
+        self.max_age_seconds = max_age_seconds
+        # A plain connection first: a wrong URL or a server that is down fails here with
+        # libpq's own message, not with a pool timeout.
+        with psycopg.connect(
+            url, autocommit=True, connect_timeout=max(1, round(connect_timeout_seconds))
+        ) as conn:
+            self._create_schema(conn)
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True},
+            check=ConnectionPool.check_connection,
+            open=False,
+            name="harmony-proxy-responses",
+        )
+        self._pool.open(wait=True, timeout=connect_timeout_seconds)
+
+    @staticmethod
+    def _create_schema(conn: psycopg.Connection[Any]) -> None:
+        exists = conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
+            (TABLE, f"{TABLE}_created"),
+        ).fetchone()
+        if exists and exists[0]:
+            return  # nothing to do, and no CREATE privilege needed
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK,))
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+                " id text PRIMARY KEY,"
+                " created_at double precision NOT NULL,"
+                " previous_response_id text,"
+                " response json NOT NULL,"
+                " input_items json NOT NULL,"
+                " conversation json NOT NULL)"
+            )
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_created ON {TABLE} (created_at, id)")
+
+    def put(self, record: StoredResponse) -> None:
+        import psycopg
+
+        params = row_params(record)
+        with self._pool.connection() as conn:
+            conn.execute(POSTGRES.upsert, params)
+            try:
+                self._prune(conn)
+            except psycopg.Error:
+                # The record is stored; a failed prune only delays retention to the next put.
+                logger.warning("pruning the response store failed", exc_info=True)
+
+    def _prune(self, conn: psycopg.Connection[Any]) -> None:
+        if self.max_responses is None and self.max_age_seconds is None:
+            return
+        with conn.transaction():
+            locked = conn.execute(
+                "SELECT pg_try_advisory_xact_lock(%s)", (_PG_PRUNE_LOCK,)
+            ).fetchone()
+            if not (locked and locked[0]):
+                return  # another replica is pruning right now
+            for statement, values in POSTGRES.prune(self.max_age_seconds, self.max_responses):
+                conn.execute(statement, values)
+
+    def get(self, response_id: str) -> StoredResponse | None:
+        cutoff = oldest_kept(self.max_age_seconds)
+        with self._pool.connection() as conn:
+            row = conn.execute(POSTGRES.select_live, (response_id, cutoff)).fetchone()
+        # psycopg decodes `json` columns itself.
+        return None if row is None else record_from_row(row, decode=False)
+
+    def delete(self, response_id: str) -> bool:
+        with self._pool.connection() as conn:
+            cursor = conn.execute(POSTGRES.delete_one, (response_id,))
+            return cursor.rowcount > 0
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> PostgresResponseStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

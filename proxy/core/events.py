@@ -1,0 +1,74 @@
+"""The API-neutral events one choice's generation turns into.
+
+`DeltaAssembler` (proxy/core/assembler.py) parses engine tokens with Harmony's recovering parser and says
+what they mean as these events; `CompletionRun` (proxy/core/run.py) wraps them per engine step.
+Chat completions renders them as `chat.completion.chunk` deltas (proxy/api/chat_stream.py), the
+Responses API as output items and named SSE events (proxy/api/responses/), and both non-streamed
+answers are the same events folded. Neither API re-parses anything.
+
+`item` is the Harmony message the piece belongs to (its index in the parse): one analysis message
+is one reasoning item, one final message or preamble one message item, one call one function
+call item. Events are small slotted dataclasses because several are made per token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(slots=True)
+class Text:
+    """Visible text: `reasoning` (analysis channel) or `content`: the final answer (`final`),
+    or other assistant text (a commentary preamble, a call to an undeclared tool, text
+    recovered from a garbled header), which the Responses API marks `phase: "commentary"`."""
+
+    kind: Literal["reasoning", "content"]
+    item: int
+    text: str
+    final: bool = True
+
+
+@dataclass(slots=True)
+class CallStart:
+    """A call to a declared function; `call` is its position among the choice's calls."""
+
+    call: int
+    item: int
+    id: str
+    name: str
+    arguments: str = ""
+
+
+@dataclass(slots=True)
+class CallArguments:
+    """More argument text of call `call`."""
+
+    call: int
+    text: str
+
+
+@dataclass(slots=True)
+class CallEnd:
+    """Call `call`'s message ended: by its `<|call|>` (`complete`), or cut off (max tokens,
+    an engine stop) with its arguments possibly unfinished."""
+
+    call: int
+    complete: bool = True
+
+
+Event = Text | CallStart | CallArguments | CallEnd
+
+
+@dataclass(slots=True)
+class Step:
+    """What one engine output added to choice `choice`: its events, and its end if it ended.
+
+    `logprobs` are the answer tokens' log-probabilities gathered since the last step that carried
+    some (only when requested); `finish` is the OpenAI finish_reason once the choice is over.
+    """
+
+    choice: int
+    events: list[Event] = field(default_factory=list)
+    finish: str | None = None
+    logprobs: list | None = None

@@ -1,0 +1,295 @@
+"""The FastAPI application: `create_app(config, backend)`.
+
+The lifespan starts loading the Harmony encoding and the engine in the background and returns
+at once, so the server answers while the engine loads: /ready and the API answer 503 until the
+engine is ready. /health is liveness: 200 while the engine loads or serves (and while draining),
+503 once it failed to start or died, so a supervisor restarts the pod. Routes under /v1 need
+the API key when one is configured; /health, /ready and /metrics stay open for probes and
+scrapers. A watchdog turns engine death into a drain and exit code 1 when the lifecycle asks
+for it (the CLI does; tests sharing one process do not).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+
+from proxy.api.chat import ChatCompletions
+from proxy.api.chat_schema import ModelCard, ModelList
+from proxy.api.responses.endpoint import ResponsesEndpoint
+from proxy.api.responses.store import ResponseStore, open_store
+from proxy.backends.base import EngineBackend
+from proxy.core.conversation import load_encoding
+from proxy.core.errors import EngineLoading, ModelNotFound
+from proxy.core.grammar import warm_up as warm_up_grammar
+from proxy.core.sealing import ReasoningSealer
+from proxy.server.edge import REQUEST_ID_HEADER, ApiKeyCheck, BodyGate, HarmonyProxyApp
+from proxy.server.error_handlers import install_error_handlers
+from proxy.server.lifecycle import EXIT_ENGINE_DEAD, Lifecycle
+from proxy.server.metrics import ProxyMetrics
+from proxy.server.request_log import RequestRecord
+from proxy.server.settings import ProxyConfig, data_dir
+
+logger = logging.getLogger("proxy")
+
+
+class _Startup:
+    """Loads the encoding and the engine in the background; remembers a failure."""
+
+    def __init__(self, chat: ChatCompletions, on_ready: Callable[[], None] | None) -> None:
+        self.chat = chat
+        self.on_ready = on_ready
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def error(self) -> str | None:
+        return self.chat.startup_error
+
+    async def run(self) -> None:
+        try:
+            await asyncio.to_thread(warm_up_encoding)
+            await asyncio.to_thread(warm_up_grammar)
+            self.chat.encoding_loaded = True
+            await self.chat.backend.start()
+            logger.info("engine ready: %s", self.chat.backend.model_name)
+            if self.on_ready is not None:
+                self.on_ready()
+        except Exception as exc:  # noqa: BLE001 - reported by /ready, not crash the server
+            logger.exception("engine failed to start")
+            self.chat.startup_error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.chat.startup_done = True
+
+
+def create_app(
+    config: ProxyConfig,
+    backend: EngineBackend,
+    *,
+    owns_backend: bool = True,
+    on_ready: Callable[[], None] | None = None,
+    lifecycle: Lifecycle | None = None,
+    exit_on_engine_failure: bool = False,
+    engine_stats: bool = False,
+) -> FastAPI:
+    """An app serving `backend` under `config`; the engine starts loading with the lifespan.
+
+    `owns_backend=False` leaves the backend running at shutdown (tests share one engine between
+    several servers). `on_ready` is called once the engine is ready (the CLI prints the URL).
+    `lifecycle` is shared with whoever runs the server (the CLI's drain on SIGTERM);
+    `exit_on_engine_failure` makes a dead or failed engine drain the server with exit code 1;
+    `engine_stats` adds vLLM's `vllm:*` metrics to /metrics.
+    """
+    metrics = ProxyMetrics()
+    if callable(getattr(backend, "collect", None)):  # a replica pool's per-replica metrics
+        metrics.add_collector(backend)
+    lifecycle = lifecycle or Lifecycle()
+    chat = ChatCompletions(config, backend, metrics, lifecycle)
+    startup = _Startup(chat, on_ready)
+    store, sealer, scratch = open_response_state(config)
+    responses = ResponsesEndpoint(chat, store, sealer)
+
+    def engine_state() -> str:
+        if chat.startup_error:
+            return "failed"
+        if not chat.startup_done:
+            return "loading"
+        return "ready" if backend.ready else "dead"
+
+    async def watch_engine() -> None:
+        """Engine failed or died: drain at once and exit 1, so a supervisor restarts us."""
+        while True:
+            await asyncio.sleep(0.5)
+            if engine_state() in ("failed", "dead") and lifecycle.exit_code != EXIT_ENGINE_DEAD:
+                logger.error("the engine is %s; stopping with exit code 1", engine_state())
+                lifecycle.begin_drain(EXIT_ENGINE_DEAD, grace_seconds=0)
+                chat.admission.reject_waiting(lifecycle.interrupt_error())
+
+    async def mirror_replica_metrics() -> None:
+        """Workers share their metrics through files: copy the pool's figures there."""
+        while metrics.mirror is not None:
+            metrics.mirror.sync()
+            await asyncio.sleep(1.0)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        startup.task = asyncio.create_task(startup.run())
+        watchdog = asyncio.create_task(watch_engine()) if exit_on_engine_failure else None
+        mirror = asyncio.create_task(mirror_replica_metrics()) if metrics.mirror else None
+        lifecycle.on_drain = lambda: chat.admission.reject_waiting(lifecycle.interrupt_error())
+        try:
+            yield
+        finally:
+            for task in (startup.task, watchdog, mirror):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+            store.close()
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+            if owns_backend:
+                await backend.shutdown()
+
+    app = HarmonyProxyApp(title="harmony-proxy", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.chat = chat
+    app.state.responses = responses
+    app.state.metrics = metrics
+    app.state.startup = startup
+    app.state.lifecycle = lifecycle
+    install_error_handlers(app, on_error=_count_error(metrics, config))
+
+    def model_cards() -> list[ModelCard]:
+        created = int(time.time())
+        return [
+            ModelCard(id=name, created=created, max_model_len=_max_len(backend))
+            for name in chat.model_names()
+        ]
+
+    @app.get("/health")
+    async def health() -> Response:
+        state = engine_state()
+        body = {
+            "status": "ok" if state in ("loading", "ready") else "unhealthy",
+            "engine": state,
+            "draining": lifecycle.draining,
+        }
+        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+
+    @app.get("/ready")
+    async def ready() -> Response:
+        if lifecycle.draining:
+            return JSONResponse(
+                {"status": "draining", "model": backend.model_name},
+                status_code=503,
+                headers={"Retry-After": str(lifecycle.retry_after_seconds)},
+            )
+        if chat.encoding_loaded and backend.ready:
+            return JSONResponse({"status": "ready", "model": backend.model_name})
+        raise EngineLoading(chat.unavailable_reason())
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(
+            metrics.render(engine_stats=engine_stats),
+            media_type="text/plain; version=0.0.4; charset=utf-8",
+        )
+
+    @app.get("/v1/models")
+    async def list_models() -> ModelList:
+        return ModelList(data=model_cards())
+
+    @app.get("/v1/models/{model_id:path}")
+    async def get_model(model_id: str) -> ModelCard:
+        for card in model_cards():
+            if card.id == model_id:
+                return card
+        raise ModelNotFound(model_id)
+
+    app.add_api_route(
+        "/v1/chat/completions",
+        chat.__call__,
+        methods=["POST"],
+        response_model=None,
+    )
+
+    for path, endpoint, method in (
+        ("/v1/responses", responses.create, "POST"),
+        ("/v1/responses/{response_id}", responses.retrieve, "GET"),
+        ("/v1/responses/{response_id}/input_items", responses.input_items, "GET"),
+        ("/v1/responses/{response_id}", responses.delete, "DELETE"),
+    ):
+        app.add_api_route(
+            path,
+            endpoint,
+            methods=[method],
+            response_model=None,
+        )
+
+    # Innermost first: the body is read only for an authorized client; CORS outermost so
+    # browsers can read even a 401.
+    app.add_middleware(
+        BodyGate, max_bytes=config.max_body_bytes, deadline=config.body_deadline_seconds
+    )
+    app.add_middleware(ApiKeyCheck, keys=config.api_keys)
+    if config.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(config.cors_origins),
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=[REQUEST_ID_HEADER],
+        )
+    return app
+
+
+def open_response_state(
+    config: ProxyConfig,
+) -> tuple[ResponseStore, ReasoningSealer, Path | None]:
+    """The response store, the reasoning sealer, and a scratch directory to delete at exit.
+
+    Without a configured store (tests, embedded use) responses live in a SQLite file in a
+    temporary directory that lasts as long as the app, sealed with a key of the same lifetime.
+    Otherwise the key comes from the configuration, else from its key file, else from
+    `reasoning.key` beside a SQLite store (or in the data directory for PostgreSQL), created
+    on first use.
+    """
+    limits = {
+        "max_responses": config.response_retention_count,
+        "max_age_seconds": config.response_retention_seconds,
+    }
+    location = config.response_store
+    if location is None:
+        scratch = Path(tempfile.mkdtemp(prefix="harmony-proxy-"))
+        store = open_store(str(scratch / "responses.sqlite3"), **limits)
+        key = config.reasoning_key
+        if key is None and config.reasoning_key_file is None:
+            return store, ReasoningSealer(secrets.token_bytes(32)), scratch
+        return store, ReasoningSealer.load(key, Path(config.reasoning_key_file or scratch)), scratch
+    store = open_store(location, **limits)
+    key_file = config.reasoning_key_file
+    if key_file is None:
+        if location.startswith(("postgresql://", "postgres://")):
+            key_file = str(data_dir() / "reasoning.key")
+        else:
+            path = location.removeprefix("sqlite://")
+            key_file = str(Path(path).expanduser().parent / "reasoning.key")
+    return store, ReasoningSealer.load(config.reasoning_key, Path(key_file)), None
+
+
+def warm_up_encoding() -> None:
+    """Load the vocabulary and build the parser's per-token tables (bytes and text of all
+    201,088 tokens, ~0.3 s) now, in a thread, rather than on the event loop at the first
+    request's first token."""
+    encoding = load_encoding()
+    encoding._token_text(0)
+
+
+def _max_len(backend: EngineBackend) -> int | None:
+    try:
+        return backend.max_model_len if backend.ready else None
+    except Exception:  # noqa: BLE001 - unknown until the engine is loaded
+        return None
+
+
+def _count_error(metrics: ProxyMetrics, config: ProxyConfig):  # noqa: ANN202
+    def count(request: Request, status: int) -> None:
+        if status == 500:
+            metrics.internal_errors.inc()
+        if request.url.path in ("/v1/chat/completions", "/v1/responses") and status in (400, 500):
+            metrics.requests.labels(str(status), "").inc()
+            if status == 400 and config.request_log:  # refused by schema validation
+                request_id = getattr(request.state, "request_id", "")
+                RequestRecord(id=request_id, status=400, error="invalid_request_error").emit()
+
+    return count

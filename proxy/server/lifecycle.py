@@ -1,0 +1,261 @@
+"""The process's life: serving, draining for a deploy, and exiting with a code a supervisor reads.
+
+Why it exists: uvicorn's own SIGTERM handling closes the listening socket and cuts every open
+SSE stream without an error event or `[DONE]`, which the OpenAI SDK reads as a normal end (a
+silently truncated answer on every rolling deploy). Instead, the first SIGTERM/SIGINT starts a
+drain while the server keeps listening:
+
+1. `/ready` turns 503 at once (the load balancer stops routing here) and new requests get 503
+   with `Retry-After` (clients retry on another replica); requests queued for admission too.
+2. Requests in flight get `grace_seconds` to finish normally.
+3. Streams still open then end with an error event, a finish chunk and `[DONE]`; non-streamed
+   requests still waiting get a 503.
+4. The server stops, the lifespan shuts the engine down, and the process exits 0.
+
+An engine that dies (or fails to start) makes the process exit 1, as `vllm serve` does, so a
+supervisor (Kubernetes, systemd, compose) restarts it. A second signal forces an immediate exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import signal
+import socket
+from collections.abc import AsyncIterator, Callable
+from types import FrameType
+from typing import TypeVar
+
+import uvicorn
+
+from proxy.core.errors import ProxyError, ServerDraining
+
+logger = logging.getLogger("proxy")
+
+T = TypeVar("T")
+
+EXIT_OK = 0
+EXIT_ENGINE_DEAD = 1
+
+
+class Interrupted(Exception):
+    """Raised into a generation that the drain (or engine death) had to cut short."""
+
+    def __init__(self, error: ProxyError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class Lifecycle:
+    """Draining state, open-request count and the exit code, shared by the app and the CLI."""
+
+    def __init__(
+        self,
+        *,
+        grace_seconds: float = 30.0,
+        farewell_seconds: float = 5.0,
+        retry_after_seconds: int = 1,
+    ) -> None:
+        self.grace_seconds = grace_seconds
+        # After the grace period: time for the cut-short requests to send their last events.
+        self.farewell_seconds = farewell_seconds
+        self.retry_after_seconds = retry_after_seconds
+        self.draining = False
+        self.exit_code: int | None = None
+        self.open_requests = 0
+        self._expired: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+        self._drain_task: asyncio.Task[None] | None = None
+        # Set by whoever runs the server (the CLI): stop serving now.
+        self.request_exit: Callable[[], None] | None = None
+        # Set by the app: fail the requests queued for admission (they get the 503 at once).
+        self.on_drain: Callable[[], None] | None = None
+
+    # -- request accounting --------------------------------------------------------------
+    @property
+    def expired(self) -> asyncio.Event:
+        """Set when the grace period is over: open generations must end now."""
+        if self._expired is None:
+            self._expired = asyncio.Event()
+        return self._expired
+
+    def _idle_event(self) -> asyncio.Event:
+        if self._idle is None:
+            self._idle = asyncio.Event()
+            if self.open_requests == 0:
+                self._idle.set()
+        return self._idle
+
+    def refuse_if_draining(self) -> None:
+        if self.draining:
+            raise ServerDraining(self.retry_after_seconds)
+
+    def opened(self) -> None:
+        self.open_requests += 1
+        self._idle_event().clear()
+
+    def closed(self) -> None:
+        self.open_requests = max(0, self.open_requests - 1)
+        if self.open_requests == 0:
+            self._idle_event().set()
+
+    def interrupt_error(self) -> ProxyError:
+        if self.exit_code == EXIT_ENGINE_DEAD:
+            from proxy.core.errors import EngineFailure
+
+            return EngineFailure("the engine died; the server is restarting")
+        return ServerDraining(self.retry_after_seconds)
+
+    # -- drain ---------------------------------------------------------------------------
+    def begin_drain(self, exit_code: int = EXIT_OK, grace_seconds: float | None = None) -> None:
+        """Start draining on the running loop (idempotent; a later engine death keeps code 1)."""
+        if exit_code != EXIT_OK:
+            self.exit_code = exit_code
+        elif self.exit_code is None:
+            self.exit_code = EXIT_OK
+        if self._drain_task is not None:
+            return
+        self.draining = True
+        if self.on_drain is not None:
+            self.on_drain()
+        grace = self.grace_seconds if grace_seconds is None else grace_seconds
+        self._drain_task = asyncio.get_running_loop().create_task(self._drain(grace))
+
+    async def _drain(self, grace: float) -> None:
+        idle = self._idle_event()
+        logger.warning(
+            "draining: %d request(s) open, %.0f s grace before they are cut short",
+            self.open_requests,
+            grace,
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(idle.wait(), grace)
+        if not idle.is_set():
+            logger.warning("grace period over: ending %d open request(s)", self.open_requests)
+            self.expired.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(idle.wait(), self.farewell_seconds)
+        logger.warning("drained; stopping (exit code %s)", self.exit_code)
+        if self.request_exit is not None:
+            self.request_exit()
+
+    async def wait_drained(self) -> None:
+        """Tests: wait until the drain has run to the end."""
+        if self._drain_task is not None:
+            await asyncio.shield(self._drain_task)
+
+
+async def until_interrupted(
+    source: AsyncIterator[T], stop: asyncio.Event | None, error: Callable[[], ProxyError]
+) -> AsyncIterator[T]:
+    """Items of `source` until `stop` is set; then `source` is cancelled and Interrupted raised.
+
+    A wait on `source` is cancelled mid-wait when `stop` is set (which closes the engine stream
+    and aborts the request), e.g. a slow reasoning step when the grace period ends. The source
+    is awaited directly in the consuming task (no task and `asyncio.wait` per item: this runs
+    once per engine step of every stream); one watcher per request cancels that task, only
+    while it waits on the source, and the cancellation is turned into Interrupted.
+    """
+    if stop is None:
+        async for item in source:
+            yield item
+        return
+    if stop.is_set():
+        raise Interrupted(error())
+    waiting: asyncio.Task[object] | None = None  # the task awaiting `source`, while it does
+    interrupted = False
+
+    def on_stop(_: object) -> None:
+        nonlocal interrupted
+        interrupted = True
+        if waiting is not None:
+            waiting.cancel()
+
+    watcher = asyncio.ensure_future(stop.wait())
+    watcher.add_done_callback(on_stop)
+    # The task driving this generator (the response's, one per request), looked up once rather
+    # than per item: on Python 3.11 every lookup of the running loop is a getpid() syscall.
+    consumer = asyncio.current_task()
+    try:
+        while True:
+            if interrupted:
+                raise Interrupted(error())
+            waiting = consumer
+            try:
+                item = await anext(source)
+            except StopAsyncIteration:
+                return
+            except asyncio.CancelledError:
+                # Ours (stop was set while waiting), unless someone else cancelled too.
+                if interrupted and waiting is not None and waiting.uncancel() == 0:
+                    raise Interrupted(error()) from None
+                raise
+            finally:
+                waiting = None
+            yield item
+    finally:
+        watcher.remove_done_callback(on_stop)
+        watcher.cancel()
+
+
+def freeze_startup_heap() -> None:
+    """Hide everything allocated at startup from the garbage collector, as `vllm serve` does.
+
+    Called by the CLI once the engine is ready. Modules, torch, the engine client and the token
+    tables are hundreds of thousands of objects that live as long as the process; frozen, the
+    oldest-generation collections that serving triggers (a pause for every stream at once) scan
+    only what requests allocate. Not in `create_app`: tests start many apps in one process.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, with SIGTERM/SIGINT starting the drain instead of an immediate stop."""
+
+    def __init__(self, config: uvicorn.Config, lifecycle: Lifecycle) -> None:
+        super().__init__(config)
+        self.lifecycle = lifecycle
+        self._loop: asyncio.AbstractEventLoop | None = None
+        lifecycle.request_exit = self._stop
+
+    def _stop(self) -> None:
+        self.should_exit = True
+
+    async def serve(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Not recorded in `_captured_signals`: uvicorn would re-raise it after serving, and the
+        # default SIGTERM action would turn our exit code 0 into 143.
+        if self.lifecycle.draining or self._loop is None:
+            logger.warning("second signal (%s): exiting at once", signal.Signals(sig).name)
+            self.should_exit = True
+            self.force_exit = True
+            return
+        self._loop.call_soon_threadsafe(self.lifecycle.begin_drain)
+
+
+def run_server(
+    app: object,
+    lifecycle: Lifecycle,
+    sockets: list[socket.socket] | None = None,
+    **uvicorn_options: object,
+) -> int:
+    """Serve `app` until drained or the engine dies; the process's exit code.
+
+    `sockets`: serve on these already-bound sockets (the workers of `serve --workers N`).
+    uvicorn picks uvloop and httptools when they are installed (they are dependencies).
+    """
+    # uvicorn's own graceful timeout is only a backstop: by the time it applies, the drain has
+    # already ended every request.
+    uvicorn_options.setdefault("timeout_graceful_shutdown", lifecycle.farewell_seconds)
+    config = uvicorn.Config(app, **uvicorn_options)  # type: ignore[arg-type]
+    server = DrainingServer(config, lifecycle)
+    server.run(sockets=sockets)
+    if lifecycle.exit_code is None:  # uvicorn stopped on its own (e.g. the port was taken)
+        return EXIT_ENGINE_DEAD if not server.started else EXIT_OK
+    return lifecycle.exit_code

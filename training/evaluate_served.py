@@ -1,0 +1,352 @@
+"""Held-out tool use as served: `python -m training.evaluate_served [--weights DIR]`.
+
+`evaluate.py --tools` measures the raw model. Clients get something else: the real server, whose
+grammar under `tool_choice: "auto"` lets a call address only a declared function with arguments
+matching its schema. So the model need not spell a tool's name: what matters is whether it
+decides to call when a declared tool fits (and answers when none does), which declared tool it
+prefers when there are several, that it answers after a `tool` result, and that the arguments
+carry the user's values. This module starts the real app in front of the real engine (the
+demo-model engine options the CLI and the tests use), sends the held-out requests of
+`evaluate.tool_heldout_examples` (names, descriptions, phrasings and some values training never
+showed) and the client scenarios of `scenarios.py` over HTTP, and reports:
+
+- call decision: called when a tool fits, answered otherwise (no fit, or a result is in);
+- right tool among several: of the requests with 2+ declared tools where one fits, those
+  whose call named it;
+- answers after a tool result: a `tool` result ends the prompt and the reply is an answer;
+- arguments: the call carried the value the user's text holds (exactly the expected JSON, or
+  at least every string value of it);
+- well formed: HTTP 200, and either one call of a declared tool whose arguments are a JSON
+  object matching its schema, or non-empty content without Harmony markers;
+- undeclared calls: must be 0 (the grammar makes them impossible).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from training.evaluate import matches_schema, tool_category, tool_heldout_examples
+
+TEST_DATE = "2026-01-15"
+DEMO_MODEL = "gpt-oss-demo"
+
+
+@dataclass
+class Outcome:
+    """What the server returned for one request."""
+
+    status: int
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (client name, arguments)
+    content: str | None = None
+    finish_reason: str | None = None
+    error: str = ""
+
+
+@dataclass
+class ServedReport:
+    temperature: float
+    total: int = 0
+    well_formed: int = 0
+    decision: list[int] = field(default_factory=lambda: [0, 0])  # right, of
+    right_tool: list[int] = field(default_factory=lambda: [0, 0])  # all call requests
+    right_among_several: list[int] = field(default_factory=lambda: [0, 0])
+    no_fit_answered: list[int] = field(default_factory=lambda: [0, 0])
+    answers_after_result: list[int] = field(default_factory=lambda: [0, 0])
+    exact_arguments: list[int] = field(default_factory=lambda: [0, 0])
+    values_in_arguments: list[int] = field(default_factory=lambda: [0, 0])
+    undeclared_calls: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def rows(self) -> list[tuple[str, str]]:
+        def pct(pair: list[int]) -> str:
+            right, of = pair
+            return f"{right}/{of} ({100 * right / of:.0f}%)" if of else "0/0"
+
+        return [
+            ("well formed", pct([self.well_formed, self.total])),
+            ("call decision (call iff a tool fits)", pct(self.decision)),
+            ("right tool (one fits)", pct(self.right_tool)),
+            ("right tool among 2+ declared", pct(self.right_among_several)),
+            ("answers when no tool fits", pct(self.no_fit_answered)),
+            ("answers after a tool result", pct(self.answers_after_result)),
+            ("arguments exactly as expected", pct(self.exact_arguments)),
+            ("user's values in the arguments", pct(self.values_in_arguments)),
+            ("undeclared calls", str(self.undeclared_calls)),
+        ]
+
+    def summary(self) -> str:
+        return f"T={self.temperature}: " + "; ".join(f"{k} {v}" for k, v in self.rows())
+
+
+def _model_names(request: dict[str, Any]) -> Any:
+    from proxy.api.chat_schema import ChatCompletionRequest
+    from proxy.core.conversation import tool_names_for
+    from proxy.core.tools import declared_tools
+
+    parsed = ChatCompletionRequest.model_validate({"model": DEMO_MODEL, **request})
+    return tool_names_for(parsed, declared_tools(parsed)), {
+        t.name: t.parameters or {} for t in declared_tools(parsed)
+    }
+
+
+def _well_formed(outcome: Outcome, schemas: dict[str, Any]) -> bool:
+    if outcome.status != 200:
+        return False
+    if outcome.calls:
+        if len(outcome.calls) != 1 or outcome.finish_reason != "tool_calls":
+            return False
+        name, arguments = outcome.calls[0]
+        try:
+            value = json.loads(arguments)
+        except ValueError:
+            return False
+        return name in schemas and isinstance(value, dict) and matches_schema(schemas[name], value)
+    content = outcome.content or ""
+    return bool(content.strip()) and "<|" not in content
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [str(value)]
+
+
+async def _post(
+    client: Any, request: dict[str, Any], temperature: float, seed: int, model: str
+) -> Outcome:
+    body = {
+        **request,
+        "model": model,
+        "temperature": temperature,
+        "seed": seed,
+        "max_tokens": 300,
+    }
+    try:
+        response = await client.post("/v1/chat/completions", json=body, timeout=600)
+    except Exception as exc:  # a transport failure counts as not well formed
+        return Outcome(0, error=repr(exc))
+    if response.status_code != 200:
+        return Outcome(response.status_code, error=response.text[:300])
+    choice = response.json()["choices"][0]
+    message = choice["message"]
+    calls = [
+        (c["function"]["name"], c["function"]["arguments"]) for c in message.get("tool_calls") or []
+    ]
+    return Outcome(200, calls, message.get("content"), choice.get("finish_reason"))
+
+
+async def evaluate_served(
+    base_url: str,
+    count: int = 150,
+    temperature: float = 0.0,
+    seed: int = 0,
+    concurrency: int = 8,
+    model: str = DEMO_MODEL,
+) -> ServedReport:
+    """Send the held-out tool requests to a running server and judge the replies."""
+    import httpx
+
+    examples = tool_heldout_examples(count)
+    gate = asyncio.Semaphore(concurrency)
+    async with httpx.AsyncClient(base_url=base_url) as client:
+
+        async def one(request: dict[str, Any]) -> Outcome:
+            async with gate:
+                return await _post(client, request, temperature, seed, model)
+
+        outcomes = await asyncio.gather(*(one(e.request) for e in examples))
+    report = ServedReport(temperature)
+    for example, outcome in zip(examples, outcomes, strict=True):
+        names, schemas = _model_names(example.request)
+        category = tool_category(example)
+        report.total += 1
+        formed = _well_formed(outcome, schemas)
+        report.well_formed += formed
+        report.undeclared_calls += any(name not in schemas for name, _ in outcome.calls)
+        called = [names.to_model(name) for name, _ in outcome.calls]
+        want_call = category == "call"
+        report.decision[1] += 1
+        report.decision[0] += bool(called) == want_call
+        right = False
+        if want_call:
+            want = example.expected.removeprefix("call:")
+            right = called == [want]
+            report.right_tool[1] += 1
+            report.right_tool[0] += right
+            if len(example.tools) > 1:
+                report.right_among_several[1] += 1
+                report.right_among_several[0] += right
+            expected = _expected_arguments(example)
+            report.exact_arguments[1] += 1
+            report.values_in_arguments[1] += 1
+            if right:
+                got = json.loads(outcome.calls[0][1])
+                report.exact_arguments[0] += got == expected
+                text = json.dumps(got)
+                report.values_in_arguments[0] += all(
+                    json.dumps(s)[1:-1] in text for s in _strings(expected)
+                )
+        else:
+            right = not called and outcome.status == 200
+            pair = report.answers_after_result if category == "result" else report.no_fit_answered
+            pair[1] += 1
+            pair[0] += right
+        if not right or not formed:
+            report.failures.append(
+                f"{category} want {example.expected} ({example.intent}, tools {example.tools}): "
+                f"status {outcome.status} calls {outcome.calls} content {outcome.content!r} "
+                f"{outcome.error}"
+            )
+    return report
+
+
+def _expected_arguments(example: Any) -> Any:
+    from harmony import HarmonyEncodingName, Role, load_harmony_encoding
+
+    enc = load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
+    messages = enc.parse_messages_from_completion_tokens(example.completion, Role.ASSISTANT)
+    return json.loads("".join(p.text for p in messages[-1].content))
+
+
+async def scenario_outcomes(
+    base_url: str, model: str = DEMO_MODEL
+) -> list[tuple[Any, Outcome, list[str]]]:
+    """The client scenarios at temperature 0 through the server.
+
+    Each as (scenario, outcome, model-side names of the tools called).
+    """
+    import httpx
+
+    from training.scenarios import SCENARIOS
+
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        outcomes = await asyncio.gather(
+            *(_post(client, s.request, 0.0, 0, model) for s in SCENARIOS)
+        )
+    results = []
+    for scenario, outcome in zip(SCENARIOS, outcomes, strict=True):
+        names, _ = _model_names(scenario.request)
+        results.append((scenario, outcome, [names.to_model(n) for n, _ in outcome.calls]))
+    return results
+
+
+def scenario_passed(scenario: Any, outcome: Outcome, called: list[str]) -> bool:
+    """The scenario's expected action, with its values in the arguments or the answer."""
+    if outcome.status != 200:
+        return False
+    if scenario.expected == "final":
+        text = outcome.content or ""
+        return not called and all(word in text for word in scenario.must_contain)
+    if called != [scenario.expected.removeprefix("call:")]:
+        return False
+    return all(value in outcome.calls[0][1] for value in scenario.must_contain)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="directory with compact.safetensors and compact.json (default: the committed ones)",
+    )
+    parser.add_argument("--count", type=int, default=150)
+    parser.add_argument("--temperatures", default="0", help="comma-separated, e.g. 0,0.7")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--verbose", action="store_true", help="print every failure")
+    args = parser.parse_args(argv)
+
+    import uvicorn
+
+    from proxy.backends.vllm_engine import EngineOptions, VllmBackend
+    from proxy.demo_model import DEMO_MODEL_NAME
+    from proxy.demo_model.loader import WEIGHTS_DIR, ensure_demo_model
+    from proxy.server.app import create_app
+    from proxy.server.settings import ProxyConfig
+
+    weights = Path(args.weights) if args.weights else WEIGHTS_DIR
+    model = ensure_demo_model(
+        Path(tempfile.gettempdir()) / "harmony-proxy-eval-cache", weights_dir=weights
+    )
+    # The options `harmony-proxy serve` and the test fixtures use for the demo model.
+    backend = VllmBackend(
+        EngineOptions(
+            model=str(model),
+            served_model_name=DEMO_MODEL_NAME,
+            max_model_len=2048,
+            cpu_kvcache_space_gib=1,
+            json_without_whitespace=True,
+            seed=0,
+        )
+    )
+    config = ProxyConfig(served_model_names=(DEMO_MODEL_NAME,), conversation_date=TEST_DATE)
+    app = create_app(config, backend)
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+
+    async def run() -> None:
+        import httpx
+
+        server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+        task = asyncio.create_task(server.serve())
+        started = time.monotonic()
+        async with httpx.AsyncClient(base_url=base_url) as client:
+            while True:
+                await asyncio.sleep(1)
+                try:
+                    if (await client.get("/ready")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if task.done():
+                    task.result()
+        print(f"weights {weights}: ready in {time.monotonic() - started:.0f}s", flush=True)
+        try:
+            passed = 0
+            for scenario, outcome, called in await scenario_outcomes(base_url):
+                ok = scenario_passed(scenario, outcome, called)
+                passed += ok
+                got = (
+                    f"call {called} {[a for _, a in outcome.calls]}" if called else outcome.content
+                )
+                print(
+                    f"scenario {scenario.label}: {'ok' if ok else 'MISS'} (want "
+                    f"{scenario.expected}; got {got!r})",
+                    flush=True,
+                )
+            print(f"scenarios passed: {passed}", flush=True)
+            for temperature in [float(t) for t in args.temperatures.split(",")]:
+                started = time.monotonic()
+                report = await evaluate_served(base_url, args.count, temperature, args.seed)
+                if args.verbose:
+                    for failure in report.failures:
+                        print("- " + failure)
+                print(
+                    f"held-out (served, grammar on) {report.summary()} "
+                    f"[{time.monotonic() - started:.0f}s]",
+                    flush=True,
+                )
+        finally:
+            server.should_exit = True
+            await task
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

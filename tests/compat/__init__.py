@@ -1,0 +1,1 @@
+"""Wire-compatibility tests: the exact bytes on the wire, recorded before a refactor."""

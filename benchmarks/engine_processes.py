@@ -76,6 +76,7 @@ def _engine_backend(args: argparse.Namespace, *, engine_stats: bool = False) -> 
 
 def _rendered_prompts() -> list[list[int]]:
     """PROMPTS as the proxy renders them (no tools, the benchmark's date)."""
+    from proxy.api.chat_request import generation_request
     from proxy.api.chat_schema import ChatCompletionRequest
     from proxy.core.conversation import build_conversation, render_prompt, tool_names_for
     from proxy.server.settings import ProxyConfig
@@ -87,7 +88,13 @@ def _rendered_prompts() -> list[list[int]]:
             {"model": MODEL, "messages": [{"role": "user", "content": text}]}
         )
         prompts.append(
-            render_prompt(build_conversation(body, config, [], tool_names_for(body, [])))
+            render_prompt(
+                build_conversation(
+                    generation_request(body, "bench"),
+                    config.service_settings().system,
+                    tool_names_for(generation_request(body, "bench")),
+                )
+            )
         )
     return prompts
 

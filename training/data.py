@@ -2,8 +2,8 @@
 
 Every prompt is built the way the proxy builds a real request: an OpenAI-shaped request dict
 (system/developer instructions, user turns, assistant tool calls, `tool` results, `tools[]`,
-`reasoning_effort`) goes through `ChatCompletionRequest`, `build_conversation` and
-`render_prompt` with a `ProxyConfig` (model identity, knowledge cutoff, a pinned date), so
+`reasoning_effort`) goes through `ChatCompletionRequest` and the server's own rendering
+(`chat_prompt`) with a `ProxyConfig` (model identity, knowledge cutoff, a pinned date), so
 training and serving see the same tokens. The completion is the concatenation of the rendered
 assistant messages (without the prompt's `<|start|>assistant`; the last `<|end|>` of a final
 answer turned into `<|return|>`).
@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harmony import Message, ReasoningEffort, Role
+from proxy.api.chat_request import chat_prompt
 from proxy.api.chat_schema import ChatCompletionRequest
-from proxy.core.conversation import build_conversation, load_encoding, render_prompt, tool_names_for
-from proxy.core.tools import declared_tools
+from proxy.core.conversation import SystemDefaults, load_encoding
 from proxy.server.settings import ProxyConfig
 from training.phrases import (
     AGENT_INSTRUCTIONS,
@@ -240,7 +240,7 @@ class _Builder:
         client_name = tools[declared.index(family)]["function"]["name"]
         request = self._request(messages, tools, effort)
         parsed = ChatCompletionRequest.model_validate(request)
-        model_name = tool_names_for(parsed, declared_tools(parsed)).to_model(client_name)
+        model_name = chat_prompt(parsed, SystemDefaults())[1].to_model(client_name)
         # The decision comes first, in words and without the tool's name: the reasoning is not
         # constrained, and a name written there could be one the request never declared.
         analysis = _decided(
@@ -337,9 +337,7 @@ class _Builder:
             **({"model_identity": rng.choice(IDENTITIES)} if rng.random() < 0.1 else {}),
         )
         parsed = ChatCompletionRequest.model_validate(request)
-        declared = declared_tools(parsed)
-        names = tool_names_for(parsed, declared)
-        prompt = render_prompt(build_conversation(parsed, config, declared, names))
+        prompt, names = chat_prompt(parsed, config.service_settings().system)
         schemas = {
             names.to_model(t.function.name): t.function.parameters or {}
             for t in parsed.tools or []

@@ -87,13 +87,13 @@ class ServedReport:
 
 
 def _model_names(request: dict[str, Any]) -> Any:
+    from proxy.api.chat_request import chat_prompt
     from proxy.api.chat_schema import ChatCompletionRequest
-    from proxy.core.conversation import tool_names_for
-    from proxy.core.tools import declared_tools
+    from proxy.core.conversation import SystemDefaults
 
     parsed = ChatCompletionRequest.model_validate({"model": DEMO_MODEL, **request})
-    return tool_names_for(parsed, declared_tools(parsed)), {
-        t.name: t.parameters or {} for t in declared_tools(parsed)
+    return chat_prompt(parsed, SystemDefaults())[1], {
+        t.function.name: t.function.parameters or {} for t in parsed.tools or [] if t.function
     }
 
 

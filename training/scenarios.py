@@ -14,9 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.api.chat_request import chat_prompt
 from proxy.api.chat_schema import ChatCompletionRequest
-from proxy.core.conversation import build_conversation, render_prompt, tool_names_for
-from proxy.core.tools import declared_tools
 from proxy.server.settings import ProxyConfig
 
 
@@ -33,9 +32,7 @@ def render_request(
 ) -> tuple[list[int], dict[str, Any]]:
     """Prompt tokens exactly as the proxy renders `request`, and the declared tools' schemas."""
     parsed = ChatCompletionRequest.model_validate({"model": "gpt-oss-demo", **request})
-    declared = declared_tools(parsed)
-    names = tool_names_for(parsed, declared)
-    prompt = render_prompt(build_conversation(parsed, config or ProxyConfig(), declared, names))
+    prompt, names = chat_prompt(parsed, (config or ProxyConfig()).service_settings().system)
     schemas = {
         names.to_model(t.function.name): t.function.parameters or {}
         for t in parsed.tools or []

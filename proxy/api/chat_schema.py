@@ -7,10 +7,11 @@ Responses are built from these models so every object on the wire has one defini
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from proxy.core import events as core_events
 
 
 class _Lenient(BaseModel):
@@ -198,9 +199,6 @@ class Delta(BaseModel):
     reasoning_content: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
 
-    def is_empty(self) -> bool:
-        return not (self.role or self.content or self.reasoning or self.tool_calls)
-
 
 class CompletionTokensDetails(BaseModel):
     reasoning_tokens: int = 0
@@ -216,6 +214,21 @@ class Usage(BaseModel):
     total_tokens: int
     completion_tokens_details: CompletionTokensDetails
     prompt_tokens_details: PromptTokensDetails | None = None
+
+
+def usage_out(usage: core_events.Usage) -> Usage:
+    """The run's token counts as chat completions names them."""
+    return Usage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+        completion_tokens_details=CompletionTokensDetails(reasoning_tokens=usage.reasoning_tokens),
+        prompt_tokens_details=(
+            PromptTokensDetails(cached_tokens=usage.cached_tokens)
+            if usage.cached_tokens is not None
+            else None
+        ),
+    )
 
 
 class TopLogprob(BaseModel):
@@ -255,12 +268,6 @@ class ChatCompletionChunk(BaseModel):
     model: str
     choices: list[ChunkChoice]
     usage: Usage | None = None
-
-    def to_json(self, with_usage_field: bool) -> str:
-        data = self.model_dump(exclude={"usage"} if not with_usage_field else set())
-        for choice, raw in zip(self.choices, data["choices"], strict=True):
-            raw["delta"] = choice.delta.model_dump(exclude_none=True)
-        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 class AssistantMessageOut(BaseModel):

@@ -25,6 +25,7 @@ from proxy.api.chat_schema import (
     FunctionCallOut,
     TokenLogprob,
     ToolCallOut,
+    usage_out,
 )
 from proxy.core.events import CallArguments, CallStart, Text
 from proxy.core.run import CompletionRun, StreamError
@@ -84,7 +85,9 @@ class ChoiceDeltas:
 class ChatChunks:
     """One streamed chat completion's SSE bytes: role chunks, deltas, finishes, usage, [DONE]."""
 
-    def __init__(self, run: CompletionRun, *, include_usage: bool) -> None:
+    def __init__(
+        self, run: CompletionRun, *, include_usage: bool, mirror_reasoning_content: bool = True
+    ) -> None:
         plan = run.plan
         self._run = run
         self._include_usage = include_usage
@@ -101,7 +104,7 @@ class ChatChunks:
         self._tail = b"]" + (b',"usage":null' if include_usage else b"") + b"}\n\n"
         self._usage_head = b"data: " + head[:-1] + b',"choices":[],"usage":'
         self._choices = [
-            ChoiceDeltas(plan.include_reasoning, plan.mirror_reasoning_content)
+            ChoiceDeltas(plan.include_reasoning, mirror_reasoning_content)
             for _ in range(plan.sampling.n)
         ]
 
@@ -116,7 +119,9 @@ class ChatChunks:
             if delta is not None or item.finish is not None or item.logprobs:
                 yield self._chunk(item.choice, delta or {}, item.logprobs, item.finish)
         if self._include_usage and self._run.usage is not None:
-            yield self._usage_head + orjson.dumps(self._run.usage.model_dump()) + b"}\n\n"
+            yield (
+                self._usage_head + orjson.dumps(usage_out(self._run.usage).model_dump()) + b"}\n\n"
+            )
         yield DONE
 
     def _chunk(
@@ -136,12 +141,11 @@ class ChatChunks:
         return self._head + str(index).encode() + b"," + orjson.dumps(rest)[1:] + self._tail
 
 
-async def fold(run: CompletionRun) -> ChatCompletion:
+async def fold(run: CompletionRun, *, mirror_reasoning_content: bool = True) -> ChatCompletion:
     """The non-streaming response: the steps summed up (errors are raised)."""
     n = run.plan.sampling.n
     renderers = [
-        ChoiceDeltas(run.plan.include_reasoning, run.plan.mirror_reasoning_content)
-        for _ in range(n)
+        ChoiceDeltas(run.plan.include_reasoning, mirror_reasoning_content) for _ in range(n)
     ]
     content: list[list[str]] = [[] for _ in range(n)]
     reasoning: list[list[str]] = [[] for _ in range(n)]
@@ -178,7 +182,7 @@ async def fold(run: CompletionRun) -> ChatCompletion:
         message = AssistantMessageOut(
             content=text if text or forced_call else None,
             reasoning=thought,
-            reasoning_content=thought if run.plan.mirror_reasoning_content else None,
+            reasoning_content=thought if mirror_reasoning_content else None,
             tool_calls=[calls[i][k] for k in sorted(calls[i])] or None,
         )
         choice_logprobs = None
@@ -192,5 +196,5 @@ async def fold(run: CompletionRun) -> ChatCompletion:
         created=run.plan.created,
         model=run.plan.model,
         choices=choices,
-        usage=usage,
+        usage=usage_out(usage),
     )

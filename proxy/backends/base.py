@@ -7,9 +7,11 @@ engine, a scripted backend for fault injection, or a remote token-level engine l
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
+
+from prometheus_client.metrics_core import Metric
 
 FinishReason = Literal["stop", "length", "abort", "error"]
 
@@ -67,6 +69,11 @@ class EngineNotReady(RuntimeError):
     """The engine is still loading, or has died; the request should be retried later."""
 
 
+class EngineRefused(Exception):
+    """The engine refused the request as invalid (vLLM's validation, a replica's 400): the
+    client's error, answered 400 with the engine's message."""
+
+
 @runtime_checkable
 class EngineBackend(Protocol):
     """What the HTTP layer needs from an engine."""
@@ -86,6 +93,15 @@ class EngineBackend(Protocol):
         """True once the engine is loaded and healthy."""
         ...
 
+    @property
+    def supports_grammar(self) -> bool:
+        """Can it enforce structured outputs (grammars)? False: calls are checked afterwards."""
+        ...
+
+    def collect(self) -> Iterable[Metric]:
+        """Scrape-time metrics of its own (a pool's per-replica figures); none for most."""
+        ...
+
     async def start(self) -> None:
         """Load the engine. Idempotent: a second call returns at once."""
         ...
@@ -95,8 +111,9 @@ class EngineBackend(Protocol):
     ) -> AsyncIterator[GenerationChunk]:
         """Stream the completion of every choice.
 
-        Raises EngineNotReady before the engine is loaded and EngineError if it fails midway.
-        Closing the iterator early (client disconnect) must abort the request in the engine.
+        Raises EngineNotReady before the engine is loaded, EngineRefused when it refuses the
+        request, and EngineError if it fails midway. Closing the iterator early (client
+        disconnect) must abort the request in the engine: that close is the one abort path.
         """
         ...
 

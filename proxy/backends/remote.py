@@ -13,7 +13,7 @@ as garbage at request time:
 
 Failures are classified for the pool: `ReplicaDown` (connection refused or reset: the replica
 is unhealthy), `ReplicaBusy` (its 429/503, with Retry-After), both `EngineNotReady` so a lone
-replica answers 503; its 400 becomes `ValueError` (the HTTP layer answers 400 with its message).
+replica answers 503; its 400 becomes `EngineRefused` (the HTTP layer answers 400 with its message).
 
 Two HTTP clients, for two kinds of traffic: httpx for the handful of control requests (start-up
 checks, health probes, aborts), and aiohttp for the token streams, where the proxy reads one
@@ -35,8 +35,15 @@ from typing import Any
 import aiohttp
 import httpx
 import orjson
+from prometheus_client.metrics_core import Metric
 
-from proxy.backends.base import EngineError, EngineNotReady, GenerationChunk, SamplingConfig
+from proxy.backends.base import (
+    EngineError,
+    EngineNotReady,
+    EngineRefused,
+    GenerationChunk,
+    SamplingConfig,
+)
 from proxy.backends.remote_wire import (
     ABORT_PATH,
     COMPLETIONS_PATH,
@@ -84,7 +91,7 @@ class ReplicaMismatch(RuntimeError):
     """The replica serves another vocabulary (or model): a deployment error, fatal at start-up."""
 
 
-class GrammarUnsupported(ValueError):
+class GrammarUnsupported(EngineRefused):
     """A request with a grammar reached a replica that has no tokenizer to compile it."""
 
 
@@ -128,6 +135,14 @@ class RemoteBackend:
     @property
     def max_model_len(self) -> int:
         return self._max_model_len
+
+    @property
+    def supports_grammar(self) -> bool:
+        """A replica without a tokenizer cannot compile grammars."""
+        return self.has_tokenizer
+
+    def collect(self) -> list[Metric]:
+        return []
 
     @property
     def ready(self) -> bool:
@@ -323,7 +338,7 @@ class RemoteBackend:
 
     def _classify(self, exc: UpstreamError, sent: bool) -> Exception:
         if exc.status in (400, 422) and not sent:
-            return ValueError(exc.message)
+            return EngineRefused(exc.message)
         if exc.status in (429, 503) and not sent:
             return ReplicaBusy(exc.message)
         # Any other failure (a 500 included) may be this request's own doing: it fails the

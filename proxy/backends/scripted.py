@@ -15,6 +15,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
+from prometheus_client.metrics_core import Metric
+
 from proxy.backends.base import (
     EngineError,
     EngineNotReady,
@@ -89,6 +91,13 @@ class ScriptedBackend:
     @property
     def max_model_len(self) -> int:
         return self._max_model_len
+
+    @property
+    def supports_grammar(self) -> bool:
+        return True
+
+    def collect(self) -> list[Metric]:
+        return []
 
     @property
     def ready(self) -> bool:

@@ -26,9 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.metrics_core import Metric
+
 from proxy.backends.base import (
     EngineError,
     EngineNotReady,
+    EngineRefused,
     FinishReason,
     GenerationChunk,
     SamplingConfig,
@@ -226,6 +229,13 @@ class VllmBackend:
         return self._max_model_len
 
     @property
+    def supports_grammar(self) -> bool:
+        return True
+
+    def collect(self) -> list[Metric]:
+        return []
+
+    @property
     def ready(self) -> bool:
         return self._engine is not None and not self._dead and not self._engine.errored
 
@@ -324,7 +334,7 @@ class VllmBackend:
     ) -> AsyncIterator[GenerationChunk]:
         """Stream DELTA token ids per choice (see `EngineBackend.generate`).
 
-        Raises EngineNotReady before the engine is loaded or after it died, ValueError when vLLM
+        Raises EngineNotReady before the engine is loaded or after it died, EngineRefused when vLLM
         rejects the request (e.g. the prompt does not fit the context), EngineError otherwise.
         """
         if not self.ready:
@@ -336,35 +346,31 @@ class VllmBackend:
         try:
             params = self.sampling_params(sampling)
         except Exception as exc:  # vLLM validates parameters on construction
-            raise ValueError(f"invalid sampling parameters: {exc}") from exc
+            raise EngineRefused(f"invalid sampling parameters: {exc}") from exc
         stream = self._engine.generate(engine_prompt(prompt_token_ids), params, request_id)
         first: set[int] = set()
-        finished: set[int] = set()
         try:
             async for output in stream:
                 cached = getattr(output, "num_cached_tokens", None)
                 for choice in output.outputs:
                     chunk = self._chunk(choice, sampling, cached, first)
-                    if chunk.finish_reason is not None:
-                        finished.add(chunk.index)
                     if chunk.token_ids or chunk.finish_reason is not None:
                         yield chunk
         except EngineDeadError as exc:
             self._dead = True
             raise EngineError("the engine died while generating") from exc
-        except (asyncio.CancelledError, GeneratorExit, ValueError):
+        except (asyncio.CancelledError, GeneratorExit, EngineRefused):
             raise
         except Exception as exc:
             if _is_client_error(exc):  # e.g. a prompt longer than the context: a bad request
-                raise ValueError(str(exc)) from exc
+                raise EngineRefused(str(exc)) from exc
             if self._engine is not None and self._engine.errored:
                 self._dead = True
             raise EngineError(f"generation failed: {exc!r}") from exc
         finally:
-            # Closing vLLM's generator aborts the request in the engine (client disconnect).
+            # Closing vLLM's generator aborts the request inside vLLM; the explicit abort of an
+            # unfinished request is the run's (CompletionRun.close), the one abort path.
             await stream.aclose()
-            if len(finished) < sampling.n and self._engine is not None:
-                await self.abort(request_id)
 
     @staticmethod
     def _chunk(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import harmony
 from harmony import (
@@ -33,20 +34,30 @@ from harmony import (
     ToolDescription,
     ToolNamespaceConfig,
 )
-from proxy.api.chat_schema import (
-    AssistantMessage,
-    ChatCompletionRequest,
-    ChatMessage,
-    Content,
-    DeveloperMessage,
-    SystemMessage,
-    ToolMessage,
-    UserMessage,
-)
 from proxy.core.errors import InvalidRequest
+from proxy.core.request import (
+    AssistantTurn,
+    DeveloperText,
+    GenerationRequest,
+    Instructions,
+    Part,
+    ToolResult,
+    UserText,
+)
 from proxy.core.tool_names import ToolNames
 from proxy.core.tools import FunctionTool
-from proxy.server.settings import ProxyConfig
+
+
+@dataclass(frozen=True)
+class SystemDefaults:
+    """What the system message says when the request does not decide (server settings)."""
+
+    model_identity: str = "You are ChatGPT, a large language model trained by OpenAI."
+    knowledge_cutoff: str = "2024-06"
+    # Pinned once (at startup by default) so prompts are byte-stable for the prefix cache.
+    conversation_date: str = "2025-01-01"
+    reasoning_effort: str = "medium"
+
 
 _EFFORT_ALIASES = {
     # Clients send OpenAI's newer levels to every model; Harmony has three, so they are mapped.
@@ -71,102 +82,63 @@ def load_encoding() -> harmony.HarmonyEncoding:
     return harmony.load_harmony_encoding(HarmonyEncodingName.HARMONY_GPT_OSS)
 
 
-def reasoning_effort(value: str | None, default: str) -> ReasoningEffort:
+def reasoning_effort(
+    value: str | None, default: str, param: str = "reasoning_effort"
+) -> ReasoningEffort:
     """Map OpenAI's effort names onto gpt-oss's three (it always reasons: `none` means low)."""
     effort = _EFFORT_ALIASES.get((value if value is not None else default).lower())
     if effort is None:
         raise InvalidRequest(
             f"Unsupported reasoning_effort {value!r}: gpt-oss accepts low, medium or high "
             "(none and minimal map to low; xhigh and max map to high).",
-            param="reasoning_effort",
+            param=param,
         )
     return _EFFORTS[effort]
 
 
-def _requested_effort(request: ChatCompletionRequest) -> str | None:
-    """`reasoning_effort`, or OpenRouter's `reasoning: {"effort": ...}` that some clients send."""
-    if request.reasoning_effort is not None:
-        return request.reasoning_effort
-    nested = (request.model_extra or {}).get("reasoning")
-    if isinstance(nested, dict) and isinstance(nested.get("effort"), str):
-        return nested["effort"]
-    # Clients migrating from `vllm serve` pass it to the chat template.
-    kwargs = request.chat_template_kwargs or {}
-    if kwargs.get("reasoning_effort") is not None:
-        if not isinstance(kwargs["reasoning_effort"], str):
-            raise InvalidRequest(
-                "chat_template_kwargs.reasoning_effort must be a string.",
-                param="chat_template_kwargs.reasoning_effort",
-            )
-        return kwargs["reasoning_effort"]
-    return None
-
-
-def content_text(content: Content | None, param: str, *, allow_refusal: bool = False) -> str:
-    """A string, or the concatenated text of a list of parts; any other part type is a 400."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    texts = []
-    for j, part in enumerate(content):
-        if part.type == "text" or (allow_refusal and part.type == "refusal"):
-            texts.append(part.text if part.text is not None else getattr(part, "refusal", ""))
-        else:
-            raise InvalidRequest(
-                f"Unsupported content part type {part.type!r}: this model reads text only.",
-                param=f"{param}[{j}].type",
-            )
-    return "".join(t or "" for t in texts)
-
-
-def tool_names_for(request: ChatCompletionRequest, tools: Sequence[FunctionTool]) -> ToolNames:
+def tool_names_for(request: GenerationRequest) -> ToolNames:
     """The declared tools' names, then those of other functions the history called."""
+    tools = request.tools
     names = ToolNames(tool.key for tool in tools if tool.namespace is None)
     for tool in tools:
         if tool.namespace is not None:
             names.declare_namespaced(tool.key, tool.namespace, tool.name)
         if tool.freeform:
             names.freeform.add(tool.key)
-    for message in request.messages:
-        if isinstance(message, AssistantMessage):
-            for call in message.tool_calls or []:
-                names.address(call.function.name)
+    for part in request.parts:
+        if type(part) is AssistantTurn:
+            for call in part.calls:
+                names.address(call.key)
     return names
 
 
 def build_conversation(
-    request: ChatCompletionRequest,
-    config: ProxyConfig,
-    tools: Sequence[FunctionTool],
-    names: ToolNames,
+    request: GenerationRequest, defaults: SystemDefaults, names: ToolNames
 ) -> Conversation:
     """The whole Harmony conversation for `request`, ending before the assistant's turn."""
-    messages: list[ChatMessage] = list(request.messages)
+    parts = request.parts
     instructions = None
-    if isinstance(messages[0], SystemMessage | DeveloperMessage):
-        instructions = content_text(messages[0].content, "messages[0].content")
-        first_index = 1
-    else:
-        first_index = 0
-
+    if parts and type(parts[0]) is Instructions:
+        instructions = parts[0].text
+        parts = parts[1:]
+    effort = reasoning_effort(
+        request.reasoning_effort, defaults.reasoning_effort, request.names.reasoning_effort
+    )
     system = (
         SystemContent.new()
-        .with_model_identity(config.model_identity)
-        .with_knowledge_cutoff(config.knowledge_cutoff)
-        .with_conversation_start_date(config.conversation_date)
-        .with_reasoning_effort(
-            reasoning_effort(_requested_effort(request), config.default_reasoning_effort)
-        )
+        .with_model_identity(defaults.model_identity)
+        .with_knowledge_cutoff(defaults.knowledge_cutoff)
+        .with_conversation_start_date(defaults.conversation_date)
+        .with_reasoning_effort(effort)
     )
     out = [Message.from_role_and_content(Role.SYSTEM, system)]
-    developer = _developer_content(tools, instructions, names)
+    developer = _developer_content(request.tools, instructions, names)
     if developer is not None:
         out.append(Message.from_role_and_content(Role.DEVELOPER, developer))
 
-    history = _HistoryBuilder(names)
-    for i in range(first_index, len(messages)):
-        out.extend(history.convert(messages[i], i))
+    history = _HistoryBuilder(names, request.names.tool_call_id)
+    for part in parts:
+        out.extend(history.convert(part))
     return Conversation.from_messages(drop_earlier_reasoning(out))
 
 
@@ -231,45 +203,43 @@ def _describe(tool: FunctionTool, names: ToolNames) -> ToolDescription:
 
 
 class _HistoryBuilder:
-    """Converts chat messages one by one, remembering tool call ids for later tool results."""
+    """Converts parts one by one, remembering tool call ids for later tool results."""
 
-    def __init__(self, names: ToolNames) -> None:
+    def __init__(self, names: ToolNames, call_id_field: str) -> None:
         self._names = names
+        self._call_id_field = call_id_field
         self._call_names: dict[str, str] = {}
         self._last_call_name: str | None = None
 
-    def convert(self, message: ChatMessage, i: int) -> list[Message]:
-        param = f"messages[{i}].content"
-        if isinstance(message, SystemMessage | DeveloperMessage):
-            text = content_text(message.content, param)
+    def convert(self, part: Part) -> list[Message]:
+        kind = type(part)
+        if kind is Instructions or kind is DeveloperText:
             return [
                 Message.from_role_and_content(
-                    Role.DEVELOPER, DeveloperContent.new().with_instructions(text)
+                    Role.DEVELOPER, DeveloperContent.new().with_instructions(part.text)
                 )
             ]
-        if isinstance(message, UserMessage):
-            return [Message.from_role_and_content(Role.USER, content_text(message.content, param))]
-        if isinstance(message, AssistantMessage):
-            return self._assistant(message, param)
-        return [self._tool_result(message, i)]
+        if kind is UserText:
+            return [Message.from_role_and_content(Role.USER, part.text)]
+        if kind is AssistantTurn:
+            return self._assistant(part)
+        return [self._tool_result(part)]
 
-    def _assistant(self, message: AssistantMessage, param: str) -> list[Message]:
+    def _assistant(self, turn: AssistantTurn) -> list[Message]:
         out = []
-        reasoning = (
-            message.reasoning if message.reasoning is not None else message.reasoning_content
-        )
-        if reasoning:
+        if turn.reasoning:
             out.append(
-                Message.from_role_and_content(Role.ASSISTANT, reasoning).with_channel("analysis")
+                Message.from_role_and_content(Role.ASSISTANT, turn.reasoning).with_channel(
+                    "analysis"
+                )
             )
-        text = content_text(message.content, param, allow_refusal=True)
-        if not message.tool_calls:
+        text = turn.text
+        if not turn.calls:
             # A Responses preamble (`phase: "commentary"`) stays commentary, not an answer.
-            commentary = (message.model_extra or {}).get("phase") == "commentary"
             if text:
                 out.append(
                     Message.from_role_and_content(Role.ASSISTANT, text).with_channel(
-                        "commentary" if commentary else "final"
+                        "commentary" if turn.phase == "commentary" else "final"
                     )
                 )
             return out
@@ -277,35 +247,34 @@ class _HistoryBuilder:
             out.append(
                 Message.from_role_and_content(Role.ASSISTANT, text).with_channel("commentary")
             )
-        for call in message.tool_calls:
-            address = self._names.address(call.function.name)
-            self._call_names[call.id] = address
+        for call in turn.calls:
+            address = self._names.address(call.key)
+            self._call_names[call.call_id] = address
             self._last_call_name = address
             message = (
-                Message.from_role_and_content(Role.ASSISTANT, call.function.arguments)
+                Message.from_role_and_content(Role.ASSISTANT, call.arguments)
                 .with_channel("commentary")
                 .with_recipient(address)
             )
-            if call.function.name not in self._names.freeform:
+            if call.key not in self._names.freeform:
                 message = message.with_content_type("<|constrain|>json")
             out.append(message)
         return out
 
-    def _tool_result(self, message: ToolMessage, i: int) -> Message:
-        address = self._call_names.get(message.tool_call_id)
-        if address is None and message.name:
-            address = self._names.address(message.name)
+    def _tool_result(self, result: ToolResult) -> Message:
+        address = self._call_names.get(result.call_id)
+        if address is None and result.name:
+            address = self._names.address(result.name)
         if address is None:
             address = self._last_call_name
         if address is None:
             raise InvalidRequest(
-                f"messages[{i}] is a tool result for tool_call_id {message.tool_call_id!r}, "
+                f"{result.source} is a tool result for tool_call_id {result.call_id!r}, "
                 "but no earlier assistant message made a tool call.",
-                param=f"messages[{i}].tool_call_id",
+                param=f"{result.source}.{self._call_id_field}",
             )
-        text = content_text(message.content, f"messages[{i}].content")
         return (
-            Message.from_author_and_content(Author.new(Role.TOOL, address), text)
+            Message.from_author_and_content(Author.new(Role.TOOL, address), result.output)
             .with_channel("commentary")
             .with_recipient("assistant")
         )

@@ -72,3 +72,18 @@ class Step:
     events: list[Event] = field(default_factory=list)
     finish: str | None = None
     logprobs: list | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one run (all choices); each API names them its own way."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    reasoning_tokens: int
+    # Prompt tokens served from the engine's prefix cache; None when the engine did not say.
+    cached_tokens: int | None = None
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens

@@ -7,8 +7,13 @@ never shows reasoning tokens), and tool-call arguments are not content.
 
 from __future__ import annotations
 
+from typing import Any
+
 from harmony import HarmonyEncoding
-from proxy.api.chat_schema import TokenLogprob, TopLogprob
+
+# {"token", "logprob", "bytes", "top_logprobs": [{"token", "logprob", "bytes"}, ...]}: the
+# shape both OpenAI APIs use, kept as a plain dict (the core imports no API's models).
+TokenLogprob = dict[str, Any]
 
 
 def token_logprob(
@@ -16,10 +21,9 @@ def token_logprob(
 ) -> TokenLogprob:
     """The entry for the sampled `token`, given the engine's {token id: logprob} at its position."""
     best = sorted(position.items(), key=lambda item: item[1], reverse=True)[:top_n]
-    return TokenLogprob(
-        **_describe(encoding, token, position.get(token, float("-inf"))),
-        top_logprobs=[TopLogprob(**_describe(encoding, t, lp)) for t, lp in best],
-    )
+    entry = _describe(encoding, token, position.get(token, float("-inf")))
+    entry["top_logprobs"] = [_describe(encoding, t, lp) for t, lp in best]
+    return entry
 
 
 def _describe(encoding: HarmonyEncoding, token: int, logprob: float) -> dict[str, object]:

@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.api.chat_schema import ChatCompletionRequest, NamedToolChoice
 from proxy.core.errors import InvalidRequest
 from proxy.core.grammar import (
     CallSpec,
@@ -40,6 +39,7 @@ from proxy.core.grammar import (
     check_schema,
     structural_tag,
 )
+from proxy.core.request import GenerationRequest, ParamNames
 from proxy.core.tool_names import ToolNames
 from proxy.core.tools import ANY_OBJECT, FunctionTool
 
@@ -62,15 +62,12 @@ class OutputRules:
 
 
 def output_rules(
-    request: ChatCompletionRequest,
-    tools: Sequence[FunctionTool],
-    names: ToolNames,
-    *,
-    enforce_auto: bool = True,
+    request: GenerationRequest, names: ToolNames, *, enforce_auto: bool = True
 ) -> OutputRules:
-    """Validate tool_choice / response_format and build the grammar that enforces them."""
-    choice, named = _tool_choice(request, tools)
-    schema = _final_schema(request)
+    """Validate tool_choice against the tools and build the grammar that enforces it."""
+    tools = request.tools
+    choice, named = _tool_choice(request)
+    schema = request.final_schema
     final = FinalSpec(canonical_json(schema) if schema is not None else None)
     max_calls = 1 if request.parallel_tool_calls is False else None
 
@@ -91,7 +88,7 @@ def output_rules(
     except GrammarError as exc:
         raise InvalidRequest(
             f"The JSON schema cannot be enforced by the grammar engine: {exc}",
-            param=_culprit(tools, schema),
+            param=_culprit(tools, schema, request.names),
         ) from exc
     return OutputRules(
         choice,
@@ -115,58 +112,35 @@ def _calls(tools: Sequence[FunctionTool], names: ToolNames, *, relax: bool) -> t
     )
 
 
-def _culprit(tools: Sequence[FunctionTool], schema: dict[str, Any] | None) -> str:
+def _culprit(
+    tools: Sequence[FunctionTool], schema: dict[str, Any] | None, params: ParamNames
+) -> str:
     """The parameter whose schema the grammar engine rejected (checked one by one)."""
     for tool in tools:
         try:
             check_schema(tool.schema_json)
         except GrammarError:
-            return f"{tool.param}.function.parameters"
-    return "response_format" if schema is not None else "tools"
+            return tool.parameters_param
+    return params.output_format if schema is not None else "tools"
 
 
-def _tool_choice(
-    request: ChatCompletionRequest, tools: Sequence[FunctionTool]
-) -> tuple[str, str | None]:
+def _tool_choice(request: GenerationRequest) -> tuple[str, str | None]:
+    tools = request.tools
+    param = request.names.tool_choice
+    if request.named_tool is not None:
+        if all(t.key != request.named_tool for t in tools):
+            raise InvalidRequest(
+                f"tool_choice names the function {request.named_tool!r}, which is not in "
+                "`tools`; it cannot be enforced.",
+                param=param,
+            )
+        return "named", request.named_tool
     choice = request.tool_choice
     if choice is None:
         return ("auto" if tools else "none"), None
-    if isinstance(choice, NamedToolChoice):
-        if choice.type != "function" or choice.function is None:
-            raise InvalidRequest(
-                f"Unsupported tool_choice type {choice.type!r}: use none, auto, required or "
-                '{"type": "function", "function": {"name": ...}}.',
-                param="tool_choice",
-            )
-        if all(t.key != choice.function.name for t in tools):
-            raise InvalidRequest(
-                f"tool_choice names the function {choice.function.name!r}, which is not in "
-                "`tools`; it cannot be enforced.",
-                param="tool_choice",
-            )
-        return "named", choice.function.name
     if choice == "required" and not tools:
         raise InvalidRequest(
             'tool_choice "required" needs at least one tool in `tools`; it cannot be enforced.',
-            param="tool_choice",
+            param=param,
         )
     return choice, None
-
-
-def _final_schema(request: ChatCompletionRequest) -> dict[str, Any] | None:
-    fmt = request.response_format
-    if fmt is None or fmt.type == "text":
-        return None
-    if fmt.type == "json_object":
-        return {"type": "object"}
-    if fmt.type == "json_schema":
-        if fmt.json_schema is None or fmt.json_schema.json_schema is None:
-            raise InvalidRequest(
-                "response_format json_schema needs `json_schema.schema`.",
-                param="response_format.json_schema.schema",
-            )
-        return fmt.json_schema.json_schema
-    raise InvalidRequest(
-        f"Unsupported response_format type {fmt.type!r}: use text, json_object or json_schema.",
-        param="response_format.type",
-    )

@@ -25,18 +25,18 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from harmony import HarmonyEncoding
-from proxy.api.chat_schema import CompletionTokensDetails, PromptTokensDetails, TokenLogprob, Usage
 from proxy.backends.base import (
     EngineBackend,
     EngineError,
     EngineNotReady,
+    EngineRefused,
     GenerationChunk,
     SamplingConfig,
 )
 from proxy.core.assembler import DeltaAssembler
 from proxy.core.errors import EngineFailure, EngineLoading, InvalidRequest, ProxyError
-from proxy.core.events import Step
-from proxy.core.logprobs import token_logprob
+from proxy.core.events import Step, Usage
+from proxy.core.logprobs import TokenLogprob, token_logprob
 from proxy.core.output_rules import OutputRules
 from proxy.core.tool_names import ToolNames
 from proxy.server.lifecycle import Interrupted, until_interrupted
@@ -58,7 +58,6 @@ class CompletionPlan:
     names: ToolNames
     stop_strings: tuple[str, ...] = ()
     include_reasoning: bool = True
-    mirror_reasoning_content: bool = True
     created: int = field(default_factory=lambda: int(time.time()))
 
 
@@ -138,11 +137,13 @@ class CompletionRun:
         except EngineError as exc:
             self._metrics.engine_errors.inc()
             raise EngineFailure(str(exc)) from exc
-        except ValueError as exc:  # the engine's own validation (vLLM: VLLMValidationError)
+        except EngineRefused as exc:  # the engine's own validation (vLLM: VLLMValidationError)
             raise InvalidRequest(f"The engine refused the request: {exc}") from exc
 
     async def close(self) -> None:
-        """Release the engine stream; abort the request if it was still generating. Idempotent."""
+        """Release the engine stream; abort the request if it was still generating. Idempotent.
+
+        The one abort path (backends/base.py): backends only close their own streams."""
         if self._closed:
             return
         self._closed = True
@@ -280,11 +281,6 @@ class CompletionRun:
         return Usage(
             prompt_tokens=prompt,
             completion_tokens=completion,
-            total_tokens=prompt + completion,
-            completion_tokens_details=CompletionTokensDetails(reasoning_tokens=reasoning),
-            prompt_tokens_details=(
-                PromptTokensDetails(cached_tokens=self._cached_tokens)
-                if self._cached_tokens is not None
-                else None
-            ),
+            reasoning_tokens=reasoning,
+            cached_tokens=self._cached_tokens,
         )

@@ -9,6 +9,7 @@ and `parameters` that are not a JSON Schema describing an object.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from dataclasses import dataclass
@@ -17,7 +18,6 @@ from typing import Any
 from jsonschema import SchemaError
 from jsonschema.validators import validator_for
 
-from proxy.api.chat_schema import ChatCompletionRequest
 from proxy.core.errors import InvalidRequest
 from proxy.core.grammar import canonical_json
 
@@ -35,9 +35,12 @@ class FunctionTool:
     strict: bool
     # Where it sits in the request, for error messages: "tools[2]".
     param: str
+    # Where its schema sits, for error messages: "tools[2].function.parameters".
+    parameters_param: str
     # Canonical JSON of the arguments' schema (an object of anything when none is given): the
-    # grammar's input and the key of every cache below.
-    schema_json: str
+    # grammar's input and the key of every cache below. Empty until `validate_schemas` (run
+    # after admission, off the event loop) has checked the schema.
+    schema_json: str = ""
     # A Responses `namespace` tool's member: rendered in its own `namespace` block, called as
     # `namespace.name`. None: `namespace functions`.
     namespace: str | None = None
@@ -51,40 +54,6 @@ class FunctionTool:
     def key(self) -> str:
         """How the tool is known to the client: its name, or `namespace.name`."""
         return self.name if self.namespace is None else f"{self.namespace}.{self.name}"
-
-
-def declared_tools(request: ChatCompletionRequest) -> list[FunctionTool]:
-    """The request's function tools in order; 400 for any that cannot be honoured."""
-    tools: list[FunctionTool] = []
-    seen: dict[str, int] = {}
-    for i, tool in enumerate(request.tools or []):
-        param = f"tools[{i}]"
-        if tool.type != "function" or tool.function is None:
-            raise InvalidRequest(
-                f"Unsupported tool type {tool.type!r}: only function tools are supported.",
-                param=f"{param}.type",
-            )
-        function = tool.function
-        if function.name in seen:
-            _check_name(function.name, f"{param}.function.name")
-            raise InvalidRequest(
-                f"Duplicate tool name {function.name!r}: it is also tools[{seen[function.name]}]; "
-                "each function must have a unique name.",
-                param=f"{param}.function.name",
-            )
-        seen[function.name] = i
-        tools.append(
-            function_tool(
-                function.name,
-                function.description or "",
-                function.parameters,
-                strict=bool(function.strict),
-                param=param,
-                name_param=f"{param}.function.name",
-                parameters_param=f"{param}.function.parameters",
-            )
-        )
-    return tools
 
 
 def function_tool(
@@ -101,16 +70,18 @@ def function_tool(
     freeform: bool = False,
     grammar: tuple[str, str] | None = None,
 ) -> FunctionTool:
-    """One checked tool (400 naming `name_param` / `parameters_param`); both APIs use it."""
-    _check_name(name, name_param)
-    schema_json = _check_parameters(name, parameters, parameters_param)
+    """One tool, its cheap checks done (400 naming `name_param` / `parameters_param`): its name,
+    and that `parameters` is an object schema. Validating the schema as JSON Schema costs time
+    that grows with it, so it is left to `validate_schemas`, after the gate and admission."""
+    check_name(name, name_param)
+    _check_object_schema(name, parameters, parameters_param)
     return FunctionTool(
         name=name,
         description=description,
         parameters=parameters,
         strict=strict,
         param=param,
-        schema_json=schema_json,
+        parameters_param=parameters_param,
         namespace=namespace,
         namespace_description=namespace_description,
         freeform=freeform,
@@ -118,7 +89,7 @@ def function_tool(
     )
 
 
-def _check_name(name: str, param: str) -> None:
+def check_name(name: str, param: str) -> None:
     if not name.strip():
         raise InvalidRequest("A function name must not be empty.", param=param)
     if len(name) > MAX_NAME_LENGTH:
@@ -129,10 +100,10 @@ def _check_name(name: str, param: str) -> None:
         )
 
 
-def _check_parameters(name: str, schema: Any, param: str) -> str:
-    """`parameters` must be a valid JSON Schema of an object (or absent); returns its JSON."""
+def _check_object_schema(name: str, schema: Any, param: str) -> None:
+    """`parameters` must be absent or a JSON Schema object describing an object."""
     if schema is None:
-        return ANY_OBJECT
+        return
     if not isinstance(schema, dict):
         raise InvalidRequest(
             f"Invalid schema for function {name!r}: `parameters` must be a JSON Schema object, "
@@ -146,12 +117,28 @@ def _check_parameters(name: str, schema: Any, param: str) -> str:
             f'schema must have type "object", got {kind!r}.',
             param=param,
         )
+
+
+def validate_schemas(tools: tuple[FunctionTool, ...]) -> tuple[FunctionTool, ...]:
+    """The tools with their schemas checked as JSON Schema and in canonical form (400 naming
+    the first bad one). Cached per schema: clients resend the same tools every turn."""
+    return tuple(_validated(tool) for tool in tools)
+
+
+def _validated(tool: FunctionTool) -> FunctionTool:
+    if tool.schema_json:
+        return tool
+    schema = tool.parameters
+    if schema is None:
+        return dataclasses.replace(tool, schema_json=ANY_OBJECT)
     problem = _schema_problem(canonical_json(schema))
     if problem is not None:
-        raise InvalidRequest(f"Invalid schema for function {name!r}{problem}", param=param)
+        raise InvalidRequest(
+            f"Invalid schema for function {tool.name!r}{problem}", param=tool.parameters_param
+        )
     # `{}` or a bare `properties` map would let the grammar produce `null` or `[1]`: the
     # arguments are always an object, so the grammar is told so.
-    return canonical_json({**schema, "type": "object"})
+    return dataclasses.replace(tool, schema_json=canonical_json({**schema, "type": "object"}))
 
 
 @functools.lru_cache(maxsize=1024)

@@ -34,6 +34,7 @@ from proxy.core.conversation import load_encoding
 from proxy.core.errors import EngineLoading, ModelNotFound
 from proxy.core.grammar import warm_up as warm_up_grammar
 from proxy.core.sealing import ReasoningSealer
+from proxy.core.service import GenerationService
 from proxy.server.edge import REQUEST_ID_HEADER, ApiKeyCheck, BodyGate, HarmonyProxyApp
 from proxy.server.error_handlers import install_error_handlers
 from proxy.server.lifecycle import EXIT_ENGINE_DEAD, Lifecycle
@@ -47,29 +48,29 @@ logger = logging.getLogger("proxy")
 class _Startup:
     """Loads the encoding and the engine in the background; remembers a failure."""
 
-    def __init__(self, chat: ChatCompletions, on_ready: Callable[[], None] | None) -> None:
-        self.chat = chat
+    def __init__(self, service: GenerationService, on_ready: Callable[[], None] | None) -> None:
+        self.service = service
         self.on_ready = on_ready
         self.task: asyncio.Task[None] | None = None
 
     @property
     def error(self) -> str | None:
-        return self.chat.startup_error
+        return self.service.startup_error
 
     async def run(self) -> None:
         try:
             await asyncio.to_thread(warm_up_encoding)
             await asyncio.to_thread(warm_up_grammar)
-            self.chat.encoding_loaded = True
-            await self.chat.backend.start()
-            logger.info("engine ready: %s", self.chat.backend.model_name)
+            self.service.encoding_loaded = True
+            await self.service.backend.start()
+            logger.info("engine ready: %s", self.service.backend.model_name)
             if self.on_ready is not None:
                 self.on_ready()
         except Exception as exc:  # noqa: BLE001 - reported by /ready, not crash the server
             logger.exception("engine failed to start")
-            self.chat.startup_error = f"{type(exc).__name__}: {exc}"
+            self.service.startup_error = f"{type(exc).__name__}: {exc}"
         finally:
-            self.chat.startup_done = True
+            self.service.startup_done = True
 
 
 def create_app(
@@ -91,18 +92,18 @@ def create_app(
     `engine_stats` adds vLLM's `vllm:*` metrics to /metrics.
     """
     metrics = ProxyMetrics()
-    if callable(getattr(backend, "collect", None)):  # a replica pool's per-replica metrics
-        metrics.add_collector(backend)
+    metrics.add_collector(backend)  # (a replica pool's per-replica metrics; most have none)
     lifecycle = lifecycle or Lifecycle()
-    chat = ChatCompletions(config, backend, metrics, lifecycle)
-    startup = _Startup(chat, on_ready)
+    service = GenerationService(config.service_settings(), backend, metrics, lifecycle)
+    chat = ChatCompletions(service, config)
+    startup = _Startup(service, on_ready)
     store, sealer, scratch = open_response_state(config)
-    responses = ResponsesEndpoint(chat, store, sealer)
+    responses = ResponsesEndpoint(service, config, store, sealer)
 
     def engine_state() -> str:
-        if chat.startup_error:
+        if service.startup_error:
             return "failed"
-        if not chat.startup_done:
+        if not service.startup_done:
             return "loading"
         return "ready" if backend.ready else "dead"
 
@@ -113,7 +114,7 @@ def create_app(
             if engine_state() in ("failed", "dead") and lifecycle.exit_code != EXIT_ENGINE_DEAD:
                 logger.error("the engine is %s; stopping with exit code 1", engine_state())
                 lifecycle.begin_drain(EXIT_ENGINE_DEAD, grace_seconds=0)
-                chat.admission.reject_waiting(lifecycle.interrupt_error())
+                service.admission.reject_waiting(lifecycle.interrupt_error())
 
     async def mirror_replica_metrics() -> None:
         """Workers share their metrics through files: copy the pool's figures there."""
@@ -126,7 +127,7 @@ def create_app(
         startup.task = asyncio.create_task(startup.run())
         watchdog = asyncio.create_task(watch_engine()) if exit_on_engine_failure else None
         mirror = asyncio.create_task(mirror_replica_metrics()) if metrics.mirror else None
-        lifecycle.on_drain = lambda: chat.admission.reject_waiting(lifecycle.interrupt_error())
+        lifecycle.on_drain = lambda: service.admission.reject_waiting(lifecycle.interrupt_error())
         try:
             yield
         finally:
@@ -136,12 +137,14 @@ def create_app(
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
             store.close()
+            service.executor.shutdown()
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
             if owns_backend:
                 await backend.shutdown()
 
     app = HarmonyProxyApp(title="harmony-proxy", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.service = service
     app.state.chat = chat
     app.state.responses = responses
     app.state.metrics = metrics
@@ -153,7 +156,7 @@ def create_app(
         created = int(time.time())
         return [
             ModelCard(id=name, created=created, max_model_len=_max_len(backend))
-            for name in chat.model_names()
+            for name in service.model_names()
         ]
 
     @app.get("/health")
@@ -174,9 +177,9 @@ def create_app(
                 status_code=503,
                 headers={"Retry-After": str(lifecycle.retry_after_seconds)},
             )
-        if chat.encoding_loaded and backend.ready:
+        if service.encoding_loaded and backend.ready:
             return JSONResponse({"status": "ready", "model": backend.model_name})
-        raise EngineLoading(chat.unavailable_reason())
+        raise EngineLoading(service.unavailable_reason())
 
     @app.get("/metrics")
     async def prometheus() -> Response:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from proxy.core.gate import Limits
 from proxy.server.cli_scale import (
     add_engine_tuning_args,
     add_replica_args,
@@ -269,7 +270,7 @@ def proxy_config(args: argparse.Namespace, served_name: str | None) -> ProxyConf
         max_queued_requests=args.max_queued_requests,
         queue_timeout_seconds=args.queue_timeout,
         max_body_bytes=args.max_body_bytes or None,
-        max_messages=args.max_messages or None,
+        limits=Limits(max_messages=args.max_messages or None),
         send_timeout_seconds=args.send_timeout or None,
         response_store=args.response_store or str(data_dir() / "responses.sqlite3"),
         response_retention_count=args.response_retention or None,

@@ -11,7 +11,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REASONING_EFFORTS = ("low", "medium", "high")
+from proxy.core.conversation import SystemDefaults
+from proxy.core.gate import Limits
+from proxy.core.service import ServiceSettings
 
 
 def today() -> str:
@@ -65,7 +67,10 @@ class ProxyConfig:
     max_body_bytes: int | None = 8 * 1024 * 1024
     # A request's body must have arrived this many seconds after its headers (408 otherwise).
     body_deadline_seconds: float | None = 30.0
-    max_messages: int | None = 2048
+    # The cost gate's limits (proxy/core/gate.py): messages, tools, schemas, stop strings...
+    limits: Limits = field(default_factory=Limits)
+    # Threads planning requests (render, schema checks, grammar builds) at once.
+    plan_workers: int = 2
     # A stream whose client has not accepted a write for this long is dropped (and its
     # generation aborted). None: wait for ever.
     send_timeout_seconds: float | None = 30.0
@@ -83,3 +88,23 @@ class ProxyConfig:
     # that None too, a key file beside the store.
     reasoning_key: str | None = None
     reasoning_key_file: str | None = None
+
+    def service_settings(self) -> ServiceSettings:
+        """What the generation service decides by."""
+        return ServiceSettings(
+            served_model_names=self.served_model_names,
+            system=SystemDefaults(
+                model_identity=self.model_identity,
+                knowledge_cutoff=self.knowledge_cutoff,
+                conversation_date=self.conversation_date,
+                reasoning_effort=self.default_reasoning_effort,
+            ),
+            limits=self.limits,
+            enforce_auto_tool_calls=self.enforce_auto_tool_calls,
+            default_max_tokens=self.default_max_tokens,
+            max_concurrent_requests=self.max_concurrent_requests,
+            max_queued_requests=self.max_queued_requests,
+            queue_timeout_seconds=self.queue_timeout_seconds,
+            plan_workers=self.plan_workers,
+            request_log=self.request_log,
+        )

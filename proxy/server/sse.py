@@ -23,46 +23,38 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC, datetime
 
 import anyio
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
-
-from proxy.core.run import CompletionRun
-from proxy.server.metrics import ProxyMetrics
 
 logger = logging.getLogger("proxy")
 
 
 class SseStream:
-    """The events of one streamed completion, and its once-only cleanup."""
+    """The events of one streamed answer, and its once-only close.
+
+    `close(completed)` is the generation's (proxy/core/service.py): it closes the run
+    (aborting the engine request if unfinished), frees the slot and records the outcome.
+    """
 
     def __init__(
-        self,
-        run: CompletionRun,
-        source: AsyncGenerator[bytes, None],
-        *,
-        metrics: ProxyMetrics,
-        on_done: Callable[[bool], None],
+        self, source: AsyncGenerator[bytes, None], *, close: Callable[[bool], Awaitable[None]]
     ) -> None:
         self.source = source  # the SSE bytes to write, in order
         self.completed = False  # set once `source` is exhausted (every event written)
-        self._run = run
-        self._metrics = metrics
-        self._on_done = on_done
+        self._close = close
         self._cleaned = False
 
     async def cleanup(self) -> None:
-        """Close the run (aborting the engine request if unfinished) and report, once."""
+        """Close the generation, once."""
         if self._cleaned:
             return
         self._cleaned = True
-        await self._run.close()
-        if not self.completed:
-            self._metrics.client_disconnects.inc()
-        self._on_done(self.completed)
+        await self._close(self.completed)
 
 
 class SseResponse(Response):
@@ -171,3 +163,9 @@ class SseResponse(Response):
             await send({"type": "http.response.body", "body": comment, "more_body": True})
         except Exception:  # noqa: BLE001 - the stream ended meanwhile; nothing to keep alive
             return
+
+
+async def wait_for_disconnect(request: Request) -> None:
+    """Return when the client has gone away (uvicorn tells only through `receive`)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

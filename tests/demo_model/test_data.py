@@ -8,9 +8,8 @@ import openai_harmony as oracle
 import pytest
 
 from proxy.api.chat_schema import ChatCompletionRequest
-from proxy.core.conversation import build_conversation, load_encoding, render_prompt, tool_names_for
-from proxy.core.tools import declared_tools
-from proxy.server.settings import ProxyConfig
+from proxy.core.conversation import load_encoding
+from tests.proxy.helpers import prompt_for
 from training.data import generate_examples, heldout_examples
 from training.evaluate import judge, tool_category, tool_heldout_examples
 from training.scenarios import SCENARIOS
@@ -96,9 +95,7 @@ def test_prompts_are_what_the_proxy_renders_for_the_same_request():
             "tools": [{"type": "function", "function": {"name": "fs.read-file/v2"}}],
         }
     )
-    tools = declared_tools(request)
-    names = tool_names_for(request, tools)
-    prompt = render_prompt(build_conversation(request, ProxyConfig(), tools, names))
+    prompt = prompt_for(request)
     assert "type fs_read_file_v2 =" in load_encoding().decode(prompt)
 
 

@@ -75,3 +75,30 @@ def fold_content(chunks: list[dict[str, Any]], index: int = 0) -> dict[str, Any]
             if choice.get("finish_reason"):
                 out["finish_reason"] = choice["finish_reason"]
     return out
+
+
+def neutral(request: Any, *, validated: bool = False) -> Any:
+    """A chat request (a ChatCompletionRequest or its dict) as the core's GenerationRequest;
+    `validated`: with the tool schemas checked, as the service's plan does."""
+    import dataclasses
+
+    from proxy.api.chat_request import generation_request
+    from proxy.api.chat_schema import ChatCompletionRequest
+    from proxy.core.tools import validate_schemas
+
+    if isinstance(request, dict):
+        request = ChatCompletionRequest.model_validate(request)
+    wanted = generation_request(request, "chatcmpl-test")
+    if validated:
+        wanted = dataclasses.replace(wanted, tools=validate_schemas(wanted.tools))
+    return wanted
+
+
+def prompt_for(request: Any, config: Any = None) -> list[int]:
+    """The prompt tokens the service renders for a chat request."""
+    from proxy.core.conversation import build_conversation, render_prompt, tool_names_for
+    from proxy.server.settings import ProxyConfig
+
+    wanted = neutral(request, validated=True)
+    system = (config or ProxyConfig()).service_settings().system
+    return render_prompt(build_conversation(wanted, system, tool_names_for(wanted)))

@@ -20,6 +20,7 @@ from proxy.api.chat_schema import (
 from proxy.api.chat_stream import ChatChunks
 from proxy.core.errors import EngineFailure
 from proxy.core.events import CallArguments, CallEnd, CallStart, Step, Text
+from proxy.core.events import Usage as CoreUsage
 from proxy.core.run import StreamError
 
 USAGE = Usage(
@@ -39,20 +40,25 @@ class FakeRun:
             model="gpt-oss-demo",
             sampling=SimpleNamespace(n=n),
             include_reasoning=True,
-            mirror_reasoning_content=mirror,
         )
         self._steps = steps
+        self.mirror = mirror
         self.usage = None
 
     async def steps(self):
         for step in self._steps:
             yield step
-        self.usage = USAGE
+        self.usage = CoreUsage(prompt_tokens=5, completion_tokens=7, reasoning_tokens=3)
 
 
 def rendered(run: FakeRun, include_usage: bool) -> list[str]:
     async def collect() -> list[bytes]:
-        return [e async for e in ChatChunks(run, include_usage=include_usage).events()]
+        return [
+            e
+            async for e in ChatChunks(
+                run, include_usage=include_usage, mirror_reasoning_content=run.mirror
+            ).events()
+        ]
 
     out = asyncio.run(collect())
     assert all(e.startswith(b"data: ") and e.endswith(b"\n\n") for e in out)

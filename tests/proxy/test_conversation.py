@@ -8,20 +8,17 @@ import openai_harmony as oh
 import pytest
 
 from proxy.api.chat_schema import ChatCompletionRequest
-from proxy.core.conversation import build_conversation, load_encoding, render_prompt, tool_names_for
+from proxy.core.conversation import load_encoding
 from proxy.core.errors import InvalidRequest
-from proxy.core.tools import declared_tools
 from proxy.server.settings import ProxyConfig
-from tests.proxy.helpers import WEATHER_TOOL
+from tests.proxy.helpers import WEATHER_TOOL, prompt_for
 
 CONFIG = ProxyConfig(conversation_date="2026-01-15")
 
 
 def render(messages: list[dict[str, Any]], **extra: Any) -> str:
     request = ChatCompletionRequest.model_validate({"model": "m", "messages": messages, **extra})
-    tools = declared_tools(request)
-    conversation = build_conversation(request, CONFIG, tools, tool_names_for(request, tools))
-    return load_encoding().decode(render_prompt(conversation))
+    return load_encoding().decode(prompt_for(request, CONFIG))
 
 
 def test_system_message_has_identity_cutoff_pinned_date_and_effort():
@@ -270,8 +267,7 @@ def test_rendering_matches_the_reference_library_token_for_token():
             ],
         }
     )
-    tools = declared_tools(ours)
-    tokens = render_prompt(build_conversation(ours, CONFIG, tools, tool_names_for(ours, tools)))
+    tokens = prompt_for(ours, CONFIG)
 
     enc = oh.load_harmony_encoding(oh.HarmonyEncodingName.HARMONY_GPT_OSS)
     system = (

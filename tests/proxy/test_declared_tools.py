@@ -229,7 +229,7 @@ def test_schemas_without_a_type_still_only_allow_object_arguments():
     from proxy.api.chat_schema import ChatCompletionRequest
     from proxy.core.conversation import tool_names_for
     from proxy.core.output_rules import output_rules
-    from proxy.core.tools import declared_tools
+    from tests.proxy.helpers import neutral
 
     for parameters in ({}, {"properties": {"a": {"type": "integer"}}}):
         request = ChatCompletionRequest.model_validate(
@@ -240,8 +240,8 @@ def test_schemas_without_a_type_still_only_allow_object_arguments():
                 "tool_choice": "required",
             }
         )
-        tools = declared_tools(request)
-        tag = output_rules(request, tools, tool_names_for(request, tools)).structured_outputs
+        wanted = neutral(request, validated=True)
+        tag = output_rules(wanted, tool_names_for(wanted)).structured_outputs
         grammar = Grammar.from_structural_tag(tag["structural_tag"])
         header = " to=functions.f<|channel|>commentary <|constrain|>json<|message|>"
         assert _is_grammar_accept_string(grammar, header + '{"a": 1}')

@@ -12,8 +12,7 @@ from proxy.api.chat_schema import ChatCompletionRequest
 from proxy.core.conversation import tool_names_for
 from proxy.core.errors import InvalidRequest
 from proxy.core.output_rules import OutputRules, output_rules
-from proxy.core.tools import declared_tools
-from tests.proxy.helpers import WEATHER_TOOL
+from tests.proxy.helpers import WEATHER_TOOL, neutral
 
 ANALYSIS = "<|channel|>analysis<|message|>Let me think.<|end|><|start|>assistant"
 CALL = (
@@ -29,8 +28,8 @@ def rules(**extra: Any) -> OutputRules:
     request = ChatCompletionRequest.model_validate(
         {"model": "m", "messages": [{"role": "user", "content": "Hi"}], **extra}
     )
-    tools = declared_tools(request)
-    return output_rules(request, tools, tool_names_for(request, tools))
+    wanted = neutral(request, validated=True)
+    return output_rules(wanted, tool_names_for(wanted))
 
 
 def accepts(r: OutputRules, text: str) -> bool:
@@ -81,8 +80,8 @@ def test_auto_enforcement_can_be_turned_off_but_strict_tools_keep_a_grammar():
         request = ChatCompletionRequest.model_validate(
             {"model": "m", "messages": [{"role": "user", "content": "Hi"}], "tools": [tool]}
         )
-        tools = declared_tools(request)
-        r = output_rules(request, tools, tool_names_for(request, tools), enforce_auto=False)
+        wanted = neutral(request, validated=True)
+        r = output_rules(wanted, tool_names_for(wanted), enforce_auto=False)
         assert (r.structured_outputs is not None) is grammar and r.calls_enforced is grammar
     assert not accepts(r, ANALYSIS + BAD_CALL)
     assert accepts(r, ANALYSIS + CALL)
@@ -208,7 +207,7 @@ def test_custom_tool_types_are_a_400():
         }
     )
     with pytest.raises(InvalidRequest) as info:
-        declared_tools(request)
+        neutral(request, validated=True)
     assert info.value.param == "tools[0].type"
 
 

@@ -45,7 +45,7 @@ class RunningServer:
 
     @property
     def model(self) -> str:
-        return self.app.state.chat.model_names()[0]
+        return self.app.state.service.model_names()[0]
 
 
 async def _start(app: FastAPI, backend: EngineBackend) -> RunningServer:
@@ -86,7 +86,7 @@ def wait_ready(loop: BackgroundLoop, running: RunningServer, timeout: float = 60
 
     async def _wait() -> None:
         startup = running.app.state.startup
-        while not (running.app.state.chat.encoding_loaded and running.backend.ready):
+        while not (running.app.state.service.encoding_loaded and running.backend.ready):
             if startup.error:
                 raise RuntimeError(startup.error)
             await asyncio.sleep(0.05)

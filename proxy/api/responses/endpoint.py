@@ -1,9 +1,9 @@
-"""POST/GET/DELETE /v1/responses: the Responses API on the chat completions core.
+"""POST/GET/DELETE /v1/responses: the Responses API, a surface over the generation core.
 
-A request is read into the same conversation chat completions builds (its input items as chat
-messages, its tools as the core's tools, namespaces and custom tools included), goes through
-the same admission, grammar rules and generation driver (`ChatCompletions.open_run`), and its
-steps are rendered as output items and named events (proxy/api/responses/output.py).
+A request is read into the core's `GenerationRequest` (its input items as conversation parts,
+its tools as the core's tools, namespaces and custom tools included: request.py), goes through
+the shared service (`GenerationService.generate`: gate, admission, plan, engine, outcome), and
+its steps are rendered as output items and named events (proxy/api/responses/output.py).
 
 State: with `store` (the default, as OpenAI's) the finished response, its input items and the
 whole item history are kept in the response store (proxy/api/responses/store.py: SQLite by default,
@@ -23,23 +23,21 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import ValidationError
 
-from proxy.api.chat import ChatCompletions, PlanOptions, unless_disconnected
-from proxy.api.chat_schema import ChatCompletionRequest
-from proxy.api.responses.inputs import Item, normalise_input, to_chat_messages
+from proxy.api.responses.inputs import Item, normalise_input
 from proxy.api.responses.output import ResponseBuilder
+from proxy.api.responses.request import generation_request
 from proxy.api.responses.schema import ResponsesRequest
 from proxy.api.responses.store import ResponseStore, StoredResponse
 from proxy.api.responses.tools import read_tools
-from proxy.api.responses.translate import chat_param_to_responses, chat_request, validation_param
 from proxy.core.errors import InvalidRequest, ProxyError, ResponseNotFound
-from proxy.core.gate import check_text
+from proxy.core.gate import check_unicode
 from proxy.core.run import CompletionRun, StreamError
 from proxy.core.sealing import ReasoningSealer
-from proxy.core.tools import FunctionTool
+from proxy.core.service import ClientGone, GenerationService
 from proxy.server.request_log import RequestRecord
-from proxy.server.sse import SseResponse, SseStream
+from proxy.server.settings import ProxyConfig
+from proxy.server.sse import SseResponse, SseStream, wait_for_disconnect
 
 logger = logging.getLogger("proxy")
 
@@ -65,11 +63,13 @@ class ResponsesEndpoint:
 
     def __init__(
         self,
-        chat: ChatCompletions,
+        service: GenerationService,
+        config: ProxyConfig,
         store: ResponseStore | None,
         sealer: ReasoningSealer | None,
     ) -> None:
-        self.chat = chat
+        self.service = service
+        self.config = config
         self.store = store
         self.sealer = sealer
 
@@ -78,12 +78,8 @@ class ResponsesEndpoint:
     async def create(self, body: ResponsesRequest, request: Request) -> Response:
         request_id = getattr(request.state, "request_id", None) or secrets.token_hex(12)
         record = RequestRecord(id=request_id, model=body.model, stream=body.stream)
-        return await self.chat.accounted(record, self._create(body, request, record))
-
-    async def _create(
-        self, body: ResponsesRequest, request: Request, record: RequestRecord
-    ) -> Response:
-        check_text(body)  # before anything is echoed back or stored
+        # Before anything is echoed back or stored.
+        check_unicode(await request.body(), lambda: body.model_dump(exclude_none=True))
         include = set(body.include or [])
         unknown = include - KNOWN_INCLUDES
         if unknown:
@@ -103,19 +99,9 @@ class ResponsesEndpoint:
             previous = await self._get(body.previous_response_id, "previous_response_id")
             history = previous.conversation
         items = normalise_input(body.input, self.sealer)
-        messages, sources = to_chat_messages(history + items, body.instructions, len(history))
-        if not any(m["role"] != "system" for m in messages):
-            raise InvalidRequest("`input` must hold at least one item.", param="input")
-        tools = read_tools(body.tools)
-        try:
-            chat_body = chat_request(body, messages, tools)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise InvalidRequest(
-                f"Invalid request: {first.get('msg', 'invalid value')}.",
-                param=validation_param(first.get("loc", ()), sources),
-            ) from exc
         response_id = f"resp_{secrets.token_hex(24)}"
+        tools = read_tools(body.tools)
+        wanted = generation_request(body, items, history, tools, response_id)
         seal = None
         if ENCRYPTED_REASONING in include and self.sealer is not None:
             seal = self.sealer.seal
@@ -126,48 +112,36 @@ class ResponsesEndpoint:
             stream=body.stream,
         )
         try:
-            run = await self._open_run(
-                chat_body, request, record, response_id, tools, body, sources
-            )
-        except InvalidRequest as exc:
-            if not (body.stream and exc.code == "context_length_exceeded"):
-                raise
-            # Streaming clients learn this from the stream (Codex compacts its history on it).
-            self.chat.metrics.requests.labels("200", "error").inc()
-            self.chat.log(record, 200, error=exc.code)
-            return Response(
-                b"".join([*builder.begin(), *builder.finish(None, None, exc)]),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache"},
-            )
-        turn = _Turn(self, body, run, builder, history, items, record)
-        if body.stream:
-            return turn.streaming_response()
-        return await turn.respond(request)
-
-    async def _open_run(
-        self,
-        chat_body: ChatCompletionRequest,
-        request: Request,
-        record: RequestRecord,
-        response_id: str,
-        tools: list[FunctionTool],
-        body: ResponsesRequest,
-        sources: list[str],
-    ) -> CompletionRun:
-        """The shared core's run; its refusals name this API's parameters, not chat's."""
-        try:
-            return await self.chat.open_run(
-                chat_body,
-                request,
-                record.id,
-                plan=PlanOptions(
-                    completion_id=response_id, tools=tools, affinity_key=body.prompt_cache_key
-                ),
-            )
-        except InvalidRequest as exc:
-            exc.param = chat_param_to_responses(exc.param, sources)
-            raise
+            async with self.service.generate(
+                wanted, record, lambda: wait_for_disconnect(request)
+            ) as generation:
+                try:
+                    run = await generation.open()
+                except InvalidRequest as exc:
+                    if not (body.stream and exc.code == "context_length_exceeded"):
+                        raise
+                    # Streaming clients learn this from the stream (Codex compacts its history
+                    # on it).
+                    generation.settle(200, finish="error", error=exc.code)
+                    return Response(
+                        b"".join([*builder.begin(), *builder.finish(None, None, exc)]),
+                        media_type="text/event-stream",
+                        headers={"Cache-Control": "no-cache"},
+                    )
+                turn = _Turn(self, body, run, builder, history, items)
+                if body.stream:
+                    config = self.config
+                    return SseResponse(
+                        SseStream(turn.events(), close=generation.streamed()),
+                        ping=config.sse_ping_seconds or 0,
+                        send_timeout=config.send_timeout_seconds,
+                    )
+                await generation.watch(turn.drain())
+                if turn.error is not None:
+                    raise turn.error
+                return JSONResponse(builder.response)
+        except ClientGone:
+            return Response(status_code=499)  # (nobody reads it: counted and logged as such)
 
     # ------------------------------------------------------------------ GET / DELETE
 
@@ -232,7 +206,6 @@ class _Turn:
         builder: ResponseBuilder,
         history: list[Item],
         items: list[Item],
-        record: RequestRecord,
     ) -> None:
         self.endpoint = endpoint
         self.body = body
@@ -240,7 +213,6 @@ class _Turn:
         self.builder = builder
         self.history = history
         self.items = items
-        self.record = record
         self.error: ProxyError | None = None
         self.finish: str | None = None
 
@@ -263,39 +235,8 @@ class _Turn:
         await self._store()
         yield b"".join(final)
 
-    def streaming_response(self) -> Response:
-        chat = self.endpoint.chat
-
-        def on_done(completed: bool) -> None:
-            chat.release()
-            if completed:
-                reason = "error" if self.error is not None else (self.finish or "")
-                chat.metrics.requests.labels("200", reason).inc()
-                chat.log(self.record, 200, run=self.run, finish=self.finish)
-            else:
-                chat.metrics.requests.labels("499", "client_disconnect").inc()
-                chat.log(self.record, 499, run=self.run, finish="client_disconnect")
-
-        stream = SseStream(self.run, self.events(), metrics=chat.metrics, on_done=on_done)
-        config = chat.config
-        return SseResponse(
-            stream, ping=config.sse_ping_seconds or 0, send_timeout=config.send_timeout_seconds
-        )
-
-    async def respond(self, request: Request) -> Response:
-        chat = self.endpoint.chat
-        try:
-            await unless_disconnected(self._drain(), request)
-        finally:
-            await asyncio.shield(self.run.close())
-            chat.release()
-        if self.error is not None:
-            raise self.error  # counted and logged by `create`, as any refusal
-        chat.metrics.requests.labels("200", self.finish or "").inc()
-        chat.log(self.record, 200, run=self.run, finish=self.finish)
-        return JSONResponse(self.builder.response)
-
-    async def _drain(self) -> None:
+    async def drain(self) -> None:
+        """The non-streamed answer: every event built, none sent."""
         async for _ in self.events():
             pass
 
@@ -321,7 +262,7 @@ class _Turn:
             # event); a later previous_response_id to it is a 404. Logged loudly: the store
             # (a database) is down or full.
             logger.exception("could not store response %s", response["id"])
-            self.endpoint.chat.metrics.internal_errors.inc()
+            self.endpoint.service.metrics.internal_errors.inc()
 
 
 def _for_history(item: Item) -> Item:

@@ -1,4 +1,4 @@
-"""Responses input items -> normalised items -> the chat messages the conversation builder reads.
+"""Responses input items -> normalised items -> the core's conversation parts.
 
 Input is a string (one user message) or a list of items: `message` (roles user, system,
 developer, assistant; `input_text` / `output_text` / `refusal` parts or a string; a bare
@@ -8,18 +8,28 @@ developer, assistant; `input_text` / `output_text` / `refusal` parts or a string
 output whose `call_id` matches no earlier call is a 400, as OpenAI's.
 
 Items are normalised first (ids given, parts as lists, reasoning in clear), because that is
-what the store keeps for `previous_response_id` and `input_items`. The conversion to chat
-messages then groups each assistant turn (reasoning, preamble, calls) into one assistant
-message, which proxy/core/conversation.py renders as Harmony does: analysis, commentary preamble, one
+what the store keeps for `previous_response_id` and `input_items`. The conversion to parts
+then groups each assistant turn (reasoning, preamble, calls) into one `AssistantTurn`, which
+proxy/core/conversation.py renders as Harmony does: analysis, commentary preamble, one
 commentary call per function; earlier analysis is dropped before the last final answer.
 """
 
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from proxy.core.errors import InvalidRequest
+from proxy.core.request import (
+    AssistantTurn,
+    DeveloperText,
+    Instructions,
+    Part,
+    PastCall,
+    ToolResult,
+    UserText,
+)
 from proxy.core.sealing import ReasoningSealer, SealError
 
 Item = dict[str, Any]
@@ -78,79 +88,67 @@ def normalise_input(raw: str | list[Any], sealer: ReasoningSealer | None) -> lis
     return items
 
 
-def to_chat_messages(
-    items: list[Item], instructions: str | None, first_input: int
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """Chat messages for the conversation builder, and where each came from (`instructions`,
-    `input[i]`, `previous_response_id`), so errors found later name the right parameter.
-    `items[first_input:]` are this request's input; earlier ones are the stored history."""
-    messages: list[dict[str, Any]] = []
-    sources: list[str] = []
+def to_parts(items: list[Item], instructions: str | None, first_input: int) -> list[Part]:
+    """The conversation's parts, each with where it came from (`instructions`, `input[i]`,
+    `previous_response_id`), so errors found later name the right parameter.
+    `items[first_input:]` are this request's input; earlier ones are the stored history.
+    Each assistant turn (reasoning, preamble or answer, calls) becomes one `AssistantTurn`."""
+    parts: list[Part] = []
     if instructions:
-        messages.append({"role": "system", "content": instructions})
-        sources.append("instructions")
-    turn: dict[str, Any] | None = None
-    turn_source = ""
+        parts.append(Instructions(instructions, "instructions"))
+    turn: _Turn | None = None
     calls: set[str] = set()
 
     def where(i: int) -> str:
         return f"input[{i - first_input}]" if i >= first_input else "previous_response_id"
 
-    def add(message: dict[str, Any], source: str) -> None:
-        messages.append(message)
-        sources.append(source)
-
     def flush() -> None:
         nonlocal turn
         if turn is not None:
-            add(turn, turn_source)
+            parts.append(turn.part())
             turn = None
 
-    def assistant() -> dict[str, Any]:
-        nonlocal turn, turn_source
+    def assistant(i: int, *, new_turn: bool = False) -> _Turn:
+        nonlocal turn
+        if turn is not None and new_turn and (turn.text or turn.calls):
+            flush()  # a new assistant turn
         if turn is None:
-            turn = {"role": "assistant", "content": None}
-            turn_source = where(i)
+            turn = _Turn(where(i))
         return turn
 
     for i, item in enumerate(items):
         kind = item["type"]
         if kind == "message" and item["role"] != "assistant":
             flush()
-            role = "developer" if item["role"] in ("system", "developer") else "user"
-            add({"role": role, "content": _parts_text(item)}, where(i))
+            text = _parts_text(item)
+            if item["role"] in ("system", "developer"):
+                # The first message of all, with no `instructions`, is the instructions.
+                first = not parts
+                parts.append(
+                    Instructions(text, where(i)) if first else DeveloperText(text, where(i))
+                )
+            else:
+                parts.append(UserText(text, where(i)))
         elif kind == "message":
-            current = assistant()
-            if current["content"] or current.get("tool_calls"):
-                flush()  # a new assistant turn
-                current = assistant()
-            current["content"] = _parts_text(item)
+            current = assistant(i, new_turn=True)
+            current.text = _parts_text(item)
             if item.get("phase") == "commentary":
                 # A preamble: rendered on the commentary channel, never as a final answer
                 # (which would also drop the reasoning before it).
-                current["phase"] = "commentary"
+                current.phase = "commentary"
         elif kind == "reasoning":
-            current = assistant()
-            if current["content"] or current.get("tool_calls"):
-                flush()
-                current = assistant()
+            current = assistant(i, new_turn=True)
             text = "".join(part.get("text", "") for part in item.get("content") or [])
             if text:
-                earlier = current.get("reasoning")
-                current["reasoning"] = f"{earlier}\n{text}" if earlier else text
+                earlier = current.reasoning
+                current.reasoning = f"{earlier}\n{text}" if earlier else text
         elif kind in ("function_call", "custom_tool_call"):
             name = item["name"]
             if item.get("namespace"):
                 name = f"{item['namespace']}.{name}"
             arguments = item["arguments"] if kind == "function_call" else item["input"]
             calls.add(item["call_id"])
-            assistant().setdefault("tool_calls", []).append(
-                {
-                    "id": item["call_id"],
-                    "type": "function",
-                    "function": {"name": name, "arguments": arguments},
-                }
-            )
+            assistant(i).calls.append(PastCall(item["call_id"], name, arguments))
         else:  # a tool's output
             flush()
             if item["call_id"] not in calls:
@@ -158,12 +156,29 @@ def to_chat_messages(
                     f"No tool call found for {kind} with call_id {item['call_id']!r}.",
                     param=f"{where(i)}.call_id",
                 )
-            add(
-                {"role": "tool", "tool_call_id": item["call_id"], "content": item["output"]},
-                where(i),
-            )
+            parts.append(ToolResult(item["call_id"], item["output"], where(i)))
     flush()
-    return messages, sources
+    return parts
+
+
+@dataclass
+class _Turn:
+    """An assistant turn being gathered from its items."""
+
+    source: str
+    reasoning: str | None = None
+    text: str | None = None
+    phase: Literal["final", "commentary"] = "final"
+    calls: list[PastCall] = field(default_factory=list)
+
+    def part(self) -> AssistantTurn:
+        return AssistantTurn(
+            self.source,
+            reasoning=self.reasoning,
+            text=self.text or "",
+            phase=self.phase,
+            calls=tuple(self.calls),
+        )
 
 
 def _message(role: str, content: list[Item], item_id: str | None) -> Item:

@@ -24,10 +24,9 @@ from typing import Any
 
 import orjson
 
-from proxy.api.chat_schema import Usage
 from proxy.api.responses.inputs import new_id
 from proxy.core.errors import ProxyError
-from proxy.core.events import CallArguments, CallEnd, CallStart, Step, Text
+from proxy.core.events import CallArguments, CallEnd, CallStart, Step, Text, Usage
 from proxy.core.tools import FunctionTool
 
 
@@ -100,14 +99,11 @@ class ResponseBuilder:
             for part in item["content"]
         )
         if usage is not None:
-            details = usage.prompt_tokens_details
             response["usage"] = {
                 "input_tokens": usage.prompt_tokens,
-                "input_tokens_details": {"cached_tokens": details.cached_tokens if details else 0},
+                "input_tokens_details": {"cached_tokens": usage.cached_tokens or 0},
                 "output_tokens": usage.completion_tokens,
-                "output_tokens_details": {
-                    "reasoning_tokens": usage.completion_tokens_details.reasoning_tokens
-                },
+                "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
                 "total_tokens": usage.total_tokens,
             }
         if error is not None:

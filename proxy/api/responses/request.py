@@ -1,0 +1,115 @@
+"""A Responses request -> the core's `GenerationRequest`, named in Responses terms.
+
+Input items become conversation parts (proxy/api/responses/inputs.py), tools the core's tools
+(proxy/api/responses/tools.py); this module reads the rest: `tool_choice` in its Responses
+shapes (`{"type": "function", "name", "namespace"}`), `text.format`, `reasoning.effort`,
+`max_output_tokens`, and gives the core the Responses names of what it may refuse
+(`input`, `max_output_tokens`, `text.format`, `reasoning.effort`, `call_id`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxy.api.responses.inputs import Item, to_parts
+from proxy.api.responses.schema import ResponsesRequest
+from proxy.core.errors import InvalidRequest
+from proxy.core.request import GenerationRequest, ParamNames, Sampling
+from proxy.core.tools import FunctionTool
+
+NAMES = ParamNames(
+    messages="input",
+    max_tokens="max_output_tokens",
+    reasoning_effort="reasoning.effort",
+    output_format="text.format",
+    tool_call_id="call_id",
+)
+
+
+def generation_request(
+    body: ResponsesRequest,
+    items: list[Item],
+    history: list[Item],
+    tools: list[FunctionTool],
+    response_id: str,
+) -> GenerationRequest:
+    """The neutral request for `body` continuing `history` with `items`."""
+    parts = to_parts(history + items, body.instructions, len(history))
+    if all(part.source == "instructions" for part in parts):
+        raise InvalidRequest("`input` must hold at least one item.", param="input")
+    choice, named = _tool_choice(body.tool_choice)
+    effort = body.reasoning.effort if body.reasoning is not None else None
+    return GenerationRequest(
+        model=body.model,
+        parts=tuple(parts),
+        tools=tuple(tools),
+        tool_choice=choice,
+        named_tool=named,
+        parallel_tool_calls=body.parallel_tool_calls,
+        final_schema=_final_schema(body),
+        reasoning_effort=effort,
+        sampling=Sampling(
+            max_tokens=body.max_output_tokens,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            seed=body.seed,
+        ),
+        stream=body.stream,
+        affinity_key=body.prompt_cache_key,
+        metadata=body.metadata,
+        user=body.user,
+        names=NAMES,
+        completion_id=response_id,
+    )
+
+
+def _tool_choice(choice: str | dict[str, Any] | None) -> tuple[Any, str | None]:
+    if choice is None or isinstance(choice, str):
+        if choice not in (None, "auto", "none", "required"):
+            raise InvalidRequest(
+                f"Unsupported tool_choice {choice!r}: use auto, none, required or a named tool.",
+                param="tool_choice",
+            )
+        return choice, None
+    kind = choice.get("type")
+    if kind in ("function", "custom") and isinstance(choice.get("name"), str):
+        name = choice["name"]
+        namespace = choice.get("namespace")
+        key = f"{namespace}.{name}" if isinstance(namespace, str) and namespace else name
+        return None, key
+    raise InvalidRequest(
+        f"Unsupported tool_choice type {kind!r}: this server runs function and custom tools "
+        'only (use auto, none, required, or {"type": "function", "name": ...}).',
+        param="tool_choice",
+    )
+
+
+def _final_schema(body: ResponsesRequest) -> dict[str, Any] | None:
+    fmt = body.text.format if body.text is not None else None
+    if fmt is None:
+        return None
+    kind = fmt.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind == "json_schema":
+        if not isinstance(fmt.get("schema"), dict):
+            raise InvalidRequest(
+                "text.format json_schema needs a `schema` object.", param="text.format.schema"
+            )
+        for field, kind, label in (
+            ("name", str, "string"),
+            ("description", str, "string"),
+            ("strict", bool, "boolean"),
+        ):
+            if fmt.get(field) is not None and not isinstance(fmt[field], kind):
+                raise InvalidRequest(
+                    f"Invalid request: Input should be a valid {label}.",
+                    param=f"text.format.{field}",
+                )
+        return fmt["schema"]
+    raise InvalidRequest(
+        f"Unsupported text.format type {kind!r}: use text, json_object or json_schema.",
+        param="text.format.type",
+    )

@@ -1,0 +1,417 @@
+"""The generation service: one request's whole life behind `async with service.generate(...)`.
+
+Every surface (chat, Responses) builds a `GenerationRequest` and writes:
+
+    async with service.generate(request, record, disconnected) as generation:
+        run = await generation.open()        # gate, admission, plan, first token
+        ...                                  # stream (generation.streamed()) or fold
+
+and the `async with` owns everything that used to be done by hand in each surface: the cost
+gate (proxy/core/gate.py) before any work; refusing while draining or loading; the admission
+slot (and the drain's in-flight count) and its release; planning (schema validation, the
+Harmony render, the grammar) in a bounded executor of its own; starting the engine; closing the
+run (which aborts an unfinished engine request); and recording the outcome once, in metrics and
+the request log, whether the request was refused, cut by a disconnect, crashed or completed.
+
+Planning work that can take long (large renders, JSON Schema checks, grammar builds) runs in
+`PlanExecutor`, a small thread pool apart from asyncio's default one: a burst of hostile
+requests queues there instead of starving the store and other `to_thread` users, and the event
+loop never runs it. A request whose client disconnects during planning keeps its admission
+slot until its thread has finished (so the concurrency limit bounds the work actually running),
+and the thread gives up at its next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import logging
+import secrets
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeVar
+
+from proxy.backends.base import EngineBackend
+from proxy.core import gate
+from proxy.core.admission import Admission
+from proxy.core.conversation import (
+    SystemDefaults,
+    build_conversation,
+    load_encoding,
+    render_prompt,
+    tool_names_for,
+)
+from proxy.core.errors import (
+    EngineLoading,
+    ModelNotFound,
+    ProxyError,
+    ServerDraining,
+    TooManyRequests,
+)
+from proxy.core.output_rules import output_rules
+from proxy.core.request import GenerationRequest
+from proxy.core.run import CompletionPlan, CompletionRun
+from proxy.core.sampling import sampling_config
+from proxy.core.tools import validate_schemas
+
+if TYPE_CHECKING:
+    from proxy.server.lifecycle import Lifecycle
+    from proxy.server.metrics import ProxyMetrics
+    from proxy.server.request_log import RequestRecord
+
+T = TypeVar("T")
+
+logger = logging.getLogger("proxy")
+
+# Rendering costs about 75 us plus 30 us per 1,000 characters (measured, tiktoken included),
+# while a hop to a worker thread and back costs more than a short render (the GIL handoff and
+# the executor's queue: py-spy put concurrent.futures at 19% of the instant-backend server's
+# samples with 30-token answers). Up to this size a request without tools or an answer schema
+# is planned on the event loop (at most about half a millisecond for the other streams);
+# anything else in the plan executor: a new tool set's schema check and grammar compile can
+# take hundreds of milliseconds, whatever the number of tools.
+INLINE_RENDER_CHARS = 16_000
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """What the service decides by (built from the server's settings)."""
+
+    # Model ids accepted; empty: whatever the backend serves.
+    served_model_names: tuple[str, ...] = ()
+    system: SystemDefaults = field(default_factory=SystemDefaults)
+    limits: gate.Limits = field(default_factory=gate.Limits)
+    enforce_auto_tool_calls: bool = True
+    default_max_tokens: int | None = None
+    max_concurrent_requests: int | None = None
+    max_queued_requests: int = 0
+    queue_timeout_seconds: float = 30.0
+    # Threads planning requests at once (render, schema checks, grammar compiles).
+    plan_workers: int = 2
+    request_log: bool = True
+
+
+class ClientGone(Exception):
+    """The client disconnected before its response was ready."""
+
+
+class Abandoned(Exception):
+    """Raised inside a plan whose client went away: the thread stops at its next step."""
+
+
+class PlanExecutor:
+    """A bounded thread pool for planning, apart from asyncio's default executor."""
+
+    def __init__(self, workers: int) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, workers), thread_name_prefix="plan"
+        )
+
+    def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        return asyncio.get_running_loop().run_in_executor(self._pool, fn)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class GenerationService:
+    """Admission, planning, the engine run and outcome records, shared by every surface."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        backend: EngineBackend,
+        metrics: ProxyMetrics,
+        lifecycle: Lifecycle,
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.metrics = metrics
+        self.lifecycle = lifecycle
+        self.admission = Admission(
+            settings.max_concurrent_requests,
+            settings.max_queued_requests,
+            settings.queue_timeout_seconds,
+        )
+        self.executor = PlanExecutor(settings.plan_workers)
+        self.encoding_loaded = False
+        self.startup_done = False
+        self.startup_error: str | None = None
+
+    def unavailable_reason(self) -> str:
+        """Why requests are refused with 503: still loading, failed to load, or gone."""
+        if self.startup_error:
+            return f"The engine failed to start: {self.startup_error}"
+        if self.startup_done:
+            return "The engine is not available (it stopped or died); retry later."
+        return "The engine is still loading; retry shortly."
+
+    def model_names(self) -> list[str]:
+        return list(self.settings.served_model_names) or [self.backend.model_name]
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        record: RequestRecord,
+        disconnected: Callable[[], Awaitable[object]],
+    ) -> Generation:
+        """One request's generation; use it as `async with`. `disconnected()` returns when the
+        client has gone away."""
+        return Generation(self, request, record, disconnected)
+
+    def plan(self, request: GenerationRequest, abandoned: threading.Event) -> CompletionPlan:
+        """Everything decided before generation: validated schemas, the prompt, the grammar,
+        the sampling budget. Runs on the loop for small requests, else in the plan executor."""
+        backend = self.backend
+        settings = self.settings
+        encoding = load_encoding()
+        gate.check_context(request, encoding, backend.max_model_len)
+        if request.tools:
+            request = dataclasses.replace(request, tools=validate_schemas(request.tools))
+        names = tool_names_for(request)
+        if abandoned.is_set():
+            raise Abandoned()
+        prompt = render_prompt(build_conversation(request, settings.system, names))
+        if abandoned.is_set():
+            raise Abandoned()
+        # A backend that cannot compile grammars (remote replicas without a tokenizer) still
+        # serves "auto": calls are then checked after generation instead.
+        enforce = settings.enforce_auto_tool_calls and backend.supports_grammar
+        rules = output_rules(request, names, enforce_auto=enforce)
+        sampling = sampling_config(
+            request,
+            prompt_tokens=len(prompt),
+            max_model_len=backend.max_model_len,
+            rules=rules,
+            default_max_tokens=settings.default_max_tokens,
+        )
+        return CompletionPlan(
+            completion_id=request.completion_id,
+            # Unique in the engine even if a client reuses its X-Request-Id concurrently.
+            engine_request_id=f"{request.completion_id}-{secrets.token_hex(4)}",
+            model=request.model,
+            prompt_token_ids=prompt,
+            sampling=sampling,
+            rules=rules,
+            names=names,
+            stop_strings=tuple(s for s in request.stop if s),
+            include_reasoning=request.include_reasoning,
+        )
+
+
+def plans_quickly(request: GenerationRequest) -> bool:
+    """Is this request small enough to plan on the event loop?"""
+    if request.tools or request.final_schema is not None:
+        return False
+    size = 0
+    for text in request.texts():
+        size += len(text)
+        if size > INLINE_RENDER_CHARS:
+            return False
+    return True
+
+
+class Generation:
+    """One request: `open()` it inside `async with`; the exit closes and records it once.
+
+    A streamed response takes the generation over with `streamed()`: the `async with` then
+    leaves it open, and the response awaits the returned `close(completed)` when its stream
+    ends, however it ends (including a client gone before the first event).
+    """
+
+    def __init__(
+        self,
+        service: GenerationService,
+        request: GenerationRequest,
+        record: RequestRecord,
+        disconnected: Callable[[], Awaitable[object]],
+    ) -> None:
+        self.service = service
+        self.request = request
+        self.record = record
+        self.run: CompletionRun | None = None
+        self._disconnected = disconnected
+        self._holds_slot = False
+        self._slot_deferred = False  # an abandoned plan thread gives the slot back
+        self._closed = False
+        self._streamed = False
+        # An outcome the surface decided itself (a refusal it answered as a 200 stream).
+        self._settled: tuple[int, str | None, str | None] | None = None
+
+    async def __aenter__(self) -> Generation:
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if exc is None and self._streamed:
+            return  # the streamed response closes it
+        await asyncio.shield(self._close(completed=exc is None, error=exc))
+
+    # -- opening ----------------------------------------------------------------------------
+    async def open(self) -> CompletionRun:
+        """Gate, admission, plan and the engine's first output; raises the refusal if any."""
+        service = self.service
+        request = self.request
+        gate.check_request(request, service.settings.limits)
+        if request.model not in service.model_names():
+            raise ModelNotFound(request.model)
+        service.lifecycle.refuse_if_draining()
+        if not (service.encoding_loaded and service.backend.ready):
+            raise EngineLoading(service.unavailable_reason())
+        self.run = await self.watch(self._admit_and_start(), service.lifecycle)
+        return self.run
+
+    async def _admit_and_start(self) -> CompletionRun:
+        service = self.service
+        metrics = service.metrics
+        metrics.queued.inc()
+        try:
+            await service.admission.acquire()
+        finally:
+            metrics.queued.dec()
+        self._holds_slot = True
+        service.lifecycle.opened()
+        metrics.in_flight.inc()
+        abandoned = threading.Event()
+        if plans_quickly(self.request):
+            plan = service.plan(self.request, abandoned)
+        else:
+            work = service.executor.submit(lambda: service.plan(self.request, abandoned))
+            try:
+                plan = await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # The client left (or the drain expired) while the thread plans: it stops at
+                # its next step, and the slot stays taken until it has.
+                abandoned.set()
+                self._slot_deferred = True
+                work.add_done_callback(self._give_back_slot)
+                raise
+        lifecycle = service.lifecycle
+        run = CompletionRun(
+            plan,
+            service.backend,
+            load_encoding(),
+            metrics,
+            stop=lifecycle.expired,
+            stop_error=lifecycle.interrupt_error,
+        )
+        self.run = run
+        await run.start()
+        return run
+
+    async def watch(self, work: Awaitable[T], lifecycle: Lifecycle | None = None) -> T:
+        """Await `work`, cancelling it if the client disconnects first (uvicorn won't tell us),
+        or when the drain's grace period ends (then the request gets a 503)."""
+        task = asyncio.ensure_future(work)
+        watchers = {asyncio.ensure_future(self._disconnected())}
+        if lifecycle is not None:
+            watchers.add(asyncio.ensure_future(lifecycle.expired.wait()))
+        try:
+            await asyncio.wait({task, *watchers}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        try:
+            await task
+        except (asyncio.CancelledError, Exception):
+            pass
+        if lifecycle is not None and lifecycle.expired.is_set():
+            raise lifecycle.interrupt_error()
+        raise ClientGone()
+
+    # -- handing over and closing -------------------------------------------------------------
+    def streamed(self) -> Callable[[bool], Awaitable[None]]:
+        """Hand the open generation to a streamed response; it awaits the returned
+        `close(completed)` once, when the stream has ended."""
+        self._streamed = True
+        return self._close_stream
+
+    def settle(self, status: int, *, finish: str | None = None, error: str | None = None) -> None:
+        """Record this outcome instead of the one the exit would infer (a refusal the surface
+        answered itself, e.g. as a failed stream)."""
+        self._settled = (status, finish, error)
+
+    async def _close_stream(self, completed: bool) -> None:
+        if not completed:
+            self.service.metrics.client_disconnects.inc()
+        await self._close(completed=completed, error=None)
+
+    async def _close(self, *, completed: bool, error: BaseException | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.run is not None:
+                await self.run.close()
+        finally:
+            if not self._slot_deferred:
+                self._release()
+            self._record(completed, error)
+
+    def _give_back_slot(self, work: asyncio.Future[object]) -> None:
+        """The abandoned plan's thread has finished: its slot is free now."""
+        if not work.cancelled():
+            work.exception()  # (nobody reads its outcome; read it so asyncio does not log it)
+        self._release()
+
+    def _release(self) -> None:
+        """Give back the admission slot and the in-flight count, once."""
+        if not self._holds_slot:
+            return
+        self._holds_slot = False
+        service = self.service
+        service.admission.release()
+        service.metrics.in_flight.dec()
+        service.lifecycle.closed()
+
+    def _record(self, completed: bool, error: BaseException | None) -> None:
+        metrics = self.service.metrics
+        run = self.run
+        if self._settled is not None:
+            status, finish, code = self._settled
+            metrics.requests.labels(str(status), finish or "").inc()
+            self._log(status, finish=None, error=code)
+        elif isinstance(error, ProxyError):
+            metrics.requests.labels(str(error.status_code), "").inc()
+            if isinstance(error, TooManyRequests | ServerDraining):
+                reason = "rate_limit" if isinstance(error, TooManyRequests) else "draining"
+                metrics.rejected.labels(reason).inc()
+            self._log(error.status_code, error=error.code or error.error_type)
+        elif isinstance(error, ClientGone) or (error is None and not completed):
+            if isinstance(error, ClientGone):
+                metrics.client_disconnects.inc()
+            metrics.requests.labels("499", "client_disconnect").inc()
+            self._log(499, finish="client_disconnect")
+        elif error is not None:
+            self._log(500, error="internal_error")  # counted by the 500 handler
+        else:
+            first = run.finish_reasons[0] if run is not None else None
+            reason = "error" if run is not None and run.error is not None else (first or "")
+            metrics.requests.labels("200", reason).inc()
+            self._log(200, finish=first)
+
+    def _log(self, status: int, *, finish: str | None = None, error: str | None = None) -> None:
+        if not self.service.settings.request_log:
+            return
+        record = self.record
+        record.status = status
+        record.error = error
+        record.finish_reason = finish
+        run = self.run
+        if run is not None:
+            usage = run.usage
+            if usage is not None:
+                record.prompt_tokens = usage.prompt_tokens
+                record.completion_tokens = usage.completion_tokens
+                record.reasoning_tokens = usage.reasoning_tokens
+            else:
+                record.prompt_tokens = len(run.plan.prompt_token_ids)
+            if run.ttft is not None:
+                record.ttft_ms = round(run.ttft * 1000, 1)
+            if run.error is not None and error is None:
+                record.error = run.error.code or run.error.error_type
+        record.emit()

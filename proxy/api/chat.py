@@ -33,16 +33,14 @@ class ChatCompletions:
     async def __call__(self, body: ChatCompletionRequest, request: Request) -> Response:
         request_id = getattr(request.state, "request_id", None) or secrets.token_hex(12)
         record = RequestRecord(id=request_id, model=body.model, stream=body.stream)
-        check_unicode(
-            await request.body(), lambda: body.model_dump(by_alias=True, exclude_none=True)
-        )
-        wanted = generation_request(body, f"chatcmpl-{request_id}")
         mirror = self.config.mirror_reasoning_content
         try:
             async with self.service.generate(
-                wanted, record, lambda: wait_for_disconnect(request)
+                record, lambda: wait_for_disconnect(request)
             ) as generation:
-                run = await generation.open()
+                raw = await request.body()
+                check_unicode(raw, lambda: body.model_dump(by_alias=True, exclude_none=True))
+                run = await generation.open(generation_request(body, f"chatcmpl-{request_id}"))
                 if body.stream:
                     include_usage = bool(body.stream_options and body.stream_options.include_usage)
                     chunks = ChatChunks(

@@ -11,6 +11,7 @@ parameters it refuses through `ParamNames` and each part's `source` (`messages[2
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from proxy.api.chat_schema import (
     AssistantMessage,
@@ -28,6 +29,7 @@ from proxy.core.conversation import (
     tool_names_for,
 )
 from proxy.core.errors import InvalidRequest
+from proxy.core.gate import Limits, count_limit
 from proxy.core.request import (
     AssistantTurn,
     DeveloperText,
@@ -281,3 +283,21 @@ def chat_prompt(body: ChatCompletionRequest, system: SystemDefaults) -> tuple[li
     wanted = dataclasses.replace(wanted, tools=validate_schemas(wanted.tools))
     names = tool_names_for(wanted)
     return render_prompt(build_conversation(wanted, system, names)), names
+
+
+def precheck_body(data: Any, limits: Limits) -> None:
+    """The counts of the raw body, before a model is built for each message and call."""
+    if not isinstance(data, dict):
+        return
+    messages = data.get("messages")
+    if isinstance(messages, list):
+        count_limit(len(messages), limits.max_messages, "messages", "messages")
+        calls = sum(
+            len(message["tool_calls"])
+            for message in messages
+            if isinstance(message, dict) and isinstance(message.get("tool_calls"), list)
+        )
+        count_limit(calls, limits.max_past_tool_calls, "past tool calls", "messages")
+    tools = data.get("tools")
+    if isinstance(tools, list):
+        count_limit(len(tools), limits.max_tools, "tools", "tools")

@@ -68,6 +68,17 @@ def _refuse(message: str, param: str, code: str = "limit_exceeded") -> InvalidRe
     return InvalidRequest(message, param=param, code=code)
 
 
+def count_limit(count: int, limit: int | None, what: str, param: str) -> None:
+    """400 when a raw body holds more `what` than `limit` (the surfaces count before they
+    build models; proxy/server/json_body.py)."""
+    if limit is not None and count > limit:
+        raise _refuse(
+            f"`{param}` holds {count} {what}; this server accepts at most {limit}.",
+            param,
+            code="too_many_messages" if what == "messages" else "limit_exceeded",
+        )
+
+
 def check_request(request: GenerationRequest, limits: Limits) -> None:
     """400 for the first limit `request` exceeds; nothing else is done to it here."""
     names = request.names

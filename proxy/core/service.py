@@ -2,8 +2,9 @@
 
 Every surface (chat, Responses) builds a `GenerationRequest` and writes:
 
-    async with service.generate(request, record, disconnected) as generation:
-        run = await generation.open()        # gate, admission, plan, first token
+    async with service.generate(record, disconnected) as generation:
+        request = ...                        # the wire request read into the neutral one
+        run = await generation.open(request) # gate, admission, plan, first token
         ...                                  # stream (generation.streamed()) or fold
 
 and the `async with` owns everything that used to be done by hand in each surface: the cost
@@ -73,6 +74,7 @@ logger = logging.getLogger("proxy")
 # anything else in the plan executor: a new tool set's schema check and grammar compile can
 # take hundreds of milliseconds, whatever the number of tools.
 INLINE_RENDER_CHARS = 16_000
+INLINE_PAST_CALLS = 64
 
 
 @dataclass(frozen=True)
@@ -152,14 +154,12 @@ class GenerationService:
         return list(self.settings.served_model_names) or [self.backend.model_name]
 
     def generate(
-        self,
-        request: GenerationRequest,
-        record: RequestRecord,
-        disconnected: Callable[[], Awaitable[object]],
+        self, record: RequestRecord, disconnected: Callable[[], Awaitable[object]]
     ) -> Generation:
-        """One request's generation; use it as `async with`. `disconnected()` returns when the
-        client has gone away."""
-        return Generation(self, request, record, disconnected)
+        """One request's generation; use it as `async with`, reading the wire request into a
+        `GenerationRequest` inside it (so its refusals are recorded too), then `open()` it.
+        `disconnected()` returns when the client has gone away."""
+        return Generation(self, record, disconnected)
 
     def plan(self, request: GenerationRequest, abandoned: threading.Event) -> CompletionPlan:
         """Everything decided before generation: validated schemas, the prompt, the grammar,
@@ -205,6 +205,8 @@ def plans_quickly(request: GenerationRequest) -> bool:
     """Is this request small enough to plan on the event loop?"""
     if request.tools or request.final_schema is not None:
         return False
+    if request.past_calls() > INLINE_PAST_CALLS:
+        return False  # each renders a header and registers a name: small texts, long prompt
     size = 0
     for text in request.texts():
         size += len(text)
@@ -224,12 +226,11 @@ class Generation:
     def __init__(
         self,
         service: GenerationService,
-        request: GenerationRequest,
         record: RequestRecord,
         disconnected: Callable[[], Awaitable[object]],
     ) -> None:
         self.service = service
-        self.request = request
+        self.request: GenerationRequest | None = None
         self.record = record
         self.run: CompletionRun | None = None
         self._disconnected = disconnected
@@ -249,20 +250,20 @@ class Generation:
         await asyncio.shield(self._close(completed=exc is None, error=exc))
 
     # -- opening ----------------------------------------------------------------------------
-    async def open(self) -> CompletionRun:
+    async def open(self, request: GenerationRequest) -> CompletionRun:
         """Gate, admission, plan and the engine's first output; raises the refusal if any."""
         service = self.service
-        request = self.request
+        self.request = request
         gate.check_request(request, service.settings.limits)
         if request.model not in service.model_names():
             raise ModelNotFound(request.model)
         service.lifecycle.refuse_if_draining()
         if not (service.encoding_loaded and service.backend.ready):
             raise EngineLoading(service.unavailable_reason())
-        self.run = await self.watch(self._admit_and_start(), service.lifecycle)
+        self.run = await self.watch(self._admit_and_start(request), service.lifecycle)
         return self.run
 
-    async def _admit_and_start(self) -> CompletionRun:
+    async def _admit_and_start(self, request: GenerationRequest) -> CompletionRun:
         service = self.service
         metrics = service.metrics
         metrics.queued.inc()
@@ -274,10 +275,10 @@ class Generation:
         service.lifecycle.opened()
         metrics.in_flight.inc()
         abandoned = threading.Event()
-        if plans_quickly(self.request):
-            plan = service.plan(self.request, abandoned)
+        if plans_quickly(request):
+            plan = service.plan(request, abandoned)
         else:
-            work = service.executor.submit(lambda: service.plan(self.request, abandoned))
+            work = service.executor.submit(lambda: service.plan(request, abandoned))
             try:
                 plan = await asyncio.shield(work)
             except asyncio.CancelledError:

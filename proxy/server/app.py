@@ -26,8 +26,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 
 from proxy.api.chat import ChatCompletions
+from proxy.api.chat_request import precheck_body as chat_precheck
 from proxy.api.chat_schema import ModelCard, ModelList
 from proxy.api.responses.endpoint import ResponsesEndpoint
+from proxy.api.responses.request import precheck_body as responses_precheck
 from proxy.api.responses.store import ResponseStore, open_store
 from proxy.backends.base import EngineBackend
 from proxy.core.conversation import load_encoding
@@ -37,7 +39,9 @@ from proxy.core.sealing import ReasoningSealer
 from proxy.core.service import GenerationService
 from proxy.server.edge import REQUEST_ID_HEADER, ApiKeyCheck, BodyGate, HarmonyProxyApp
 from proxy.server.error_handlers import install_error_handlers
+from proxy.server.json_body import checked_route_class
 from proxy.server.lifecycle import EXIT_ENGINE_DEAD, Lifecycle
+from proxy.server.loop_lag import LoopLagMonitor
 from proxy.server.metrics import ProxyMetrics
 from proxy.server.request_log import RequestRecord
 from proxy.server.settings import ProxyConfig, data_dir
@@ -127,11 +131,12 @@ def create_app(
         startup.task = asyncio.create_task(startup.run())
         watchdog = asyncio.create_task(watch_engine()) if exit_on_engine_failure else None
         mirror = asyncio.create_task(mirror_replica_metrics()) if metrics.mirror else None
+        lag = asyncio.create_task(LoopLagMonitor(metrics.loop_lag).run())
         lifecycle.on_drain = lambda: service.admission.reject_waiting(lifecycle.interrupt_error())
         try:
             yield
         finally:
-            for task in (startup.task, watchdog, mirror):
+            for task in (startup.task, watchdog, mirror, lag):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -144,6 +149,13 @@ def create_app(
                 await backend.shutdown()
 
     app = HarmonyProxyApp(title="harmony-proxy", lifespan=lifespan, docs_url=None, redoc_url=None)
+    limits = config.limits
+    app.router.route_class = checked_route_class(
+        {
+            "/v1/chat/completions": lambda data: chat_precheck(data, limits),
+            "/v1/responses": lambda data: responses_precheck(data, limits),
+        }
+    )
     app.state.service = service
     app.state.chat = chat
     app.state.responses = responses

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from proxy.core.errors import InvalidRequest, ProxyError, error_body
+from proxy.server.json_body import BodyRefused
 
 logger = logging.getLogger("proxy")
 
@@ -84,6 +85,12 @@ def install_error_handlers(
         elif param:
             message = f"Invalid value for `{param}`: {message}"
         return error_response(InvalidRequest(message, param=param))
+
+    @app.exception_handler(BodyRefused)
+    async def _body_refused(request: Request, exc: BodyRefused) -> JSONResponse:
+        if on_error is not None:
+            on_error(request, exc.error.status_code)
+        return error_response(exc.error)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -108,6 +108,13 @@ class ProxyMetrics:
             ["reason"],
             registry=r,
         )
+        self.loop_lag = Gauge(
+            "harmony_proxy_event_loop_lag_seconds",
+            "The event loop's largest lateness over the last 15 s: how long some work held it "
+            "while other requests waited (proxy/server/loop_lag.py).",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.queued = Gauge(
             "harmony_proxy_requests_queued",
             "Requests waiting for an admission slot.",

@@ -34,7 +34,7 @@ from proxy.core.errors import InvalidRequest, ProxyError, ResponseNotFound
 from proxy.core.gate import check_unicode
 from proxy.core.run import CompletionRun, StreamError
 from proxy.core.sealing import ReasoningSealer
-from proxy.core.service import ClientGone, GenerationService
+from proxy.core.service import ClientGone, Generation, GenerationService
 from proxy.server.request_log import RequestRecord
 from proxy.server.settings import ProxyConfig
 from proxy.server.sse import SseResponse, SseStream, wait_for_disconnect
@@ -78,6 +78,17 @@ class ResponsesEndpoint:
     async def create(self, body: ResponsesRequest, request: Request) -> Response:
         request_id = getattr(request.state, "request_id", None) or secrets.token_hex(12)
         record = RequestRecord(id=request_id, model=body.model, stream=body.stream)
+        try:
+            async with self.service.generate(
+                record, lambda: wait_for_disconnect(request)
+            ) as generation:
+                return await self._generate(body, request, generation)
+        except ClientGone:
+            return Response(status_code=499)  # (nobody reads it: counted and logged as such)
+
+    async def _generate(
+        self, body: ResponsesRequest, request: Request, generation: Generation
+    ) -> Response:
         # Before anything is echoed back or stored.
         check_unicode(await request.body(), lambda: body.model_dump(exclude_none=True))
         include = set(body.include or [])
@@ -112,36 +123,30 @@ class ResponsesEndpoint:
             stream=body.stream,
         )
         try:
-            async with self.service.generate(
-                wanted, record, lambda: wait_for_disconnect(request)
-            ) as generation:
-                try:
-                    run = await generation.open()
-                except InvalidRequest as exc:
-                    if not (body.stream and exc.code == "context_length_exceeded"):
-                        raise
-                    # Streaming clients learn this from the stream (Codex compacts its history
-                    # on it).
-                    generation.settle(200, finish="error", error=exc.code)
-                    return Response(
-                        b"".join([*builder.begin(), *builder.finish(None, None, exc)]),
-                        media_type="text/event-stream",
-                        headers={"Cache-Control": "no-cache"},
-                    )
-                turn = _Turn(self, body, run, builder, history, items)
-                if body.stream:
-                    config = self.config
-                    return SseResponse(
-                        SseStream(turn.events(), close=generation.streamed()),
-                        ping=config.sse_ping_seconds or 0,
-                        send_timeout=config.send_timeout_seconds,
-                    )
-                await generation.watch(turn.drain())
-                if turn.error is not None:
-                    raise turn.error
-                return JSONResponse(builder.response)
-        except ClientGone:
-            return Response(status_code=499)  # (nobody reads it: counted and logged as such)
+            run = await generation.open(wanted)
+        except InvalidRequest as exc:
+            if not (body.stream and exc.code == "context_length_exceeded"):
+                raise
+            # Streaming clients learn this from the stream (Codex compacts its history
+            # on it).
+            generation.settle(200, finish="error", error=exc.code)
+            return Response(
+                b"".join([*builder.begin(), *builder.finish(None, None, exc)]),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
+        turn = _Turn(self, body, run, builder, history, items)
+        if body.stream:
+            config = self.config
+            return SseResponse(
+                SseStream(turn.events(), close=generation.streamed()),
+                ping=config.sse_ping_seconds or 0,
+                send_timeout=config.send_timeout_seconds,
+            )
+        await generation.watch(turn.drain())
+        if turn.error is not None:
+            raise turn.error
+        return JSONResponse(builder.response)
 
     # ------------------------------------------------------------------ GET / DELETE
 

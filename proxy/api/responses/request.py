@@ -14,6 +14,7 @@ from typing import Any
 from proxy.api.responses.inputs import Item, to_parts
 from proxy.api.responses.schema import ResponsesRequest
 from proxy.core.errors import InvalidRequest
+from proxy.core.gate import Limits, count_limit
 from proxy.core.request import GenerationRequest, ParamNames, Sampling
 from proxy.core.tools import FunctionTool
 
@@ -113,3 +114,25 @@ def _final_schema(body: ResponsesRequest) -> dict[str, Any] | None:
         f"Unsupported text.format type {kind!r}: use text, json_object or json_schema.",
         param="text.format.type",
     )
+
+
+def precheck_body(data: Any, limits: Limits) -> None:
+    """The counts of the raw body, before the request model is built: input items (each a
+    message, a call or a call's output) and tools (a namespace's members included)."""
+    if not isinstance(data, dict):
+        return
+    items = data.get("input")
+    if isinstance(items, list):
+        most = None
+        if limits.max_messages is not None and limits.max_past_tool_calls is not None:
+            most = limits.max_messages + 2 * limits.max_past_tool_calls
+        count_limit(len(items), most, "items", "input")
+    tools = data.get("tools")
+    if isinstance(tools, list):
+        members = sum(
+            len(tool["tools"])
+            if isinstance(tool, dict) and isinstance(tool.get("tools"), list)
+            else 1
+            for tool in tools
+        )
+        count_limit(members, limits.max_tools, "tools", "tools")

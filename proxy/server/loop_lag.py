@@ -1,0 +1,47 @@
+"""How late the event loop runs: the gauge that shows whether any request stalls the others.
+
+A task asks to wake every `interval` seconds and measures how late it actually woke; the
+lateness is work that held the loop meanwhile (a long render, a JSON Schema check, a regex on
+a large text). /metrics shows the largest lateness over the last `window` seconds
+(`harmony_proxy_event_loop_lag_seconds`), so a scrape every 15 s sees any stall since the one
+before, and the hostile-input tests assert on it. Costs one timer wake-up per interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+
+from prometheus_client import Gauge
+
+
+class LoopLagMonitor:
+    """Measures the loop's lateness and publishes the recent maximum on `gauge`."""
+
+    def __init__(self, gauge: Gauge, *, interval: float = 0.02, window: float = 15.0) -> None:
+        self.gauge = gauge
+        self.interval = interval
+        self.window = window
+        # (time, lag) of recent wake-ups that were late, oldest first.
+        self._late: collections.deque[tuple[float, float]] = collections.deque()
+
+    def recent_max(self) -> float:
+        """The largest lateness in the last `window` seconds."""
+        cutoff = time.monotonic() - self.window
+        while self._late and self._late[0][0] < cutoff:
+            self._late.popleft()
+        return max((lag for _, lag in self._late), default=0.0)
+
+    async def run(self) -> None:
+        while True:
+            asked = time.monotonic()
+            await asyncio.sleep(self.interval)
+            now = time.monotonic()
+            lag = max(0.0, now - asked - self.interval)
+            # Only lateness above a millisecond is kept: the deque stays tiny on an idle loop.
+            if lag > 0.001:
+                while self._late and self._late[-1][1] <= lag:
+                    self._late.pop()  # a smaller, older lag can never be the maximum again
+                self._late.append((now, lag))
+            self.gauge.set(self.recent_max())

@@ -5,12 +5,21 @@ input (measured by counted steps where possible, CPU time with generous bounds o
 
 from __future__ import annotations
 
+import dataclasses
+import random
+import string
 import time
+from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.core.assembler import DeltaAssembler, _FinalText, _StopMatcher
+from proxy.core.conversation import load_encoding
+from proxy.core.events import CallStart, Event, Text
 from proxy.core.tool_names import ToolNames, _identifier
+from tests.proxy.helpers import toks
 
 STOP_TOKENS = (200002, 200012, 199999)
 
@@ -107,3 +116,252 @@ def test_twenty_thousand_colliding_names_take_well_under_a_second() -> None:
         names.to_model(name)
     assert time.process_time() - start < 2.0  # measured 0.04 s; the old probe: 39 s
     assert names.to_model(_colliding(20_000)[-1]) == "a_b_20000"
+
+
+# ------------------------------------------------------------------ 2. stop strings
+
+
+class OldFinalText:
+    """The assembler's final-text release as it was: the whole text, searched every time."""
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self.stops = stops
+        self.text = ""
+        self.sent = 0
+
+    def add(self, text: str) -> None:
+        self.text += text
+
+    def release(self, hold: bool) -> tuple[str, bool]:
+        text, sent = self.text, self.sent
+        if sent >= len(text):
+            return "", False
+        cut = None
+        for stop in self.stops:
+            at = text.find(stop, max(0, sent - len(stop) + 1))
+            if at != -1 and (cut is None or at < cut):
+                cut = at
+        if cut is not None:
+            self.sent = len(text)
+            return (text[sent:cut] if cut > sent else ""), True
+        end = len(text)
+        if hold and self.stops:
+            end = max(sent, len(text) - _old_longest_partial_stop(text, self.stops))
+        self.sent = end
+        return text[sent:end], False
+
+
+def _old_longest_partial_stop(text: str, stops: tuple[str, ...]) -> int:
+    best = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(text)), best, -1):
+            if text.endswith(stop[:k]):
+                best = k
+                break
+    return best
+
+
+# Small alphabets make overlapping, self-similar stop strings (`aab`, `abab`) and matches common.
+_STOPS = st.lists(st.text(alphabet="ab", min_size=1, max_size=6), min_size=1, max_size=4)
+_OPS = st.lists(
+    st.one_of(st.text(alphabet="abc", max_size=7).map(lambda t: ("add", t)), st.just(("flush",))),
+    max_size=40,
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(stops=_STOPS, ops=_OPS)
+def test_final_text_sends_holds_and_cuts_exactly_as_before(
+    stops: list[str], ops: list[tuple[str, ...]]
+) -> None:
+    """Every release, including after a stop (the text may still grow) and after a flush that
+    sent a stop string's beginning (a match then starts in sent text)."""
+    new, old = _FinalText(tuple(_StopMatcher(s) for s in stops)), OldFinalText(tuple(stops))
+    for op in ops:
+        if op[0] == "add":  # as DeltaAssembler._text: add, then release holding back
+            new.add(op[1])
+            old.add(op[1])
+            assert new.release(hold=True) == old.release(hold=True)
+        else:  # another message or a call starts: everything unsent goes
+            assert new.release(hold=False) == old.release(hold=False)
+
+
+@pytest.mark.parametrize(
+    "stop,text",
+    [
+        ("aab", "aaab"),
+        ("abab", "abaabab"),
+        ("aaaa", "aaaaaaaa"),
+        ("abcabd", "abcabcabd"),
+        ("a" * 50 + "b", "a" * 200 + "b"),
+    ],
+)
+def test_self_similar_stop_strings_cut_where_find_does(stop: str, text: str) -> None:
+    for size in (1, 2, 3, 5):
+        new, old = _FinalText((_StopMatcher(stop),)), OldFinalText((stop,))
+        for i in range(0, len(text), size):
+            new.add(text[i : i + size])
+            old.add(text[i : i + size])
+            assert new.release(hold=True) == old.release(hold=True)
+
+
+class OldDeltaAssembler(DeltaAssembler):
+    """DeltaAssembler with the final-text code it had before (whole text, partial probe)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._final_text = ""
+        self._final_sent = 0
+
+    def _text(self, index: int, kind: str, text: str) -> None:
+        if index != self._final_item:
+            self._release_final(hold=False)
+        if kind != "reasoning" and self._position is not None:
+            if not self.content_positions or self.content_positions[-1] != self._position:
+                self.content_positions.append(self._position)
+        if kind == "reasoning":
+            self._events.append(Text("reasoning", index, text))
+        elif kind == "final":
+            if index != self._final_item:
+                self._final_item, self._final_text, self._final_sent = index, "", 0
+            self._final_text += text
+            self._release_final(hold=True)
+        else:
+            self._events.append(Text("content", index, text, final=False))
+
+    def _release_final(self, hold: bool) -> None:
+        text, sent = self._final_text, self._final_sent
+        if sent >= len(text):
+            return
+        cut = None
+        for stop in self._stop_strings:
+            at = text.find(stop, max(0, sent - len(stop) + 1))
+            if at != -1 and (cut is None or at < cut):
+                cut = at
+        if cut is not None:
+            if cut > sent:
+                self._events.append(Text("content", self._final_item, text[sent:cut]))
+            self._final_sent = len(text)
+            self.stopped_by_string = self.done = True
+            return
+        end = len(text)
+        if hold and self._stop_strings:
+            end = max(sent, len(text) - _old_longest_partial_stop(text, self._stop_strings))
+        if end > sent:
+            self._events.append(Text("content", self._final_item, text[sent:end]))
+        self._final_sent = end
+
+
+def _run(cls: type[DeltaAssembler], tokens: list[int], sizes: list[int], **kw: Any) -> list[Any]:
+    assembler = cls(load_encoding(), ToolNames(["get_weather"]), stop_token_ids=STOP_TOKENS, **kw)
+    steps: list[Any] = []
+    i = 0
+    for size in sizes:
+        if i >= len(tokens):
+            break
+        steps.append(_plain(assembler.feed(tokens[i : i + size])))
+        steps.append(list(assembler.content_positions))
+        i += size
+    if i < len(tokens):
+        steps.append(_plain(assembler.feed(tokens[i:])))
+    steps.append(_plain(assembler.finish()))
+    steps.append((assembler.done, assembler.stopped_by_string, assembler.tool_call_recoveries))
+    return steps
+
+
+def _plain(events: list[Event]) -> list[Any]:
+    """Events comparable across runs (call ids are random)."""
+    plain = [dataclasses.asdict(e) for e in events]
+    for event, fields in zip(events, plain, strict=True):
+        if isinstance(event, CallStart):
+            fields["id"] = ""
+    return plain
+
+
+_WORDS = st.text(alphabet="ab .\n", min_size=1, max_size=30)
+_MESSAGE = st.one_of(
+    _WORDS.map(lambda t: f"<|channel|>final<|message|>{t}<|end|>"),
+    _WORDS.map(lambda t: f"<|channel|>analysis<|message|>{t}<|end|>"),
+    _WORDS.map(lambda t: f"<|channel|>commentary<|message|>{t}<|end|>"),
+    st.just('<|channel|>commentary to=functions.get_weather<|message|>{"city":"a"}<|call|>'),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    messages=st.lists(_MESSAGE, min_size=1, max_size=4),
+    stops=st.lists(st.text(alphabet="ab .", min_size=1, max_size=5), max_size=4),
+    cuts=st.lists(st.tuples(st.integers(0, 200), st.integers(1, 6)), max_size=3),
+    sizes=st.lists(st.integers(1, 4), max_size=40),
+    enforced=st.booleans(),
+    cut_short=st.booleans(),
+)
+def test_the_assembler_sends_the_same_events_as_before(
+    messages: list[str],
+    stops: list[str],
+    cuts: list[tuple[int, int]],
+    sizes: list[int],
+    enforced: bool,
+    cut_short: bool,
+) -> None:
+    script = "<|start|>assistant".join(messages)
+    if cut_short:  # no <|end|>: finish() flushes what was held back
+        script = script.removesuffix("<|end|>")
+    # Stop strings taken from the answers themselves match, often several in one token.
+    answers = "".join(m.split("<|message|>")[1].split("<|")[0] for m in messages)
+    stops += [answers[at % len(answers) :][:size] for at, size in cuts]
+    tokens = toks(script)
+    kw = {"stop_strings": tuple(stops), "calls_enforced": enforced}
+    assert _run(DeltaAssembler, tokens, sizes, **kw) == _run(OldDeltaAssembler, tokens, sizes, **kw)
+
+
+def _answer_tokens(n: int, seed: int = 7) -> list[int]:
+    rng = random.Random(seed)
+    words = " ".join(
+        "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(1, 8)))
+        for _ in range(n)
+    )
+    answer = toks(words)[:n]
+    return toks("<|channel|>final<|message|>") + answer
+
+
+def _quarter_times(cls: type[DeltaAssembler], stops: tuple[str, ...], tokens: list[int]) -> list:
+    """CPU time of each quarter of `tokens`, fed one by one (after a warm-up of the parser)."""
+    warm = cls(load_encoding(), ToolNames(), stop_token_ids=STOP_TOKENS)
+    for token in tokens[:500]:
+        warm.feed([token])
+    assembler = cls(load_encoding(), ToolNames(), stop_token_ids=STOP_TOKENS, stop_strings=stops)
+    quarter = len(tokens) // 4
+    times = []
+    for q in range(4):
+        start = time.process_time()
+        for token in tokens[q * quarter : (q + 1) * quarter]:
+            assembler.feed([token])
+        times.append(time.process_time() - start)
+    assert not assembler.stopped_by_string
+    return times
+
+
+def test_per_token_cost_does_not_grow_with_the_answer_or_the_stop_strings() -> None:
+    """4 stop strings of 64 KiB, 4,000 tokens: the old code probed every prefix length of
+    every stop string per token (measured: 19 s, the last tokens 8x the first); the matchers
+    cost the token's own text (0.03 s)."""
+    rng = random.Random(1)
+    stops = tuple(
+        "".join(rng.choice(string.ascii_lowercase + " ") for _ in range(64 * 1024))
+        for _ in range(4)
+    )
+    times = _quarter_times(DeltaAssembler, stops, _answer_tokens(4_000))
+    assert sum(times) < 2.0
+    assert times[3] < 3 * times[0] + 0.05  # flat: the last tokens cost what the first did
+
+
+def test_a_stop_string_that_keeps_matching_costs_constant_time_per_token() -> None:
+    """Text that is always the beginning of 1 MiB stop strings: held back throughout (40,000
+    characters by the end, kept in pieces, not copied per token), with KMP's longest
+    fallbacks. Still constant work per character."""
+    stop = "ab" * (1 << 19) + "!"
+    tokens = toks("<|channel|>final<|message|>" + "ab" * 20_000)
+    times = _quarter_times(DeltaAssembler, (stop, "b" + stop, "a" * (1 << 20), "b!"), tokens)
+    assert sum(times) < 2.0
+    assert times[3] < 3 * times[0] + 0.05

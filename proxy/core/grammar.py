@@ -25,11 +25,12 @@ arguments cannot contain a literal `<|` (`benchmarks/bench_grammar.py`).
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from proxy.core.bounded_cache import MiB, bounded_cache
 
 # The stop tokens (<|return|>, <|call|>) end a message too; xgrammar refuses stop tokens inside
 # a constrained span, so an optional `<|end|>` lets the grammar finish and the engine's stop ids
@@ -56,6 +57,19 @@ _JSON_EXCLUDES = ["<|"]
 # JSON may be pretty-printed, but a small model can otherwise loop on whitespace forever (the
 # engine's own whitespace switch does not reach structural tags).
 _MAX_JSON_WHITESPACE = 64
+
+# The caches below are keyed by whole tool sets, schemas and grammars, so they are bounded by
+# the bytes of their keys and values (proxy/core/bounded_cache.py): bounded by entry count, a
+# dozen unique large tool sets grew the proxy by 368 MiB. 56 MiB here and 8 MiB in
+# tools._schema_problem, 64 MiB in all, keep hundreds of ordinary tool sets (a few KiB to tens
+# of KiB each) warm. An entry over its limit (a tool set of hundreds of KiB) is rebuilt per
+# request: milliseconds, against the engine's own compile of the tag.
+_TAG_CACHE_BYTES = 32 * MiB
+_TAG_ENTRY_BYTES = 1 * MiB  # the key's schemas, and the tag that holds two copies of each
+_SCHEMA_CACHE_BYTES = 8 * MiB
+_REGEX_CACHE_BYTES = 4 * MiB
+_LARK_CACHE_BYTES = 12 * MiB  # the key and its EBNF translation
+_ENTRY_BYTES = 256 << 10  # schema / regex / grammar text, with its result
 
 
 class GrammarError(ValueError):
@@ -113,7 +127,7 @@ def warm_up() -> None:
     structural_tag((CallSpec("functions.f", '{"type":"object"}'),), FinalSpec(), preamble=True)
 
 
-@functools.lru_cache(maxsize=512)
+@bounded_cache(_TAG_CACHE_BYTES, _TAG_ENTRY_BYTES)
 def _cached_tag(
     calls: tuple[CallSpec, ...], final: FinalSpec | None, preamble: bool
 ) -> tuple[str, str | None]:
@@ -131,7 +145,7 @@ def _cached_tag(
     return tag, _compile_error("structural_tag", tag)
 
 
-@functools.lru_cache(maxsize=1024)
+@bounded_cache(_SCHEMA_CACHE_BYTES, _ENTRY_BYTES)
 def _schema_error(schema_json: str) -> str | None:
     return _compile_error("json_schema", schema_json)
 
@@ -212,7 +226,7 @@ def _freeform(grammar: tuple[str, str] | None) -> dict[str, Any]:
     return _text()
 
 
-@functools.lru_cache(maxsize=256)
+@bounded_cache(_REGEX_CACHE_BYTES, _ENTRY_BYTES)
 def _regex_readable(pattern: str) -> bool:
     try:
         import xgrammar
@@ -225,7 +239,7 @@ def _regex_readable(pattern: str) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=256)
+@bounded_cache(_LARK_CACHE_BYTES, _ENTRY_BYTES)
 def lark_to_ebnf(definition: str) -> str | None:
     """xgrammar's EBNF for a Lark grammar; None when xgrammar is absent or cannot read it."""
     try:

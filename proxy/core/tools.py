@@ -9,7 +9,6 @@ and `parameters` that are not a JSON Schema describing an object.
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +17,15 @@ from jsonschema import SchemaError
 from jsonschema.validators import validator_for
 
 from proxy.api.chat_schema import ChatCompletionRequest
+from proxy.core.bounded_cache import MiB, bounded_cache
 from proxy.core.errors import InvalidRequest
 from proxy.core.grammar import canonical_json
 
 MAX_NAME_LENGTH = 64
+# _schema_problem's cache, in bytes of schema text and answer (grammar.py budgets the rest of
+# the 64 MiB): schemas over _SCHEMA_ENTRY_BYTES are checked on every request, not kept.
+_SCHEMA_CACHE_BYTES = 8 * MiB
+_SCHEMA_ENTRY_BYTES = 256 << 10
 ANY_OBJECT = canonical_json({"type": "object"})
 
 
@@ -154,7 +158,7 @@ def _check_parameters(name: str, schema: Any, param: str) -> str:
     return canonical_json({**schema, "type": "object"})
 
 
-@functools.lru_cache(maxsize=1024)
+@bounded_cache(_SCHEMA_CACHE_BYTES, _SCHEMA_ENTRY_BYTES)
 def _schema_problem(schema_json: str) -> str | None:
     """Why a schema is not valid JSON Schema (None if it is); cached: clients resend tools."""
     schema = json.loads(schema_json)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import string
+import threading
 import time
 from typing import Any
 
@@ -15,10 +16,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from proxy.core import grammar, tools
 from proxy.core.assembler import DeltaAssembler, _FinalText, _StopMatcher
+from proxy.core.bounded_cache import BoundedCache, MiB, weight
 from proxy.core.conversation import load_encoding
 from proxy.core.events import CallStart, Event, Text
 from proxy.core.tool_names import ToolNames, _identifier
+from proxy.core.tools import function_tool
 from tests.proxy.helpers import toks
 
 STOP_TOKENS = (200002, 200012, 199999)
@@ -365,3 +369,105 @@ def test_a_stop_string_that_keeps_matching_costs_constant_time_per_token() -> No
     times = _quarter_times(DeltaAssembler, (stop, "b" + stop, "a" * (1 << 20), "b!"), tokens)
     assert sum(times) < 2.0
     assert times[3] < 3 * times[0] + 0.05
+
+
+# ------------------------------------------------------------------ 3. caches bounded in bytes
+
+
+def test_a_cache_of_large_unique_entries_stays_within_its_byte_budget() -> None:
+    calls: list[str] = []
+
+    def work(key: str) -> str:
+        calls.append(key)
+        return key.upper()
+
+    cache = BoundedCache(work, max_bytes=1 * MiB, max_entry_bytes=256 * 1024)
+    for i in range(200):
+        key = f"{i:04d}" + "x" * 50_000  # ~100 KB per entry with its value
+        assert cache(key) == key.upper()
+        assert cache.nbytes <= cache.max_bytes
+    assert 5 <= len(cache) <= 10
+    assert cache.nbytes == sum(weight((k,)) + weight(v) for k, (v, _) in _entries(cache))
+    calls.clear()
+    cache(f"{199:04d}" + "x" * 50_000)  # the most recent one is still there
+    cache(f"{0:04d}" + "x" * 50_000)  # the oldest was evicted
+    assert [c[:4] for c in calls] == ["0000"]
+
+
+def _entries(cache: BoundedCache) -> list[tuple[str, tuple[Any, int]]]:
+    return [(args[0], entry) for args, entry in cache._entries.items()]
+
+
+def test_an_oversized_entry_is_computed_but_not_cached() -> None:
+    calls = []
+    cache = BoundedCache(lambda s: calls.append(s) or len(s), 1 * MiB, 256 * 1024)
+    big = "y" * (300 * 1024)
+    assert cache(big) == cache(big) == len(big)
+    assert len(calls) == 2 and len(cache) == 0 and cache.nbytes == 0
+    assert cache("small") == 5 and cache("small") == 5 and len(calls) == 3 and len(cache) == 1
+
+
+def test_the_least_recently_used_entry_goes_first() -> None:
+    size = weight(("a" * 1000,)) + weight(None)
+    cache = BoundedCache(lambda s: None, max_bytes=3 * size + 10, max_entry_bytes=MiB)
+    a, b, c, d = ("a" * 1000, "b" * 1000, "c" * 1000, "d" * 1000)
+    for key in (a, b, c, a, d):  # touching `a` makes `b` the oldest
+        cache(key)
+    assert sorted(k[0] for k, _ in _entries(cache)) == ["a", "c", "d"]
+
+
+def test_the_cache_is_consistent_under_threads() -> None:
+    cache = BoundedCache(lambda s: s * 2, max_bytes=64 * 1024, max_entry_bytes=16 * 1024)
+
+    def hammer(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(2_000):
+            key = str(rng.randrange(300)) * rng.randint(1, 500)
+            assert cache(key) == key * 2
+
+    threads = [threading.Thread(target=hammer, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert cache.nbytes == sum(size for _, (_, size) in _entries(cache)) <= cache.max_bytes
+
+
+def test_the_schema_and_grammar_caches_are_byte_bounded_within_64_mib() -> None:
+    caches = [
+        grammar._cached_tag,
+        grammar._schema_error,
+        grammar._regex_readable,
+        grammar.lark_to_ebnf,
+        tools._schema_problem,
+    ]
+    assert all(isinstance(c, BoundedCache) for c in caches)
+    assert sum(c.max_bytes for c in caches) <= 64 * MiB
+    assert all(c.max_entry_bytes <= MiB for c in caches)
+    grammar._cached_tag.cache_clear()  # benchmarks/bench_grammar.py resets it between runs
+
+
+def _tool(name: str, schema: Any) -> tools.FunctionTool:
+    return function_tool(
+        name,
+        "",
+        schema,
+        strict=True,
+        param="tools[0]",
+        name_param="tools[0].function.name",
+        parameters_param="tools[0].function.parameters",
+    )
+
+
+def test_many_unique_large_tool_schemas_keep_the_schema_cache_within_budget() -> None:
+    problem = tools._schema_problem
+    problem.cache_clear()
+    props = {f"p{j}": {"type": "string", "description": "d" * 2_000} for j in range(40)}
+    for i in range(120):  # ~80 KiB of schema each: ~10 MiB of unique schemas, 8 MiB of budget
+        _tool(f"f{i}", {"type": "object", "title": f"t{i}", "properties": props})
+        assert problem.nbytes <= problem.max_bytes
+    assert problem.nbytes > problem.max_bytes // 2
+    before = len(problem)
+    huge = {"type": "object", "properties": props, "description": "h" * 300 * 1024}
+    _tool("huge", huge)  # checked, but over the entry limit: not kept
+    assert len(problem) == before

@@ -58,6 +58,12 @@ _JSON_EXCLUDES = ["<|"]
 # engine's own whitespace switch does not reach structural tags).
 _MAX_JSON_WHITESPACE = 64
 
+# json.dumps/json.loads recurse once per nesting level, and xgrammar's JSON-schema compiler
+# recurses on the C stack: a schema 100 000 levels deep crashed the process (SIGSEGV).
+# canonical_json refuses anything deeper than this before recursing; request schemas are
+# refused far earlier (tools.MAX_SCHEMA_DEPTH).
+MAX_JSON_DEPTH = 512
+
 # The caches below are keyed by whole tool sets, schemas and grammars, so they are bounded by
 # the bytes of their keys and values (proxy/core/bounded_cache.py): bounded by entry count, a
 # dozen unique large tool sets grew the proxy by 368 MiB. 56 MiB here and 8 MiB in
@@ -96,9 +102,36 @@ class FinalSpec:
 
 
 def canonical_json(value: Any) -> str:
-    """A stable text for a schema, used as a cache key (and fed to the grammar engine)."""
+    """A stable text for a schema, used as a cache key (and fed to the grammar engine).
+
+    Raises GrammarError for a value nested deeper than MAX_JSON_DEPTH, without recursing.
+    """
+    if schema_depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise GrammarError(f"the schema is nested more than {MAX_JSON_DEPTH} levels deep")
     # NaN/Infinity stay as written: the grammar engine then rejects the schema (a 400).
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def schema_depth(value: Any, limit: int) -> int:
+    """How deeply `value` nests dicts and lists (a scalar: 0, `{}` or `[1]`: 1, `{"a": {}}`: 2).
+
+    A walk with an explicit stack, never recursion: O(number of containers), and it stops at
+    the first container deeper than `limit`, returning `limit + 1`. Meant for trees parsed from
+    JSON (shared sub-objects are walked once per path).
+    """
+    if not isinstance(value, dict | list):
+        return 0
+    deepest = 0
+    stack: list[tuple[dict[Any, Any] | list[Any], int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return limit + 1
+        deepest = max(deepest, depth)
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return deepest
 
 
 def structural_tag(calls: tuple[CallSpec, ...], final: FinalSpec | None, *, preamble: bool) -> str:

@@ -19,9 +19,14 @@ from jsonschema.validators import validator_for
 from proxy.api.chat_schema import ChatCompletionRequest
 from proxy.core.bounded_cache import MiB, bounded_cache
 from proxy.core.errors import InvalidRequest
-from proxy.core.grammar import canonical_json
+from proxy.core.grammar import canonical_json, schema_depth
 
 MAX_NAME_LENGTH = 64
+# `parameters` nested deeper than this are refused before anything recurses over them:
+# jsonschema's checker takes ~8 Python frames per level (about 120 levels exhaust the default
+# recursion limit) and the grammar engine's compiler recurses on the C stack. Real tool
+# schemas nest a handful of levels. schema_depth (re-exported here) measures it iteratively.
+MAX_SCHEMA_DEPTH = 64
 # _schema_problem's cache, in bytes of schema text and answer (grammar.py budgets the rest of
 # the 64 MiB): schemas over _SCHEMA_ENTRY_BYTES are checked on every request, not kept.
 _SCHEMA_CACHE_BYTES = 8 * MiB
@@ -141,6 +146,12 @@ def _check_parameters(name: str, schema: Any, param: str) -> str:
         raise InvalidRequest(
             f"Invalid schema for function {name!r}: `parameters` must be a JSON Schema object, "
             f"got {type(schema).__name__}.",
+            param=param,
+        )
+    if schema_depth(schema, MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH:
+        raise InvalidRequest(
+            f"Invalid schema for function {name!r}: `parameters` is nested more than "
+            f"{MAX_SCHEMA_DEPTH} levels deep.",
             param=param,
         )
     kind = schema.get("type", "object")

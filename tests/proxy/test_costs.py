@@ -20,9 +20,11 @@ from proxy.core import grammar, tools
 from proxy.core.assembler import DeltaAssembler, _FinalText, _StopMatcher
 from proxy.core.bounded_cache import BoundedCache, MiB, weight
 from proxy.core.conversation import load_encoding
+from proxy.core.errors import InvalidRequest
 from proxy.core.events import CallStart, Event, Text
+from proxy.core.grammar import GrammarError, canonical_json
 from proxy.core.tool_names import ToolNames, _identifier
-from proxy.core.tools import function_tool
+from proxy.core.tools import MAX_SCHEMA_DEPTH, function_tool, schema_depth
 from tests.proxy.helpers import toks
 
 STOP_TOKENS = (200002, 200012, 199999)
@@ -471,3 +473,69 @@ def test_many_unique_large_tool_schemas_keep_the_schema_cache_within_budget() ->
     huge = {"type": "object", "properties": props, "description": "h" * 300 * 1024}
     _tool("huge", huge)  # checked, but over the entry limit: not kept
     assert len(problem) == before
+
+
+# ------------------------------------------------------------------ 4. deep schemas
+
+
+def _deep(n: int, wrap: Any = lambda s: {"type": "object", "properties": {"a": s}}) -> Any:
+    value: Any = {"type": "object"}
+    for _ in range(n):
+        value = wrap(value)
+    return value
+
+
+def test_schema_depth_counts_containers_iteratively() -> None:
+    assert schema_depth(3, 10) == 0
+    assert schema_depth({}, 10) == 1
+    assert schema_depth([[]], 10) == 2
+    assert schema_depth({"a": [{"b": 1}], "c": {}}, 10) == 3
+    assert schema_depth(_deep(5), 100) == 11  # 5 x (schema, properties) + the innermost
+    assert schema_depth(_deep(5), 4) == 5  # past the limit: limit + 1
+
+
+def test_schema_depth_stops_at_the_limit_on_a_very_deep_value() -> None:
+    deep = _deep(100_000)
+    start = time.process_time()
+    assert schema_depth(deep, MAX_SCHEMA_DEPTH) == MAX_SCHEMA_DEPTH + 1
+    assert time.process_time() - start < 0.1
+
+
+def _deep_list(n: int) -> Any:
+    value: Any = []
+    for _ in range(n):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        _deep(100_000),
+        {"type": "object", "properties": {"x": _deep(100_000, lambda s: {"items": s})}},
+        {"type": "object", "enum": _deep_list(100_000)},
+        {"type": _deep_list(100_000)},  # the error message would show it
+    ],
+    ids=["properties", "items", "enum", "type"],
+)
+def test_a_schema_nested_100000_deep_is_a_400_not_a_recursion_error(schema: Any) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        _tool("f", schema)
+    assert caught.value.status_code == 400
+    assert caught.value.param == "tools[0].function.parameters"
+    assert f"more than {MAX_SCHEMA_DEPTH} levels" in caught.value.message
+
+
+def test_a_schema_at_the_depth_limit_is_accepted() -> None:
+    items = _deep(MAX_SCHEMA_DEPTH - 3, lambda s: {"type": "array", "items": s})
+    schema = {"type": "object", "properties": {"a": items}}
+    assert schema_depth(schema, MAX_SCHEMA_DEPTH) == MAX_SCHEMA_DEPTH
+    assert _tool("f", schema).schema_json.startswith("{")
+    with pytest.raises(InvalidRequest):
+        _tool("g", {"type": "object", "properties": {"a": {"items": items}}})
+
+
+def test_canonical_json_refuses_a_very_deep_value_without_recursing() -> None:
+    with pytest.raises(GrammarError, match="nested more than"):
+        canonical_json(_deep(100_000))
+    assert canonical_json({"b": [1], "a": {}}) == '{"a":{},"b":[1]}'

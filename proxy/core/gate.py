@@ -32,6 +32,7 @@ import orjson
 
 from harmony import HarmonyEncoding
 from proxy.core.errors import InvalidRequest
+from proxy.core.grammar import schema_depth
 from proxy.core.request import GenerationRequest
 
 # Texts are tokenized in pieces of this many characters by the context pre-check.
@@ -169,6 +170,8 @@ def _check_tools(request: GenerationRequest, limits: Limits) -> None:
     grammars = 0
     for tool in tools:
         param = tool.parameters_param
+        if tool.parameters is not None:
+            _check_depth(tool.parameters, param, limits.max_schema_depth)
         try:
             # orjson walks in C and refuses nesting past 255 itself.
             schema_bytes = len(orjson.dumps(tool.parameters)) if tool.parameters else 0
@@ -181,8 +184,6 @@ def _check_tools(request: GenerationRequest, limits: Limits) -> None:
                 f"{limits.max_tool_bytes} bytes (names, descriptions and schemas together).",
                 "tools",
             )
-        if tool.parameters is not None:
-            _check_depth(tool.parameters, param, limits.max_schema_depth)
         if tool.grammar is not None:
             grammars += len(tool.grammar[1])
             if limits.max_grammar_bytes is not None and grammars > limits.max_grammar_bytes:
@@ -194,30 +195,8 @@ def _check_tools(request: GenerationRequest, limits: Limits) -> None:
 
 
 def _check_depth(value: Any, param: str, limit: int | None) -> None:
-    if limit is not None and json_depth(value, limit) > limit:
+    if limit is not None and schema_depth(value, limit) > limit:
         raise _refuse(f"The schema is nested more than {limit} levels deep.", param)
-
-
-def json_depth(value: Any, stop_after: int | None = None) -> int:
-    """The nesting depth of a JSON value (a scalar is 0), without recursion; the walk stops
-    as soon as `stop_after` is exceeded."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: Any = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
-        depth += 1
-        if depth > deepest:
-            deepest = depth
-            if stop_after is not None and deepest > stop_after:
-                return deepest
-        stack.extend((child, depth) for child in children if isinstance(child, dict | list))
-    return deepest
 
 
 def check_unicode(raw_body: bytes, parsed: Callable[[], Any]) -> None:

@@ -25,11 +25,12 @@ arguments cannot contain a literal `<|` (`benchmarks/bench_grammar.py`).
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from proxy.core.bounded_cache import MiB, bounded_cache
 
 # The stop tokens (<|return|>, <|call|>) end a message too; xgrammar refuses stop tokens inside
 # a constrained span, so an optional `<|end|>` lets the grammar finish and the engine's stop ids
@@ -57,6 +58,25 @@ _JSON_EXCLUDES = ["<|"]
 # engine's own whitespace switch does not reach structural tags).
 _MAX_JSON_WHITESPACE = 64
 
+# json.dumps/json.loads recurse once per nesting level, and xgrammar's JSON-schema compiler
+# recurses on the C stack: a schema 100 000 levels deep crashed the process (SIGSEGV).
+# canonical_json refuses anything deeper than this before recursing; request schemas are
+# refused far earlier (tools.MAX_SCHEMA_DEPTH).
+MAX_JSON_DEPTH = 512
+
+# The caches below are keyed by whole tool sets, schemas and grammars, so they are bounded by
+# the bytes of their keys and values (proxy/core/bounded_cache.py): bounded by entry count, a
+# dozen unique large tool sets grew the proxy by 368 MiB. 56 MiB here and 8 MiB in
+# tools._schema_problem, 64 MiB in all, keep hundreds of ordinary tool sets (a few KiB to tens
+# of KiB each) warm. An entry over its limit (a tool set of hundreds of KiB) is rebuilt per
+# request: milliseconds, against the engine's own compile of the tag.
+_TAG_CACHE_BYTES = 32 * MiB
+_TAG_ENTRY_BYTES = 1 * MiB  # the key's schemas, and the tag that holds two copies of each
+_SCHEMA_CACHE_BYTES = 8 * MiB
+_REGEX_CACHE_BYTES = 4 * MiB
+_LARK_CACHE_BYTES = 12 * MiB  # the key and its EBNF translation
+_ENTRY_BYTES = 256 << 10  # schema / regex / grammar text, with its result
+
 
 class GrammarError(ValueError):
     """The grammar engine cannot compile a schema (the reason is in the message)."""
@@ -82,9 +102,36 @@ class FinalSpec:
 
 
 def canonical_json(value: Any) -> str:
-    """A stable text for a schema, used as a cache key (and fed to the grammar engine)."""
+    """A stable text for a schema, used as a cache key (and fed to the grammar engine).
+
+    Raises GrammarError for a value nested deeper than MAX_JSON_DEPTH, without recursing.
+    """
+    if schema_depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise GrammarError(f"the schema is nested more than {MAX_JSON_DEPTH} levels deep")
     # NaN/Infinity stay as written: the grammar engine then rejects the schema (a 400).
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def schema_depth(value: Any, limit: int) -> int:
+    """How deeply `value` nests dicts and lists (a scalar: 0, `{}` or `[1]`: 1, `{"a": {}}`: 2).
+
+    A walk with an explicit stack, never recursion: O(number of containers), and it stops at
+    the first container deeper than `limit`, returning `limit + 1`. Meant for trees parsed from
+    JSON (shared sub-objects are walked once per path).
+    """
+    if not isinstance(value, dict | list):
+        return 0
+    deepest = 0
+    stack: list[tuple[dict[Any, Any] | list[Any], int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return limit + 1
+        deepest = max(deepest, depth)
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return deepest
 
 
 def structural_tag(calls: tuple[CallSpec, ...], final: FinalSpec | None, *, preamble: bool) -> str:
@@ -113,7 +160,7 @@ def warm_up() -> None:
     structural_tag((CallSpec("functions.f", '{"type":"object"}'),), FinalSpec(), preamble=True)
 
 
-@functools.lru_cache(maxsize=512)
+@bounded_cache(_TAG_CACHE_BYTES, _TAG_ENTRY_BYTES)
 def _cached_tag(
     calls: tuple[CallSpec, ...], final: FinalSpec | None, preamble: bool
 ) -> tuple[str, str | None]:
@@ -131,13 +178,21 @@ def _cached_tag(
     return tag, _compile_error("structural_tag", tag)
 
 
-@functools.lru_cache(maxsize=1024)
+@bounded_cache(_SCHEMA_CACHE_BYTES, _ENTRY_BYTES)
 def _schema_error(schema_json: str) -> str | None:
     return _compile_error("json_schema", schema_json)
 
 
 def _compile_error(kind: str, text: str) -> str | None:
-    """Why xgrammar cannot compile `text` (None if it can, or if xgrammar is not installed).
+    """Why xgrammar cannot compile `text` (None if it can, or if xgrammar is not installed);
+    a large grammar is compiled in the isolated worker (proxy/core/isolated.py)."""
+    from proxy.core.isolated import checked
+
+    return checked("compile_error", kind, text)
+
+
+def compile_error(kind: str, text: str) -> str | None:
+    """`_compile_error`'s work, in whichever process runs it.
 
     A proxy in front of remote replicas may run without xgrammar (it comes with vLLM and
     torch); the replica compiles the grammar then, and its 400 reaches the client.
@@ -212,7 +267,7 @@ def _freeform(grammar: tuple[str, str] | None) -> dict[str, Any]:
     return _text()
 
 
-@functools.lru_cache(maxsize=256)
+@bounded_cache(_REGEX_CACHE_BYTES, _ENTRY_BYTES)
 def _regex_readable(pattern: str) -> bool:
     try:
         import xgrammar
@@ -225,7 +280,7 @@ def _regex_readable(pattern: str) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=256)
+@bounded_cache(_LARK_CACHE_BYTES, _ENTRY_BYTES)
 def lark_to_ebnf(definition: str) -> str | None:
     """xgrammar's EBNF for a Lark grammar; None when xgrammar is absent or cannot read it."""
     try:

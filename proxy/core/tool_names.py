@@ -37,6 +37,11 @@ class ToolNames:
     def __init__(self, declared: Iterable[str] = ()) -> None:
         self._to_model: dict[str, str] = {}
         self._to_client: dict[str, str] = {}
+        # base identifier -> the suffix its next collision starts probing from: every
+        # `base_2` .. `base_{n-1}` below it is taken (identifiers are never released), so each
+        # new name costs O(1) amortised instead of a probe from 2 (20,000 colliding history
+        # names took 33 s of CPU).
+        self._next_suffix: dict[str, int] = {}
         self._declared: set[str] = set()
         # key -> "ns.ident" and back, for tools outside `functions`.
         self._namespaced: dict[str, str] = {}
@@ -66,9 +71,15 @@ class ToolNames:
         if client_name in self._to_model:
             return self._to_model[client_name]
         ident = base = _identifier(client_name)
-        suffix = 2
-        while ident in self._to_client:
-            ident, suffix = f"{base}_{suffix}", suffix + 1
+        if ident in self._to_client:
+            # The first free `base_n`, n >= 2, as a probe from 2 would find it; a client name
+            # that is literally `base_3` is skipped like any other taken identifier.
+            suffix = self._next_suffix.get(base, 2)
+            ident = f"{base}_{suffix}"
+            while ident in self._to_client:
+                suffix += 1
+                ident = f"{base}_{suffix}"
+            self._next_suffix[base] = suffix + 1
         self._to_model[client_name] = ident
         self._to_client[ident] = client_name
         return ident

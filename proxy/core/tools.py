@@ -10,7 +10,6 @@ and `parameters` that are not a JSON Schema describing an object.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +17,15 @@ from typing import Any
 from jsonschema import SchemaError
 from jsonschema.validators import validator_for
 
+from proxy.core.bounded_cache import MiB, bounded_cache
 from proxy.core.errors import InvalidRequest
 from proxy.core.grammar import canonical_json
 
 MAX_NAME_LENGTH = 64
+# _schema_problem's cache, in bytes of schema text and answer (grammar.py budgets the rest of
+# the 64 MiB): schemas over _SCHEMA_ENTRY_BYTES are checked on every request, not kept.
+_SCHEMA_CACHE_BYTES = 8 * MiB
+_SCHEMA_ENTRY_BYTES = 256 << 10
 ANY_OBJECT = canonical_json({"type": "object"})
 
 
@@ -114,9 +118,19 @@ def _check_object_schema(name: str, schema: Any, param: str) -> None:
     if kind not in ("object", ["object"]):
         raise InvalidRequest(
             f"Invalid schema for function {name!r}: the arguments are a JSON object, so the "
-            f'schema must have type "object", got {kind!r}.',
+            f'schema must have type "object", got {_shown(kind)}.',
             param=param,
         )
+
+
+def _shown(value: Any) -> str:
+    """A client value for a message: short, and never a repr that recurses through it."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        text = repr(value)
+        return text if len(text) <= 80 else text[:77] + "..."
+    if isinstance(value, list) and all(isinstance(v, str) for v in value[:8]) and len(value) <= 8:
+        return repr(value)
+    return f"a {type(value).__name__}"
 
 
 def validate_schemas(tools: tuple[FunctionTool, ...]) -> tuple[FunctionTool, ...]:
@@ -141,9 +155,17 @@ def _validated(tool: FunctionTool) -> FunctionTool:
     return dataclasses.replace(tool, schema_json=canonical_json({**schema, "type": "object"}))
 
 
-@functools.lru_cache(maxsize=1024)
+@bounded_cache(_SCHEMA_CACHE_BYTES, _SCHEMA_ENTRY_BYTES)
 def _schema_problem(schema_json: str) -> str | None:
-    """Why a schema is not valid JSON Schema (None if it is); cached: clients resend tools."""
+    """Why a schema is not valid JSON Schema (None if it is); cached: clients resend tools.
+    A large schema is checked in the isolated worker (proxy/core/isolated.py)."""
+    from proxy.core.isolated import checked
+
+    return checked("schema_problem", schema_json)
+
+
+def schema_problem(schema_json: str) -> str | None:
+    """`_schema_problem`'s work, in whichever process runs it."""
     schema = json.loads(schema_json)
     try:
         validator_for(schema).check_schema(schema)

@@ -131,7 +131,7 @@ def create_app(
         startup.task = asyncio.create_task(startup.run())
         watchdog = asyncio.create_task(watch_engine()) if exit_on_engine_failure else None
         mirror = asyncio.create_task(mirror_replica_metrics()) if metrics.mirror else None
-        lag = asyncio.create_task(LoopLagMonitor(metrics.loop_lag).run())
+        lag = asyncio.create_task(LoopLagMonitor(metrics.loop_lag).run(after=startup.task))
         lifecycle.on_drain = lambda: service.admission.reject_waiting(lifecycle.interrupt_error())
         try:
             yield

@@ -33,7 +33,11 @@ class LoopLagMonitor:
             self._late.popleft()
         return max((lag for _, lag in self._late), default=0.0)
 
-    async def run(self) -> None:
+    async def run(self, after: asyncio.Future[object] | None = None) -> None:
+        """Measure until cancelled, from when `after` (the engine's start-up) is done: loading
+        holds the loop on purpose (imports), and is not what the gauge is for."""
+        if after is not None:
+            await asyncio.wait([after])
         while True:
             asked = time.monotonic()
             await asyncio.sleep(self.interval)

@@ -12,6 +12,7 @@ from proxy.backends.base import (
     DEFAULT_STOP_TOKEN_IDS,
     EngineBackend,
     EngineNotReady,
+    EngineRefused,
     GenerationChunk,
     SamplingConfig,
 )
@@ -288,7 +289,7 @@ def test_a_prompt_longer_than_the_context_is_rejected_as_a_bad_request(
     background_loop, vllm_backend, prompt
 ):
     too_long = prompt[:-2] * (3000 // len(prompt) + 1) + prompt[-2:]
-    with pytest.raises(ValueError):
+    with pytest.raises(EngineRefused):
         collect(background_loop, vllm_backend, too_long, SamplingConfig(max_tokens=4))
     assert vllm_backend.ready
     assert collect(background_loop, vllm_backend, prompt, SamplingConfig(max_tokens=4))

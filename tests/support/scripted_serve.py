@@ -20,7 +20,7 @@ import sys
 from proxy.backends.scripted import Script, ScriptedBackend
 from proxy.core.conversation import load_encoding
 from proxy.server.app import create_app
-from proxy.server.lifecycle import Lifecycle, run_server
+from proxy.server.lifecycle import Lifecycle, freeze_startup_heap, run_server
 from proxy.server.settings import ProxyConfig
 from tests.support.replay import completion_for
 
@@ -57,7 +57,13 @@ def main() -> int:
         )
     config = ProxyConfig(served_model_names=(backend.model_name,), conversation_date="2026-01-15")
     lifecycle = Lifecycle(grace_seconds=args.grace, farewell_seconds=2.0)
-    app = create_app(config, backend, lifecycle=lifecycle, exit_on_engine_failure=True)
+    app = create_app(
+        config,
+        backend,
+        lifecycle=lifecycle,
+        exit_on_engine_failure=True,
+        on_ready=freeze_startup_heap,  # as the CLI does once the engine is ready
+    )
     signal.signal(signal.SIGUSR1, lambda *_: backend.kill())
     level = "warning" if args.log_level == "info" else args.log_level
     return run_server(

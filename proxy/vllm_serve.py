@@ -10,8 +10,13 @@ benchmarks and containers can start genuine `vllm serve` replicas on CPU hosts. 
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import gc
 import importlib.metadata
 import json
+import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -68,8 +73,33 @@ def replica_args(
     return [*args, *extra]
 
 
+def _vllm_log_level_before_import() -> None:
+    """Give the `vllm` logger the level of VLLM_LOGGING_LEVEL before vLLM is imported.
+
+    vLLM configures its logging only after importing modules that already log (on CPU hosts
+    "Triton is installed, but doesn't include CPU backend"), and Python's last-resort handler
+    prints those whatever VLLM_LOGGING_LEVEL says (`harmony-proxy serve` sets it to ERROR unless
+    debugging). Done in `main` for this process, and on import for the engine-core and worker
+    processes vLLM spawns: a spawned process imports the parent's main module, this one, first.
+    """
+    level = os.environ.get("VLLM_LOGGING_LEVEL")
+    if level:
+        with contextlib.suppress(ValueError):  # vLLM itself reports a bad level
+            logging.getLogger("vllm").setLevel(level.strip().upper())
+
+
+if __name__ == "__mp_main__":
+    _vllm_log_level_before_import()
+
+
 def main() -> None:
+    _vllm_log_level_before_import()
     _patch_vllm_version()
+    # `vllm serve` freezes its start-up heap (gc.freeze) and never unfreezes it: frozen objects
+    # are not collected at interpreter exit, so nanobind extensions (Triton, imported by vLLM)
+    # print a screen of "leaked instances/types/functions" at every stop. atexit handlers run
+    # before the final collection and before nanobind's own check.
+    atexit.register(gc.unfreeze)
     from vllm.entrypoints.cli.main import main as vllm_main
 
     sys.argv[0] = "vllm"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -36,6 +37,12 @@ from proxy.backends.base import (
     GenerationChunk,
     SamplingConfig,
 )
+
+# Seconds vLLM's engine-core process gets to exit after SIGTERM before it is killed. vLLM's own
+# default is 5 s; on a busy host the engine core and its worker need longer, and when killed
+# they leave their shared memory behind: Python's resource tracker then reports "leaked
+# shared_memory objects" at every stop (and the segments stay in /dev/shm until it cleans up).
+ENGINE_SHUTDOWN_SECONDS = 30.0
 
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -151,6 +158,14 @@ class EngineOptions:
         if path.is_dir():
             return not (path / "tokenizer.json").exists()
         return False  # a hub id: its tokenizer comes with it
+
+
+def _shutdown_engine(engine: Any, timeout: float) -> None:
+    """`AsyncLLM.shutdown`, with `timeout` for its engine processes where vLLM takes one."""
+    if "timeout" in inspect.signature(engine.shutdown).parameters:
+        engine.shutdown(timeout=timeout)
+    else:  # older vLLM (the GPU extra allows >= 0.11): its fixed grace
+        engine.shutdown()
 
 
 def cpu_has_bf16() -> bool:
@@ -284,7 +299,7 @@ class VllmBackend:
     async def shutdown(self) -> None:
         engine, self._engine = self._engine, None
         if engine is not None:
-            await asyncio.to_thread(engine.shutdown)
+            await asyncio.to_thread(_shutdown_engine, engine, ENGINE_SHUTDOWN_SECONDS)
 
     async def check_health(self) -> None:
         """Raise EngineNotReady unless the engine is loaded and its process is alive."""

@@ -255,7 +255,14 @@ def run_server(
     uvicorn_options.setdefault("timeout_graceful_shutdown", lifecycle.farewell_seconds)
     config = uvicorn.Config(app, **uvicorn_options)  # type: ignore[arg-type]
     server = DrainingServer(config, lifecycle)
-    server.run(sockets=sockets)
+    try:
+        server.run(sockets=sockets)
+    finally:
+        # Undo `freeze_startup_heap`: frozen objects are never collected, not even by the
+        # interpreter's last collection at exit, so extension objects caught in reference
+        # cycles outlive it. nanobind modules (Triton, which vLLM imports) then print a screen
+        # of "nanobind: leaked N instances/types/functions!" on every stop.
+        gc.unfreeze()
     if lifecycle.exit_code is None:  # uvicorn stopped on its own (e.g. the port was taken)
         return EXIT_ENGINE_DEAD if not server.started else EXIT_OK
     return lifecycle.exit_code

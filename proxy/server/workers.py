@@ -17,7 +17,6 @@ own replica pool) that accept from the shared socket; the kernel spreads connect
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ctypes
 import logging
@@ -33,6 +32,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from proxy.server.metrics import MULTIPROC_ENV
+from proxy.server.settings import Settings
 
 logger = logging.getLogger("proxy")
 
@@ -57,28 +57,29 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _worker_main(args: argparse.Namespace, sock: socket.socket) -> None:
+def _worker_main(settings: Settings, sock: socket.socket) -> None:
+    """A worker: one `serve` on the supervisor's socket, with the supervisor's settings."""
     os.setpgrp()
     _die_with_parent()
     from proxy.server.cli import serve
 
-    args.workers = 1
-    sys.exit(serve(args, sockets=[sock]))
+    sys.exit(serve(settings.replace(workers=1), sockets=[sock]))
 
 
 class Supervisor:
     """Starts, watches, signals and reaps the workers (see the module docstring)."""
 
-    def __init__(self, args: argparse.Namespace, workers: int) -> None:
-        self.args = args
-        self.count = workers
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.count = settings.workers
+        self.metrics_dir: str | None = None
         self.processes: list[BaseProcess] = []
         self.stopping = False
         self.signals = 0
         self.codes: list[int] = []
 
     def _start(self, sock: socket.socket) -> BaseProcess:
-        process = _spawn.Process(target=_worker_main, args=(self.args, sock), daemon=False)
+        process = _spawn.Process(target=_worker_main, args=(self.settings, sock), daemon=False)
         process.start()
         logger.info("worker %s started", process.pid)
         return process
@@ -92,8 +93,10 @@ class Supervisor:
                     os.kill(process.pid, signal.SIGTERM)
 
     def run(self) -> int:
-        sock = bind_socket(self.args.host, self.args.port)
-        metrics_dir = tempfile.mkdtemp(prefix="harmony-proxy-metrics-")
+        sock = bind_socket(self.settings.host, self.settings.port)
+        self.metrics_dir = metrics_dir = tempfile.mkdtemp(prefix="harmony-proxy-metrics-")
+        # prometheus-client reads its directory from the environment when it is imported, so
+        # the workers inherit it (spawned: they import it afresh).
         os.environ[MULTIPROC_ENV] = metrics_dir
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
@@ -134,9 +137,9 @@ class Supervisor:
         from prometheus_client import multiprocess
 
         if process.pid is not None:
-            multiprocess.mark_process_dead(process.pid, os.environ.get(MULTIPROC_ENV))
+            multiprocess.mark_process_dead(process.pid, self.metrics_dir)
 
 
-def serve_workers(args: argparse.Namespace) -> int:
-    """Run `args.workers` proxy processes on `args.host:args.port` until drained."""
-    return Supervisor(args, args.workers).run()
+def serve_workers(settings: Settings) -> int:
+    """Run `settings.workers` proxy processes on `settings.host:settings.port` until drained."""
+    return Supervisor(settings).run()

@@ -7,8 +7,9 @@ import dataclasses
 import pytest
 
 from proxy.backends.vllm_engine import EngineOptions
-from proxy.server.cli import build_parser
+from proxy.server.cli import parse_settings
 from proxy.server.cli_scale import engine_tuning, parse_engine_args
+from proxy.server.settings import SettingsError
 
 FLAGS = [
     "serve",
@@ -32,9 +33,9 @@ FLAGS = [
 ]
 
 
-def options_from(argv: list[str]) -> EngineOptions:
-    args = build_parser().parse_args(argv)
-    return EngineOptions(model="m", max_model_len=4096, **engine_tuning(args))
+def options_from(argv: list[str], environ: dict[str, str] | None = None) -> EngineOptions:
+    settings = parse_settings(argv, environ=environ or {})
+    return EngineOptions(model="m", max_model_len=4096, **engine_tuning(settings))
 
 
 def test_flags_reach_the_engine_arguments():
@@ -63,15 +64,17 @@ def test_batched_tokens_stay_at_least_the_context_without_chunked_prefill():
     assert large.engine_kwargs(on_cpu=True)["max_num_batched_tokens"] == 16384
 
 
-def test_environment_variables_set_the_flags(monkeypatch):
-    monkeypatch.setenv("HARMONY_PROXY_MAX_NUM_SEQS", "12")
-    monkeypatch.setenv("HARMONY_PROXY_ENGINE_ARG", "max_logprobs=5,block_size=32")
-    kwargs = options_from(["serve"]).engine_kwargs(on_cpu=False)
+def test_environment_variables_set_the_flags():
+    environ = {
+        "HARMONY_PROXY_MAX_NUM_SEQS": "12",
+        "HARMONY_PROXY_ENGINE_ARG": "max_logprobs=5,block_size=32",
+    }
+    kwargs = options_from(["serve"], environ).engine_kwargs(on_cpu=False)
     assert (kwargs["max_num_seqs"], kwargs["max_logprobs"], kwargs["block_size"]) == (12, 5, 32)
 
 
 def test_malformed_engine_args_are_refused():
-    with pytest.raises(SystemExit, match="KEY=VALUE"):
+    with pytest.raises(SettingsError, match="KEY=VALUE"):
         parse_engine_args(["no-equals-sign"])
 
 

@@ -15,23 +15,31 @@ import time
 import httpx
 import openai
 
-from proxy.server.cli import build_parser
+from proxy.server.cli import parse_settings
 from proxy.server.cli_scale import build_pool
 from tests.remote.fake_replica import FakeBehaviour, start_fake, stop_fake
 from tests.support.replicas import free_port
 
 
-def test_flags_and_environment_build_the_pool(monkeypatch):
-    monkeypatch.setenv("HARMONY_PROXY_BACKEND_URL", "http://a:1, http://b:2")
-    args = build_parser().parse_args(
-        ["serve", "--eject-after", "5", "--no-prefix-affinity", "--affinity-block-tokens", "32"]
+def test_flags_and_environment_build_the_pool():
+    environ = {"HARMONY_PROXY_BACKEND_URL": "http://a:1, http://b:2"}
+    settings = parse_settings(
+        ["serve", "--eject-after", "5", "--no-prefix-affinity", "--affinity-block-tokens", "32"],
+        environ=environ,
     )
-    pool = build_pool(args)
+    pool = build_pool(settings)
     assert [r.url for r in pool.replicas] == ["http://a:1", "http://b:2"]
     assert pool.eject_after == 5
     assert (pool.router.enabled, pool.router.block_tokens) == (False, 32)
-    flagged = build_pool(build_parser().parse_args(["serve", "--backend-url", "http://c:3"]))
+    flagged = build_pool(parse_settings(["serve", "--backend-url", "http://c:3"], environ=environ))
     assert [r.url for r in flagged.replicas] == ["http://a:1", "http://b:2", "http://c:3"]
+
+
+def test_the_prefix_affinity_variable_is_a_boolean():
+    for text, enabled in (("off", False), ("No", False), ("0", False), ("ON", True), ("1", True)):
+        environ = {"HARMONY_PROXY_PREFIX_AFFINITY": text, "HARMONY_PROXY_BACKEND_URL": "http://a:1"}
+        settings = parse_settings(["serve"], environ=environ)
+        assert build_pool(settings).router.enabled is enabled, text
 
 
 def test_serve_in_front_of_replicas_loads_no_engine(background_loop, tmp_path):

@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from harmony import HarmonyEncoding
 from proxy.backends.base import (
@@ -36,11 +37,13 @@ from proxy.backends.base import (
 from proxy.core.assembler import DeltaAssembler
 from proxy.core.errors import EngineFailure, EngineLoading, InvalidRequest, ProxyError
 from proxy.core.events import Step, Usage
+from proxy.core.interrupt import Interrupted, until_interrupted
 from proxy.core.logprobs import TokenLogprob, token_logprob
 from proxy.core.output_rules import OutputRules
 from proxy.core.tool_names import ToolNames
-from proxy.server.lifecycle import Interrupted, until_interrupted
-from proxy.server.metrics import ProxyMetrics
+
+if TYPE_CHECKING:
+    from proxy.server.metrics import ProxyMetrics
 
 logger = logging.getLogger("proxy")
 

@@ -24,14 +24,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from proxy.server.cli_scale import build_pool, engine_tuning
-from proxy.server.settings import (
-    ENV_PREFIX,
-    GROUPS,
-    Flag,
-    Settings,
-    SettingsError,
-    flags,
-)
+from proxy.server.flags import ENV_PREFIX, GROUPS, Flag, SettingsError
+from proxy.server.settings import Settings, flags
 
 PROG = "harmony-proxy"
 

@@ -1,0 +1,296 @@
+"""The `serve` flags of the HTTP server: binding, keys, limits, prompt defaults, the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from proxy.server.flags import (
+    GROUP_LIMITS,
+    GROUP_PROMPT,
+    GROUP_RESPONSES,
+    GROUP_SERVER,
+    LOG_LEVELS,
+    flag,
+    iso_date,
+)
+
+
+@dataclass(frozen=True)
+class ServingFlags:
+    """The server's own flags (a part of `Settings`)."""
+
+    # -- server
+    host: str = flag("127.0.0.1", "interface to bind (default: 127.0.0.1)", group=GROUP_SERVER)
+    port: int = flag(8000, "TCP port (default: 8000)", group=GROUP_SERVER, convert=int, minimum=0)
+    api_key: tuple[str, ...] = flag(
+        (),
+        "require `Authorization: Bearer <key>` on /v1 (repeatable; an empty key is an error); "
+        "default: no auth",
+        group=GROUP_SERVER,
+        kind="list",
+        refuse_empty=True,
+    )
+    cors_origin: tuple[str, ...] = flag(
+        (),
+        "allow browser calls from this origin (repeatable, `*` for any); default: CORS off",
+        group=GROUP_SERVER,
+        kind="list",
+    )
+    workers: int = flag(
+        1,
+        "proxy processes sharing the port (default: 1); each renders, parses and streams "
+        "on its own core, in front of the same replicas (--backend-url) or, without one, of "
+        "one engine process this command starts (vLLM's server with the token endpoint); "
+        "/metrics shows the totals over all workers",
+        group=GROUP_SERVER,
+        convert=int,
+        minimum=1,
+    )
+    log_level: str = flag(
+        "info",
+        "log level (default: info); vLLM's and the engine libraries' start-up and shutdown "
+        "messages show only with `debug`",
+        group=GROUP_SERVER,
+        convert=str.lower,
+        choices=LOG_LEVELS,
+    )
+    max_connections: int = flag(
+        1024,
+        "open connections (idle keep-alive ones included) before uvicorn answers every new "
+        "request with a plain 503 (default: 1024; keep it above --max-concurrent-requests "
+        "plus --max-queued-requests, with room for health probes)",
+        group=GROUP_SERVER,
+        convert=int,
+        minimum=1,
+    )
+
+    # -- reliability
+    max_concurrent_requests: int = flag(
+        256,
+        "requests generating at once (default: 256; 0: no limit); more wait in the queue",
+        group=GROUP_LIMITS,
+        convert=int,
+        minimum=0,
+    )
+    max_queued_requests: int = flag(
+        512,
+        "requests waiting for a slot (default: 512); beyond: 429 with Retry-After",
+        group=GROUP_LIMITS,
+        convert=int,
+        minimum=0,
+    )
+    queue_timeout: float = flag(
+        60.0,
+        "seconds a request may wait for a slot before its 429 (default: 60)",
+        group=GROUP_LIMITS,
+        convert=float,
+        minimum=0,
+    )
+    max_body_bytes: int = flag(
+        8 * 1024 * 1024,
+        "largest request body accepted, else 413 (default: 8 MiB; 0: no limit)",
+        group=GROUP_LIMITS,
+        convert=int,
+        minimum=0,
+    )
+    body_deadline: float = flag(
+        30.0,
+        "seconds a request's body may take to arrive after its headers, else 408 (default: "
+        "30; 0: no deadline)",
+        group=GROUP_LIMITS,
+        convert=float,
+        minimum=0,
+    )
+    max_messages: int = flag(
+        2048,
+        "most messages in one request, else 400 (default: 2048; 0: no limit)",
+        group=GROUP_LIMITS,
+        convert=int,
+        minimum=0,
+    )
+    max_tools: int = flag(
+        128,
+        "most tools (namespace members included) in one request, else 400 (default: "
+        "128, OpenAI's; 0: no limit)",
+        group=GROUP_LIMITS,
+        convert=int,
+        minimum=0,
+    )
+    max_tool_bytes: int = flag(
+        1024 * 1024,
+        "most bytes of tool declarations (names, descriptions, schemas) in one request, "
+        "else 400 (default: 1 MiB; 0: no limit)",
+        group=GROUP_LIMITS,
+        convert=int,
+        minimum=0,
+    )
+    max_schema_depth: int = flag(
+        64,
+        "deepest nesting of a tool's or an answer's JSON schema, else 400 (default: 64; "
+        "0: no limit)",
+        group=GROUP_LIMITS,
+        convert=int,
+        minimum=0,
+    )
+    max_grammar_bytes: int = flag(
+        256 * 1024,
+        "most bytes of custom-tool grammars (Lark, regex) in one request, else 400 "
+        "(default: 256 KiB; 0: no limit)",
+        group=GROUP_LIMITS,
+        convert=int,
+        minimum=0,
+    )
+    max_stop_strings: int = flag(
+        4,
+        "most stop strings in one request, else 400 (default: 4, OpenAI's)",
+        group=GROUP_LIMITS,
+        convert=int,
+        minimum=1,
+    )
+    max_stop_length: int = flag(
+        1024,
+        "longest stop string, else 400 (default: 1024 characters; 0: no limit)",
+        group=GROUP_LIMITS,
+        convert=int,
+        minimum=0,
+    )
+    max_past_tool_calls: int = flag(
+        4096,
+        "most tool calls in one request's history, else 400 (default: 4096; 0: no limit)",
+        group=GROUP_LIMITS,
+        convert=int,
+        minimum=0,
+    )
+    max_n: int = flag(
+        16,
+        "most choices (`n`) in one request, else 400 (default: 16)",
+        group=GROUP_LIMITS,
+        convert=int,
+        minimum=1,
+    )
+    max_metadata_pairs: int = flag(
+        16,
+        "most `metadata` pairs, else 400 (default: 16, OpenAI's)",
+        group=GROUP_LIMITS,
+        convert=int,
+        minimum=1,
+    )
+    max_metadata_key_length: int = flag(
+        64,
+        "longest `metadata` key, else 400 (default: 64, OpenAI's)",
+        group=GROUP_LIMITS,
+        convert=int,
+        minimum=1,
+    )
+    max_metadata_value_length: int = flag(
+        512,
+        "longest `metadata` value, else 400 (default: 512, OpenAI's)",
+        group=GROUP_LIMITS,
+        convert=int,
+        minimum=1,
+    )
+    max_model_length: int = flag(
+        256,
+        "longest `model` name in a request, else 400 (default: 256)",
+        group=GROUP_LIMITS,
+        convert=int,
+        minimum=1,
+    )
+    max_user_length: int = flag(
+        256,
+        "longest `user` in a request, else 400 (default: 256)",
+        group=GROUP_LIMITS,
+        convert=int,
+        minimum=1,
+    )
+    plan_workers: int = flag(
+        2,
+        "threads planning requests at once (schema checks, renders, grammars); large "
+        "checks also use one worker process (default: 2)",
+        group=GROUP_LIMITS,
+        convert=int,
+        minimum=1,
+    )
+    send_timeout: float = flag(
+        30.0,
+        "drop a streaming client that accepts no data for this many seconds and abort "
+        "its generation (default: 30; 0: never)",
+        group=GROUP_LIMITS,
+        convert=float,
+        minimum=0,
+    )
+    drain_grace: float = flag(
+        30.0,
+        "on SIGTERM: seconds open requests get to finish before they are ended with an "
+        "error event and [DONE] (default: 30; keep it below the pod's "
+        "terminationGracePeriodSeconds)",
+        group=GROUP_LIMITS,
+        convert=float,
+        minimum=0,
+    )
+
+    # -- prompt
+    date: str | None = flag(
+        None,
+        "`Current date:` in the system prompt, YYYY-MM-DD (default: today, pinned at startup)",
+        group=GROUP_PROMPT,
+        convert=iso_date,
+    )
+    reasoning_effort: str = flag(
+        "medium",
+        "effort for requests that set none (default: medium)",
+        group=GROUP_PROMPT,
+        choices=("low", "medium", "high"),
+    )
+    default_max_tokens: int = flag(
+        8192,
+        "completion budget when a request sets none (default: 8192, or the rest of the "
+        "context if smaller; 0: the rest of the context, as OpenAI and vLLM do)",
+        group=GROUP_PROMPT,
+        convert=int,
+        minimum=0,
+    )
+    enforce_auto_tool_calls: bool = flag(
+        True,
+        'under tool_choice "auto", constrain calls by grammar to declared functions with '
+        "schema-valid arguments (default: on; off still enforces `strict` tools and never "
+        "returns an undeclared call)",
+        group=GROUP_PROMPT,
+        kind="switch",
+    )
+
+    # -- responses API
+    response_store: str | None = flag(
+        None,
+        "where stored responses live: a file path or sqlite:///path (embedded SQLite), or "
+        "postgresql://user@host/db for several proxy replicas (default: "
+        "$XDG_DATA_HOME/harmony-proxy/responses.sqlite3, i.e. ~/.local/share/...)",
+        group=GROUP_RESPONSES,
+    )
+    response_retention: int = flag(
+        10_000,
+        "keep at most this many stored responses, oldest dropped first (default: 10000; "
+        "0: no limit)",
+        group=GROUP_RESPONSES,
+        convert=int,
+        minimum=0,
+    )
+    response_max_age_days: float = flag(
+        30.0,
+        "drop stored responses older than this (default: 30, as OpenAI; 0: never)",
+        group=GROUP_RESPONSES,
+        convert=float,
+        minimum=0,
+    )
+    reasoning_key: str | None = flag(
+        None,
+        "base64 32-byte key sealing reasoning for `include: [reasoning.encrypted_content]`; "
+        "give every replica the same one (default: the key file)",
+        group=GROUP_RESPONSES,
+    )
+    reasoning_key_file: str | None = flag(
+        None,
+        "file holding the reasoning key, created (mode 0600) if missing (default: "
+        "reasoning.key beside a SQLite store, else in the data directory)",
+        group=GROUP_RESPONSES,
+    )

@@ -32,7 +32,9 @@ class ChatCompletions:
 
     async def __call__(self, body: ChatCompletionRequest, request: Request) -> Response:
         request_id = getattr(request.state, "request_id", None) or secrets.token_hex(12)
-        record = RequestRecord(id=request_id, model=body.model, stream=body.stream)
+        record = RequestRecord(
+            id=request_id, api="chat.completions", model=body.model, stream=body.stream
+        )
         mirror = self.config.mirror_reasoning_content
         try:
             async with self.service.generate(

@@ -166,17 +166,20 @@ def _check_tools(request: GenerationRequest, limits: Limits) -> None:
             f"`tools` holds {len(tools)} tools; this server accepts at most {limits.max_tools}.",
             "tools",
         )
+    # Sizes first, all in C (orjson), then the depth walk, in Python, of what is left: at most
+    # `max_tool_bytes` of schemas (a 2.5 MB schema walked first cost 30 ms before its 400).
     size = 0
-    grammars = 0
     for tool in tools:
-        param = tool.parameters_param
-        if tool.parameters is not None:
-            _check_depth(tool.parameters, param, limits.max_schema_depth)
         try:
-            # orjson walks in C and refuses nesting past 255 itself.
             schema_bytes = len(orjson.dumps(tool.parameters)) if tool.parameters else 0
-        except (orjson.JSONEncodeError, TypeError) as exc:
-            raise _refuse(f"The schema cannot be read: {exc}.", param) from None
+        except orjson.JSONEncodeError:
+            # orjson refuses nesting past 255 levels: too deep for any limit worth setting.
+            raise _refuse(
+                f"The schema is nested more than {limits.max_schema_depth or 255} levels deep.",
+                tool.parameters_param,
+            ) from None
+        except TypeError as exc:
+            raise _refuse(f"The schema cannot be read: {exc}.", tool.parameters_param) from None
         size += len(tool.name) + len(tool.description) + schema_bytes
         if limits.max_tool_bytes is not None and size > limits.max_tool_bytes:
             raise _refuse(
@@ -184,6 +187,10 @@ def _check_tools(request: GenerationRequest, limits: Limits) -> None:
                 f"{limits.max_tool_bytes} bytes (names, descriptions and schemas together).",
                 "tools",
             )
+    grammars = 0
+    for tool in tools:
+        if tool.parameters is not None:
+            _check_depth(tool.parameters, tool.parameters_param, limits.max_schema_depth)
         if tool.grammar is not None:
             grammars += len(tool.grammar[1])
             if limits.max_grammar_bytes is not None and grammars > limits.max_grammar_bytes:

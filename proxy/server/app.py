@@ -131,7 +131,9 @@ def create_app(
         startup.task = asyncio.create_task(startup.run())
         watchdog = asyncio.create_task(watch_engine()) if exit_on_engine_failure else None
         mirror = asyncio.create_task(mirror_replica_metrics()) if metrics.mirror else None
-        lag = asyncio.create_task(LoopLagMonitor(metrics.loop_lag).run(after=startup.task))
+        lag = asyncio.create_task(LoopLagMonitor(metrics.loop_lag, metrics.loop_lateness).run(
+                after=startup.task
+            ))
         lifecycle.on_drain = lambda: service.admission.reject_waiting(lifecycle.interrupt_error())
         try:
             yield
@@ -297,14 +299,20 @@ def _max_len(backend: EngineBackend) -> int | None:
         return None
 
 
+_API_OF_PATH = {"/v1/chat/completions": "chat.completions", "/v1/responses": "responses"}
+
+
 def _count_error(metrics: ProxyMetrics, config: ProxyConfig):  # noqa: ANN202
     def count(request: Request, status: int) -> None:
         if status == 500:
             metrics.internal_errors.inc()
-        if request.url.path in ("/v1/chat/completions", "/v1/responses") and status in (400, 500):
-            metrics.requests.labels(str(status), "").inc()
+        api = _API_OF_PATH.get(request.url.path)
+        if api is not None and status in (400, 500):
+            metrics.requests.labels(api, str(status), "").inc()
             if status == 400 and config.request_log:  # refused by schema validation
                 request_id = getattr(request.state, "request_id", "")
-                RequestRecord(id=request_id, status=400, error="invalid_request_error").emit()
+                RequestRecord(
+                    id=request_id, api=api, status=400, error="invalid_request_error"
+                ).emit()
 
     return count

@@ -43,8 +43,9 @@ class ProxyMetrics:
         r = self.registry
         self.requests = Counter(
             "harmony_proxy_requests",
-            "Chat completion requests by HTTP status and first choice's finish_reason.",
-            ["status", "finish_reason"],
+            "Generation requests (chat completions and Responses) by API, HTTP status and "
+            "first choice's finish_reason.",
+            ["api", "status", "finish_reason"],
             registry=r,
         )
         self.ttft = Histogram(
@@ -72,7 +73,7 @@ class ProxyMetrics:
         )
         self.in_flight = Gauge(
             "harmony_proxy_requests_in_flight",
-            "Chat completions being generated.",
+            "Generation requests (both APIs) admitted and not yet finished.",
             registry=r,
             multiprocess_mode="livesum",
         )
@@ -114,6 +115,12 @@ class ProxyMetrics:
             "while other requests waited (proxy/server/loop_lag.py).",
             registry=r,
             multiprocess_mode="livemax",
+        )
+        self.loop_lateness = Histogram(
+            "harmony_proxy_event_loop_lateness_seconds",
+            "How late each of the loop monitor's wake-ups (every 20 ms) came.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
         )
         self.queued = Gauge(
             "harmony_proxy_requests_queued",

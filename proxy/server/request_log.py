@@ -1,4 +1,4 @@
-"""One structured (JSON) log line per chat completion, on the `proxy.requests` logger.
+"""One structured (JSON) log line per generation request, on the `proxy.requests` logger.
 
 Why: /metrics gives aggregates, but an operator chasing one slow or failed request needs its
 id (the X-Request-Id the client or gateway sent), status, token counts, time to first token,
@@ -21,6 +21,8 @@ class RequestRecord:
     """What is known about one request; `emit()` writes it once."""
 
     id: str
+    # Which API: "chat.completions" or "responses" (the path's last part, as OpenAI names them).
+    api: str = ""
     model: str = ""
     stream: bool = False
     status: int = 200
@@ -43,4 +45,4 @@ class RequestRecord:
         if not logger.isEnabledFor(level):  # (e.g. --log-level warning: no line to format)
             return
         line = {k: v for k, v in asdict(self).items() if not k.startswith("_") and k != "started"}
-        logger.log(level, json.dumps({"event": "chat_completion", **line}, ensure_ascii=True))
+        logger.log(level, json.dumps({"event": "request", **line}, ensure_ascii=True))

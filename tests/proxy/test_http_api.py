@@ -251,8 +251,13 @@ def test_metrics_expose_requests_latency_tokens_and_in_flight(scripted_server):
     post(scripted_server, body(scripted_server.model))
     post(scripted_server, body("unknown-model"))
     text = httpx.get(f"{scripted_server.url}/metrics").text
-    assert 'harmony_proxy_requests_total{finish_reason="stop",status="200"}' in text
-    assert 'harmony_proxy_requests_total{finish_reason="",status="404"}' in text
+    assert (
+        'harmony_proxy_requests_total{api="chat.completions",finish_reason="stop",status="200"}'
+        in text
+    )
+    assert (
+        'harmony_proxy_requests_total{api="chat.completions",finish_reason="",status="404"}' in text
+    )
     for name in (
         "harmony_proxy_time_to_first_token_seconds_bucket",
         "harmony_proxy_inter_token_seconds_bucket",

@@ -28,6 +28,8 @@ from fastapi.responses import JSONResponse, Response
 from proxy.api.chat import ChatCompletions
 from proxy.api.chat_request import precheck_body as chat_precheck
 from proxy.api.chat_schema import ModelCard, ModelList
+from proxy.api.messages.endpoint import MessagesEndpoint
+from proxy.api.messages.request import precheck_body as messages_precheck
 from proxy.api.responses.endpoint import ResponsesEndpoint
 from proxy.api.responses.request import precheck_body as responses_precheck
 from proxy.api.responses.store import ResponseStore, open_store
@@ -47,6 +49,9 @@ from proxy.server.request_log import RequestRecord
 from proxy.server.settings import ProxyConfig, data_dir
 
 logger = logging.getLogger("proxy")
+
+# Routes whose schema refusals are counted and logged as requests.
+GENERATION_PATHS = ("/v1/chat/completions", "/v1/responses", "/v1/messages")
 
 
 class _Startup:
@@ -103,6 +108,7 @@ def create_app(
     startup = _Startup(service, on_ready)
     store, sealer, scratch = open_response_state(config)
     responses = ResponsesEndpoint(service, config, store, sealer)
+    messages = MessagesEndpoint(service, config, sealer)
 
     def engine_state() -> str:
         if service.startup_error:
@@ -154,11 +160,14 @@ def create_app(
         {
             "/v1/chat/completions": lambda data: chat_precheck(data, limits),
             "/v1/responses": lambda data: responses_precheck(data, limits),
+            "/v1/messages": lambda data: messages_precheck(data, limits),
+            "/v1/messages/count_tokens": lambda data: messages_precheck(data, limits),
         }
     )
     app.state.service = service
     app.state.chat = chat
     app.state.responses = responses
+    app.state.messages = messages
     app.state.metrics = metrics
     app.state.startup = startup
     app.state.lifecycle = lifecycle
@@ -193,6 +202,12 @@ def create_app(
             return JSONResponse({"status": "ready", "model": backend.model_name})
         raise EngineLoading(service.unavailable_reason())
 
+    @app.api_route("/api/hello", methods=["GET", "HEAD"])
+    async def hello() -> Response:
+        """Claude Code's connectivity probe (`HEAD /api/hello`, sent without credentials
+        unless its non-essential traffic is off): answered like the other probes, open."""
+        return Response(status_code=200)
+
     @app.get("/metrics")
     async def prometheus() -> Response:
         return Response(
@@ -223,6 +238,8 @@ def create_app(
         ("/v1/responses/{response_id}", responses.retrieve, "GET"),
         ("/v1/responses/{response_id}/input_items", responses.input_items, "GET"),
         ("/v1/responses/{response_id}", responses.delete, "DELETE"),
+        ("/v1/messages", messages.create, "POST"),
+        ("/v1/messages/count_tokens", messages.count_tokens, "POST"),
     ):
         app.add_api_route(
             path,
@@ -301,7 +318,7 @@ def _count_error(metrics: ProxyMetrics, config: ProxyConfig):  # noqa: ANN202
     def count(request: Request, status: int) -> None:
         if status == 500:
             metrics.internal_errors.inc()
-        if request.url.path in ("/v1/chat/completions", "/v1/responses") and status in (400, 500):
+        if request.url.path in GENERATION_PATHS and status in (400, 500):
             metrics.requests.labels(str(status), "").inc()
             if status == 400 and config.request_log:  # refused by schema validation
                 request_id = getattr(request.state, "request_id", "")

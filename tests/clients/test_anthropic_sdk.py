@@ -36,7 +36,8 @@ def test_create_stream_and_count_tokens(proxy_server):
     ask = {
         "model": proxy_server.model,
         "max_tokens": 200,
-        "temperature": 0,
+        # (this SDK version takes no `temperature` argument; the API still does)
+        "extra_body": {"temperature": 0},
         "messages": [{"role": "user", "content": "Hello!"}],
     }
     made = client.messages.create(**ask)
@@ -62,7 +63,7 @@ def test_tool_loop_replays_signed_thinking_into_the_prompt(make_server, vllm_bac
     first = client.messages.create(
         model=server.model,
         max_tokens=300,
-        temperature=0,
+        extra_body={"temperature": 0},
         tools=[WEATHER],
         tool_choice={"type": "any"},
         thinking={"type": "adaptive", "display": "omitted"},
@@ -84,7 +85,11 @@ def test_tool_loop_replays_signed_thinking_into_the_prompt(make_server, vllm_bac
         },
     ]
     second = client.messages.create(
-        model=server.model, max_tokens=300, temperature=0, tools=[WEATHER], messages=messages
+        model=server.model,
+        max_tokens=300,
+        extra_body={"temperature": 0},
+        tools=[WEATHER],
+        messages=messages,
     )
     assert second.stop_reason in ("end_turn", "max_tokens", "tool_use")
     assert f"<|channel|>analysis<|message|>{analysis}<|end|>" in backend.last_prompt()

@@ -202,7 +202,7 @@ def create_app(
             return JSONResponse({"status": "ready", "model": backend.model_name})
         raise EngineLoading(service.unavailable_reason())
 
-    @app.api_route("/api/hello", methods=["GET", "HEAD"])
+    @app.api_route("/api/hello", methods=["GET", "HEAD"], include_in_schema=False)
     async def hello() -> Response:
         """Claude Code's connectivity probe (`HEAD /api/hello`, sent without credentials
         unless its non-essential traffic is off): answered like the other probes, open."""

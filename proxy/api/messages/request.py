@@ -10,7 +10,7 @@
   model keeps its chain of thought across a client's tool loop even when the client shows no
   thinking text (`display: "omitted"`); `text` blocks are the answer, or the preamble of the
   `tool_use` blocks that follow them.
-* `tools`: custom tools (`input_schema`); server tools (`web_search_*`, `bash_*`, ...) are left
+* `tools` (tools.py): custom tools (`input_schema`); server tools (`web_search_*`, `bash_*`, ...) are left
   out, as for the Responses API; `defer_loading` tools only once a `tool_reference` loaded them.
 * The reasoning level: `output_config.effort`, else `thinking` (`enabled` by `budget_tokens`,
   `disabled` low, since gpt-oss always reasons). `context_management`'s `clear_thinking` edit
@@ -23,6 +23,7 @@ import json
 from typing import Any
 
 from proxy.api.messages.schema import CountTokensRequest, MessagesRequest
+from proxy.api.messages.tools import loaded_tools, read_tools, tool_choice
 from proxy.core.errors import InvalidRequest
 from proxy.core.gate import Limits, count_limit
 from proxy.core.request import (
@@ -38,7 +39,6 @@ from proxy.core.request import (
     UserText,
 )
 from proxy.core.sealing import ReasoningSealer, SealError
-from proxy.core.tools import FunctionTool, function_tool
 
 NAMES = ParamNames(
     messages="messages",
@@ -65,8 +65,8 @@ def generation_request(
     sealer: ReasoningSealer | None,
 ) -> GenerationRequest:
     """The neutral request for `body`; 400 (naming the field) for what cannot be honoured."""
-    tools = read_tools(body.tools, _loaded_tools(body))
-    choice, named, parallel = _tool_choice(body.tool_choice)
+    tools = read_tools(body.tools, loaded_tools(body))
+    choice, named, parallel = tool_choice(body.tool_choice)
     parts = _clear_thinking(read_messages(body, sealer), body.context_management)
     if isinstance(body, MessagesRequest):
         if body.max_tokens is None:
@@ -327,86 +327,6 @@ def _clear_thinking(parts: list[Part], management: dict[str, Any] | None) -> lis
         AssistantTurn(p.source, None, p.text, p.phase, p.calls) if i in dropped else p  # type: ignore[union-attr]
         for i, p in enumerate(parts)
     ]
-
-
-# ---------------------------------------------------------------------------- tools
-
-
-def _loaded_tools(body: CountTokensRequest) -> set[str]:
-    """Deferred tools a `tool_reference` block (Anthropic's tool search) has loaded."""
-    loaded: set[str] = set()
-    for message in body.messages:
-        if isinstance(message.content, str):
-            continue
-        for block in message.content:
-            inner = block.get("content") if isinstance(block, dict) else None
-            for item in inner if isinstance(inner, list) else ():
-                if isinstance(item, dict) and item.get("type") == "tool_reference":
-                    loaded.add(str(item.get("tool_name")))
-    return loaded
-
-
-def read_tools(raw: list[dict[str, Any]] | None, loaded: set[str]) -> list[FunctionTool]:
-    """The custom tools in order; server tools and unloaded deferred tools left out."""
-    tools: list[FunctionTool] = []
-    seen: dict[str, int] = {}
-    for i, tool in enumerate(raw or []):
-        param = f"tools.{i}"
-        if not isinstance(tool, dict):
-            raise InvalidRequest(f"{param}: Input should be an object", param=param)
-        if tool.get("type") not in (None, "custom"):
-            continue  # a server tool (web_search_..., bash_..., text_editor_...): not run here
-        name = tool.get("name")
-        if not isinstance(name, str):
-            raise InvalidRequest(f"{param}.name: Field required", param=f"{param}.name")
-        if name in seen:
-            raise InvalidRequest(
-                f"{param}.name: tool names must be unique ({name!r} is also tools.{seen[name]})",
-                param=f"{param}.name",
-            )
-        seen[name] = i
-        if tool.get("defer_loading") is True and name not in loaded:
-            continue
-        schema = tool.get("input_schema")
-        if schema is None:
-            raise InvalidRequest(
-                f"{param}.input_schema: Field required", param=f"{param}.input_schema"
-            )
-        tools.append(
-            function_tool(
-                name,
-                str(tool.get("description") or ""),
-                schema,
-                strict=bool(tool.get("strict")),
-                param=param,
-                name_param=f"{param}.name",
-                parameters_param=f"{param}.input_schema",
-            )
-        )
-    return tools
-
-
-def _tool_choice(choice: dict[str, Any] | None) -> tuple[Any, str | None, bool | None]:
-    """(tool_choice, named tool, parallel tool calls)."""
-    if choice is None:
-        return None, None, None
-    kind = choice.get("type")
-    parallel = False if choice.get("disable_parallel_tool_use") is True else None
-    if kind == "auto":
-        return "auto", None, parallel
-    if kind == "any":
-        return "required", None, parallel
-    if kind == "none":
-        return "none", None, None
-    if kind == "tool":
-        name = choice.get("name")
-        if not isinstance(name, str):
-            raise InvalidRequest("tool_choice.name: Field required", param="tool_choice.name")
-        return None, name, parallel
-    raise InvalidRequest(
-        f"tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none' (got {kind!r})",
-        param="tool_choice.type",
-    )
 
 
 # ---------------------------------------------------------------------------- output rules

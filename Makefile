@@ -23,6 +23,11 @@ INSTALLED_DEV := $(VENV)/.installed-dev-$(ENGINE)
 # $(CODEX_DIR), installed there, never globally.
 CODEX_DIR := tests/clients/codex
 CODEX_INSTALLED := $(CODEX_DIR)/node_modules/.installed
+# Claude Code for tests/clients/test_claude_code.py, the same way. Its npm package is a wrapper
+# whose postinstall (install.cjs, offline) copies the native binary out of the platform package
+# (an optional dependency); every other install script stays off.
+CLAUDE_CODE_DIR := tests/clients/claude_code
+CLAUDE_CODE_INSTALLED := $(CLAUDE_CODE_DIR)/node_modules/.installed
 
 # PostgreSQL server binaries (initdb, pg_ctl, postgres): tests/responses starts a throwaway
 # server per test session to test the shared response store against the real thing. Debian and
@@ -34,7 +39,7 @@ PG_INITDB ?= $(firstword $(shell command -v initdb 2>/dev/null) $(wildcard /usr/
 .PHONY: install install-dev serve test lint bench postgres-bin
 
 install: $(INSTALLED)
-install-dev: $(INSTALLED_DEV) $(CODEX_INSTALLED)
+install-dev: $(INSTALLED_DEV) $(CODEX_INSTALLED) $(CLAUDE_CODE_INSTALLED)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -68,10 +73,19 @@ $(CODEX_INSTALLED): $(CODEX_DIR)/package.json $(CODEX_DIR)/package-lock.json
 		echo "npm not found: Codex CLI not installed, tests/clients/test_codex.py will skip"; \
 	fi
 
+$(CLAUDE_CODE_INSTALLED): $(CLAUDE_CODE_DIR)/package.json $(CLAUDE_CODE_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix $(CLAUDE_CODE_DIR) --no-audit --no-fund --ignore-scripts \
+		&& (cd $(CLAUDE_CODE_DIR) && node node_modules/@anthropic-ai/claude-code/install.cjs) \
+		&& touch $@; \
+	else \
+		echo "npm not found: Claude Code not installed, tests/clients/test_claude_code.py will skip"; \
+	fi
+
 serve: $(INSTALLED)
 	$(VENV)/bin/harmony-proxy serve $(ARGS)
 
-test: $(INSTALLED_DEV) $(CODEX_INSTALLED)
+test: $(INSTALLED_DEV) $(CODEX_INSTALLED) $(CLAUDE_CODE_INSTALLED)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q $(ARGS)

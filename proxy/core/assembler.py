@@ -101,6 +101,8 @@ class DeltaAssembler:
         # the allowed number of tool calls was reached.
         self.done = False
         self.stopped_by_string = False
+        # Which stop string it was (the Messages API's `stop_sequence` names it).
+        self.stop_string: str | None = None
         # Positions (in the last fed chunk) of tokens that added answer text: their logprobs
         # are shown; reasoning and tool-call tokens' are not.
         self.content_positions: list[int] = []
@@ -287,6 +289,7 @@ class DeltaAssembler:
             self._events.append(Text("content", self._final_item, text))
         if stopped:
             self.stopped_by_string = self.done = True
+            self.stop_string = self._final.matched
 
     def _take(self) -> list[Event]:
         events, self._events = self._events, []
@@ -363,6 +366,7 @@ class _FinalText:
 
     def __init__(self, stops: tuple[_StopMatcher, ...]) -> None:
         self._stops = stops
+        self.matched: str | None = None  # the stop string that ended the text, once one did
         self._states = [0] * len(stops)
         self._new: list[str] = []  # added since the last release: no matcher has seen it
         self._unsent: deque[str] = deque()  # seen, not sent: its first `_skip` chars are sent
@@ -394,7 +398,8 @@ class _FinalText:
             self._states[index], end = stop.advance(self._states[index], new)
             if end != -1:
                 at = seen + end - len(stop.stop)
-                cut = at if cut is None else min(cut, at)
+                if cut is None or at < cut:
+                    cut, self.matched = at, stop.stop
         if cut is not None:
             text = self._take(max(cut, 0))
             self._unsent.clear()

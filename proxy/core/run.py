@@ -122,6 +122,10 @@ class CompletionRun:
     def finish_reasons(self) -> list[str | None]:
         return list(self._finish)
 
+    def stop_string(self, choice: int = 0) -> str | None:
+        """The stop string that ended choice `choice` (None: it ended otherwise)."""
+        return self._assemblers[choice].stop_string
+
     async def start(self) -> None:
         """Submit to the engine and wait for its first output (errors here are HTTP errors)."""
         self._engine = aiter(

@@ -12,8 +12,9 @@ A token is ASCII, safe in JSON and URLs:
     "hpr1." + base64url_nopad( key_id[4] || nonce[12] || ciphertext || tag[16] )
 
 - `hpr1.` names the format version; the associated data binds that version and the purpose
-  (`harmony-proxy reasoning`), so a token cannot be replayed as a future format or as some other
-  kind of sealed value under the same key.
+  (`harmony-proxy reasoning` for the Responses API, `harmony-proxy anthropic thinking` for the
+  Messages API's thinking signatures: `for_purpose`), so a token cannot be replayed as a future
+  format or as some other kind of sealed value under the same key.
 - `key_id` is a 4-byte fingerprint of the key (an HMAC of a fixed label, revealing nothing
   about the key): a token sealed under another key is reported as such, not as "tampered",
   which is the usual misconfiguration of replicas that do not share a key. It is also bound by
@@ -92,13 +93,21 @@ def decode_key(text: str, *, source: str = "the reasoning key") -> bytes:
 class ReasoningSealer:
     """Seals reasoning text into opaque tokens and opens them again, under one server key."""
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, *, purpose: bytes = _PURPOSE) -> None:
         if not isinstance(key, bytes | bytearray) or len(key) != KEY_BYTES:
             raise ValueError(f"the reasoning key must be {KEY_BYTES} bytes")
-        self._aead = AESGCM(bytes(key))
-        self._key_id = hmac.new(bytes(key), b"harmony-proxy key id", hashlib.sha256).digest()[
+        self._key = bytes(key)
+        self._purpose = purpose
+        self._aead = AESGCM(self._key)
+        self._key_id = hmac.new(self._key, b"harmony-proxy key id", hashlib.sha256).digest()[
             :_KEY_ID_BYTES
         ]
+
+    def for_purpose(self, label: str) -> ReasoningSealer:
+        """A sealer under the same key whose tokens are bound to another purpose: a token of one
+        purpose (a Responses `encrypted_content`) does not open as the other (an Anthropic
+        thinking `signature`), and the reverse, so neither can be passed off as the other."""
+        return ReasoningSealer(self._key, purpose=f"harmony-proxy {label}".encode())
 
     @property
     def key_id(self) -> str:
@@ -173,9 +182,8 @@ class ReasoningSealer:
             raise SealError("encrypted content was altered or is corrupt") from None
         return plain.decode("utf-8", "surrogatepass")
 
-    @staticmethod
-    def _associated_data(key_id: bytes) -> bytes:
-        return TOKEN_PREFIX.encode("ascii") + _PURPOSE + b"\0" + key_id
+    def _associated_data(self, key_id: bytes) -> bytes:
+        return TOKEN_PREFIX.encode("ascii") + self._purpose + b"\0" + key_id
 
 
 def _generate_key_file(key_file: Path) -> bytes:

@@ -28,6 +28,8 @@ from fastapi.responses import JSONResponse, Response
 from proxy.api.chat import ChatCompletions
 from proxy.api.chat_request import precheck_body as chat_precheck
 from proxy.api.chat_schema import ModelCard, ModelList
+from proxy.api.messages.endpoint import MessagesEndpoint
+from proxy.api.messages.request import precheck_body as messages_precheck
 from proxy.api.responses.endpoint import ResponsesEndpoint
 from proxy.api.responses.request import precheck_body as responses_precheck
 from proxy.api.responses.store import ResponseStore, open_store
@@ -49,6 +51,7 @@ from proxy.server.settings import ProxyConfig, data_dir
 logger = logging.getLogger("proxy")
 
 
+# Routes whose schema refusals are counted and logged as requests.
 class _Startup:
     """Loads the encoding and the engine in the background; remembers a failure."""
 
@@ -103,6 +106,7 @@ def create_app(
     startup = _Startup(service, on_ready)
     store, sealer, scratch = open_response_state(config)
     responses = ResponsesEndpoint(service, config, store, sealer)
+    messages = MessagesEndpoint(service, config, sealer)
 
     def engine_state() -> str:
         if service.startup_error:
@@ -131,9 +135,9 @@ def create_app(
         startup.task = asyncio.create_task(startup.run())
         watchdog = asyncio.create_task(watch_engine()) if exit_on_engine_failure else None
         mirror = asyncio.create_task(mirror_replica_metrics()) if metrics.mirror else None
-        lag = asyncio.create_task(LoopLagMonitor(metrics.loop_lag, metrics.loop_lateness).run(
-                after=startup.task
-            ))
+        lag = asyncio.create_task(
+            LoopLagMonitor(metrics.loop_lag, metrics.loop_lateness).run(after=startup.task)
+        )
         lifecycle.on_drain = lambda: service.admission.reject_waiting(lifecycle.interrupt_error())
         try:
             yield
@@ -156,11 +160,14 @@ def create_app(
         {
             "/v1/chat/completions": lambda data: chat_precheck(data, limits),
             "/v1/responses": lambda data: responses_precheck(data, limits),
+            "/v1/messages": lambda data: messages_precheck(data, limits),
+            "/v1/messages/count_tokens": lambda data: messages_precheck(data, limits),
         }
     )
     app.state.service = service
     app.state.chat = chat
     app.state.responses = responses
+    app.state.messages = messages
     app.state.metrics = metrics
     app.state.startup = startup
     app.state.lifecycle = lifecycle
@@ -195,6 +202,12 @@ def create_app(
             return JSONResponse({"status": "ready", "model": backend.model_name})
         raise EngineLoading(service.unavailable_reason())
 
+    @app.api_route("/api/hello", methods=["GET", "HEAD"], include_in_schema=False)
+    async def hello() -> Response:
+        """Claude Code's connectivity probe (`HEAD /api/hello`, sent without credentials
+        unless its non-essential traffic is off): answered like the other probes, open."""
+        return Response(status_code=200)
+
     @app.get("/metrics")
     async def prometheus() -> Response:
         return Response(
@@ -225,6 +238,8 @@ def create_app(
         ("/v1/responses/{response_id}", responses.retrieve, "GET"),
         ("/v1/responses/{response_id}/input_items", responses.input_items, "GET"),
         ("/v1/responses/{response_id}", responses.delete, "DELETE"),
+        ("/v1/messages", messages.create, "POST"),
+        ("/v1/messages/count_tokens", messages.count_tokens, "POST"),
     ):
         app.add_api_route(
             path,
@@ -299,7 +314,11 @@ def _max_len(backend: EngineBackend) -> int | None:
         return None
 
 
-_API_OF_PATH = {"/v1/chat/completions": "chat.completions", "/v1/responses": "responses"}
+_API_OF_PATH = {
+    "/v1/chat/completions": "chat.completions",
+    "/v1/responses": "responses",
+    "/v1/messages": "messages",
+}
 
 
 def _count_error(metrics: ProxyMetrics, config: ProxyConfig):  # noqa: ANN202

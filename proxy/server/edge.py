@@ -26,7 +26,8 @@ from fastapi.responses import PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from proxy.core.errors import InvalidApiKey, PayloadTooLarge, ProxyError, RequestTimeout, error_body
+from proxy.core.errors import InvalidApiKey, PayloadTooLarge, ProxyError, RequestTimeout
+from proxy.server.error_handlers import error_content
 
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID_KEY = REQUEST_ID_HEADER.encode()
@@ -153,7 +154,7 @@ class ApiKeyCheck:
         ):
             await self.app(scope, receive, send)
             return
-        await send_error(send, InvalidApiKey())
+        await send_error(send, InvalidApiKey(), scope["path"])
 
     def _authorized(self, scope: Scope) -> bool:
         given: bytes | None = None
@@ -190,16 +191,16 @@ class BodyGate:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if limit is not None and declared is not None and declared.isdigit():
             if int(declared) > limit:
-                await send_error(send, PayloadTooLarge(limit))
+                await send_error(send, PayloadTooLarge(limit), scope["path"])
                 return
         try:
             async with asyncio.timeout(self.deadline):
                 body, pending = await _read_body(receive, limit)
         except TimeoutError:
-            await send_error(send, RequestTimeout(self.deadline or 0))
+            await send_error(send, RequestTimeout(self.deadline or 0), scope["path"])
             return
         if body is None:
-            await send_error(send, PayloadTooLarge(limit or 0))
+            await send_error(send, PayloadTooLarge(limit or 0), scope["path"])
             return
         replayed = False
 
@@ -234,15 +235,15 @@ async def _read_body(receive: Receive, limit: int | None) -> tuple[bytes | None,
             return b"".join(chunks), None
 
 
-async def send_error(send: Send, error: ProxyError) -> None:
-    """An OpenAI-shaped error answered from the edge, closing the connection (its body may be
-    unread)."""
-    payload = json.dumps(error_body(error.message, error.error_type, error.param, error.code))
-    data = payload.encode()
+async def send_error(send: Send, error: ProxyError, path: str) -> None:
+    """An error answered from the edge in the shape of `path`'s API, closing the connection
+    (its body may be unread)."""
+    status, body = error_content(error, path)
+    data = json.dumps(body).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": error.status_code,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(data)).encode()),

@@ -21,7 +21,7 @@ class RequestRecord:
     """What is known about one request; `emit()` writes it once."""
 
     id: str
-    # Which API: "chat.completions" or "responses" (the path's last part, as OpenAI names them).
+    # Which API: "chat.completions", "responses" or "messages" (the path's last part).
     api: str = ""
     model: str = ""
     stream: bool = False

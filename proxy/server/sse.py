@@ -60,8 +60,9 @@ class SseStream:
 class SseResponse(Response):
     """`text/event-stream` of `stream`'s events, ending early when the client goes away.
 
-    * Keep-alive: a `: ping - <time>` comment after `ping` seconds without a write (0: never),
-      so proxies in between do not time out a stream waiting for a slow first token.
+    * Keep-alive: a `: ping - <time>` comment (or the API's own `ping_event`) after `ping`
+      seconds without a write (0: never), so proxies in between do not time out a stream
+      waiting for a slow first token.
     * Slow reader: a write that waits longer than `send_timeout` (the client's socket buffers
       are full) drops the client with one warning line; the generation is aborted.
     * Disconnect: `http.disconnect` cancels the stream wherever it waits (engine or socket).
@@ -70,10 +71,17 @@ class SseResponse(Response):
     media_type = "text/event-stream"
 
     def __init__(
-        self, stream: SseStream, *, ping: float | None, send_timeout: float | None
+        self,
+        stream: SseStream,
+        *,
+        ping: float | None,
+        send_timeout: float | None,
+        ping_event: bytes | None = None,
     ) -> None:
         self.stream = stream
         self.ping = ping or 0.0
+        # The keep-alive as the API writes it (Anthropic's `event: ping`); else a comment.
+        self.ping_event = ping_event
         self.send_timeout = send_timeout
         self.status_code = 200
         self.background = None
@@ -158,7 +166,7 @@ class SseResponse(Response):
     async def _send_ping(self, send: Send) -> None:
         if self._finished or self._writing_since is not None:
             return
-        comment = f": ping - {datetime.now(UTC)}\n\n".encode()
+        comment = self.ping_event or f": ping - {datetime.now(UTC)}\n\n".encode()
         try:
             await send({"type": "http.response.body", "body": comment, "more_body": True})
         except Exception:  # noqa: BLE001 - the stream ended meanwhile; nothing to keep alive

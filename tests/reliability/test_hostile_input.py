@@ -1,4 +1,5 @@
-"""Hostile input through the real server (scripted engine): zero 5xx, OpenAI-shaped refusals.
+"""Hostile input through the real server (scripted engine): zero 5xx, OpenAI-shaped refusals
+(Anthropic-shaped on /v1/messages).
 
 Two layers: schemathesis generating valid and invalid requests from the server's own OpenAPI
 schema, and hand-written bodies for what a generator rarely produces (lone surrogates, invalid
@@ -50,8 +51,20 @@ def test_schemathesis_finds_no_5xx_and_only_openai_shaped_errors(case, _scripted
         payload = response.json()
     except ValueError:
         payload = response.text
-    if response.status_code >= 400 or case.path != URL:
-        assert_openai_shaped(response.status_code, payload, f"{case.method} {case.path}")
+    where = f"{case.method} {case.path}"
+    if case.path.startswith("/v1/messages"):
+        assert_anthropic_shaped(response.status_code, payload, where)
+    elif response.status_code >= 400 or case.path != URL:
+        assert_openai_shaped(response.status_code, payload, where)
+
+
+def assert_anthropic_shaped(status: int, payload: Any, where: str) -> None:
+    """The Messages API answers its errors as Anthropic does (proxy/api/messages/errors.py)."""
+    assert status < 500, f"{where}: {status} {payload}"
+    if status >= 400:
+        assert isinstance(payload, dict) and payload.get("type") == "error", (where, payload)
+        assert set(payload["error"]) == {"type", "message"}, (where, payload)
+        assert payload["error"]["message"], (where, payload)
 
 
 def _body(**extra: Any) -> dict[str, Any]:

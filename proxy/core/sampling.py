@@ -16,6 +16,28 @@ from proxy.core.output_rules import OutputRules
 from proxy.core.request import GenerationRequest
 
 
+def check_room(request: GenerationRequest, prompt_tokens: int, max_model_len: int) -> None:
+    """400 `context_length_exceeded` when the prompt leaves no room, or less than the request's
+    own budget. Planning checks this right after the render, before building a grammar."""
+    room = max_model_len - prompt_tokens
+    if room <= 0:
+        raise InvalidRequest(
+            f"The prompt is {prompt_tokens} tokens long, which leaves no room in the model's "
+            f"{max_model_len}-token context; shorten the messages.",
+            param=request.names.messages,
+            code="context_length_exceeded",
+        )
+    max_tokens = request.sampling.max_tokens
+    if max_tokens is not None and max_tokens > room:
+        param = request.names.max_tokens
+        raise InvalidRequest(
+            f"{param} is {max_tokens}, but the prompt is {prompt_tokens} tokens and the "
+            f"context is {max_model_len}: at most {room} tokens can be generated.",
+            param=param,
+            code="context_length_exceeded",
+        )
+
+
 def sampling_config(
     request: GenerationRequest,
     *,
@@ -25,24 +47,10 @@ def sampling_config(
     default_max_tokens: int | None = None,
 ) -> SamplingConfig:
     """Engine parameters for all `n` choices of `request`, validated against the context."""
-    room = max_model_len - prompt_tokens
-    if room <= 0:
-        raise InvalidRequest(
-            f"The prompt is {prompt_tokens} tokens long, which leaves no room in the model's "
-            f"{max_model_len}-token context; shorten the messages.",
-            param=request.names.messages,
-            code="context_length_exceeded",
-        )
+    check_room(request, prompt_tokens, max_model_len)
     wanted = request.sampling
     max_tokens = wanted.max_tokens
-    if max_tokens is not None and max_tokens > room:
-        param = request.names.max_tokens
-        raise InvalidRequest(
-            f"{param} is {max_tokens}, but the prompt is {prompt_tokens} tokens and the "
-            f"context is {max_model_len}: at most {room} tokens can be generated.",
-            param=param,
-            code="context_length_exceeded",
-        )
+    room = max_model_len - prompt_tokens
     if max_tokens is None:
         max_tokens = min(room, default_max_tokens) if default_max_tokens else room
     return SamplingConfig(

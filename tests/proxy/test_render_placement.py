@@ -2,7 +2,7 @@
 
 A thread hop costs more than rendering a short prompt, while a long one (or a new tool set's
 schema check and grammar compile) would stall every other stream on the loop
-(proxy/core/service.py, `plans_quickly`). Both paths must give the same prompt.
+(proxy/core/planning.py, `plans_quickly`). Both paths must give the same prompt.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import threading
 import httpx
 
 from proxy.backends.scripted import Script
-from proxy.core.service import INLINE_RENDER_CHARS, plans_quickly
+from proxy.core.planning import INLINE_RENDER_CHARS, plans_quickly
 from tests.proxy.helpers import body, fold_content, neutral, stream_chunks, toks
 
 ANSWER = toks("<|channel|>final<|message|>Done.<|return|>")
@@ -60,6 +60,7 @@ def test_a_short_request_plans_on_the_loop_and_a_long_one_does_not():
 def test_both_placements_send_the_engine_the_same_prompt(scripted_server, monkeypatch):
     backend = scripted_server.backend
     rendered_on: list[str] = []
+    import proxy.core.planning
     import proxy.core.service
 
     real_plan = proxy.core.service.GenerationService.plan
@@ -75,7 +76,7 @@ def test_both_placements_send_the_engine_the_same_prompt(scripted_server, monkey
         for size in ("short", "long"):
             backend.script = Script([ANSWER])
             inline = size == "short"
-            monkeypatch.setattr(proxy.core.service, "INLINE_RENDER_CHARS", 10**9 if inline else 0)
+            monkeypatch.setattr(proxy.core.planning, "INLINE_RENDER_CHARS", 10**9 if inline else 0)
             chunks = stream_chunks(
                 client, "/v1/chat/completions", body(scripted_server.model, long_text)
             )

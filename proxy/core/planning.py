@@ -1,0 +1,144 @@
+"""Planning a request: everything decided before the engine sees it, and where that runs.
+
+`plan_request` turns a `GenerationRequest` into a `CompletionPlan`: the context pre-check, the
+tools' schemas validated, the Harmony prompt rendered, the grammar for tool_choice and the
+answer's format, the sampling budget. Small requests are planned on the event loop (a thread
+hop costs more than their render); anything else in `PlanExecutor`, a small thread pool of its
+own: a burst of hostile requests queues there instead of starving the store and other
+`to_thread` users, and the event loop never runs it. Large schema checks and grammar compiles
+go further, to a worker process (proxy/core/isolated.py). A plan whose client has gone stops
+at its next step (`Abandoned`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import dataclasses
+import os
+import secrets
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from proxy.backends.base import EngineBackend
+from proxy.core import gate
+from proxy.core.conversation import (
+    SystemDefaults,
+    build_conversation,
+    load_encoding,
+    render_prompt,
+    tool_names_for,
+)
+from proxy.core.output_rules import output_rules
+from proxy.core.request import GenerationRequest
+from proxy.core.run import CompletionPlan
+from proxy.core.sampling import check_room, sampling_config
+from proxy.core.tools import validate_schemas
+
+T = TypeVar("T")
+
+# Rendering costs about 75 us plus 30 us per 1,000 characters (measured, tiktoken included),
+# while a hop to a worker thread and back costs more than a short render (the GIL handoff and
+# the executor's queue: py-spy put concurrent.futures at 19% of the instant-backend server's
+# samples with 30-token answers). Up to this size a request without tools or an answer schema
+# is planned on the event loop (at most about half a millisecond for the other streams);
+# anything else in the plan executor: a new tool set's schema check and grammar compile can
+# take hundreds of milliseconds, whatever the number of tools.
+INLINE_RENDER_CHARS = 16_000
+INLINE_PAST_CALLS = 64
+
+
+class Abandoned(Exception):
+    """Raised inside a plan whose client went away: the thread stops at its next step."""
+
+
+def plan_request(
+    request: GenerationRequest,
+    backend: EngineBackend,
+    system: SystemDefaults,
+    *,
+    enforce_auto_tool_calls: bool,
+    default_max_tokens: int | None,
+    abandoned: threading.Event,
+) -> CompletionPlan:
+    """Everything decided before generation: validated schemas, the prompt, the grammar, the
+    sampling budget (400s naming the client's parameters when something cannot be served)."""
+    encoding = load_encoding()
+    gate.check_context(request, encoding, backend.max_model_len)
+    if request.tools:
+        request = dataclasses.replace(request, tools=validate_schemas(request.tools))
+    names = tool_names_for(request)
+    if abandoned.is_set():
+        raise Abandoned()
+    prompt = render_prompt(build_conversation(request, system, names))
+    check_room(request, len(prompt), backend.max_model_len)  # (before any grammar is built)
+    if abandoned.is_set():
+        raise Abandoned()
+    # A backend that cannot compile grammars (remote replicas without a tokenizer) still
+    # serves "auto": calls are then checked after generation instead.
+    enforce = enforce_auto_tool_calls and backend.supports_grammar
+    rules = output_rules(request, names, enforce_auto=enforce)
+    sampling = sampling_config(
+        request,
+        prompt_tokens=len(prompt),
+        max_model_len=backend.max_model_len,
+        rules=rules,
+        default_max_tokens=default_max_tokens,
+    )
+    return CompletionPlan(
+        completion_id=request.completion_id,
+        # Unique in the engine even if a client reuses its X-Request-Id concurrently.
+        engine_request_id=f"{request.completion_id}-{secrets.token_hex(4)}",
+        model=request.model,
+        prompt_token_ids=prompt,
+        sampling=sampling,
+        rules=rules,
+        names=names,
+        stop_strings=tuple(s for s in request.stop if s),
+        include_reasoning=request.include_reasoning,
+    )
+
+
+def plans_quickly(request: GenerationRequest) -> bool:
+    """Is this request small enough to plan on the event loop?"""
+    if request.tools or request.final_schema is not None:
+        return False
+    if request.past_calls() > INLINE_PAST_CALLS:
+        return False  # each renders a header and registers a name: small texts, long prompt
+    size = 0
+    for text in request.texts():
+        size += len(text)
+        if size > INLINE_RENDER_CHARS:
+            return False
+    return True
+
+
+class PlanExecutor:
+    """A bounded thread pool for planning, apart from asyncio's default executor.
+
+    Its threads run at a lower scheduling priority than the event loop's (Linux nice values
+    are per thread): on a busy host the loop, which streams every other request, gets the CPU
+    first, and a plan waits a little longer instead."""
+
+    def __init__(self, workers: int) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max(1, workers), thread_name_prefix="plan", initializer=_lower_priority
+        )
+
+    def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        return asyncio.get_running_loop().run_in_executor(self._pool, fn)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _lower_priority() -> None:
+    """Nice this thread by PLAN_NICENESS (where the platform allows it; a no-op elsewhere)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PLAN_NICENESS)
+
+
+# How much lower than the loop's the plan threads' priority is (the check worker: +10).
+PLAN_NICENESS = 5

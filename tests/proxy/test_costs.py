@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy.core import grammar, tools
-from proxy.core.assembler import DeltaAssembler, _FinalText, _StopMatcher
+from proxy.core.assembler import DeltaAssembler
 from proxy.core.bounded_cache import BoundedCache, MiB, weight
 from proxy.core.conversation import load_encoding
 from proxy.core.errors import InvalidRequest
@@ -25,6 +25,7 @@ from proxy.core.events import CallStart, Event, Text
 from proxy.core.gate import Limits, check_request
 from proxy.core.grammar import GrammarError, canonical_json, schema_depth
 from proxy.core.request import GenerationRequest, UserText
+from proxy.core.stop_strings import FinalText, StopMatcher
 from proxy.core.tool_names import ToolNames, _identifier
 from proxy.core.tools import function_tool, validate_schemas
 from tests.proxy.helpers import toks
@@ -186,7 +187,7 @@ def test_final_text_sends_holds_and_cuts_exactly_as_before(
 ) -> None:
     """Every release, including after a stop (the text may still grow) and after a flush that
     sent a stop string's beginning (a match then starts in sent text)."""
-    new, old = _FinalText(tuple(_StopMatcher(s) for s in stops)), OldFinalText(tuple(stops))
+    new, old = FinalText(tuple(StopMatcher(s) for s in stops)), OldFinalText(tuple(stops))
     for op in ops:
         if op[0] == "add":  # as DeltaAssembler._text: add, then release holding back
             new.add(op[1])
@@ -208,7 +209,7 @@ def test_final_text_sends_holds_and_cuts_exactly_as_before(
 )
 def test_self_similar_stop_strings_cut_where_find_does(stop: str, text: str) -> None:
     for size in (1, 2, 3, 5):
-        new, old = _FinalText((_StopMatcher(stop),)), OldFinalText((stop,))
+        new, old = FinalText((StopMatcher(stop),)), OldFinalText((stop,))
         for i in range(0, len(text), size):
             new.add(text[i : i + size])
             old.add(text[i : i + size])

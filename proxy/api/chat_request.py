@@ -29,7 +29,7 @@ from proxy.core.conversation import (
     tool_names_for,
 )
 from proxy.core.errors import InvalidRequest
-from proxy.core.gate import Limits, count_limit
+from proxy.core.gate import Limits, check_stop_count, count_limit
 from proxy.core.request import (
     AssistantTurn,
     DeveloperText,
@@ -301,3 +301,6 @@ def precheck_body(data: Any, limits: Limits) -> None:
     tools = data.get("tools")
     if isinstance(tools, list):
         count_limit(len(tools), limits.max_tools, "tools", "tools")
+    stop = data.get("stop")
+    if isinstance(stop, list):
+        check_stop_count(len(stop), limits, "stop")

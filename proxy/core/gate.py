@@ -142,14 +142,19 @@ def _check_metadata(metadata: dict[str, Any] | None, limits: Limits) -> None:
             )
 
 
-def _check_stop(request: GenerationRequest, limits: Limits) -> None:
-    param = request.names.stop
-    if len(request.stop) > limits.max_stop_strings:
+def check_stop_count(count: int, limits: Limits, param: str) -> None:
+    """400 for more stop strings than the limit (also counted on raw bodies, before models)."""
+    if count > limits.max_stop_strings:
         raise _refuse(
-            f"`{param}` takes at most {limits.max_stop_strings} strings, got {len(request.stop)}.",
+            f"`{param}` takes at most {limits.max_stop_strings} strings, got {count}.",
             param,
             code=None,  # (OpenAI's own limit; the message predates the gate)
         )
+
+
+def _check_stop(request: GenerationRequest, limits: Limits) -> None:
+    param = request.names.stop
+    check_stop_count(len(request.stop), limits, param)
     longest = limits.max_stop_length
     for i, stop in enumerate(request.stop):
         if longest is not None and len(stop) > longest:

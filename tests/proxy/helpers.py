@@ -96,9 +96,10 @@ def neutral(request: Any, *, validated: bool = False) -> Any:
 
 def prompt_for(request: Any, config: Any = None) -> list[int]:
     """The prompt tokens the service renders for a chat request."""
-    from proxy.core.conversation import build_conversation, render_prompt, tool_names_for
+    from proxy.api.chat_request import chat_prompt
+    from proxy.api.chat_schema import ChatCompletionRequest
     from proxy.server.settings import ProxyConfig
 
-    wanted = neutral(request, validated=True)
-    system = (config or ProxyConfig()).service_settings().system
-    return render_prompt(build_conversation(wanted, system, tool_names_for(wanted)))
+    if isinstance(request, dict):
+        request = ChatCompletionRequest.model_validate(request)
+    return chat_prompt(request, (config or ProxyConfig()).service_settings().system)[0]

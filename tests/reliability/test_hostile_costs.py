@@ -198,6 +198,11 @@ def nested_schema(depth: int) -> dict[str, Any]:
 
 def refused(server: Server, send: Callable[[httpx.Client], httpx.Response]) -> dict[str, Any]:
     """The refusal's error, checked to be a 400/413 that cost little CPU and stalled nothing."""
+    return refusal(server, send)["error"]
+
+
+def refusal(server: Server, send: Callable[[httpx.Client], httpx.Response]) -> dict[str, Any]:
+    """The refusal's whole body (each API's own error shape), checked as `refused` says."""
     run = server.attack(send)
     response, spent = run.response, run.cpu
     assert response.status_code in (400, 413), response.text[:300]
@@ -205,7 +210,7 @@ def refused(server: Server, send: Callable[[httpx.Client], httpx.Response]) -> d
     assert_no_stall(run, parsing)
     allowed = REFUSAL_CPU_TARGET + parsing
     assert spent < allowed, f"refusal cost {spent * 1000:.0f} ms of CPU (allowed {allowed:.3f} s)"
-    return response.json()["error"]
+    return response.json()
 
 
 def _parse_allowance(body_bytes: int) -> float:
@@ -332,6 +337,29 @@ def test_deep_schemas_are_400s_on_responses(server, depth):
     )
     # Past the depth the JSON parsers read, the body itself is refused.
     assert error["param"] == ("tools[0].parameters" if depth <= 400 else None)
+
+
+def test_huge_lists_are_counted_before_models_are_built(server):
+    # A million stop strings or 200,000 content blocks: refused on their counts, before
+    # pydantic builds a model or a string per item.
+    error = refused(server, chat(server, stop=["x"] * 1_000_000))
+    assert error["param"] == "stop"
+    blocks = [{"type": "text", "text": "x"}] * 200_000
+    payload = json.dumps(
+        {
+            "model": server.model,
+            "max_tokens": 16,
+            "messages": [{"role": "user", "content": blocks}],
+            "system": [{"type": "text", "text": "x"}] * 10,
+        }
+    )
+    body = refusal(
+        server,
+        lambda client: client.post(
+            "/v1/messages", content=payload, headers={"content-type": "application/json"}
+        ),
+    )
+    assert body["type"] == "error" and body["error"]["message"].startswith("messages"), body
 
 
 def test_metadata_follows_openais_limits(server):

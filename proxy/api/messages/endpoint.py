@@ -16,8 +16,9 @@ from collections.abc import AsyncGenerator
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
+from proxy.api.messages.options import thinking_shown
 from proxy.api.messages.output import PING, MessageBuilder
-from proxy.api.messages.request import generation_request, thinking_shown
+from proxy.api.messages.request import generation_request
 from proxy.api.messages.schema import CountTokensRequest, MessagesRequest
 from proxy.core import gate
 from proxy.core.conversation import (

@@ -22,10 +22,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from proxy.api.messages.options import (
+    clear_thinking,
+    final_schema,
+    reasoning_effort,
+)
 from proxy.api.messages.schema import CountTokensRequest, MessagesRequest
 from proxy.api.messages.tools import loaded_tools, read_tools, tool_choice
 from proxy.core.errors import InvalidRequest
-from proxy.core.gate import Limits, count_limit
+from proxy.core.gate import Limits, check_stop_count, count_limit
 from proxy.core.request import (
     AssistantTurn,
     DeveloperText,
@@ -54,9 +59,6 @@ NAMES = ParamNames(
 # every release.
 _BILLING_PREFIX = "x-anthropic-billing-header:"
 _UNREADABLE = {"image", "document", "container_upload"}
-# Budgets of Claude Code's own levels ("think" 4,000, "think hard" 10,000, "ultrathink" 31,999)
-# land on gpt-oss's low, medium and high.
-_BUDGET_LEVELS = ((8192, "low"), (16384, "medium"))
 
 
 def generation_request(
@@ -67,7 +69,7 @@ def generation_request(
     """The neutral request for `body`; 400 (naming the field) for what cannot be honoured."""
     tools = read_tools(body.tools, loaded_tools(body))
     choice, named, parallel = tool_choice(body.tool_choice)
-    parts = _clear_thinking(read_messages(body, sealer), body.context_management)
+    parts = clear_thinking(read_messages(body, sealer), body.context_management)
     if isinstance(body, MessagesRequest):
         if body.max_tokens is None:
             raise InvalidRequest("max_tokens: Field required", param="max_tokens")
@@ -81,8 +83,10 @@ def generation_request(
         )
         stop = tuple(body.stop_sequences or ())
         stream = body.stream
+        user_id = (body.metadata or {}).get("user_id")
+        user = user_id if isinstance(user_id, str) else None
     else:
-        sampling, stop, stream = Sampling(), (), False
+        sampling, stop, stream, user = Sampling(), (), False, None
     return GenerationRequest(
         model=body.model,
         parts=tuple(parts),
@@ -90,11 +94,12 @@ def generation_request(
         tool_choice=choice,
         named_tool=named,
         parallel_tool_calls=parallel,
-        final_schema=_final_schema(body),
-        reasoning_effort=_effort(body),
+        final_schema=final_schema(body),
+        reasoning_effort=reasoning_effort(body),
         sampling=sampling,
         stop=stop,
         stream=stream,
+        user=user,  # (`metadata.user_id`: bounded by the gate as `user` is)
         names=NAMES,
         completion_id=message_id,
     )
@@ -304,84 +309,6 @@ def _text_block(block: Any, param: str) -> str:
     return text
 
 
-def _clear_thinking(parts: list[Part], management: dict[str, Any] | None) -> list[Part]:
-    """`context_management`'s clear_thinking edit: keep the analysis of the last `keep`
-    assistant turns that have one (all with `keep: "all"`; 1 by default), drop the rest."""
-    edits = (management or {}).get("edits")
-    if not isinstance(edits, list):
-        return parts
-    keep: int | None = None
-    for edit in edits:
-        if not isinstance(edit, dict) or not str(edit.get("type", "")).startswith("clear_thinking"):
-            continue
-        wanted = edit.get("keep", {"type": "thinking_turns", "value": 1})
-        if wanted == "all":
-            return parts
-        value = wanted.get("value") if isinstance(wanted, dict) else None
-        keep = value if isinstance(value, int) and value >= 0 else 1
-    if keep is None:
-        return parts
-    thinking = [i for i, p in enumerate(parts) if type(p) is AssistantTurn and p.reasoning]
-    dropped = set(thinking[: max(0, len(thinking) - keep)])
-    return [
-        AssistantTurn(p.source, None, p.text, p.phase, p.calls) if i in dropped else p  # type: ignore[union-attr]
-        for i, p in enumerate(parts)
-    ]
-
-
-# ---------------------------------------------------------------------------- output rules
-
-
-def _effort(body: CountTokensRequest) -> str | None:
-    config = body.output_config or {}
-    if config.get("effort") is not None:
-        effort = config["effort"]
-        if not isinstance(effort, str):
-            raise InvalidRequest(
-                "output_config.effort: Input should be a valid string",
-                param="output_config.effort",
-            )
-        return effort
-    thinking = body.thinking
-    if thinking is None:
-        return None
-    kind = thinking.get("type")
-    if kind == "disabled":
-        return "low"
-    if kind == "adaptive":
-        return None
-    if kind == "enabled":
-        budget = thinking.get("budget_tokens")
-        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
-            raise InvalidRequest(
-                "thinking.budget_tokens: Input should be a positive integer",
-                param="thinking.budget_tokens",
-            )
-        return next((level for limit, level in _BUDGET_LEVELS if budget < limit), "high")
-    raise InvalidRequest(
-        f"thinking.type: Input should be 'enabled', 'disabled' or 'adaptive' (got {kind!r})",
-        param="thinking.type",
-    )
-
-
-def thinking_shown(body: CountTokensRequest) -> bool:
-    """Whether thinking blocks carry their text (`display: "omitted"`: signature only)."""
-    return (body.thinking or {}).get("display") != "omitted"
-
-
-def _final_schema(body: CountTokensRequest) -> dict[str, Any] | None:
-    """Structured outputs: `output_config.format` (or the older beta's `output_format`)."""
-    fmt = (body.output_config or {}).get("format") or body.output_format
-    if fmt is None:
-        return None
-    param = "output_config.format" if (body.output_config or {}).get("format") else "output_format"
-    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
-        raise InvalidRequest(f"{param}.type: Input should be 'json_schema'", param=f"{param}.type")
-    if not isinstance(fmt.get("schema"), dict):
-        raise InvalidRequest(f"{param}.schema: Field required", param=f"{param}.schema")
-    return fmt["schema"]
-
-
 def precheck_body(data: Any, limits: Limits) -> None:
     """The counts of the raw body before any model is built: messages (blocks of each, since
     every tool_use and tool_result becomes a part of its own), past calls and tools."""
@@ -404,3 +331,9 @@ def precheck_body(data: Any, limits: Limits) -> None:
     tools = data.get("tools")
     if isinstance(tools, list):
         count_limit(len(tools), limits.max_tools, "tools", "tools")
+    system = data.get("system")
+    if isinstance(system, list):
+        count_limit(len(system), limits.max_messages, "blocks", "system")
+    stop = data.get("stop_sequences")
+    if isinstance(stop, list):
+        check_stop_count(len(stop), limits, "stop_sequences")

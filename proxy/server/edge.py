@@ -26,6 +26,7 @@ from fastapi.responses import PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from proxy.core.caller import Caller, caller_for_key
 from proxy.core.errors import InvalidApiKey, PayloadTooLarge, ProxyError, RequestTimeout
 from proxy.server.error_handlers import error_content
 
@@ -142,21 +143,27 @@ class ApiKeyCheck:
 
     def __init__(self, app: ASGIApp, keys: tuple[str, ...]) -> None:
         self.app = app
-        self.keys = tuple(key.encode() for key in keys)
+        self.keys = tuple((key.encode(), caller_for_key(key.encode())) for key in keys)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.keys:
+            await self.app(scope, receive, send)
+            return
+        caller = self._caller(scope)
+        if caller is not None:
+            scope.setdefault("state", {})["caller"] = caller
         if (
-            scope["type"] != "http"
-            or not self.keys
+            caller is not None
             or not scope["path"].startswith("/v1/")
             or scope["method"] == "OPTIONS"
-            or self._authorized(scope)
         ):
             await self.app(scope, receive, send)
             return
         await send_error(send, InvalidApiKey(), scope["path"])
 
-    def _authorized(self, scope: Scope) -> bool:
+    def _caller(self, scope: Scope) -> Caller | None:
+        """The caller whose key the request carries, or None. Every key is compared (no early
+        exit), so the time taken does not tell which key, or how much of one, matched."""
         given: bytes | None = None
         for name, value in scope.get("headers") or ():
             if name == b"authorization":
@@ -167,11 +174,12 @@ class ApiKeyCheck:
             if name == b"x-api-key" and given is None:
                 given = value.strip()
         if given is None:
-            return False
-        matched = False
-        for key in self.keys:
-            matched |= secrets.compare_digest(given, key)
-        return matched
+            return None
+        found: Caller | None = None
+        for key, caller in self.keys:
+            if secrets.compare_digest(given, key):
+                found = caller
+        return found
 
 
 class BodyGate:

@@ -10,6 +10,13 @@ whole item history are kept in the response store (proxy/api/responses/store.py:
 PostgreSQL for several proxies), so `previous_response_id` continues a conversation with its
 calls, outputs and the reasoning Harmony keeps, across restarts. Without state, a client may
 ask for `reasoning.encrypted_content` and replay the sealed reasoning itself.
+
+Stored state belongs to the caller's owner (`caller_of(request).owner`, the API key's
+identity): another owner's response is answered exactly as an unknown id (the same 404, for
+GET, DELETE, `input_items` and `previous_response_id`). The Response object's `store` field
+says whether the response was kept: false when the server stores nothing (`--response-store
+off`, where `store: true` is accepted and ignored, as a client that defaults to it expects),
+when the response is over the row cap, or when storing failed; the answer itself stands.
 """
 
 from __future__ import annotations
@@ -28,8 +35,9 @@ from proxy.api.responses.inputs import Item, normalise_input
 from proxy.api.responses.output import ResponseBuilder
 from proxy.api.responses.request import generation_request
 from proxy.api.responses.schema import ResponsesRequest
-from proxy.api.responses.store import ResponseStore, StoredResponse
+from proxy.api.responses.store import ResponseStore, RowTooLarge, StoredResponse
 from proxy.api.responses.tools import read_tools
+from proxy.core.caller import caller_of
 from proxy.core.errors import InvalidRequest, ProxyError, ResponseNotFound
 from proxy.core.gate import check_unicode
 from proxy.core.run import CompletionRun, StreamError
@@ -59,7 +67,8 @@ KNOWN_INCLUDES = frozenset(
 
 
 class ResponsesEndpoint:
-    """The four routes; `store` may be None (nothing stored: `store: true` is then a 400)."""
+    """The four routes; `store` is None when the server stores nothing (`--response-store
+    off`): `store: true` is then accepted and ignored, `previous_response_id` is a 400."""
 
     def __init__(
         self,
@@ -99,16 +108,20 @@ class ResponsesEndpoint:
                 f"{', '.join(sorted(KNOWN_INCLUDES))}.",
                 param="include",
             )
-        if body.store and self.store is None:
-            raise InvalidRequest(
-                "This server keeps no responses (it was started without a store): send "
-                "`store: false`.",
-                param="store",
-            )
+        owner = caller_of(request).owner
         history: list[Item] = []
+        lineage: list[str] = []
         if body.previous_response_id is not None:
-            previous = await self._get(body.previous_response_id, "previous_response_id")
+            if self.store is None:
+                raise InvalidRequest(
+                    "This server stores no responses (it runs with --response-store off), so "
+                    "there is nothing to continue: send the whole conversation as `input` "
+                    '(with `include: ["reasoning.encrypted_content"]` to replay reasoning).',
+                    param="previous_response_id",
+                )
+            previous = await self._get(body.previous_response_id, owner, "previous_response_id")
             history = previous.conversation
+            lineage = [*previous.lineage, previous.id]
         items = normalise_input(body.input, self.sealer)
         response_id = f"resp_{secrets.token_hex(24)}"
         tools = read_tools(body.tools)
@@ -117,7 +130,7 @@ class ResponsesEndpoint:
         if ENCRYPTED_REASONING in include and self.sealer is not None:
             seal = self.sealer.seal
         builder = ResponseBuilder(
-            _initial_response(body, response_id),
+            _initial_response(body, response_id, stored=body.store and self.store is not None),
             {tool.key: tool for tool in tools},
             seal=seal,
             stream=body.stream,
@@ -135,7 +148,7 @@ class ResponsesEndpoint:
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
             )
-        turn = _Turn(self, body, run, builder, history, items)
+        turn = _Turn(self, body, run, builder, history, items, owner, lineage)
         if body.stream:
             config = self.config
             return SseResponse(
@@ -150,17 +163,23 @@ class ResponsesEndpoint:
 
     # ------------------------------------------------------------------ GET / DELETE
 
-    async def retrieve(self, response_id: str) -> JSONResponse:
-        return JSONResponse((await self._get(response_id)).response)
+    async def retrieve(self, response_id: str, request: Request) -> JSONResponse:
+        return JSONResponse((await self._get(response_id, caller_of(request).owner)).response)
 
     async def input_items(
-        self, response_id: str, limit: int = 20, order: str = "desc", after: str | None = None
+        self,
+        response_id: str,
+        request: Request,
+        limit: int = 20,
+        order: str = "desc",
+        after: str | None = None,
     ) -> JSONResponse:
+        # Found first: another owner's id is a 404 whatever the other parameters say.
+        items = list((await self._get(response_id, caller_of(request).owner)).input_items)
         if order not in ("asc", "desc"):
             raise InvalidRequest("`order` must be asc or desc.", param="order")
         if not 1 <= limit <= 100:
             raise InvalidRequest("`limit` must be between 1 and 100.", param="limit")
-        items = list((await self._get(response_id)).input_items)
         if order == "desc":
             items.reverse()
         if after is not None:
@@ -179,25 +198,27 @@ class ResponsesEndpoint:
             }
         )
 
-    async def delete(self, response_id: str) -> JSONResponse:
+    async def delete(self, response_id: str, request: Request) -> JSONResponse:
+        """Delete the response and every later response that copied it (store.py)."""
         deleted = False
         if self.store is not None:
-            deleted = await asyncio.to_thread(self.store.delete, response_id)
+            owner = caller_of(request).owner
+            deleted = await asyncio.to_thread(self.store.delete, response_id, owner)
         if not deleted:
             raise ResponseNotFound(response_id)
         return JSONResponse({"id": response_id, "object": "response", "deleted": True})
 
-    async def _get(self, response_id: str, param: str | None = None) -> StoredResponse:
+    async def _get(self, response_id: str, owner: str, param: str | None = None) -> StoredResponse:
         found = None
         if self.store is not None:
-            found = await asyncio.to_thread(self.store.get, response_id)
+            found = await asyncio.to_thread(self.store.get, response_id, owner)
         if found is None:
             raise ResponseNotFound(response_id, param)
         return found
 
-    async def save(self, stored: StoredResponse) -> None:
+    async def save(self, stored: StoredResponse) -> bool:
         assert self.store is not None
-        await asyncio.to_thread(self.store.put, stored)
+        return await asyncio.to_thread(self.store.put, stored)
 
 
 class _Turn:
@@ -211,6 +232,8 @@ class _Turn:
         builder: ResponseBuilder,
         history: list[Item],
         items: list[Item],
+        owner: str,
+        lineage: list[str],
     ) -> None:
         self.endpoint = endpoint
         self.body = body
@@ -218,6 +241,8 @@ class _Turn:
         self.builder = builder
         self.history = history
         self.items = items
+        self.owner = owner
+        self.lineage = lineage
         self.error: ProxyError | None = None
         self.finish: str | None = None
 
@@ -236,9 +261,9 @@ class _Turn:
             events = self.builder.step(step)
             if events:
                 yield b"".join(events)
-        final = self.builder.finish(self.finish, self.run.usage, self.error)
+        self.builder.settle(self.finish, self.run.usage, self.error)
         await self._store()
-        yield b"".join(final)
+        yield b"".join(self.builder.terminal())
 
     async def drain(self) -> None:
         """The non-streamed answer: every event built, none sent."""
@@ -246,28 +271,45 @@ class _Turn:
             pass
 
     async def _store(self) -> None:
-        body = self.body
-        if not body.store or self.error is not None:
-            return
+        """Keep the settled response if asked to; when it cannot be kept, its `store` field
+        says so (the terminal event and the non-streamed body are built after this)."""
         response = self.builder.response
+        if not response["store"]:
+            return
+        stored = False
+        if self.error is None:
+            stored = await self._put(response)
+        response["store"] = stored
+
+    async def _put(self, response: dict[str, Any]) -> bool:
         output = [_for_history(item) for item in response["output"]]
+        record = StoredResponse(
+            id=response["id"],
+            created_at=float(response["created_at"]),
+            response=response,
+            input_items=self.items,
+            conversation=self.history + self.items + output,
+            previous_response_id=self.body.previous_response_id,
+            owner=self.owner,
+            lineage=self.lineage,
+        )
         try:
-            await self.endpoint.save(
-                StoredResponse(
-                    id=response["id"],
-                    created_at=float(response["created_at"]),
-                    response=response,
-                    input_items=self.items,
-                    conversation=self.history + self.items + output,
-                    previous_response_id=body.previous_response_id,
-                )
-            )
+            stored = await self.endpoint.save(record)
+        except RowTooLarge as exc:
+            # Known only now, so not a 400: the client has its answer, marked `store: false`.
+            logger.warning("not storing a response: %s", exc)
+            return False
         except Exception:  # noqa: BLE001 - the answer stands; only its continuation is lost
             # The client still gets its complete answer (with a streamed one, the terminal
             # event); a later previous_response_id to it is a 404. Logged loudly: the store
             # (a database) is down or full.
             logger.exception("could not store response %s", response["id"])
             self.endpoint.service.metrics.internal_errors.inc()
+            return False
+        if not stored:
+            logger.info("not storing %s: the response it continues was deleted", response["id"])
+        # The stored copy says `store: true`, as the answer does.
+        return stored
 
 
 def _for_history(item: Item) -> Item:
@@ -275,8 +317,9 @@ def _for_history(item: Item) -> Item:
     return {k: v for k, v in item.items() if k != "encrypted_content"}
 
 
-def _initial_response(body: ResponsesRequest, response_id: str) -> dict[str, Any]:
-    """The Response object as `response.created` shows it; the builder fills in the rest."""
+def _initial_response(body: ResponsesRequest, response_id: str, *, stored: bool) -> dict[str, Any]:
+    """The Response object as `response.created` shows it; the builder fills in the rest.
+    `stored`: whether it is to be kept (`store` asked for, and a store to keep it in)."""
     fmt = (body.text.format if body.text is not None else None) or {"type": "text"}
     reasoning = body.reasoning
     return {
@@ -300,7 +343,7 @@ def _initial_response(body: ResponsesRequest, response_id: str) -> dict[str, Any
             "summary": reasoning.summary if reasoning else None,
         },
         "service_tier": "default",
-        "store": body.store,
+        "store": stored,
         "temperature": 1.0 if body.temperature is None else body.temperature,
         "text": {"format": fmt},
         "tool_choice": body.tool_choice if body.tool_choice is not None else "auto",
@@ -310,5 +353,6 @@ def _initial_response(body: ResponsesRequest, response_id: str) -> dict[str, Any
         "truncation": "disabled",
         "usage": None,
         "user": body.user,
+        "safety_identifier": body.safety_identifier,
         "metadata": body.metadata or {},
     }

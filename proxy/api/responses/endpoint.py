@@ -22,10 +22,8 @@ when the response is over the row cap, or when storing failed; the answer itself
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import Request
@@ -35,19 +33,17 @@ from proxy.api.responses.inputs import Item, normalise_input
 from proxy.api.responses.output import ResponseBuilder
 from proxy.api.responses.request import generation_request
 from proxy.api.responses.schema import ResponsesRequest
-from proxy.api.responses.store import ResponseStore, RowTooLarge, StoredResponse
+from proxy.api.responses.store import ResponseStore, StoredResponse
 from proxy.api.responses.tools import read_tools
+from proxy.api.responses.turn import Stored, Turn
 from proxy.core.caller import caller_of
-from proxy.core.errors import InvalidRequest, ProxyError, ResponseNotFound
+from proxy.core.errors import InvalidRequest, ResponseNotFound
 from proxy.core.gate import check_unicode
-from proxy.core.run import CompletionRun, StreamError
 from proxy.core.sealing import ReasoningSealer
 from proxy.core.service import ClientGone, Generation, GenerationService
 from proxy.server.request_log import RequestRecord
 from proxy.server.settings import ProxyConfig
 from proxy.server.sse import SseResponse, SseStream, wait_for_disconnect
-
-logger = logging.getLogger("proxy")
 
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
 # What `include` may ask for: sealed reasoning, and what every response carries anyway or the
@@ -143,12 +139,14 @@ class ResponsesEndpoint:
             # Streaming clients learn this from the stream (Codex compacts its history
             # on it).
             generation.settle(200, finish="error", error=exc.code)
+            builder.response["store"] = False  # (a failed response is never kept)
             return Response(
                 b"".join([*builder.begin(), *builder.finish(None, None, exc)]),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
             )
-        turn = _Turn(self, body, run, builder, history, items, owner, lineage)
+        stored = Stored(self.store, owner, body.previous_response_id, history, items, lineage)
+        turn = Turn(run, builder, stored, self.service.metrics)
         if body.stream:
             config = self.config
             return SseResponse(
@@ -215,106 +213,6 @@ class ResponsesEndpoint:
         if found is None:
             raise ResponseNotFound(response_id, param)
         return found
-
-    async def save(self, stored: StoredResponse) -> bool:
-        assert self.store is not None
-        return await asyncio.to_thread(self.store.put, stored)
-
-
-class _Turn:
-    """One admitted request: drives its run through the builder, then stores the result."""
-
-    def __init__(
-        self,
-        endpoint: ResponsesEndpoint,
-        body: ResponsesRequest,
-        run: CompletionRun,
-        builder: ResponseBuilder,
-        history: list[Item],
-        items: list[Item],
-        owner: str,
-        lineage: list[str],
-    ) -> None:
-        self.endpoint = endpoint
-        self.body = body
-        self.run = run
-        self.builder = builder
-        self.history = history
-        self.items = items
-        self.owner = owner
-        self.lineage = lineage
-        self.error: ProxyError | None = None
-        self.finish: str | None = None
-
-    async def events(self) -> AsyncGenerator[bytes, None]:
-        """The response's SSE events, those of one engine step written at once (one socket
-        write, not one per event); the terminal event only once the store has the response."""
-        yield b"".join(self.builder.begin())
-        async for step in self.run.steps():
-            if isinstance(step, StreamError):
-                self.error = step.error
-                continue
-            if step.choice != 0:
-                continue
-            if step.finish is not None:
-                self.finish = step.finish
-            events = self.builder.step(step)
-            if events:
-                yield b"".join(events)
-        self.builder.settle(self.finish, self.run.usage, self.error)
-        await self._store()
-        yield b"".join(self.builder.terminal())
-
-    async def drain(self) -> None:
-        """The non-streamed answer: every event built, none sent."""
-        async for _ in self.events():
-            pass
-
-    async def _store(self) -> None:
-        """Keep the settled response if asked to; when it cannot be kept, its `store` field
-        says so (the terminal event and the non-streamed body are built after this)."""
-        response = self.builder.response
-        if not response["store"]:
-            return
-        stored = False
-        if self.error is None:
-            stored = await self._put(response)
-        response["store"] = stored
-
-    async def _put(self, response: dict[str, Any]) -> bool:
-        output = [_for_history(item) for item in response["output"]]
-        record = StoredResponse(
-            id=response["id"],
-            created_at=float(response["created_at"]),
-            response=response,
-            input_items=self.items,
-            conversation=self.history + self.items + output,
-            previous_response_id=self.body.previous_response_id,
-            owner=self.owner,
-            lineage=self.lineage,
-        )
-        try:
-            stored = await self.endpoint.save(record)
-        except RowTooLarge as exc:
-            # Known only now, so not a 400: the client has its answer, marked `store: false`.
-            logger.warning("not storing a response: %s", exc)
-            return False
-        except Exception:  # noqa: BLE001 - the answer stands; only its continuation is lost
-            # The client still gets its complete answer (with a streamed one, the terminal
-            # event); a later previous_response_id to it is a 404. Logged loudly: the store
-            # (a database) is down or full.
-            logger.exception("could not store response %s", response["id"])
-            self.endpoint.service.metrics.internal_errors.inc()
-            return False
-        if not stored:
-            logger.info("not storing %s: the response it continues was deleted", response["id"])
-        # The stored copy says `store: true`, as the answer does.
-        return stored
-
-
-def _for_history(item: Item) -> Item:
-    """An output item as the next turn reads it (the sealed copy is not needed server-side)."""
-    return {k: v for k, v in item.items() if k != "encrypted_content"}
 
 
 def _initial_response(body: ResponsesRequest, response_id: str, *, stored: bool) -> dict[str, Any]:

@@ -105,6 +105,7 @@ _LEGACY_SCHEMA = {
         " conversation json NOT NULL)"
     ),
 }
+_LEGACY_INDEX = f"CREATE INDEX {TABLE}_created ON {TABLE} (created_at, id)"
 _LEGACY_ROW = (
     f"INSERT INTO {TABLE} VALUES ('resp_legacy', NOW, NULL, '{{\"id\": \"resp_legacy\"}}',"
     " '[]', '[{\"type\": \"message\"}]')"
@@ -119,6 +120,7 @@ def _legacy_database(location: str) -> Callable[[str], list[tuple[object, ...]]]
         Path(location).parent.mkdir(parents=True)
         with sqlite3.connect(location) as conn:
             conn.execute(_LEGACY_SCHEMA[kind])
+            conn.execute(_LEGACY_INDEX)
             conn.execute(insert)
 
         def query(sql: str) -> list[tuple[object, ...]]:
@@ -129,6 +131,7 @@ def _legacy_database(location: str) -> Callable[[str], list[tuple[object, ...]]]
     psycopg = pytest.importorskip("psycopg")
     with psycopg.connect(location, autocommit=True) as conn:
         conn.execute(_LEGACY_SCHEMA[kind])
+        conn.execute(_LEGACY_INDEX)
         conn.execute(insert)
 
     def query_pg(sql: str) -> list[tuple[object, ...]]:

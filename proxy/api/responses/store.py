@@ -29,8 +29,9 @@ through `asyncio.to_thread`, so every backend must be safe to use from several t
 
 A row is at most `max_row_bytes` of JSON (`put` raises `RowTooLarge` beyond it). Retention is
 applied on every `put` (rows older than `max_age_seconds`, then rows beyond `max_responses` and
-beyond `max_total_bytes` in all, oldest first), and `get` never returns a row older than `max_age_seconds` even if no
-`put` has pruned it yet, so expiry is exact from the client's point of view.
+beyond `max_total_bytes` in all, oldest first; over the byte budget, down to 90% of it), and
+`get` never returns a row older than `max_age_seconds` even if no `put` has pruned it yet, so
+expiry is exact from the client's point of view.
 """
 
 from __future__ import annotations

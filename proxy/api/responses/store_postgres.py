@@ -13,10 +13,12 @@ from proxy.api.responses.store_records import (
     DEFAULT_MAX_RESPONSES,
     DEFAULT_MAX_ROW_BYTES,
     DEFAULT_MAX_TOTAL_BYTES,
+    INDEXES,
     MIGRATIONS,
     POSTGRES,
     TABLE,
     StoredResponse,
+    apply_retention,
     lineage_marker,
     oldest_kept,
     record_from_row,
@@ -97,11 +99,10 @@ class PostgresResponseStore:
     @staticmethod
     def _create_schema(conn: psycopg.Connection[Any]) -> None:
         """Create the table, or bring one an older version made up to date (`MIGRATIONS`)."""
-        newest_column, _ = MIGRATIONS[-1]
+        # The newest indexes exist only once every migration has run.
         exists = conn.execute(
-            "SELECT to_regclass(%s) IS NOT NULL AND EXISTS (SELECT 1 FROM pg_attribute"
-            " WHERE attrelid = to_regclass(%s) AND attname = %s AND NOT attisdropped)",
-            (f"{TABLE}_previous", TABLE, newest_column),
+            "SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
+            (f"{TABLE}_by_age", f"{TABLE}_previous"),
         ).fetchone()
         if exists and exists[0]:
             return  # nothing to do, and no CREATE privilege needed
@@ -129,10 +130,8 @@ class PostgresResponseStore:
                     conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {column} {definition}")
                     if column == "size_bytes":
                         conn.execute(POSTGRES.measure_old_rows)
-            conn.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_created ON {TABLE} (created_at, id)")
-            conn.execute(
-                f"CREATE INDEX IF NOT EXISTS {TABLE}_previous ON {TABLE} (previous_response_id)"
-            )
+            for statement in INDEXES:
+                conn.execute(statement)
 
     def put(self, record: StoredResponse) -> bool:
         import psycopg
@@ -157,8 +156,7 @@ class PostgresResponseStore:
             ).fetchone()
             if not (locked and locked[0]):
                 return  # another replica is pruning right now
-            for statement, values in POSTGRES.prune(*limits):
-                conn.execute(statement, values)
+            apply_retention(conn, POSTGRES, *limits)
 
     def get(self, response_id: str, owner: str) -> StoredResponse | None:
         cutoff = oldest_kept(self.max_age_seconds)

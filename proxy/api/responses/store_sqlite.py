@@ -17,10 +17,12 @@ from proxy.api.responses.store_records import (
     DEFAULT_MAX_RESPONSES,
     DEFAULT_MAX_ROW_BYTES,
     DEFAULT_MAX_TOTAL_BYTES,
+    INDEXES,
     MIGRATIONS,
     SQLITE,
     TABLE,
     StoredResponse,
+    apply_retention,
     lineage_marker,
     oldest_kept,
     record_from_row,
@@ -94,12 +96,8 @@ class SQLiteResponseStore:
                         conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {column} {definition}")
                         if column == "size_bytes":
                             conn.execute(SQLITE.measure_old_rows)
-                conn.execute(
-                    f"CREATE INDEX IF NOT EXISTS {TABLE}_created ON {TABLE} (created_at, id)"
-                )
-                conn.execute(
-                    f"CREATE INDEX IF NOT EXISTS {TABLE}_previous ON {TABLE} (previous_response_id)"
-                )
+                for statement in INDEXES:
+                    conn.execute(statement)
         # The -wal and -shm files exist now (WAL mode), made with the database's mode.
         _make_private(self.path, created=False)
 
@@ -166,8 +164,7 @@ class SQLiteResponseStore:
         limits = (self.max_age_seconds, self.max_responses, self.max_total_bytes)
         with self._connection() as conn, self._write(conn):
             stored = conn.execute(SQLITE.insert, params).rowcount > 0
-            for statement, values in SQLITE.prune(*limits):
-                conn.execute(statement, values)
+            apply_retention(conn, SQLITE, *limits)
         return stored
 
     def get(self, response_id: str, owner: str) -> StoredResponse | None:

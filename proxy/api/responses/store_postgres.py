@@ -9,12 +9,12 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from proxy.api.responses.store_records import (
+    ADDED,
     DEFAULT_MAX_AGE_SECONDS,
     DEFAULT_MAX_RESPONSES,
     DEFAULT_MAX_ROW_BYTES,
     DEFAULT_MAX_TOTAL_BYTES,
     INDEXES,
-    MIGRATIONS,
     POSTGRES,
     TABLE,
     StoredResponse,
@@ -98,7 +98,7 @@ class PostgresResponseStore:
 
     @staticmethod
     def _create_schema(conn: psycopg.Connection[Any]) -> None:
-        """Create the table, or bring one an older version made up to date (`MIGRATIONS`)."""
+        """Create the table, or bring one an older version made up to date (`ADDED`)."""
         # The newest indexes exist only once every migration has run.
         exists = conn.execute(
             "SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
@@ -111,16 +111,16 @@ class PostgresResponseStore:
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {TABLE} ("
                 " id text PRIMARY KEY,"
-                " owner text NOT NULL,"
+                f" owner {ADDED['owner']},"
                 " created_at double precision NOT NULL,"
                 " previous_response_id text,"
-                " lineage text NOT NULL,"
-                " size_bytes bigint NOT NULL,"
+                f" lineage {ADDED['lineage']},"
+                f" size_bytes {ADDED['size_bytes']},"
                 " response json NOT NULL,"
                 " input_items json NOT NULL,"
                 " conversation json NOT NULL)"
             )
-            for column, definition in MIGRATIONS:
+            for column, definition in ADDED.items():
                 added = conn.execute(
                     "SELECT NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass"
                     " AND attname = %s AND NOT attisdropped)",

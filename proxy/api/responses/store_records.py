@@ -6,7 +6,7 @@ response's id, the ids it copies content from (`lineage`), its size, and three J
 written as compact text by `dumps_json`. So is the SQL that reads, writes, deletes and prunes
 it, up to each driver's placeholders and locking clauses (`Statements`).
 
-Databases written before rows had owners still open: `MIGRATIONS` adds the missing columns,
+Databases written before rows had owners still open: a store adds the columns in `ADDED`,
 and a row written before then belongs to `anonymous` (the owner of every request on a server
 without API keys). Once keys are configured, no key is `anonymous`, so those rows are visible
 to nobody until retention removes them: fail closed, since nobody knows whose they were.
@@ -35,12 +35,14 @@ COLUMNS = (
     " response, input_items, conversation"
 )
 # Columns added after the first release, with their SQL definitions (the same in both
-# dialects): an older table gets them, in this order, when a store opens it.
-MIGRATIONS = (
-    ("owner", f"TEXT NOT NULL DEFAULT '{ANONYMOUS_OWNER}'"),
-    ("lineage", "TEXT NOT NULL DEFAULT ''"),
-    ("size_bytes", "BIGINT NOT NULL DEFAULT 0"),
-)
+# dialects, and in the CREATE TABLE of a new database): an older table gets them, in this
+# order, when a store opens it. The defaults also serve a replica of the older version still
+# writing during a rolling upgrade (its rows are `anonymous`'s).
+ADDED = {
+    "owner": f"TEXT NOT NULL DEFAULT '{ANONYMOUS_OWNER}'",
+    "lineage": "TEXT NOT NULL DEFAULT ''",
+    "size_bytes": "BIGINT NOT NULL DEFAULT 0",
+}
 
 
 # The indexes, the same in both dialects: rows by age (retention; it carries their sizes, so the

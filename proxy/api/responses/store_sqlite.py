@@ -13,12 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from proxy.api.responses.store_records import (
+    ADDED,
     DEFAULT_MAX_AGE_SECONDS,
     DEFAULT_MAX_RESPONSES,
     DEFAULT_MAX_ROW_BYTES,
     DEFAULT_MAX_TOTAL_BYTES,
     INDEXES,
-    MIGRATIONS,
     SQLITE,
     TABLE,
     StoredResponse,
@@ -81,17 +81,17 @@ class SQLiteResponseStore:
                 conn.execute(
                     f"CREATE TABLE IF NOT EXISTS {TABLE} ("
                     " id TEXT PRIMARY KEY,"
-                    " owner TEXT NOT NULL,"
+                    f" owner {ADDED['owner']},"
                     " created_at REAL NOT NULL,"
                     " previous_response_id TEXT,"
-                    " lineage TEXT NOT NULL,"
-                    " size_bytes INTEGER NOT NULL,"
+                    f" lineage {ADDED['lineage']},"
+                    f" size_bytes {ADDED['size_bytes']},"
                     " response TEXT NOT NULL,"
                     " input_items TEXT NOT NULL,"
                     " conversation TEXT NOT NULL)"
                 )
                 have = {row[1] for row in conn.execute(f"PRAGMA table_info({TABLE})")}
-                for column, definition in MIGRATIONS:
+                for column, definition in ADDED.items():
                     if column not in have:
                         conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {column} {definition}")
                         if column == "size_bytes":

@@ -139,7 +139,6 @@ class ResponsesEndpoint:
             # Streaming clients learn this from the stream (Codex compacts its history
             # on it).
             generation.settle(200, finish="error", error=exc.code)
-            builder.response["store"] = False  # (a failed response is never kept)
             return Response(
                 b"".join([*builder.begin(), *builder.finish(None, None, exc)]),
                 media_type="text/event-stream",
@@ -251,6 +250,5 @@ def _initial_response(body: ResponsesRequest, response_id: str, *, stored: bool)
         "truncation": "disabled",
         "usage": None,
         "user": body.user,
-        "safety_identifier": body.safety_identifier,
         "metadata": body.metadata or {},
     }

@@ -18,9 +18,10 @@ from proxy.core.gate import Limits, count_limit
 from proxy.core.request import GenerationRequest, ParamNames, Sampling
 from proxy.core.tools import FunctionTool
 
-# Lengths of the identifiers a client attaches, echoed and stored with the response (the
-# gate bounds `user` and `metadata`): OpenAI's limit on `safety_identifier`; `prompt_cache_key`
-# has no published one, so the gate's bound on `user`, which it replaces, holds.
+# Lengths of the identifiers a client attaches (the gate bounds `user` and `metadata`, echoed
+# and stored with the response): OpenAI's limit on `safety_identifier` (accepted, not echoed);
+# `prompt_cache_key` (echoed and stored) has no published one, so the gate's bound on `user`,
+# which it replaces, holds.
 MAX_SAFETY_IDENTIFIER_LENGTH = 64
 MAX_PROMPT_CACHE_KEY_LENGTH = 256
 

@@ -87,8 +87,8 @@ class Turn:
                 yield b"".join(events)
         self.builder.settle(self.finish, self.run.usage, self.error)
         response = self.builder.response
-        if response["store"]:
-            response["store"] = self.error is None and await self._put(response)
+        if response["store"] and self.error is None:  # (a failed response is never kept)
+            response["store"] = await self._put(response)
         yield b"".join(self.builder.terminal())
 
     async def drain(self) -> None:

@@ -55,8 +55,11 @@ _REFUSED = {
 }
 
 
-def generation_request(body: ChatCompletionRequest, completion_id: str) -> GenerationRequest:
-    """The neutral request for `body`; 400 for what chat completions cannot honour."""
+def generation_request(
+    body: ChatCompletionRequest, completion_id: str, cache_salt: str | None = None
+) -> GenerationRequest:
+    """The neutral request for `body` (salted by its caller: proxy/core/cache_salt.py); 400 for
+    what chat completions cannot honour."""
     refuse_unsupported(body)
     tool_choice, named = _tool_choice(body)
     sampling = Sampling(
@@ -94,6 +97,7 @@ def generation_request(body: ChatCompletionRequest, completion_id: str) -> Gener
         user=user if isinstance(user, str) else None,
         names=ParamNames(max_tokens=budget),
         completion_id=completion_id,
+        cache_salt=cache_salt,
     )
 
 

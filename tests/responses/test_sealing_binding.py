@@ -15,6 +15,7 @@ from proxy.core.sealing import (
     ReasoningSealer,
     SealError,
 )
+from proxy.server.cli import parse_settings
 from proxy.server.flags import duration_seconds
 
 OLD_KEY = bytes(range(32))
@@ -178,3 +179,15 @@ def test_reasoning_ttl_reads_seconds_or_a_duration(text: str, seconds: float) ->
 def test_a_bad_duration_is_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         duration_seconds(bad)
+
+
+def test_the_flags_reach_the_app_configuration() -> None:
+    argv = ["serve", "--reasoning-ttl", "12h", "--require-sealed-reasoning"]
+    argv += ["--reasoning-previous-key", b64(OLD_KEY), "--reasoning-previous-key", b64(NEW_KEY)]
+    config = parse_settings([*argv, "--shared-prefix-cache"], environ={}).proxy_config(None)
+    assert config.reasoning_ttl_seconds == 43200
+    assert config.reasoning_previous_keys == (b64(OLD_KEY), b64(NEW_KEY))
+    assert config.require_sealed_reasoning and config.shared_prefix_cache
+    defaults = parse_settings(["serve"], environ={}).proxy_config(None)
+    assert defaults.reasoning_ttl_seconds == DEFAULT_TTL_SECONDS
+    assert not defaults.require_sealed_reasoning and not defaults.shared_prefix_cache

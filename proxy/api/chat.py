@@ -45,7 +45,12 @@ class ChatCompletions:
                 raw = await request.body()
                 check_unicode(raw, lambda: body.model_dump(by_alias=True, exclude_none=True))
                 salt = cache_salt(caller_of(request), shared=self.config.shared_prefix_cache)
-                wanted = generation_request(body, f"chatcmpl-{request_id}", salt)
+                wanted = generation_request(
+                    body,
+                    f"chatcmpl-{request_id}",
+                    salt,
+                    refuse_reasoning=self.config.require_sealed_reasoning,
+                )
                 run = await generation.open(wanted)
                 if body.stream:
                     include_usage = bool(body.stream_options and body.stream_options.include_usage)

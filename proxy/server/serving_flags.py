@@ -315,7 +315,8 @@ class ServingFlags:
     require_sealed_reasoning: bool = flag(
         False,
         "refuse reasoning in input that this server did not seal: plain-text reasoning items "
-        "(Responses) and unsigned thinking blocks (Messages) (default: off)",
+        "(Responses), unsigned thinking blocks (Messages), assistant reasoning_content (chat) "
+        "(default: off)",
         group=GROUP_RESPONSES,
         kind="switch",
     )

@@ -249,6 +249,28 @@ def test_require_sealed_reasoning_refuses_unsigned_thinking(make_server):
     )
 
 
+@pytest.mark.parametrize("required", [False, True])
+def test_chat_reasoning_has_no_sealed_form_and_is_refused_when_required(make_server, required):
+    server = serve(make_server, config(require_sealed_reasoning=required))
+    body = {
+        "model": MODEL,
+        "max_tokens": 16,
+        "messages": [
+            {"role": "user", "content": "Plan?"},
+            {"role": "assistant", "content": "Ok.", "reasoning_content": "my own plan"},
+            {"role": "user", "content": "Go on."},
+        ],
+    }
+    reply = post(server, ALICE, body, "/v1/chat/completions")
+    if not required:
+        assert reply.status_code == 200
+        return
+    assert reply.status_code == 400
+    error = reply.json()["error"]
+    assert error["param"] == "messages[1].reasoning_content"
+    assert error["code"] == "unsealed_reasoning"
+
+
 @pytest.mark.parametrize("reasoning_key", [OLD_KEY, NEW_KEY])
 def test_no_refusal_is_a_server_error(make_server, reasoning_key):
     """Hostile tokens of every shape: always the 400, never a 5xx."""

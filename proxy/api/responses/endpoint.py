@@ -30,6 +30,8 @@ from proxy.api.responses.request import generation_request
 from proxy.api.responses.schema import ResponsesRequest
 from proxy.api.responses.store import ResponseStore, StoredResponse
 from proxy.api.responses.tools import read_tools
+from proxy.core.cache_salt import cache_salt
+from proxy.core.caller import caller_of
 from proxy.core.errors import InvalidRequest, ProxyError, ResponseNotFound
 from proxy.core.gate import check_unicode
 from proxy.core.run import CompletionRun, StreamError
@@ -109,13 +111,16 @@ class ResponsesEndpoint:
         if body.previous_response_id is not None:
             previous = await self._get(body.previous_response_id, "previous_response_id")
             history = previous.conversation
-        items = normalise_input(body.input, self.sealer)
+        caller = caller_of(request)
+        sealer = self.sealer.bound(caller.owner, body.model) if self.sealer else None
+        items = normalise_input(body.input, sealer)
         response_id = f"resp_{secrets.token_hex(24)}"
         tools = read_tools(body.tools)
-        wanted = generation_request(body, items, history, tools, response_id)
+        salt = cache_salt(caller, shared=self.config.shared_prefix_cache)
+        wanted = generation_request(body, items, history, tools, response_id, salt)
         seal = None
-        if ENCRYPTED_REASONING in include and self.sealer is not None:
-            seal = self.sealer.seal
+        if ENCRYPTED_REASONING in include and sealer is not None:
+            seal = sealer.seal
         builder = ResponseBuilder(
             _initial_response(body, response_id),
             {tool.key: tool for tool in tools},

@@ -33,8 +33,10 @@ def generation_request(
     history: list[Item],
     tools: list[FunctionTool],
     response_id: str,
+    cache_salt: str | None = None,
 ) -> GenerationRequest:
-    """The neutral request for `body` continuing `history` with `items`."""
+    """The neutral request for `body` continuing `history` with `items` (salted by its caller:
+    proxy/core/cache_salt.py)."""
     parts = to_parts(history + items, body.instructions, len(history))
     if all(part.source == "instructions" for part in parts):
         raise InvalidRequest("`input` must hold at least one item.", param="input")
@@ -61,6 +63,7 @@ def generation_request(
         user=body.user,
         names=NAMES,
         completion_id=response_id,
+        cache_salt=cache_salt,
     )
 
 

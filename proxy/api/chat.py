@@ -16,6 +16,8 @@ from fastapi.responses import JSONResponse, Response
 from proxy.api.chat_request import generation_request
 from proxy.api.chat_schema import ChatCompletionRequest
 from proxy.api.chat_stream import ChatChunks, fold
+from proxy.core.cache_salt import cache_salt
+from proxy.core.caller import caller_of
 from proxy.core.gate import check_unicode
 from proxy.core.service import ClientGone, GenerationService
 from proxy.server.request_log import RequestRecord
@@ -42,7 +44,14 @@ class ChatCompletions:
             ) as generation:
                 raw = await request.body()
                 check_unicode(raw, lambda: body.model_dump(by_alias=True, exclude_none=True))
-                run = await generation.open(generation_request(body, f"chatcmpl-{request_id}"))
+                salt = cache_salt(caller_of(request), shared=self.config.shared_prefix_cache)
+                wanted = generation_request(
+                    body,
+                    f"chatcmpl-{request_id}",
+                    salt,
+                    refuse_reasoning=self.config.require_sealed_reasoning,
+                )
+                run = await generation.open(wanted)
                 if body.stream:
                     include_usage = bool(body.stream_options and body.stream_options.include_usage)
                     chunks = ChatChunks(

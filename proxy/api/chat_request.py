@@ -55,8 +55,16 @@ _REFUSED = {
 }
 
 
-def generation_request(body: ChatCompletionRequest, completion_id: str) -> GenerationRequest:
-    """The neutral request for `body`; 400 for what chat completions cannot honour."""
+def generation_request(
+    body: ChatCompletionRequest,
+    completion_id: str,
+    cache_salt: str | None = None,
+    *,
+    refuse_reasoning: bool = False,
+) -> GenerationRequest:
+    """The neutral request for `body` (salted by its caller: proxy/core/cache_salt.py); 400 for
+    what chat completions cannot honour. `refuse_reasoning` (`--require-sealed-reasoning`):
+    chat has no sealed form of reasoning, so an assistant message's reasoning is refused."""
     refuse_unsupported(body)
     tool_choice, named = _tool_choice(body)
     sampling = Sampling(
@@ -79,7 +87,7 @@ def generation_request(body: ChatCompletionRequest, completion_id: str) -> Gener
     user = extra.get("user")
     return GenerationRequest(
         model=body.model,
-        parts=tuple(_parts(body)),
+        parts=tuple(_parts(body, refuse_reasoning)),
         tools=tuple(declared_tools(body)),
         tool_choice=tool_choice,
         named_tool=named,
@@ -94,6 +102,7 @@ def generation_request(body: ChatCompletionRequest, completion_id: str) -> Gener
         user=user if isinstance(user, str) else None,
         names=ParamNames(max_tokens=budget),
         completion_id=completion_id,
+        cache_salt=cache_salt,
     )
 
 
@@ -125,7 +134,7 @@ def _stop(request: ChatCompletionRequest) -> tuple[str, ...]:
     return (stop,) if isinstance(stop, str) else tuple(stop)
 
 
-def _parts(request: ChatCompletionRequest) -> list[Part]:
+def _parts(request: ChatCompletionRequest, refuse_reasoning: bool = False) -> list[Part]:
     """The messages as conversation parts: the first system/developer message becomes the
     instructions, later ones developer messages in place."""
     parts: list[Part] = []
@@ -141,6 +150,15 @@ def _parts(request: ChatCompletionRequest) -> list[Part]:
             reasoning = (
                 message.reasoning if message.reasoning is not None else message.reasoning_content
             )
+            if reasoning and refuse_reasoning:
+                field = "reasoning" if message.reasoning is not None else "reasoning_content"
+                raise InvalidRequest(
+                    "This server accepts only reasoning it sealed, and chat completions has no "
+                    f"sealed form of it: leave `{field}` out of assistant messages (or use the "
+                    "Responses API's `encrypted_content`).",
+                    param=f"{source}.{field}",
+                    code="unsealed_reasoning",
+                )
             calls = tuple(
                 PastCall(call.id, call.function.name, call.function.arguments)
                 for call in message.tool_calls or ()

@@ -44,6 +44,9 @@ class SamplingConfig:
     # Not sampling: the client's cache key (Responses `prompt_cache_key`), which a replica pool
     # routes by so one session stays on the replica holding its prefix. Engines ignore it.
     affinity_key: str | None = None
+    # Not sampling: vLLM's `cache_salt` (proxy/core/cache_salt.py). Prompts under different
+    # salts share no prefix-cache blocks; None shares the cache with every unsalted request.
+    cache_salt: str | None = None
 
 
 @dataclass

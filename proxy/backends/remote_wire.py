@@ -62,13 +62,21 @@ def _sampling_fields(sampling: SamplingConfig) -> dict[str, Any]:
     return fields
 
 
+def _salted(body: dict[str, Any], sampling: SamplingConfig) -> dict[str, Any]:
+    """`cache_salt` at the top of either request body (both of vLLM's request models take it
+    there, and hash it into the prompt's first prefix-cache block); left out when None."""
+    if sampling.cache_salt is not None:
+        body["cache_salt"] = sampling.cache_salt
+    return body
+
+
 def generate_body(
     prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str, model: str
 ) -> dict[str, Any]:
     """The `/inference/v1/generate` request: no detokenization anywhere."""
     params = _sampling_fields(sampling)
     params["detokenize"] = False
-    return {
+    body = {
         "request_id": request_id,
         "model": model,
         "token_ids": list(prompt_token_ids),
@@ -77,6 +85,7 @@ def generate_body(
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+    return _salted(body, sampling)
 
 
 def completions_body(
@@ -96,7 +105,7 @@ def completions_body(
     )
     if sampling.logprobs is not None:
         body["return_tokens_as_token_ids"] = True  # "token_id:123" keys, not lossy strings
-    return body
+    return _salted(body, sampling)
 
 
 @dataclass

@@ -190,22 +190,24 @@ def _is_client_error(exc: BaseException) -> bool:
     return isinstance(exc, VLLMClientError)
 
 
-def engine_prompt(prompt_token_ids: list[int]) -> Any:
+def engine_prompt(prompt_token_ids: list[int], cache_salt: str | None = None) -> Any:
     """The prompt as vLLM's already-rendered token input, where this vLLM has one.
 
     vLLM 0.32 (`vllm.inputs.tokens_input`) takes a `{"type": "token", ...}` dict as rendered:
     `AsyncLLM` validates it on the event loop. A bare `TokensPrompt` instead goes through the
     input processor's thread pool, a hop to a worker thread and back for every request whose
     GIL handoffs cost more than the validation itself (py-spy, 32 streaming clients). Older
-    vLLMs only know `TokensPrompt`.
+    vLLMs only know `TokensPrompt`. Both carry `cache_salt` (vLLM V1 hashes it into the
+    prompt's first KV block), left out when None.
     """
+    salt = {} if cache_salt is None else {"cache_salt": cache_salt}
     try:
         from vllm.inputs import tokens_input
     except ImportError:  # vLLM before the rendered-input API
         from vllm.inputs import TokensPrompt
 
-        return TokensPrompt(prompt_token_ids=list(prompt_token_ids))
-    return tokens_input(list(prompt_token_ids))
+        return TokensPrompt(prompt_token_ids=list(prompt_token_ids), **salt)  # type: ignore[typeddict-item]
+    return tokens_input(list(prompt_token_ids), **salt)
 
 
 @functools.cache
@@ -362,7 +364,8 @@ class VllmBackend:
             params = self.sampling_params(sampling)
         except Exception as exc:  # vLLM validates parameters on construction
             raise EngineRefused(f"invalid sampling parameters: {exc}") from exc
-        stream = self._engine.generate(engine_prompt(prompt_token_ids), params, request_id)
+        prompt = engine_prompt(prompt_token_ids, sampling.cache_salt)
+        stream = self._engine.generate(prompt, params, request_id)
         first: set[int] = set()
         try:
             async for output in stream:

@@ -132,6 +132,9 @@ class GenerationRequest:
     stream: bool = False
     # Routing key over replicas (Responses `prompt_cache_key`).
     affinity_key: str | None = None
+    # The engine's prefix-cache salt, derived from the caller's owner (proxy/core/cache_salt.py)
+    # so one API key's cache hits never reveal another's prompts. None: a shared cache.
+    cache_salt: str | None = None
     # Limits-relevant extras the APIs echo or store.
     metadata: dict[str, Any] | None = None
     user: str | None = None

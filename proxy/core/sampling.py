@@ -70,4 +70,5 @@ def sampling_config(
             1.0 if wanted.repetition_penalty is None else wanted.repetition_penalty
         ),
         affinity_key=request.affinity_key,
+        cache_salt=request.cache_salt,
     )

@@ -1,4 +1,4 @@
-"""Stateless reasoning replay: `reasoning.encrypted_content` (issue 10, part 4).
+"""Stateless reasoning replay: `reasoning.encrypted_content` and thinking signatures.
 
 A client that asks for `include: ["reasoning.encrypted_content"]` with `store: false` keeps no
 state on the server, yet the model should keep its chain of thought across a tool loop. So each
@@ -6,26 +6,32 @@ reasoning item carries its analysis text sealed under a server key; the client r
 opaque token and the proxy opens it to restore the analysis in the rendered conversation.
 
 Sealing is AES-256-GCM (authenticated: a token cannot be read without the key, and any change
-to it, or a token from another server's key, fails to open rather than yielding altered text).
-A token is ASCII, safe in JSON and URLs:
+to it fails to open rather than yielding altered text). A token is ASCII, safe in JSON and URLs:
 
-    "hpr1." + base64url_nopad( key_id[4] || nonce[12] || ciphertext || tag[16] )
+    "hpr2." + base64url_nopad( key_id[4] || issued[8] || nonce[12] || ciphertext || tag[16] )
 
-- `hpr1.` names the format version; the associated data binds that version and the purpose
-  (`harmony-proxy reasoning` for the Responses API, `harmony-proxy anthropic thinking` for the
-  Messages API's thinking signatures: `for_purpose`), so a token cannot be replayed as a future
-  format or as some other kind of sealed value under the same key.
+- `hpr2.` names the format version (`hpr1.` tokens, bound to nothing but the key, are refused
+  as an unsupported version, like any other).
+- `issued` is the sealing time (Unix seconds, big-endian). It travels in clear but is
+  authenticated: a token older than the TTL cannot be made younger.
+- The associated data binds the version, the purpose (`harmony-proxy reasoning` for the
+  Responses API, `harmony-proxy anthropic thinking` for the Messages API: `for_purpose`), the
+  key id, the issue time, the owner (the API key's `Caller.owner`) and the model the request
+  named. So a token sealed for one key's conversation does not open for another key, nor for
+  another model, nor as the other kind of sealed value.
+- A token that is altered, expired, sealed for another owner or model, or sealed under a key
+  this server does not hold is refused with one message (`REFUSED`): the refusal says nothing
+  about which, so it cannot tell a prober whether a token belongs to somebody else.
 - `key_id` is a 4-byte fingerprint of the key (an HMAC of a fixed label, revealing nothing
-  about the key): a token sealed under another key is reported as such, not as "tampered",
-  which is the usual misconfiguration of replicas that do not share a key. It is also bound by
-  the associated data.
-- The nonce is random (96 bits): safe for about 2**32 seals under one key, far beyond what a
-  proxy's key lifetime sees.
+  about the key); it picks the key of the keyring that opens the token.
+- The nonce is random (96 bits): safe for about 2**32 seals under one key.
 
-The key is 32 bytes, given base64 (standard or URL-safe alphabet, padding optional) by flag or
-environment, else read from a key file, else generated and written to that file (mode 0600) so
-that it survives restarts. Replicas share reasoning by sharing the key: copy the file's one line
-into every replica's key flag or environment variable.
+The keyring: the current key seals; previous keys only open, so a key rotates without breaking
+live clients (make the new key current and the old one previous for a TTL, then remove it:
+its tokens are then refused). Keys are 32 bytes, given base64 (standard or URL-safe alphabet,
+padding optional) by flag or environment, else read from a key file (first line the current
+key, further lines previous keys), else generated and written to that file (mode 0600) so that
+it survives restarts. Replicas share reasoning by sharing the keys.
 """
 
 from __future__ import annotations
@@ -34,35 +40,55 @@ import base64
 import binascii
 import hashlib
 import hmac
-import logging
-import os
 import re
 import secrets
-import tempfile
+import struct
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["KEY_BYTES", "TOKEN_PREFIX", "ReasoningSealer", "SealError", "decode_key"]
+from proxy.core.reasoning_keys import KEY_BYTES, decode_key, read_key_file
 
-logger = logging.getLogger("proxy")
+__all__ = [
+    "DEFAULT_TTL_SECONDS",
+    "KEY_BYTES",
+    "REFUSED",
+    "TOKEN_PREFIX",
+    "BoundSealer",
+    "ReasoningSealer",
+    "SealError",
+    "decode_key",
+]
 
-KEY_BYTES = 32
-TOKEN_PREFIX = "hpr1."
+TOKEN_PREFIX = "hpr2."
+# 30 days: as long as the response store keeps a stored response by default, so a stateless
+# client's tool loop or resumed session lives as long as a stored one.
+DEFAULT_TTL_SECONDS = 30 * 86400.0
+# A token issued this far in the future (a replica whose clock runs ahead) still opens.
+_CLOCK_SKEW_SECONDS = 300.0
 _PURPOSE = b"harmony-proxy reasoning"
 _KEY_ID_BYTES = 4
+_ISSUED = struct.Struct(">Q")
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
+_HEADER_BYTES = _KEY_ID_BYTES + _ISSUED.size + _NONCE_BYTES
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _OTHER_VERSION = re.compile(r"hpr\d+\.")
+REFUSED = (
+    "encrypted content cannot be opened here: it was altered, has expired, was issued to "
+    "another API key or model, or was sealed under a key this server no longer holds"
+)
 
 
 class SealError(Exception):
-    """A token that cannot be opened: malformed, another version, another key, or altered.
+    """A token that cannot be opened: malformed, another version, or refused (`REFUSED`).
 
-    The message says which, and is safe to show to the client (the endpoint answers it as a
-    400 on the `encrypted_content` item); it never contains key material.
+    The message is safe to show to the client (the endpoint answers it as a 400 on the item);
+    it never contains key material, and never says whose a token is.
     """
 
 
@@ -70,167 +96,179 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def decode_key(text: str, *, source: str = "the reasoning key") -> bytes:
-    """A 32-byte key from its base64 text (standard or URL-safe alphabet, padding optional).
+def _key_id(key: bytes) -> bytes:
+    return hmac.new(key, b"harmony-proxy key id", hashlib.sha256).digest()[:_KEY_ID_BYTES]
 
-    Raises ValueError naming `source` (never echoing the key) when the text is not base64 or
-    not 32 bytes.
-    """
-    compact = "".join(text.split())
-    normalised = compact.replace("+", "-").replace("/", "_").rstrip("=")
-    if not normalised or not _B64URL.fullmatch(normalised) or len(normalised) % 4 == 1:
-        raise ValueError(
-            f"{source} is not base64: expected {KEY_BYTES} random bytes in base64, e.g. the "
-            'output of `python -c "import secrets,base64;'
-            'print(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())"`'
-        )
-    key = base64.urlsafe_b64decode(normalised + "=" * (-len(normalised) % 4))
-    if len(key) != KEY_BYTES:
-        raise ValueError(f"{source} decodes to {len(key)} bytes; it must be {KEY_BYTES} bytes")
-    return key
+
+def _field(raw: bytes) -> bytes:
+    """A length-prefixed field of the associated data (so `a`+`bc` never equals `ab`+`c`)."""
+    return struct.pack(">I", len(raw)) + raw
 
 
 class ReasoningSealer:
-    """Seals reasoning text into opaque tokens and opens them again, under one server key."""
+    """Seals reasoning text into opaque tokens and opens them again, under a keyring.
 
-    def __init__(self, key: bytes, *, purpose: bytes = _PURPOSE) -> None:
-        if not isinstance(key, bytes | bytearray) or len(key) != KEY_BYTES:
-            raise ValueError(f"the reasoning key must be {KEY_BYTES} bytes")
-        self._key = bytes(key)
+    `key` seals; `previous` keys only open. `ttl_seconds` bounds a token's age; `clock` is the
+    time source (injected by tests). `require_sealed` is the server's policy that reasoning in
+    a request's input must be a token of ours (plain-text reasoning is refused by the surfaces).
+    """
+
+    def __init__(
+        self,
+        key: bytes,
+        *,
+        previous: Iterable[bytes] = (),
+        ttl_seconds: float = DEFAULT_TTL_SECONDS,
+        require_sealed: bool = False,
+        clock: Callable[[], float] = time.time,
+        purpose: bytes = _PURPOSE,
+    ) -> None:
+        keys = [bytes(key), *(bytes(k) for k in previous)]
+        for k in keys:
+            if len(k) != KEY_BYTES:
+                raise ValueError(f"a reasoning key must be {KEY_BYTES} bytes")
+        if not ttl_seconds > 0:
+            raise ValueError("the reasoning TTL must be positive")
+        self._keys = keys
+        self._ring = [(_key_id(k), AESGCM(k)) for k in keys]
+        self.ttl_seconds = float(ttl_seconds)
+        self.require_sealed = require_sealed
+        self._clock = clock
         self._purpose = purpose
-        self._aead = AESGCM(self._key)
-        self._key_id = hmac.new(self._key, b"harmony-proxy key id", hashlib.sha256).digest()[
-            :_KEY_ID_BYTES
-        ]
 
     def for_purpose(self, label: str) -> ReasoningSealer:
-        """A sealer under the same key whose tokens are bound to another purpose: a token of one
-        purpose (a Responses `encrypted_content`) does not open as the other (an Anthropic
+        """A sealer under the same keyring whose tokens are bound to another purpose: a token of
+        one purpose (a Responses `encrypted_content`) does not open as the other (an Anthropic
         thinking `signature`), and the reverse, so neither can be passed off as the other."""
-        return ReasoningSealer(self._key, purpose=f"harmony-proxy {label}".encode())
+        return ReasoningSealer(
+            self._keys[0],
+            previous=self._keys[1:],
+            ttl_seconds=self.ttl_seconds,
+            require_sealed=self.require_sealed,
+            clock=self._clock,
+            purpose=f"harmony-proxy {label}".encode(),
+        )
+
+    def bound(self, owner: str, model: str) -> BoundSealer:
+        """This sealer for one request: its caller's owner and the model it names."""
+        return BoundSealer(self, owner, model)
 
     @property
     def key_id(self) -> str:
-        """The key's public fingerprint (hex), for logs: equal on replicas sharing a key."""
-        return self._key_id.hex()
+        """The sealing key's public fingerprint (hex), for logs: equal on replicas sharing it."""
+        return self._ring[0][0].hex()
 
     @classmethod
-    def load(cls, key: str | None, key_file: Path) -> ReasoningSealer:
-        """The sealer for the configured key.
+    def load(
+        cls,
+        key: str | None,
+        key_file: Path,
+        *,
+        previous: Iterable[str] = (),
+        ttl_seconds: float = DEFAULT_TTL_SECONDS,
+        require_sealed: bool = False,
+    ) -> ReasoningSealer:
+        """The sealer for the configured keys.
 
         `key` (from the flag or environment; None or blank means not given) wins; otherwise
-        `key_file` is read; otherwise a new random key is written to `key_file` (parents made,
-        mode 0600) and used. Creation is atomic: the key is written to a temporary file and
-        hard-linked into place, so a concurrent reader never sees a partial key and, when two
-        processes generate at once, both end up using the one that got there first.
+        `key_file` is read (its first line the sealing key, further lines previous keys), or
+        created with a new key (proxy/core/reasoning_keys.py). `previous` keys (flags) are added
+        to the ring after the file's.
         """
+        older = [decode_key(k, source="a previous reasoning key") for k in previous]
         if key is not None and key.strip():
-            return cls(decode_key(key))
-        key_file = Path(key_file).expanduser()
-        try:
-            text = key_file.read_text(encoding="ascii")
-        except FileNotFoundError:
-            return cls(_generate_key_file(key_file))
-        except UnicodeDecodeError:
-            raise ValueError(f"the reasoning key file {key_file} is not base64 text") from None
-        _warn_if_exposed(key_file)
-        return cls(decode_key(text, source=f"the reasoning key file {key_file}"))
+            keys = [decode_key(key)]
+        else:
+            keys = read_key_file(key_file)
+        return cls(
+            keys[0],
+            previous=[*keys[1:], *older],
+            ttl_seconds=ttl_seconds,
+            require_sealed=require_sealed,
+        )
+
+    def seal(self, text: str, *, owner: str, model: str) -> str:
+        """An opaque ASCII token holding `text` (any Python string, lone surrogates included),
+        opening only for `owner` and `model` until the TTL has passed."""
+        key_id, aead = self._ring[0]
+        issued = _ISSUED.pack(int(self._clock()))
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        data = self._associated_data(key_id, issued, owner, model)
+        sealed = aead.encrypt(nonce, text.encode("utf-8", "surrogatepass"), data)
+        return TOKEN_PREFIX + _b64url(key_id + issued + nonce + sealed)
+
+    def open(self, token: str, *, owner: str, model: str) -> str:
+        """The text sealed in `token` for `owner` and `model`; SealError when it is anything
+        but a live token of ours sealed for them."""
+        raw = _token_bytes(token)
+        key_id = raw[:_KEY_ID_BYTES]
+        issued = raw[_KEY_ID_BYTES : _KEY_ID_BYTES + _ISSUED.size]
+        nonce = raw[_KEY_ID_BYTES + _ISSUED.size : _HEADER_BYTES]
+        data = self._associated_data(key_id, issued, owner, model)
+        for ring_id, aead in self._ring:
+            if not hmac.compare_digest(ring_id, key_id):
+                continue
+            try:
+                plain = aead.decrypt(nonce, raw[_HEADER_BYTES:], data)
+            except InvalidTag:
+                continue  # (two keys of the ring may share a 4-byte id)
+            # Authenticated now, so the issue time is the sealer's own.
+            age = self._clock() - _ISSUED.unpack(issued)[0]
+            if age > self.ttl_seconds or age < -_CLOCK_SKEW_SECONDS:
+                break
+            return plain.decode("utf-8", "surrogatepass")
+        raise SealError(REFUSED)
+
+    def _associated_data(self, key_id: bytes, issued: bytes, owner: str, model: str) -> bytes:
+        text = [owner.encode("utf-8", "surrogatepass"), model.encode("utf-8", "surrogatepass")]
+        return b"".join(
+            [TOKEN_PREFIX.encode("ascii"), _field(self._purpose), key_id, issued]
+            + [_field(part) for part in text]
+        )
+
+
+def _token_bytes(token: object) -> bytes:
+    """The bytes of a token of this version, or SealError saying what is wrong with its form."""
+    if not isinstance(token, str):
+        raise SealError("encrypted content must be a string")
+    if not token.startswith(TOKEN_PREFIX):
+        if _OTHER_VERSION.match(token):
+            raise SealError(
+                "encrypted content has an unsupported version "
+                f"({token.split('.', 1)[0]!r}; this server reads {TOKEN_PREFIX[:-1]!r})"
+            )
+        raise SealError("encrypted content is not reasoning sealed by this server")
+    body = token[len(TOKEN_PREFIX) :]
+    if not _B64URL.fullmatch(body):
+        raise SealError("encrypted content is malformed (not base64url)")
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (binascii.Error, ValueError):
+        raise SealError("encrypted content is malformed (not base64url)") from None
+    # Only the canonical encoding is accepted: base64 lets the unused low bits of the last
+    # character vary, which would let a changed token open to the same text.
+    if _b64url(raw) != body:
+        raise SealError("encrypted content is malformed (not canonical base64url)")
+    if len(raw) < _HEADER_BYTES + _TAG_BYTES:
+        raise SealError("encrypted content is truncated")
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class BoundSealer:
+    """A sealer bound to one request's owner and model: what the surfaces seal and open with."""
+
+    sealer: ReasoningSealer
+    owner: str
+    model: str
+
+    @property
+    def require_sealed(self) -> bool:
+        """Plain-text reasoning in the input is refused (`--require-sealed-reasoning`)."""
+        return self.sealer.require_sealed
 
     def seal(self, text: str) -> str:
-        """An opaque ASCII token holding `text` (any Python string, lone surrogates included)."""
-        nonce = secrets.token_bytes(_NONCE_BYTES)
-        sealed = self._aead.encrypt(
-            nonce, text.encode("utf-8", "surrogatepass"), self._associated_data(self._key_id)
-        )
-        return TOKEN_PREFIX + _b64url(self._key_id + nonce + sealed)
+        return self.sealer.seal(text, owner=self.owner, model=self.model)
 
     def open(self, token: str) -> str:
-        """The text sealed in `token`; SealError when it is anything but a token of ours."""
-        if not isinstance(token, str):
-            raise SealError("encrypted content must be a string")
-        if not token.startswith(TOKEN_PREFIX):
-            if _OTHER_VERSION.match(token):
-                raise SealError(
-                    "encrypted content has an unsupported version "
-                    f"({token.split('.', 1)[0]!r}; this server reads {TOKEN_PREFIX[:-1]!r})"
-                )
-            raise SealError("encrypted content is not reasoning sealed by this server")
-        body = token[len(TOKEN_PREFIX) :]
-        if not _B64URL.fullmatch(body):
-            raise SealError("encrypted content is malformed (not base64url)")
-        try:
-            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-        except (binascii.Error, ValueError):
-            raise SealError("encrypted content is malformed (not base64url)") from None
-        # Only the canonical encoding is accepted: base64 lets the unused low bits of the last
-        # character vary, which would let a changed token open to the same text.
-        if _b64url(raw) != body:
-            raise SealError("encrypted content is malformed (not canonical base64url)")
-        if len(raw) < _KEY_ID_BYTES + _NONCE_BYTES + _TAG_BYTES:
-            raise SealError("encrypted content is truncated")
-        key_id = raw[:_KEY_ID_BYTES]
-        nonce = raw[_KEY_ID_BYTES : _KEY_ID_BYTES + _NONCE_BYTES]
-        sealed = raw[_KEY_ID_BYTES + _NONCE_BYTES :]
-        if not hmac.compare_digest(key_id, self._key_id):
-            raise SealError(
-                "encrypted content was sealed under another server key "
-                "(replicas must share one reasoning key)"
-            )
-        try:
-            plain = self._aead.decrypt(nonce, sealed, self._associated_data(key_id))
-        except InvalidTag:
-            raise SealError("encrypted content was altered or is corrupt") from None
-        return plain.decode("utf-8", "surrogatepass")
-
-    def _associated_data(self, key_id: bytes) -> bytes:
-        return TOKEN_PREFIX.encode("ascii") + self._purpose + b"\0" + key_id
-
-
-def _generate_key_file(key_file: Path) -> bytes:
-    key = secrets.token_bytes(KEY_BYTES)
-    key_file.parent.mkdir(parents=True, exist_ok=True)
-    # mkstemp creates the file with mode 0600 whatever the umask.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{key_file.name}.", dir=key_file.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(_b64url(key) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(tmp, key_file)  # atomic, and fails if another process made it first
-        except FileExistsError:
-            text = key_file.read_text(encoding="ascii")
-            return decode_key(text, source=f"the reasoning key file {key_file}")
-        except OSError:
-            # A filesystem without hard links: exclusive creation is still atomic, though a
-            # concurrent reader could then see the file before its line is written.
-            _write_exclusive(key_file, key)
-    finally:
-        tmp.unlink(missing_ok=True)
-    logger.warning(
-        "generated a new reasoning key in %s: share it with every replica (see the README)",
-        key_file,
-    )
-    return key
-
-
-def _write_exclusive(key_file: Path, key: bytes) -> None:
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(_b64url(key) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _warn_if_exposed(key_file: Path) -> None:
-    try:
-        mode = key_file.stat().st_mode
-    except OSError:
-        return
-    if mode & 0o077:
-        logger.warning(
-            "the reasoning key file %s is readable by other users (mode %o); chmod 600 it",
-            key_file,
-            mode & 0o777,
-        )
+        return self.sealer.open(token, owner=self.owner, model=self.model)

@@ -12,6 +12,7 @@ for it (the CLI does; tests sharing one process do not).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import secrets
@@ -287,16 +288,16 @@ def open_response_state(
     location = config.response_store
     if location == STORE_OFF:
         key, key_file = config.reasoning_key, config.reasoning_key_file
-        if key is None and key_file is None:  # (the CLI gives one: Settings.proxy_config)
-            return None, ReasoningSealer(secrets.token_bytes(32)), None
-        return None, ReasoningSealer.load(key, Path(key_file or data_dir() / "reasoning.key")), None
+        if key is None and key_file is None:  # (the CLI gives a file: Settings.proxy_config)
+            key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii")
+        return None, _sealer(config, key, Path(key_file or data_dir() / "reasoning.key")), None
     if location is None:
         scratch = Path(tempfile.mkdtemp(prefix="harmony-proxy-"))
         store = open_store(str(scratch / "responses.sqlite3"), **limits)
-        key = config.reasoning_key
-        if key is None and config.reasoning_key_file is None:
-            return store, ReasoningSealer(secrets.token_bytes(32)), scratch
-        return store, ReasoningSealer.load(key, Path(config.reasoning_key_file or scratch)), scratch
+        key, key_file = config.reasoning_key, config.reasoning_key_file
+        if key is None and key_file is None:
+            key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii")
+        return store, _sealer(config, key, Path(key_file or scratch)), scratch
     store = open_store(location, **limits)
     key_file = config.reasoning_key_file
     if key_file is None:
@@ -305,7 +306,19 @@ def open_response_state(
         else:
             path = location.removeprefix("sqlite://")
             key_file = str(Path(path).expanduser().parent / "reasoning.key")
-    return store, ReasoningSealer.load(config.reasoning_key, Path(key_file)), None
+    return store, _sealer(config, config.reasoning_key, Path(key_file)), None
+
+
+def _sealer(config: ProxyConfig, key: str | None, key_file: Path) -> ReasoningSealer:
+    """The reasoning sealer: the key (else the key file's keys), the previous keys, the TTL
+    and whether plain-text reasoning is refused."""
+    return ReasoningSealer.load(
+        key,
+        key_file,
+        previous=config.reasoning_previous_keys,
+        ttl_seconds=config.reasoning_ttl_seconds,
+        require_sealed=config.require_sealed_reasoning,
+    )
 
 
 def warm_up_encoding() -> None:

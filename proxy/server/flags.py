@@ -96,6 +96,23 @@ def iso_date(text: str) -> str:
     return text
 
 
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def duration_seconds(text: str) -> float:
+    """Seconds from `3600`, `90s`, `30m`, `12h`, `7d` or `2w`; ValueError for anything else."""
+    value = text.strip().lower()
+    scale = _DURATION_UNITS.get(value[-1:], None)
+    number = value[:-1] if scale is not None else value
+    try:
+        seconds = float(number) * (scale or 1.0)
+    except ValueError:
+        raise ValueError("expected seconds or a duration such as 90s, 30m, 12h, 7d, 2w") from None
+    if not seconds == seconds or seconds in (float("inf"), float("-inf")):
+        raise ValueError("expected a finite duration")
+    return seconds
+
+
 Kind = Literal["value", "list", "switch", "tristate"]
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from proxy.core.sealing import DEFAULT_TTL_SECONDS
 from proxy.server.flags import (
     GROUP_LIMITS,
     GROUP_PROMPT,
     GROUP_RESPONSES,
     GROUP_SERVER,
     LOG_LEVELS,
+    duration_seconds,
     flag,
     iso_date,
 )
@@ -311,4 +313,36 @@ class ServingFlags:
         "file holding the reasoning key, created (mode 0600) if missing (default: "
         "reasoning.key beside a SQLite store, else in the data directory)",
         group=GROUP_RESPONSES,
+    )
+    # -- tenant isolation of reasoning and the prefix cache (issue 20, items 3 and 4)
+    reasoning_previous_key: tuple[str, ...] = flag(
+        (),
+        "a previous reasoning key: opens tokens it sealed, seals nothing (repeatable; rotate "
+        "by making the new key current and the old one previous for a --reasoning-ttl)",
+        group=GROUP_RESPONSES,
+        kind="list",
+    )
+    reasoning_ttl: float = flag(
+        DEFAULT_TTL_SECONDS,
+        "refuse sealed reasoning (encrypted_content, thinking signatures) older than this: "
+        "seconds or 90s/30m/12h/7d/2w (default: 30d, the store's retention)",
+        group=GROUP_RESPONSES,
+        convert=duration_seconds,
+        minimum=1,
+    )
+    require_sealed_reasoning: bool = flag(
+        False,
+        "refuse reasoning in input that this server did not seal: plain-text reasoning items "
+        "(Responses), unsigned thinking blocks (Messages), assistant reasoning_content (chat) "
+        "(default: off)",
+        group=GROUP_RESPONSES,
+        kind="switch",
+    )
+    shared_prefix_cache: bool = flag(
+        False,
+        "share the engine's prefix cache across API keys (single-tenant deployments); by "
+        "default each key's prompts are salted apart, so no key's cache hits reveal another's "
+        "prompts (default: off)",
+        group=GROUP_RESPONSES,
+        kind="switch",
     )

@@ -23,6 +23,7 @@ from typing import Any
 
 from proxy.core.conversation import SystemDefaults
 from proxy.core.gate import Limits
+from proxy.core.sealing import DEFAULT_TTL_SECONDS
 from proxy.core.service import ServiceSettings
 from proxy.server.engine_flags import EngineFlags
 from proxy.server.flags import (
@@ -146,6 +147,10 @@ class Settings(EngineFlags, ServingFlags):
             response_max_row_bytes=self.response_max_row_bytes or None,
             reasoning_key=self.reasoning_key,
             reasoning_key_file=key_file,
+            reasoning_previous_keys=self.reasoning_previous_key,
+            reasoning_ttl_seconds=self.reasoning_ttl,
+            require_sealed_reasoning=self.require_sealed_reasoning,
+            shared_prefix_cache=self.shared_prefix_cache,
         )
 
     def engine_args(self) -> dict[str, Any]:
@@ -228,6 +233,13 @@ class ProxyConfig:
     # that None too, a key file beside the store.
     reasoning_key: str | None = None
     reasoning_key_file: str | None = None
+    # Tenant isolation (README: Tenant isolation). Previous reasoning keys open but never seal;
+    # sealed reasoning older than the TTL is refused; `require_sealed_reasoning` refuses
+    # reasoning in input the server did not seal. `shared_prefix_cache`: no per-owner salt.
+    reasoning_previous_keys: tuple[str, ...] = ()
+    reasoning_ttl_seconds: float = DEFAULT_TTL_SECONDS
+    require_sealed_reasoning: bool = False
+    shared_prefix_cache: bool = False
 
     def service_settings(self) -> ServiceSettings:
         """What the generation service decides by."""

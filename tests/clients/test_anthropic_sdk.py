@@ -74,8 +74,10 @@ def test_tool_loop_replays_signed_thinking_into_the_prompt(make_server, vllm_bac
     call = next(block for block in first.content if block.type == "tool_use")
     assert thinking and all(b.thinking == "" and b.signature for b in thinking)
     assert call.id.startswith("toolu_") and call.name == "get_weather"
-    # What the signature seals (the test opens it with the server's own key).
-    analysis = server.app.state.messages.sealer.open(thinking[0].signature)
+    # What the signature seals (the test opens it with the server's own key, for the
+    # anonymous caller of a server without API keys and the model it named).
+    sealer = server.app.state.messages.sealer
+    analysis = sealer.open(thinking[0].signature, owner="anonymous", model=server.model)
     assert analysis
     messages += [
         {"role": "assistant", "content": [block.model_dump() for block in first.content]},

@@ -94,7 +94,7 @@ def test_create_returns_thinking_with_signature_then_text(scripted_server, clien
     )
     assert [block.type for block in message.content] == ["thinking", "text"]
     assert message.content[0].thinking == "Let me see."
-    assert message.content[0].signature.startswith("hpr1.")
+    assert message.content[0].signature.startswith("hpr2.")
     assert message.content[1].text == "Hello there!"
     assert message.stop_reason == "end_turn" and message.stop_sequence is None
     assert message.id.startswith("msg_")
@@ -171,7 +171,7 @@ def test_display_omitted_sends_signature_only(scripted_server):
     script(scripted_server, ANSWER)
     body = ask(scripted_server, thinking={"type": "adaptive", "display": "omitted"})
     block = post(scripted_server, body).json()["content"][0]
-    assert block["thinking"] == "" and block["signature"].startswith("hpr1.")
+    assert block["thinking"] == "" and block["signature"].startswith("hpr2.")
 
 
 def test_max_tokens_and_stop_sequence_reasons(scripted_server):
@@ -335,13 +335,15 @@ def test_bad_blocks_are_anthropic_400s_naming_the_field(scripted_server, message
 
 def test_a_responses_token_is_no_thinking_signature(scripted_server):
     sealer = scripted_server.app.state.responses.sealer
+    # Sealed for the same owner and model: only the purpose differs.
+    token = sealer.seal("x", owner="anonymous", model=scripted_server.model)
     body = ask(
         scripted_server,
         messages=[
             {"role": "user", "content": "Hi"},
             {
                 "role": "assistant",
-                "content": [{"type": "thinking", "thinking": "", "signature": sealer.seal("x")}],
+                "content": [{"type": "thinking", "thinking": "", "signature": token}],
             },
             {"role": "user", "content": "Again"},
         ],

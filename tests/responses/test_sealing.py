@@ -1,5 +1,6 @@
 """Sealed reasoning for stateless replay (issue 10, part 4): round trips, and every way a token
-can be wrong ending in SealError (the endpoint's 400), never in wrong text or a crash."""
+can be wrong ending in SealError (the endpoint's 400), never in wrong text or a crash. What a
+token is bound to (owner, model, age) and the keyring: test_sealing_binding.py."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import os
 import stat
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from hypothesis import strategies as st
 from proxy.core.sealing import (
     KEY_BYTES,
     TOKEN_PREFIX,
+    BoundSealer,
     ReasoningSealer,
     SealError,
     decode_key,
@@ -29,9 +32,14 @@ OTHER_KEY = bytes(range(1, 33))
 B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
+def bound(key: bytes = KEY) -> BoundSealer:
+    """A sealer as a request uses it: bound to its caller's owner and its model."""
+    return ReasoningSealer(key).bound("key:alice", "gpt-oss-demo")
+
+
 @pytest.fixture
-def sealer() -> ReasoningSealer:
-    return ReasoningSealer(KEY)
+def sealer() -> BoundSealer:
+    return bound()
 
 
 TEXTS = [
@@ -45,21 +53,21 @@ TEXTS = [
 
 
 @pytest.mark.parametrize("text", TEXTS, ids=["empty", "ascii", "unicode", "odd", "long", "ws"])
-def test_round_trip(sealer: ReasoningSealer, text: str) -> None:
+def test_round_trip(sealer: BoundSealer, text: str) -> None:
     token = sealer.seal(text)
     assert token.isascii() and token.startswith(TOKEN_PREFIX)
     assert set(token[len(TOKEN_PREFIX) :]) <= set(B64URL)
     assert sealer.open(token) == text
     # Another sealer with the same key (another replica, or after a restart) opens it too.
-    assert ReasoningSealer(KEY).open(token) == text
+    assert bound().open(token) == text
 
 
-def test_tokens_are_fresh_each_time(sealer: ReasoningSealer) -> None:
+def test_tokens_are_fresh_each_time(sealer: BoundSealer) -> None:
     tokens = {sealer.seal("same text") for _ in range(20)}
     assert len(tokens) == 20  # random nonce: equal texts are not recognisable
 
 
-def test_every_single_character_change_is_refused(sealer: ReasoningSealer) -> None:
+def test_every_single_character_change_is_refused(sealer: BoundSealer) -> None:
     token = sealer.seal("think step by step")
     for position, original in enumerate(token):
         for replacement in {"A", "B", "_", "-", "z", "0", ".", "=", "+", "/", "é"} - {original}:
@@ -69,7 +77,7 @@ def test_every_single_character_change_is_refused(sealer: ReasoningSealer) -> No
 
 
 @pytest.mark.parametrize("cut", [1, 2, 3, 16, 32])
-def test_truncated_or_extended_is_refused(sealer: ReasoningSealer, cut: int) -> None:
+def test_truncated_or_extended_is_refused(sealer: BoundSealer, cut: int) -> None:
     token = sealer.seal("some reasoning")
     with pytest.raises(SealError):
         sealer.open(token[:-cut])
@@ -77,9 +85,9 @@ def test_truncated_or_extended_is_refused(sealer: ReasoningSealer, cut: int) -> 
         sealer.open(token + "A" * cut)
 
 
-def test_foreign_key_is_refused_and_named(sealer: ReasoningSealer) -> None:
-    token = ReasoningSealer(OTHER_KEY).seal("from another server")
-    with pytest.raises(SealError, match="another server key"):
+def test_foreign_key_is_refused(sealer: BoundSealer) -> None:
+    token = bound(OTHER_KEY).seal("from another server")
+    with pytest.raises(SealError, match="a key this server no longer holds"):
         sealer.open(token)
 
 
@@ -89,20 +97,25 @@ def test_key_id_is_a_public_fingerprint() -> None:
     assert len(ReasoningSealer(KEY).key_id) == 8
 
 
-def test_wrong_version_is_refused(sealer: ReasoningSealer) -> None:
+def test_wrong_version_is_refused(sealer: BoundSealer) -> None:
     token = sealer.seal("text")
     with pytest.raises(SealError, match="unsupported version"):
-        sealer.open("hpr2." + token[len(TOKEN_PREFIX) :])
+        sealer.open("hpr3." + token[len(TOKEN_PREFIX) :])
+    with pytest.raises(
+        SealError, match=r"unsupported version \('hpr1'; this server reads 'hpr2'\)"
+    ):
+        sealer.open("hpr1." + token[len(TOKEN_PREFIX) :])  # the old, unbound format
     with pytest.raises(SealError, match="unsupported version"):
         sealer.open("hpr0.AAAA")
 
 
-def test_associated_data_binds_version_and_purpose(sealer: ReasoningSealer) -> None:
+def test_associated_data_binds_version_and_purpose(sealer: BoundSealer) -> None:
     """Ciphertext made under our key and token layout, but other associated data, is refused."""
-    key_id = bytes.fromhex(sealer.key_id)
+    key_id = bytes.fromhex(sealer.sealer.key_id)
+    issued = int(time.time()).to_bytes(8, "big")
     nonce = os.urandom(12)
-    for aad in (None, b"", b"hpr2.harmony-proxy reasoning\0" + key_id, b"something else"):
-        raw = key_id + nonce + AESGCM(KEY).encrypt(nonce, b"forged", aad)
+    for aad in (None, b"", b"hpr1.harmony-proxy reasoning\0" + key_id, b"something else"):
+        raw = key_id + issued + nonce + AESGCM(KEY).encrypt(nonce, b"forged", aad)
         token = TOKEN_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
         with pytest.raises(SealError, match="altered"):
             sealer.open(token)
@@ -113,25 +126,25 @@ def test_associated_data_binds_version_and_purpose(sealer: ReasoningSealer) -> N
     [
         "",
         "hello",
-        "hpr1.",
-        "hpr1.!!!!",
-        "hpr1.AAAA",
-        "hpr1." + "A" * 42,  # long enough for the layout, still not ours
-        "hpr1.AAAA====",
-        "hpr1.A",
-        "hpr1.ab cd",
-        "hpr1.\u00e9\u00e9\u00e9\u00e9",
+        "hpr2.",
+        "hpr2.!!!!",
+        "hpr2.AAAA",
+        "hpr2." + "A" * 42,  # long enough for the layout, still not ours
+        "hpr2.AAAA====",
+        "hpr2.A",
+        "hpr2.ab cd",
+        "hpr2.\u00e9\u00e9\u00e9\u00e9",
         " hpr1.AAAA",
         "gAAAAABhZ",  # what OpenAI's encrypted_content looks like
     ],
 )
-def test_garbage_is_refused(sealer: ReasoningSealer, garbage: str) -> None:
+def test_garbage_is_refused(sealer: BoundSealer, garbage: str) -> None:
     with pytest.raises(SealError):
         sealer.open(garbage)
 
 
 @pytest.mark.parametrize("not_text", [None, b"hpr1.AAAA", 12, ["hpr1."]])
-def test_non_strings_are_refused(sealer: ReasoningSealer, not_text: object) -> None:
+def test_non_strings_are_refused(sealer: BoundSealer, not_text: object) -> None:
     with pytest.raises(SealError):
         sealer.open(not_text)  # type: ignore[arg-type]
 
@@ -143,7 +156,7 @@ def test_non_strings_are_refused(sealer: ReasoningSealer, not_text: object) -> N
     replacement=st.characters(codec="ascii"),
 )
 def test_property_round_trip_and_tamper(text: str, position: int, replacement: str) -> None:
-    sealer = ReasoningSealer(KEY)
+    sealer = bound()
     token = sealer.seal(text)
     assert sealer.open(token) == text
     position %= len(token)
@@ -172,10 +185,10 @@ def test_generated_key_file_is_private_and_reused(tmp_path: Path) -> None:
     assert len(decode_key(key_file.read_text())) == KEY_BYTES
     assert key_file.read_text().endswith("\n")
     assert [p.name for p in key_file.parent.iterdir()] == ["reasoning.key"]  # no temp left
-    token = first.seal("survives a restart")
+    token = first.bound("o", "m").seal("survives a restart")
     second = ReasoningSealer.load(None, key_file)
     assert second.key_id == first.key_id
-    assert second.open(token) == "survives a restart"
+    assert second.bound("o", "m").open(token) == "survives a restart"
     # Blank means "not given", like an empty environment variable.
     assert ReasoningSealer.load("  ", key_file).key_id == first.key_id
 
@@ -217,10 +230,10 @@ def test_concurrent_generation_agrees_on_one_key(tmp_path: Path) -> None:
 def test_key_string_forms(tmp_path: Path, encode: object) -> None:
     # Bytes whose base64 uses + and / (or - and _) exercise both alphabets.
     key = bytes([0xFB, 0xFF, 0xBF] * 10 + [0xFE, 0xFF])
-    token = ReasoningSealer(key).seal("shared")
+    token = bound(key).seal("shared")
     key_file = tmp_path / "reasoning.key"
     loaded = ReasoningSealer.load(encode(key), key_file)  # type: ignore[operator]
-    assert loaded.open(token) == "shared"
+    assert loaded.bound("key:alice", "gpt-oss-demo").open(token) == "shared"
     assert not key_file.exists()  # a given key is never written anywhere
 
 

@@ -21,6 +21,8 @@ from proxy.api.messages.output import PING, MessageBuilder
 from proxy.api.messages.request import generation_request
 from proxy.api.messages.schema import CountTokensRequest, MessagesRequest
 from proxy.core import gate
+from proxy.core.cache_salt import cache_salt
+from proxy.core.caller import caller_of
 from proxy.core.conversation import (
     SystemDefaults,
     build_conversation,
@@ -61,11 +63,14 @@ class MessagesEndpoint:
             ) as generation:
                 check_unicode(await request.body(), lambda: body.model_dump(exclude_none=True))
                 message_id = f"msg_{secrets.token_hex(12)}"
-                run = await generation.open(generation_request(body, message_id, self.sealer))
+                caller = caller_of(request)
+                sealer = self.sealer.bound(caller.owner, body.model)
+                salt = cache_salt(caller, shared=self.config.shared_prefix_cache)
+                run = await generation.open(generation_request(body, message_id, sealer, salt))
                 builder = MessageBuilder(
                     message_id,
                     body.model,
-                    seal=self.sealer.seal,
+                    seal=sealer.seal,
                     show_thinking=thinking_shown(body),
                     stream=body.stream,
                 )
@@ -88,7 +93,8 @@ class MessagesEndpoint:
         """The prompt's tokens as this server renders it (system, tools, Harmony framing)."""
         service = self.service
         check_unicode(await request.body(), lambda: body.model_dump(exclude_none=True))
-        wanted = generation_request(body, "msg_count", self.sealer)
+        sealer = self.sealer.bound(caller_of(request).owner, body.model)
+        wanted = generation_request(body, "msg_count", sealer)
         gate.check_request(wanted, service.settings.limits)
         if body.model not in service.model_names():
             raise ModelNotFound(body.model)

@@ -43,7 +43,7 @@ from proxy.core.request import (
     ToolResult,
     UserText,
 )
-from proxy.core.sealing import ReasoningSealer, SealError
+from proxy.core.sealing import BoundSealer, SealError
 
 NAMES = ParamNames(
     messages="messages",
@@ -64,9 +64,11 @@ _UNREADABLE = {"image", "document", "container_upload"}
 def generation_request(
     body: MessagesRequest | CountTokensRequest,
     message_id: str,
-    sealer: ReasoningSealer | None,
+    sealer: BoundSealer | None,
+    cache_salt: str | None = None,
 ) -> GenerationRequest:
-    """The neutral request for `body`; 400 (naming the field) for what cannot be honoured."""
+    """The neutral request for `body` (salted by its caller: proxy/core/cache_salt.py); 400
+    (naming the field) for what cannot be honoured."""
     tools = read_tools(body.tools, loaded_tools(body))
     choice, named, parallel = tool_choice(body.tool_choice)
     parts = clear_thinking(read_messages(body, sealer), body.context_management)
@@ -102,13 +104,14 @@ def generation_request(
         user=user,  # (`metadata.user_id`: bounded by the gate as `user` is)
         names=NAMES,
         completion_id=message_id,
+        cache_salt=cache_salt,
     )
 
 
 # ---------------------------------------------------------------------------- messages
 
 
-def read_messages(body: CountTokensRequest, sealer: ReasoningSealer | None) -> list[Part]:
+def read_messages(body: CountTokensRequest, sealer: BoundSealer | None) -> list[Part]:
     """`system` and `messages` as conversation parts, in order."""
     parts: list[Part] = []
     instructions = _system_text(body.system)
@@ -180,7 +183,7 @@ def _user(content: str | list[dict[str, Any]], where: str, calls: set[str]) -> l
 
 
 def _assistant(
-    content: str | list[dict[str, Any]], where: str, sealer: ReasoningSealer | None
+    content: str | list[dict[str, Any]], where: str, sealer: BoundSealer | None
 ) -> AssistantTurn:
     """An assistant message: its thinking (restored), text, and calls, as one Harmony turn."""
     if isinstance(content, str):
@@ -218,9 +221,10 @@ def _assistant(
     )
 
 
-def _thinking(block: dict[str, Any], param: str, sealer: ReasoningSealer | None) -> str:
+def _thinking(block: dict[str, Any], param: str, sealer: BoundSealer | None) -> str:
     """The analysis of a replayed thinking block: what its signature seals (the text shown
-    may be empty or summarised); a block without a signature is taken as its text."""
+    may be empty or summarised); a block without a signature is taken as its text, unless the
+    server requires sealed reasoning (`--require-sealed-reasoning`)."""
     signature = block.get("signature")
     if signature is None or signature == "":
         text = block.get("thinking", "")
@@ -228,11 +232,17 @@ def _thinking(block: dict[str, Any], param: str, sealer: ReasoningSealer | None)
             raise InvalidRequest(
                 f"{param}.thinking: Input should be a valid string", param=f"{param}.thinking"
             )
+        if text and sealer is not None and sealer.require_sealed:
+            raise InvalidRequest(
+                f"{param}: this server accepts only thinking it signed: replay the block with "
+                "its `signature`, or leave the thinking out",
+                param=param,
+            )
         return text
     return _opened(signature, f"{param}.signature", sealer)
 
 
-def _opened(token: Any, param: str, sealer: ReasoningSealer | None) -> str:
+def _opened(token: Any, param: str, sealer: BoundSealer | None) -> str:
     if not isinstance(token, str):
         raise InvalidRequest(f"{param}: Input should be a valid string", param=param)
     if sealer is None:

@@ -36,6 +36,7 @@ from proxy.api.responses.schema import ResponsesRequest
 from proxy.api.responses.store import ResponseStore, StoredResponse
 from proxy.api.responses.tools import read_tools
 from proxy.api.responses.turn import Stored, Turn
+from proxy.core.cache_salt import cache_salt
 from proxy.core.caller import caller_of
 from proxy.core.errors import InvalidRequest, ResponseNotFound
 from proxy.core.gate import check_unicode
@@ -104,7 +105,8 @@ class ResponsesEndpoint:
                 f"{', '.join(sorted(KNOWN_INCLUDES))}.",
                 param="include",
             )
-        owner = caller_of(request).owner
+        caller = caller_of(request)
+        owner = caller.owner
         history: list[Item] = []
         lineage: list[str] = []
         if body.previous_response_id is not None:
@@ -118,13 +120,15 @@ class ResponsesEndpoint:
             previous = await self._get(body.previous_response_id, owner, "previous_response_id")
             history = previous.conversation
             lineage = [*previous.lineage, previous.id]
-        items = normalise_input(body.input, self.sealer)
+        sealer = self.sealer.bound(owner, body.model) if self.sealer else None
+        items = normalise_input(body.input, sealer)
         response_id = f"resp_{secrets.token_hex(24)}"
         tools = read_tools(body.tools)
-        wanted = generation_request(body, items, history, tools, response_id)
+        salt = cache_salt(caller, shared=self.config.shared_prefix_cache)
+        wanted = generation_request(body, items, history, tools, response_id, salt)
         seal = None
-        if ENCRYPTED_REASONING in include and self.sealer is not None:
-            seal = self.sealer.seal
+        if ENCRYPTED_REASONING in include and sealer is not None:
+            seal = sealer.seal
         builder = ResponseBuilder(
             _initial_response(body, response_id, stored=body.store and self.store is not None),
             {tool.key: tool for tool in tools},

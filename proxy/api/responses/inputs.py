@@ -30,7 +30,7 @@ from proxy.core.request import (
     ToolResult,
     UserText,
 )
-from proxy.core.sealing import ReasoningSealer, SealError
+from proxy.core.sealing import BoundSealer, SealError
 
 Item = dict[str, Any]
 
@@ -39,7 +39,7 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(16)}"
 
 
-def normalise_input(raw: str | list[Any], sealer: ReasoningSealer | None) -> list[Item]:
+def normalise_input(raw: str | list[Any], sealer: BoundSealer | None) -> list[Item]:
     """The request's `input` as normalised items; 400 for anything malformed."""
     if isinstance(raw, str):
         return [_message("user", [{"type": "input_text", "text": raw}], None)]
@@ -240,7 +240,7 @@ def _read_message(item: Item, param: str) -> Item:
     return message
 
 
-def _read_reasoning(item: Item, param: str, sealer: ReasoningSealer | None) -> Item:
+def _read_reasoning(item: Item, param: str, sealer: BoundSealer | None) -> Item:
     text = ""
     sealed = item.get("encrypted_content")
     if sealed is not None:
@@ -257,8 +257,7 @@ def _read_reasoning(item: Item, param: str, sealer: ReasoningSealer | None) -> I
             text = sealer.open(sealed)
         except SealError as exc:
             raise InvalidRequest(
-                f"encrypted_content could not be opened ({exc}): it was not issued by this "
-                "server's key, or it was altered.",
+                f"Invalid encrypted_content: {exc}.",
                 param=f"{param}.encrypted_content",
                 code="invalid_encrypted_content",
             ) from exc
@@ -273,6 +272,14 @@ def _read_reasoning(item: Item, param: str, sealer: ReasoningSealer | None) -> I
                     param=f"{param}.content[{j}]",
                 )
             text += part["text"]
+        if text and sealer is not None and sealer.require_sealed:
+            raise InvalidRequest(
+                "This server accepts only reasoning it sealed: send the reasoning item's "
+                '`encrypted_content` (ask for it with `include: ["reasoning.encrypted_content"]`)'
+                ", or leave the reasoning out.",
+                param=param,
+                code="unsealed_reasoning",
+            )
     return {
         "type": "reasoning",
         "id": _optional_str(item, "id", param) or new_id("rs"),

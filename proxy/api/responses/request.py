@@ -40,8 +40,10 @@ def generation_request(
     history: list[Item],
     tools: list[FunctionTool],
     response_id: str,
+    cache_salt: str | None = None,
 ) -> GenerationRequest:
-    """The neutral request for `body` continuing `history` with `items`."""
+    """The neutral request for `body` continuing `history` with `items` (salted by its caller:
+    proxy/core/cache_salt.py)."""
     for param, value, limit in (
         ("prompt_cache_key", body.prompt_cache_key, MAX_PROMPT_CACHE_KEY_LENGTH),
         ("safety_identifier", body.safety_identifier, MAX_SAFETY_IDENTIFIER_LENGTH),
@@ -78,6 +80,7 @@ def generation_request(
         user=body.user,
         names=NAMES,
         completion_id=response_id,
+        cache_salt=cache_salt,
     )
 
 

@@ -33,7 +33,7 @@ from proxy.api.messages.endpoint import MessagesEndpoint
 from proxy.api.messages.request import precheck_body as messages_precheck
 from proxy.api.responses.endpoint import ResponsesEndpoint
 from proxy.api.responses.request import precheck_body as responses_precheck
-from proxy.api.responses.store import ResponseStore, open_store
+from proxy.api.responses.store import STORE_OFF, ResponseStore, open_store
 from proxy.backends.base import EngineBackend
 from proxy.core.conversation import load_encoding
 from proxy.core.errors import EngineLoading, ModelNotFound
@@ -148,7 +148,8 @@ def create_app(
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
-            store.close()
+            if store is not None:
+                store.close()
             service.executor.shutdown()
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
@@ -268,20 +269,28 @@ def create_app(
 
 def open_response_state(
     config: ProxyConfig,
-) -> tuple[ResponseStore, ReasoningSealer, Path | None]:
-    """The response store, the reasoning sealer, and a scratch directory to delete at exit.
+) -> tuple[ResponseStore | None, ReasoningSealer, Path | None]:
+    """The response store (None when it is `off`), the reasoning sealer, and a scratch
+    directory to delete at exit.
 
     Without a configured store (tests, embedded use) responses live in a SQLite file in a
     temporary directory that lasts as long as the app, sealed with a key of the same lifetime.
     Otherwise the key comes from the configuration, else from its key file, else from
-    `reasoning.key` beside a SQLite store (or in the data directory for PostgreSQL), created
-    on first use.
+    `reasoning.key` beside a SQLite store (or in the data directory for PostgreSQL and when the
+    store is off), created on first use.
     """
     limits = {
         "max_responses": config.response_retention_count,
         "max_age_seconds": config.response_retention_seconds,
+        "max_total_bytes": config.response_retention_bytes,
+        "max_row_bytes": config.response_max_row_bytes,
     }
     location = config.response_store
+    if location == STORE_OFF:
+        key, key_file = config.reasoning_key, config.reasoning_key_file
+        if key is None and key_file is None:  # (the CLI gives a file: Settings.proxy_config)
+            key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii")
+        return None, _sealer(config, key, Path(key_file or data_dir() / "reasoning.key")), None
     if location is None:
         scratch = Path(tempfile.mkdtemp(prefix="harmony-proxy-"))
         store = open_store(str(scratch / "responses.sqlite3"), **limits)

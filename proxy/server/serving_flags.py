@@ -264,9 +264,10 @@ class ServingFlags:
     # -- responses API
     response_store: str | None = flag(
         None,
-        "where stored responses live: a file path or sqlite:///path (embedded SQLite), or "
-        "postgresql://user@host/db for several proxy replicas (default: "
-        "$XDG_DATA_HOME/harmony-proxy/responses.sqlite3, i.e. ~/.local/share/...)",
+        "where stored responses live: a file path or sqlite:///path (embedded SQLite, created "
+        "0600), postgresql://user@host/db for several proxy replicas, or `off` to store "
+        "nothing (default: $XDG_DATA_HOME/harmony-proxy/responses.sqlite3, i.e. "
+        "~/.local/share/...)",
         group=GROUP_RESPONSES,
     )
     response_retention: int = flag(
@@ -282,6 +283,23 @@ class ServingFlags:
         "drop stored responses older than this (default: 30, as OpenAI; 0: never)",
         group=GROUP_RESPONSES,
         convert=float,
+        minimum=0,
+    )
+    response_retention_bytes: int = flag(
+        1024 * 1024 * 1024,
+        "keep at most this many bytes of stored responses in all, oldest dropped first "
+        "(default: 1 GiB; 0: no limit)",
+        group=GROUP_RESPONSES,
+        convert=int,
+        minimum=0,
+    )
+    response_max_row_bytes: int = flag(
+        4 * 1024 * 1024,
+        "largest stored response (its answer, input and the history it continues, as JSON); "
+        "a larger one is answered but not kept, and says `store: false` (default: 4 MiB; "
+        "0: no limit)",
+        group=GROUP_RESPONSES,
+        convert=int,
         minimum=0,
     )
     reasoning_key: str | None = flag(

@@ -106,7 +106,7 @@ class Settings(EngineFlags, ServingFlags):
             store = str(Path(self.data_dir) / "responses.sqlite3")
         key_file = self.reasoning_key_file
         if key_file is None and store is not None and self.data_dir is not None:
-            if store.startswith(("postgresql://", "postgres://")):
+            if store == "off" or store.startswith(("postgresql://", "postgres://")):
                 # As the app would decide, but from the environment the settings were built in.
                 key_file = str(Path(self.data_dir) / "reasoning.key")
         return ProxyConfig(
@@ -143,6 +143,8 @@ class Settings(EngineFlags, ServingFlags):
             response_store=store,
             response_retention_count=self.response_retention or None,
             response_retention_seconds=(self.response_max_age_days * 86400.0) or None,
+            response_retention_bytes=self.response_retention_bytes or None,
+            response_max_row_bytes=self.response_max_row_bytes or None,
             reasoning_key=self.reasoning_key,
             reasoning_key_file=key_file,
             reasoning_previous_keys=self.reasoning_previous_key,
@@ -216,12 +218,16 @@ class ProxyConfig:
     # One JSON line per request on the `proxy.requests` logger.
     request_log: bool = True
     # Stored responses (/v1/responses `store`, `previous_response_id`): a path or sqlite:///
-    # URL (embedded SQLite) or a postgresql:// URL (shared by several proxies). None: a SQLite
-    # file in a temporary directory, gone when the process ends (the CLI sets a real path).
+    # URL (embedded SQLite), a postgresql:// URL (shared by several proxies), or "off" (none
+    # kept). None: a SQLite file in a temporary directory, gone when the process ends (the
+    # CLI sets a real path).
     response_store: str | None = None
-    # Retention: at most this many stored responses, none older than this (None: no limit).
+    # Retention: at most this many stored responses, none older than this, at most this many
+    # bytes in all; a response over the row cap is not stored (None: no limit).
     response_retention_count: int | None = 10_000
     response_retention_seconds: float | None = 30 * 86400.0
+    response_retention_bytes: int | None = 1024 * 1024 * 1024
+    response_max_row_bytes: int | None = 4 * 1024 * 1024
     # The key sealing reasoning for stateless replay (`reasoning.encrypted_content`): base64 of
     # 32 bytes, the same on every replica. None: read (or create) `reasoning_key_file`; with
     # that None too, a key file beside the store.

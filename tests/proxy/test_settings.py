@@ -54,6 +54,8 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "response_store": ("postgresql://u@h/db", "postgresql://u@h/db"),
     "response_retention": ("0", 0),
     "response_max_age_days": ("0.5", 0.5),
+    "response_retention_bytes": ("0", 0),
+    "response_max_row_bytes": ("65536", 65536),
     "reasoning_key": ("a2V5", "a2V5"),
     "reasoning_key_file": ("/k/key", "/k/key"),
     "reasoning_previous_key": ("a2V5, b2V5", ("a2V5", "b2V5")),

@@ -1,4 +1,5 @@
-"""A real PostgreSQL server for the response-store tests, started once per test session.
+"""A real PostgreSQL server for the response-store tests, started once per test session, and
+the `location` / `make_store` / `store` fixtures that run a store test on SQLite and on it.
 
 The server is a throwaway cluster: `initdb` into a temporary directory, `pg_ctl start` with
 TCP off (`listen_addresses=''`) and its Unix socket in that directory, so it cannot collide with
@@ -20,12 +21,14 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from proxy.api.responses.store import ResponseStore, open_store
 
 _CANDIDATE_DIRS = (
     "/usr/lib/postgresql/*/bin",
@@ -204,3 +207,32 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_url(postgres_server: PostgresServer) -> str:
     """The URL of a fresh, empty database on the session's server."""
     return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a store lives: a new SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        # Parents that do not exist yet: open_store makes them.
+        return str(tmp_path / "state" / "nested" / "responses.db")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def make_store(location: str) -> Iterator[Callable[..., ResponseStore]]:
+    """Open stores on `location` (with the given limits); all closed when the test ends."""
+    stores: list[ResponseStore] = []
+
+    def make(**limits: Any) -> ResponseStore:
+        store = open_store(location, **limits)
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        store.close()
+
+
+@pytest.fixture
+def store(make_store: Callable[..., ResponseStore]) -> ResponseStore:
+    return make_store()

@@ -12,7 +12,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -26,78 +26,11 @@ from proxy.api.responses.store import (
     PostgresResponseStore,
     ResponseStore,
     SQLiteResponseStore,
-    StoredResponse,
     open_store,
 )
+from tests.responses.stored import OWNER, record
 
 DAY = 86_400.0
-
-
-def record(
-    rid: str,
-    *,
-    created_at: float | None = None,
-    previous: str | None = None,
-    text: str = "Hello!",
-) -> StoredResponse:
-    created = time.time() if created_at is None else created_at
-    message = {
-        "id": f"msg_{rid}",
-        "type": "message",
-        "role": "assistant",
-        "status": "completed",
-        "content": [{"type": "output_text", "text": text, "annotations": []}],
-    }
-    user = {
-        "id": f"in_{rid}",
-        "type": "message",
-        "role": "user",
-        "content": [{"type": "input_text", "text": f"question {rid}"}],
-    }
-    return StoredResponse(
-        id=rid,
-        created_at=created,
-        response={
-            "id": rid,
-            "object": "response",
-            "created_at": int(created),
-            "status": "completed",
-            "output": [message],
-            "output_text": text,
-            "usage": {"input_tokens": 12, "output_tokens": 3, "total_tokens": 15},
-            "metadata": {},
-        },
-        input_items=[user],
-        conversation=[user, message],
-        previous_response_id=previous,
-    )
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        # Parents that do not exist yet: open_store makes them.
-        return str(tmp_path / "state" / "nested" / "responses.db")
-    return request.getfixturevalue("postgres_url")
-
-
-@pytest.fixture
-def make_store(location: str) -> Iterator[Callable[..., ResponseStore]]:
-    stores: list[ResponseStore] = []
-
-    def make(**limits: Any) -> ResponseStore:
-        store = open_store(location, **limits)
-        stores.append(store)
-        return store
-
-    yield make
-    for store in stores:
-        store.close()
-
-
-@pytest.fixture
-def store(make_store: Callable[..., ResponseStore]) -> ResponseStore:
-    return make_store()
 
 
 def test_open_store_picks_the_backend(location: str) -> None:
@@ -115,8 +48,8 @@ def test_round_trip(store: ResponseStore) -> None:
     second = record("resp_second", previous="resp_first")
     store.put(first)
     store.put(second)
-    assert store.get("resp_first") == first
-    got = store.get("resp_second")
+    assert store.get("resp_first", OWNER) == first
+    got = store.get("resp_second", OWNER)
     assert got == second
     assert got is not None and got.previous_response_id == "resp_first"
     assert isinstance(got.created_at, float) and got.created_at == second.created_at
@@ -131,7 +64,7 @@ def test_response_json_comes_back_exactly(store: ResponseStore) -> None:
     rec.response["float"] = 0.1
     rec.response["null"] = None
     store.put(rec)
-    got = store.get("resp_exact")
+    got = store.get("resp_exact", OWNER)
     assert got is not None
     assert json.dumps(got.response) == json.dumps(rec.response)
     assert got.conversation == rec.conversation
@@ -143,30 +76,28 @@ def test_not_json_is_refused(store: ResponseStore) -> None:
     rec.response["temperature"] = math.nan
     with pytest.raises(ValueError):
         store.put(rec)
-    assert store.get("resp_nan") is None
+    assert store.get("resp_nan", OWNER) is None
 
 
 def test_get_absent(store: ResponseStore) -> None:
-    assert store.get("resp_nope") is None
+    assert store.get("resp_nope", OWNER) is None
 
 
 def test_put_same_id_replaces(store: ResponseStore) -> None:
     store.put(record("resp_a", text="first"))
     store.put(record("resp_a", text="second"))
-    got = store.get("resp_a")
+    got = store.get("resp_a", OWNER)
     assert got is not None and got.response["output_text"] == "second"
 
 
 def test_delete(store: ResponseStore) -> None:
-    store.put(record("resp_parent"))
-    child = record("resp_child", previous="resp_parent")
-    store.put(child)
-    assert store.delete("resp_parent") is True
-    assert store.get("resp_parent") is None
-    assert store.delete("resp_parent") is False
-    assert store.delete("resp_never") is False
-    # The child carries its whole conversation: deleting the parent does not break it.
-    assert store.get("resp_child") == child
+    store.put(record("resp_kept"))
+    store.put(record("resp_gone"))
+    assert store.delete("resp_gone", OWNER) is True
+    assert store.get("resp_gone", OWNER) is None
+    assert store.delete("resp_gone", OWNER) is False
+    assert store.delete("resp_never", OWNER) is False
+    assert store.get("resp_kept", OWNER) is not None
 
 
 def test_retention_by_count_evicts_the_oldest(make_store: Callable[..., ResponseStore]) -> None:
@@ -175,7 +106,7 @@ def test_retention_by_count_evicts_the_oldest(make_store: Callable[..., Response
     # Inserted out of order: "oldest" is by created_at, not by insertion.
     for i in (2, 0, 4, 1, 3):
         store.put(record(f"resp_{i}", created_at=now - 100 + i))
-    assert [store.get(f"resp_{i}") is not None for i in range(5)] == [
+    assert [store.get(f"resp_{i}", OWNER) is not None for i in range(5)] == [
         False,
         False,
         True,
@@ -189,8 +120,8 @@ def test_retention_by_age(make_store: Callable[..., ResponseStore]) -> None:
     now = time.time()
     store.put(record("resp_fresh", created_at=now - 60))
     store.put(record("resp_stale", created_at=now - 7200))
-    assert store.get("resp_fresh") is not None
-    assert store.get("resp_stale") is None
+    assert store.get("resp_fresh", OWNER) is not None
+    assert store.get("resp_stale", OWNER) is None
 
 
 def test_expired_rows_are_invisible_before_any_prune(
@@ -198,9 +129,9 @@ def test_expired_rows_are_invisible_before_any_prune(
 ) -> None:
     unlimited = make_store(max_responses=None, max_age_seconds=None)
     unlimited.put(record("resp_old", created_at=time.time() - 40 * DAY))
-    assert unlimited.get("resp_old") is not None
+    assert unlimited.get("resp_old", OWNER) is not None
     # A store with the default 30-day retention hides it at once, without a put pruning it.
-    assert make_store().get("resp_old") is None
+    assert make_store().get("resp_old", OWNER) is None
 
 
 def test_defaults_keep_recent_rows_and_prune_month_old_ones(
@@ -209,15 +140,15 @@ def test_defaults_keep_recent_rows_and_prune_month_old_ones(
     store = make_store()
     store.put(record("resp_29d", created_at=time.time() - 29 * DAY))
     store.put(record("resp_31d", created_at=time.time() - 31 * DAY))
-    assert store.get("resp_29d") is not None
-    assert store.get("resp_31d") is None
+    assert store.get("resp_29d", OWNER) is not None
+    assert store.get("resp_31d", OWNER) is None
 
 
 def test_no_limits_keep_everything(make_store: Callable[..., ResponseStore]) -> None:
     store = make_store(max_responses=None, max_age_seconds=None)
     for i in range(20):
         store.put(record(f"resp_{i}", created_at=time.time() - 400 * DAY))
-    assert all(store.get(f"resp_{i}") is not None for i in range(20))
+    assert all(store.get(f"resp_{i}", OWNER) is not None for i in range(20))
 
 
 def test_survives_a_restart(location: str) -> None:
@@ -228,7 +159,7 @@ def test_survives_a_restart(location: str) -> None:
     first.close()  # idempotent
     second = open_store(location)  # the schema already exists: opening again is a no-op
     try:
-        assert second.get("resp_persist") == rec
+        assert second.get("resp_persist", OWNER) == rec
     finally:
         second.close()
 
@@ -240,17 +171,17 @@ def test_concurrent_use_from_threads(make_store: Callable[..., ResponseStore]) -
     def work(worker: int) -> None:
         for i in range(each):
             rid = f"resp_{worker}_{i}"
-            store.put(record(rid, previous=f"resp_{worker}_{i - 1}" if i else None))
-            got = store.get(rid)
+            store.put(record(rid))
+            got = store.get(rid, OWNER)
             assert got is not None and got.id == rid
             if i % 3 == 0:
-                assert store.delete(rid)
+                assert store.delete(rid, OWNER)
 
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(work, range(workers)))
     for worker in range(workers):
         for i in range(each):
-            assert (store.get(f"resp_{worker}_{i}") is None) == (i % 3 == 0)
+            assert (store.get(f"resp_{worker}_{i}", OWNER) is None) == (i % 3 == 0)
 
 
 def test_two_stores_on_one_location(make_store: Callable[..., ResponseStore]) -> None:
@@ -258,8 +189,8 @@ def test_two_stores_on_one_location(make_store: Callable[..., ResponseStore]) ->
     a, b = make_store(max_responses=40), make_store(max_responses=40)
     rec = record("resp_shared")
     a.put(rec)
-    assert b.get("resp_shared") == rec
-    assert b.delete("resp_shared") and a.get("resp_shared") is None
+    assert b.get("resp_shared", OWNER) == rec
+    assert b.delete("resp_shared", OWNER) and a.get("resp_shared", OWNER) is None
 
     def work(pair: tuple[ResponseStore, str]) -> None:
         store, name = pair
@@ -272,7 +203,9 @@ def test_two_stores_on_one_location(make_store: Callable[..., ResponseStore]) ->
     # prune, which this put is): the 39 newest of them and this one.
     b.put(record("resp_last"))
     present = sum(
-        a.get(f"resp_{n}_{i}") is not None for n in ("a1", "a2", "b1", "b2") for i in range(15)
+        a.get(f"resp_{n}_{i}", OWNER) is not None
+        for n in ("a1", "a2", "b1", "b2")
+        for i in range(15)
     )
     assert present == 39
 
@@ -291,7 +224,7 @@ def test_stores_opened_at_once_on_a_new_location(location: str) -> None:
     try:
         for i, store in enumerate(stores):
             store.put(record(f"resp_{i}"))
-        assert all(stores[0].get(f"resp_{i}") is not None for i in range(count))
+        assert all(stores[0].get(f"resp_{i}", OWNER) is not None for i in range(count))
     finally:
         for store in stores:
             store.close()
@@ -303,7 +236,7 @@ async def test_called_through_to_thread(store: ResponseStore) -> None:
         *(asyncio.to_thread(store.put, record(f"resp_async_{i}")) for i in range(10))
     )
     got = await asyncio.gather(
-        *(asyncio.to_thread(store.get, f"resp_async_{i}") for i in range(10))
+        *(asyncio.to_thread(store.get, f"resp_async_{i}", OWNER) for i in range(10))
     )
     assert [g.id if g else None for g in got] == [f"resp_async_{i}" for i in range(10)]
 
@@ -331,7 +264,7 @@ def test_any_json_round_trips(store: ResponseStore, payload: dict[str, Any], tex
     rec = record("resp_prop", text=text)
     rec.response = payload
     store.put(rec)
-    got = store.get("resp_prop")
+    got = store.get("resp_prop", OWNER)
     assert got is not None
     assert json.dumps(got.response) == json.dumps(payload)
     assert got.conversation == rec.conversation
@@ -371,7 +304,7 @@ def test_sqlite_closed_store_refuses(tmp_path: Path) -> None:
     store = open_store(str(tmp_path / "r.db"))
     store.close()
     with pytest.raises(RuntimeError, match="closed"):
-        store.get("resp_x")
+        store.get("resp_x", OWNER)
 
 
 @pytest.mark.parametrize(
@@ -432,8 +365,8 @@ def test_postgres_store_outlives_a_database_restart(postgres_server: Any) -> Non
         rec = record("resp_before")
         store.put(rec)
         postgres_server.restart()
-        assert store.get("resp_before") == rec
+        assert store.get("resp_before", OWNER) == rec
         store.put(record("resp_after"))
-        assert store.get("resp_after") is not None
+        assert store.get("resp_after", OWNER) is not None
     finally:
         store.close()

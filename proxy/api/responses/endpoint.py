@@ -10,15 +10,20 @@ whole item history are kept in the response store (proxy/api/responses/store.py:
 PostgreSQL for several proxies), so `previous_response_id` continues a conversation with its
 calls, outputs and the reasoning Harmony keeps, across restarts. Without state, a client may
 ask for `reasoning.encrypted_content` and replay the sealed reasoning itself.
+
+Stored state belongs to the caller's owner (`caller_of(request).owner`, the API key's
+identity): another owner's response is answered exactly as an unknown id (the same 404, for
+GET, DELETE, `input_items` and `previous_response_id`). The Response object's `store` field
+says whether the response was kept: false when the server stores nothing (`--response-store
+off`, where `store: true` is accepted and ignored, as a client that defaults to it expects),
+when the response is over the row cap, or when storing failed; the answer itself stands.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import Request
@@ -30,18 +35,16 @@ from proxy.api.responses.request import generation_request
 from proxy.api.responses.schema import ResponsesRequest
 from proxy.api.responses.store import ResponseStore, StoredResponse
 from proxy.api.responses.tools import read_tools
+from proxy.api.responses.turn import Stored, Turn
 from proxy.core.cache_salt import cache_salt
 from proxy.core.caller import caller_of
-from proxy.core.errors import InvalidRequest, ProxyError, ResponseNotFound
+from proxy.core.errors import InvalidRequest, ResponseNotFound
 from proxy.core.gate import check_unicode
-from proxy.core.run import CompletionRun, StreamError
 from proxy.core.sealing import ReasoningSealer
 from proxy.core.service import ClientGone, Generation, GenerationService
 from proxy.server.request_log import RequestRecord
 from proxy.server.settings import ProxyConfig
 from proxy.server.sse import SseResponse, SseStream, wait_for_disconnect
-
-logger = logging.getLogger("proxy")
 
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
 # What `include` may ask for: sealed reasoning, and what every response carries anyway or the
@@ -61,7 +64,8 @@ KNOWN_INCLUDES = frozenset(
 
 
 class ResponsesEndpoint:
-    """The four routes; `store` may be None (nothing stored: `store: true` is then a 400)."""
+    """The four routes; `store` is None when the server stores nothing (`--response-store
+    off`): `store: true` is then accepted and ignored, `previous_response_id` is a 400."""
 
     def __init__(
         self,
@@ -101,18 +105,22 @@ class ResponsesEndpoint:
                 f"{', '.join(sorted(KNOWN_INCLUDES))}.",
                 param="include",
             )
-        if body.store and self.store is None:
-            raise InvalidRequest(
-                "This server keeps no responses (it was started without a store): send "
-                "`store: false`.",
-                param="store",
-            )
-        history: list[Item] = []
-        if body.previous_response_id is not None:
-            previous = await self._get(body.previous_response_id, "previous_response_id")
-            history = previous.conversation
         caller = caller_of(request)
-        sealer = self.sealer.bound(caller.owner, body.model) if self.sealer else None
+        owner = caller.owner
+        history: list[Item] = []
+        lineage: list[str] = []
+        if body.previous_response_id is not None:
+            if self.store is None:
+                raise InvalidRequest(
+                    "This server stores no responses (it runs with --response-store off), so "
+                    "there is nothing to continue: send the whole conversation as `input` "
+                    '(with `include: ["reasoning.encrypted_content"]` to replay reasoning).',
+                    param="previous_response_id",
+                )
+            previous = await self._get(body.previous_response_id, owner, "previous_response_id")
+            history = previous.conversation
+            lineage = [*previous.lineage, previous.id]
+        sealer = self.sealer.bound(owner, body.model) if self.sealer else None
         items = normalise_input(body.input, sealer)
         response_id = f"resp_{secrets.token_hex(24)}"
         tools = read_tools(body.tools)
@@ -122,7 +130,7 @@ class ResponsesEndpoint:
         if ENCRYPTED_REASONING in include and sealer is not None:
             seal = sealer.seal
         builder = ResponseBuilder(
-            _initial_response(body, response_id),
+            _initial_response(body, response_id, stored=body.store and self.store is not None),
             {tool.key: tool for tool in tools},
             seal=seal,
             stream=body.stream,
@@ -140,7 +148,8 @@ class ResponsesEndpoint:
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
             )
-        turn = _Turn(self, body, run, builder, history, items)
+        stored = Stored(self.store, owner, body.previous_response_id, history, items, lineage)
+        turn = Turn(run, builder, stored, self.service.metrics)
         if body.stream:
             config = self.config
             return SseResponse(
@@ -155,17 +164,23 @@ class ResponsesEndpoint:
 
     # ------------------------------------------------------------------ GET / DELETE
 
-    async def retrieve(self, response_id: str) -> JSONResponse:
-        return JSONResponse((await self._get(response_id)).response)
+    async def retrieve(self, response_id: str, request: Request) -> JSONResponse:
+        return JSONResponse((await self._get(response_id, caller_of(request).owner)).response)
 
     async def input_items(
-        self, response_id: str, limit: int = 20, order: str = "desc", after: str | None = None
+        self,
+        response_id: str,
+        request: Request,
+        limit: int = 20,
+        order: str = "desc",
+        after: str | None = None,
     ) -> JSONResponse:
+        # Found first: another owner's id is a 404 whatever the other parameters say.
+        items = list((await self._get(response_id, caller_of(request).owner)).input_items)
         if order not in ("asc", "desc"):
             raise InvalidRequest("`order` must be asc or desc.", param="order")
         if not 1 <= limit <= 100:
             raise InvalidRequest("`limit` must be between 1 and 100.", param="limit")
-        items = list((await self._get(response_id)).input_items)
         if order == "desc":
             items.reverse()
         if after is not None:
@@ -184,104 +199,28 @@ class ResponsesEndpoint:
             }
         )
 
-    async def delete(self, response_id: str) -> JSONResponse:
+    async def delete(self, response_id: str, request: Request) -> JSONResponse:
+        """Delete the response and every later response that copied it (store.py)."""
         deleted = False
         if self.store is not None:
-            deleted = await asyncio.to_thread(self.store.delete, response_id)
+            owner = caller_of(request).owner
+            deleted = await asyncio.to_thread(self.store.delete, response_id, owner)
         if not deleted:
             raise ResponseNotFound(response_id)
         return JSONResponse({"id": response_id, "object": "response", "deleted": True})
 
-    async def _get(self, response_id: str, param: str | None = None) -> StoredResponse:
+    async def _get(self, response_id: str, owner: str, param: str | None = None) -> StoredResponse:
         found = None
         if self.store is not None:
-            found = await asyncio.to_thread(self.store.get, response_id)
+            found = await asyncio.to_thread(self.store.get, response_id, owner)
         if found is None:
             raise ResponseNotFound(response_id, param)
         return found
 
-    async def save(self, stored: StoredResponse) -> None:
-        assert self.store is not None
-        await asyncio.to_thread(self.store.put, stored)
 
-
-class _Turn:
-    """One admitted request: drives its run through the builder, then stores the result."""
-
-    def __init__(
-        self,
-        endpoint: ResponsesEndpoint,
-        body: ResponsesRequest,
-        run: CompletionRun,
-        builder: ResponseBuilder,
-        history: list[Item],
-        items: list[Item],
-    ) -> None:
-        self.endpoint = endpoint
-        self.body = body
-        self.run = run
-        self.builder = builder
-        self.history = history
-        self.items = items
-        self.error: ProxyError | None = None
-        self.finish: str | None = None
-
-    async def events(self) -> AsyncGenerator[bytes, None]:
-        """The response's SSE events, those of one engine step written at once (one socket
-        write, not one per event); the terminal event only once the store has the response."""
-        yield b"".join(self.builder.begin())
-        async for step in self.run.steps():
-            if isinstance(step, StreamError):
-                self.error = step.error
-                continue
-            if step.choice != 0:
-                continue
-            if step.finish is not None:
-                self.finish = step.finish
-            events = self.builder.step(step)
-            if events:
-                yield b"".join(events)
-        final = self.builder.finish(self.finish, self.run.usage, self.error)
-        await self._store()
-        yield b"".join(final)
-
-    async def drain(self) -> None:
-        """The non-streamed answer: every event built, none sent."""
-        async for _ in self.events():
-            pass
-
-    async def _store(self) -> None:
-        body = self.body
-        if not body.store or self.error is not None:
-            return
-        response = self.builder.response
-        output = [_for_history(item) for item in response["output"]]
-        try:
-            await self.endpoint.save(
-                StoredResponse(
-                    id=response["id"],
-                    created_at=float(response["created_at"]),
-                    response=response,
-                    input_items=self.items,
-                    conversation=self.history + self.items + output,
-                    previous_response_id=body.previous_response_id,
-                )
-            )
-        except Exception:  # noqa: BLE001 - the answer stands; only its continuation is lost
-            # The client still gets its complete answer (with a streamed one, the terminal
-            # event); a later previous_response_id to it is a 404. Logged loudly: the store
-            # (a database) is down or full.
-            logger.exception("could not store response %s", response["id"])
-            self.endpoint.service.metrics.internal_errors.inc()
-
-
-def _for_history(item: Item) -> Item:
-    """An output item as the next turn reads it (the sealed copy is not needed server-side)."""
-    return {k: v for k, v in item.items() if k != "encrypted_content"}
-
-
-def _initial_response(body: ResponsesRequest, response_id: str) -> dict[str, Any]:
-    """The Response object as `response.created` shows it; the builder fills in the rest."""
+def _initial_response(body: ResponsesRequest, response_id: str, *, stored: bool) -> dict[str, Any]:
+    """The Response object as `response.created` shows it; the builder fills in the rest.
+    `stored`: whether it is to be kept (`store` asked for, and a store to keep it in)."""
     fmt = (body.text.format if body.text is not None else None) or {"type": "text"}
     reasoning = body.reasoning
     return {
@@ -305,7 +244,7 @@ def _initial_response(body: ResponsesRequest, response_id: str) -> dict[str, Any
             "summary": reasoning.summary if reasoning else None,
         },
         "service_tier": "default",
-        "store": body.store,
+        "store": stored,
         "temperature": 1.0 if body.temperature is None else body.temperature,
         "text": {"format": fmt},
         "tool_choice": body.tool_choice if body.tool_choice is not None else "auto",

@@ -86,6 +86,14 @@ class ResponseBuilder:
         self, finish_reason: str | None, usage: Usage | None, error: ProxyError | None
     ) -> list[bytes]:
         """Close what is open and emit the one terminal event."""
+        self.settle(finish_reason, usage, error)
+        return self.terminal()
+
+    def settle(
+        self, finish_reason: str | None, usage: Usage | None, error: ProxyError | None
+    ) -> None:
+        """Close what is open and complete `response`, emitting nothing yet: the endpoint
+        stores the response in between and may correct its `store` field."""
         cut = finish_reason == "length" or error is not None
         self._close_text("incomplete" if cut else "completed")
         for call in list(self._calls):
@@ -109,14 +117,16 @@ class ResponseBuilder:
         if error is not None:
             response["status"] = "failed"
             response["error"] = {"code": error.code or error.error_type, "message": error.message}
-            self._emit("response.failed", response=response)
         elif finish_reason == "length":
             response["status"] = "incomplete"
             response["incomplete_details"] = {"reason": "max_output_tokens"}
-            self._emit("response.incomplete", response=response)
         else:
             response["status"] = "completed"
-            self._emit("response.completed", response=response)
+
+    def terminal(self) -> list[bytes]:
+        """The one terminal event of a settled response."""
+        response = self.response
+        self._emit(f"response.{response['status']}", response=response)
         return self._take()
 
     # ------------------------------------------------------------------ text items

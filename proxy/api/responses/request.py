@@ -18,6 +18,13 @@ from proxy.core.gate import Limits, count_limit
 from proxy.core.request import GenerationRequest, ParamNames, Sampling
 from proxy.core.tools import FunctionTool
 
+# Lengths of the identifiers a client attaches (the gate bounds `user` and `metadata`, echoed
+# and stored with the response): OpenAI's limit on `safety_identifier` (accepted, not echoed);
+# `prompt_cache_key` (echoed and stored) has no published one, so the gate's bound on `user`,
+# which it replaces, holds.
+MAX_SAFETY_IDENTIFIER_LENGTH = 64
+MAX_PROMPT_CACHE_KEY_LENGTH = 256
+
 NAMES = ParamNames(
     messages="input",
     max_tokens="max_output_tokens",
@@ -37,6 +44,16 @@ def generation_request(
 ) -> GenerationRequest:
     """The neutral request for `body` continuing `history` with `items` (salted by its caller:
     proxy/core/cache_salt.py)."""
+    for param, value, limit in (
+        ("prompt_cache_key", body.prompt_cache_key, MAX_PROMPT_CACHE_KEY_LENGTH),
+        ("safety_identifier", body.safety_identifier, MAX_SAFETY_IDENTIFIER_LENGTH),
+    ):
+        if value is not None and len(value) > limit:
+            raise InvalidRequest(
+                f"`{param}` is {len(value)} characters long; the limit is {limit}.",
+                param=param,
+                code="limit_exceeded",
+            )
     parts = to_parts(history + items, body.instructions, len(history))
     if all(part.source == "instructions" for part in parts):
         raise InvalidRequest("`input` must hold at least one item.", param="input")

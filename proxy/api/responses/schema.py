@@ -47,4 +47,5 @@ class ResponsesRequest(_Lenient):
     metadata: dict[str, str] | None = None
     user: str | None = None
     prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
     seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)

@@ -10,16 +10,28 @@ backends behind one small synchronous interface:
 
 Both write the same row (store_records.py). This module is the interface and `open_store`.
 
-Each record keeps the whole conversation it continues from (`StoredResponse.conversation`), so
-rebuilding a `previous_response_id` chain is one read, and deleting or expiring an earlier
-response never breaks the later ones that continued from it.
+Every row has an owner (`Caller.owner`, the API key's identity): `get` and `delete` take the
+caller's owner and treat another owner's row exactly as a missing one, so the endpoint answers
+both with the same 404 and nobody learns that an id exists under another key.
+
+Each record keeps a copy of the whole conversation it continues from
+(`StoredResponse.conversation`), so rebuilding a `previous_response_id` chain is one read and
+expiring an earlier response never breaks the later ones that continued from it. The price of
+copying is paid at DELETE: a deleted response must not live on in the copies, so `delete`
+removes the response and every row that copied it (those whose `lineage` names it: everything
+continued from it, directly or not). Rewriting those rows without the deleted items instead
+would leave conversations with answers to calls nobody made; deleting the branch is what a
+client asking for the content to be gone means. A put whose predecessor was deleted while it
+was being generated stores nothing (`put` returns False).
 
 The interface is synchronous on purpose: both drivers block, and the endpoint calls the store
 through `asyncio.to_thread`, so every backend must be safe to use from several threads at once.
 
-Retention is applied on every `put` (rows beyond `max_responses`, oldest first, and rows older
-than `max_age_seconds`), and `get` never returns a row older than `max_age_seconds` even if no
-`put` has pruned it yet, so expiry is exact from the client's point of view.
+A row is at most `max_row_bytes` of JSON (`put` raises `RowTooLarge` beyond it). Retention is
+applied on every `put` (rows older than `max_age_seconds`, then rows beyond `max_responses` and
+beyond `max_total_bytes` in all, oldest first; over the byte budget, down to 90% of it), and
+`get` never returns a row older than `max_age_seconds` even if no `put` has pruned it yet, so
+expiry is exact from the client's point of view.
 """
 
 from __future__ import annotations
@@ -30,23 +42,35 @@ from typing import Protocol, runtime_checkable
 
 from proxy.api.responses.store_postgres import PostgresResponseStore
 from proxy.api.responses.store_records import (
+    ANONYMOUS_OWNER,
     DEFAULT_MAX_AGE_SECONDS,
     DEFAULT_MAX_RESPONSES,
+    DEFAULT_MAX_ROW_BYTES,
+    DEFAULT_MAX_TOTAL_BYTES,
     TABLE,
+    RowTooLarge,
     StoredResponse,
 )
 from proxy.api.responses.store_sqlite import SQLiteResponseStore
 
 __all__ = [
+    "ANONYMOUS_OWNER",
     "DEFAULT_MAX_AGE_SECONDS",
     "DEFAULT_MAX_RESPONSES",
+    "DEFAULT_MAX_ROW_BYTES",
+    "DEFAULT_MAX_TOTAL_BYTES",
+    "STORE_OFF",
     "TABLE",
     "PostgresResponseStore",
     "ResponseStore",
+    "RowTooLarge",
     "SQLiteResponseStore",
     "StoredResponse",
     "open_store",
 ]
+
+# `--response-store off`: no store at all (`open_store` is never called with it).
+STORE_OFF = "off"
 
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
@@ -55,16 +79,20 @@ _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 class ResponseStore(Protocol):
     """Synchronous and thread-safe; the endpoint calls it through `asyncio.to_thread`."""
 
-    def put(self, record: StoredResponse) -> None:
-        """Store `record` (replacing one with the same id), then apply retention."""
+    def put(self, record: StoredResponse) -> bool:
+        """Store `record` (replacing one with the same id), then apply retention. False (and
+        nothing stored) when the response it continues no longer exists; `RowTooLarge` when
+        it is over the row cap."""
         ...
 
-    def get(self, response_id: str) -> StoredResponse | None:
-        """The stored record, or None when it is absent, deleted or expired."""
+    def get(self, response_id: str, owner: str) -> StoredResponse | None:
+        """The record `owner` stored, or None when it is absent, another owner's, deleted or
+        expired."""
         ...
 
-    def delete(self, response_id: str) -> bool:
-        """Delete a record; False if there was none."""
+    def delete(self, response_id: str, owner: str) -> bool:
+        """Delete `owner`'s record and every record that copied its items; False if `owner`
+        has no such record."""
         ...
 
     def close(self) -> None:
@@ -77,24 +105,37 @@ def open_store(
     *,
     max_responses: int | None = DEFAULT_MAX_RESPONSES,
     max_age_seconds: float | None = DEFAULT_MAX_AGE_SECONDS,
+    max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES,
+    max_total_bytes: int | None = DEFAULT_MAX_TOTAL_BYTES,
 ) -> ResponseStore:
     """Open (creating its schema if needed) the store at `location`.
 
     `location` is a filesystem path or `sqlite:///abs/path` (`sqlite://rel/path` is relative)
     for the embedded SQLite store, or a `postgresql://` / `postgres://` URL (any libpq URL; a
-    Unix socket directory goes in `?host=/dir`) for PostgreSQL. `max_responses` and
-    `max_age_seconds` bound what is kept; None lifts that bound.
+    Unix socket directory goes in `?host=/dir`) for PostgreSQL. `max_responses`,
+    `max_age_seconds`, `max_row_bytes` and `max_total_bytes` bound what is kept; None lifts
+    that bound.
     """
-    if max_responses is not None and max_responses < 1:
-        raise ValueError(f"max_responses must be at least 1 (or None), not {max_responses}")
-    if max_age_seconds is not None and not max_age_seconds > 0:
-        raise ValueError(f"max_age_seconds must be positive (or None), not {max_age_seconds}")
+    for name, value in (
+        ("max_responses", max_responses),
+        ("max_age_seconds", max_age_seconds),
+        ("max_row_bytes", max_row_bytes),
+        ("max_total_bytes", max_total_bytes),
+    ):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be positive (or None), not {value}")
+    limits = {
+        "max_responses": max_responses,
+        "max_age_seconds": max_age_seconds,
+        "max_row_bytes": max_row_bytes,
+        "max_total_bytes": max_total_bytes,
+    }
+    if location == STORE_OFF:
+        raise ValueError("the response store is off: there is nothing to open")
     match = _URL_SCHEME.match(location)
     scheme = match.group(1).lower() if match else None
     if scheme in ("postgresql", "postgres"):
-        return PostgresResponseStore(
-            location, max_responses=max_responses, max_age_seconds=max_age_seconds
-        )
+        return PostgresResponseStore(location, **limits)
     if scheme == "sqlite":
         path = location[match.end() :] if match else location
     elif scheme is None:
@@ -108,6 +149,4 @@ def open_store(
         raise ValueError(
             "the response store needs a file path (stored responses must survive a restart)"
         )
-    return SQLiteResponseStore(
-        Path(path).expanduser(), max_responses=max_responses, max_age_seconds=max_age_seconds
-    )
+    return SQLiteResponseStore(Path(path).expanduser(), **limits)

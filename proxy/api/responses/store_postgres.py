@@ -9,11 +9,17 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from proxy.api.responses.store_records import (
+    ADDED,
     DEFAULT_MAX_AGE_SECONDS,
     DEFAULT_MAX_RESPONSES,
+    DEFAULT_MAX_ROW_BYTES,
+    DEFAULT_MAX_TOTAL_BYTES,
+    INDEXES,
     POSTGRES,
     TABLE,
     StoredResponse,
+    apply_retention,
+    lineage_marker,
     oldest_kept,
     record_from_row,
     row_params,
@@ -49,6 +55,10 @@ class PostgresResponseStore:
     time and the others skip it instead of waiting, so concurrent puts never deadlock on the
     rows being deleted; the row count can overshoot `max_responses` by the puts that skipped,
     until the next put prunes.
+
+    A DELETE locks the row it deletes (`FOR UPDATE`) and a put continuing from it takes a
+    shared lock on it, so a response generated while its predecessor was being deleted is
+    either seen and deleted by the cascade or not stored at all (store_records.Statements).
     """
 
     def __init__(
@@ -57,6 +67,8 @@ class PostgresResponseStore:
         *,
         max_responses: int | None = DEFAULT_MAX_RESPONSES,
         max_age_seconds: float | None = DEFAULT_MAX_AGE_SECONDS,
+        max_row_bytes: int | None = DEFAULT_MAX_ROW_BYTES,
+        max_total_bytes: int | None = DEFAULT_MAX_TOTAL_BYTES,
         pool_size: int = 4,
         connect_timeout_seconds: float = 10.0,
     ) -> None:
@@ -65,6 +77,8 @@ class PostgresResponseStore:
 
         self.max_responses = max_responses
         self.max_age_seconds = max_age_seconds
+        self.max_row_bytes = max_row_bytes
+        self.max_total_bytes = max_total_bytes
         # A plain connection first: a wrong URL or a server that is down fails here with
         # libpq's own message, not with a pool timeout.
         with psycopg.connect(
@@ -84,9 +98,11 @@ class PostgresResponseStore:
 
     @staticmethod
     def _create_schema(conn: psycopg.Connection[Any]) -> None:
+        """Create the table, or bring one an older version made up to date (`ADDED`)."""
+        # The newest indexes exist only once every migration has run.
         exists = conn.execute(
             "SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
-            (TABLE, f"{TABLE}_created"),
+            (f"{TABLE}_by_age", f"{TABLE}_previous"),
         ).fetchone()
         if exists and exists[0]:
             return  # nothing to do, and no CREATE privilege needed
@@ -95,28 +111,44 @@ class PostgresResponseStore:
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {TABLE} ("
                 " id text PRIMARY KEY,"
+                f" owner {ADDED['owner']},"
                 " created_at double precision NOT NULL,"
                 " previous_response_id text,"
+                f" lineage {ADDED['lineage']},"
+                f" size_bytes {ADDED['size_bytes']},"
                 " response json NOT NULL,"
                 " input_items json NOT NULL,"
                 " conversation json NOT NULL)"
             )
-            conn.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_created ON {TABLE} (created_at, id)")
+            for column, definition in ADDED.items():
+                added = conn.execute(
+                    "SELECT NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass"
+                    " AND attname = %s AND NOT attisdropped)",
+                    (TABLE, column),
+                ).fetchone()
+                if added and added[0]:
+                    conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {column} {definition}")
+                    if column == "size_bytes":
+                        conn.execute(POSTGRES.measure_old_rows)
+            for statement in INDEXES:
+                conn.execute(statement)
 
-    def put(self, record: StoredResponse) -> None:
+    def put(self, record: StoredResponse) -> bool:
         import psycopg
 
-        params = row_params(record)
+        params = row_params(record, self.max_row_bytes)
         with self._pool.connection() as conn:
-            conn.execute(POSTGRES.upsert, params)
+            stored = conn.execute(POSTGRES.insert, params).rowcount > 0
             try:
                 self._prune(conn)
             except psycopg.Error:
                 # The record is stored; a failed prune only delays retention to the next put.
                 logger.warning("pruning the response store failed", exc_info=True)
+        return stored
 
     def _prune(self, conn: psycopg.Connection[Any]) -> None:
-        if self.max_responses is None and self.max_age_seconds is None:
+        limits = (self.max_age_seconds, self.max_responses, self.max_total_bytes)
+        if all(limit is None for limit in limits):
             return
         with conn.transaction():
             locked = conn.execute(
@@ -124,20 +156,21 @@ class PostgresResponseStore:
             ).fetchone()
             if not (locked and locked[0]):
                 return  # another replica is pruning right now
-            for statement, values in POSTGRES.prune(self.max_age_seconds, self.max_responses):
-                conn.execute(statement, values)
+            apply_retention(conn, POSTGRES, *limits)
 
-    def get(self, response_id: str) -> StoredResponse | None:
+    def get(self, response_id: str, owner: str) -> StoredResponse | None:
         cutoff = oldest_kept(self.max_age_seconds)
         with self._pool.connection() as conn:
-            row = conn.execute(POSTGRES.select_live, (response_id, cutoff)).fetchone()
+            row = conn.execute(POSTGRES.select_live, (response_id, owner, cutoff)).fetchone()
         # psycopg decodes `json` columns itself.
         return None if row is None else record_from_row(row, decode=False)
 
-    def delete(self, response_id: str) -> bool:
-        with self._pool.connection() as conn:
-            cursor = conn.execute(POSTGRES.delete_one, (response_id,))
-            return cursor.rowcount > 0
+    def delete(self, response_id: str, owner: str) -> bool:
+        with self._pool.connection() as conn, conn.transaction():
+            if conn.execute(POSTGRES.select_owned, (response_id, owner)).fetchone() is None:
+                return False
+            conn.execute(POSTGRES.delete_with_copies, (response_id, lineage_marker(response_id)))
+            return True
 
     def close(self) -> None:
         self._pool.close()

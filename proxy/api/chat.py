@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from proxy.api.chat_request import generation_request
 from proxy.api.chat_schema import ChatCompletionRequest
 from proxy.api.chat_stream import ChatChunks, fold
+from proxy.core.caller import caller_of
 from proxy.core.gate import check_unicode
 from proxy.core.service import ClientGone, GenerationService
 from proxy.server.request_log import RequestRecord
@@ -33,7 +34,11 @@ class ChatCompletions:
     async def __call__(self, body: ChatCompletionRequest, request: Request) -> Response:
         request_id = getattr(request.state, "request_id", None) or secrets.token_hex(12)
         record = RequestRecord(
-            id=request_id, api="chat.completions", model=body.model, stream=body.stream
+            id=request_id,
+            api="chat.completions",
+            model=body.model,
+            stream=body.stream,
+            caller=caller_of(request),
         )
         mirror = self.config.mirror_reasoning_content
         try:

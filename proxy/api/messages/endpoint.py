@@ -21,6 +21,7 @@ from proxy.api.messages.output import PING, MessageBuilder
 from proxy.api.messages.request import generation_request
 from proxy.api.messages.schema import CountTokensRequest, MessagesRequest
 from proxy.core import gate
+from proxy.core.caller import caller_of
 from proxy.core.conversation import (
     SystemDefaults,
     build_conversation,
@@ -54,7 +55,13 @@ class MessagesEndpoint:
 
     async def create(self, body: MessagesRequest, request: Request) -> Response:
         request_id = getattr(request.state, "request_id", None) or secrets.token_hex(12)
-        record = RequestRecord(id=request_id, api="messages", model=body.model, stream=body.stream)
+        record = RequestRecord(
+            id=request_id,
+            api="messages",
+            model=body.model,
+            stream=body.stream,
+            caller=caller_of(request),
+        )
         try:
             async with self.service.generate(
                 record, lambda: wait_for_disconnect(request)

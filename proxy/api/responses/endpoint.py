@@ -30,6 +30,7 @@ from proxy.api.responses.request import generation_request
 from proxy.api.responses.schema import ResponsesRequest
 from proxy.api.responses.store import ResponseStore, StoredResponse
 from proxy.api.responses.tools import read_tools
+from proxy.core.caller import caller_of
 from proxy.core.errors import InvalidRequest, ProxyError, ResponseNotFound
 from proxy.core.gate import check_unicode
 from proxy.core.run import CompletionRun, StreamError
@@ -77,7 +78,13 @@ class ResponsesEndpoint:
 
     async def create(self, body: ResponsesRequest, request: Request) -> Response:
         request_id = getattr(request.state, "request_id", None) or secrets.token_hex(12)
-        record = RequestRecord(id=request_id, api="responses", model=body.model, stream=body.stream)
+        record = RequestRecord(
+            id=request_id,
+            api="responses",
+            model=body.model,
+            stream=body.stream,
+            caller=caller_of(request),
+        )
         try:
             async with self.service.generate(
                 record, lambda: wait_for_disconnect(request)

@@ -268,3 +268,63 @@ def wait_for(condition, timeout: float = 20.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.1)
+
+
+# ------------------------------------------------------------------ the real engine
+
+
+@pytest.mark.engine
+def test_two_named_keys_on_the_real_engine_are_told_apart_in_log_metrics_and_budget(
+    make_server, vllm_backend, tmp_path, caplog
+):
+    """The demo model on vLLM behind a key file: alice (OpenAI SDK) and bob (Anthropic SDK)
+    each appear under their name in the request log and the requests metric, and alice's
+    tokens, recorded when her generation settled, spend her budget and not bob's."""
+    import anthropic
+    import openai
+
+    caplog.set_level(logging.INFO, logger="proxy.requests")
+    config = ProxyConfig(
+        served_model_names=(vllm_backend.model_name,),
+        conversation_date=TEST_DATE,
+        api_key_file=str(key_file(tmp_path, f"{ALICE} alice\n{BOB} bob\n")),
+        key_tokens_per_minute=60,
+    )
+    server = make_server(config, vllm_backend)
+    alice = openai.OpenAI(base_url=server.base_url, api_key=ALICE, max_retries=0)
+    answer = alice.chat.completions.create(
+        model=server.model, messages=[{"role": "user", "content": "Hi"}], max_tokens=16
+    )
+    assert answer.usage.total_tokens >= 60  # (the system prompt alone is more)
+    bob = anthropic.Anthropic(base_url=server.url, api_key=BOB, max_retries=0)
+    message = bob.messages.create(
+        model=server.model, max_tokens=16, messages=[{"role": "user", "content": "Hi"}]
+    )
+    assert message.usage.output_tokens > 0
+    with pytest.raises(openai.RateLimitError) as refused:
+        alice.chat.completions.create(
+            model=server.model, messages=[{"role": "user", "content": "Hi"}], max_tokens=16
+        )
+    assert 1 <= int(refused.value.response.headers["retry-after"]) <= 60
+    metrics = httpx.get(f"{server.url}/metrics").text
+    lines = request_lines(caplog)
+    assert [(line["api"], line["key"], line["status"]) for line in lines] == [
+        ("chat.completions", "alice", 200),
+        ("messages", "bob", 200),
+        ("chat.completions", "alice", 429),
+    ]
+    assert lines[0]["prompt_tokens"] + lines[0]["completion_tokens"] == answer.usage.total_tokens
+    for api, key, status in (
+        ("chat.completions", "alice", "200"),
+        ("messages", "bob", "200"),
+        ("chat.completions", "alice", "429"),
+    ):
+        assert f'api="{api}"' in metrics
+        assert any(
+            line.startswith("harmony_proxy_requests_total{")
+            and f'api="{api}"' in line
+            and f'key="{key}"' in line
+            and f'status="{status}"' in line
+            for line in metrics.splitlines()
+        ), metrics
+    assert ALICE not in caplog.text + metrics and BOB not in caplog.text + metrics

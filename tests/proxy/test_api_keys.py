@@ -328,3 +328,40 @@ def test_two_named_keys_on_the_real_engine_are_told_apart_in_log_metrics_and_bud
             for line in metrics.splitlines()
         ), metrics
     assert ALICE not in caplog.text + metrics and BOB not in caplog.text + metrics
+
+
+def test_sighup_to_the_supervisor_reloads_every_worker(fake_url, tmp_path):
+    """`--workers 2`: the supervisor forwards SIGHUP, and each worker (whichever the kernel
+    hands a connection to) serves the new keys."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("SO_REUSEADDR sharing is Linux behaviour")
+    path = key_file(tmp_path, f"{ALICE} alice\n")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "serve.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "serve", "--port", str(port), "--workers", "2"]
+        + ["--backend-url", fake_url, "--api-key-file", str(path)],
+        stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT,
+        env={k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"},
+    )
+    try:
+        wait_for(lambda: log_path.read_text().count("Ready. Point the OpenAI SDK") == 2, 180)
+
+        def statuses(key: str) -> set[int]:
+            codes = set()
+            for _ in range(12):  # a fresh connection each: either worker may answer
+                with httpx.Client(timeout=10) as client:
+                    codes.add(client.get(f"{url}/v1/models", headers=bearer(key)).status_code)
+            return codes
+
+        assert statuses(ALICE) == {200} and statuses(BOB) == {401}
+        path.write_text(f"{BOB} bob\n")
+        process.send_signal(signal.SIGHUP)
+        wait_for(lambda: log_path.read_text().count("API keys reloaded") == 2)
+        assert statuses(BOB) == {200} and statuses(ALICE) == {401}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=60)
+    assert code == 0, log_path.read_text()

@@ -5,8 +5,9 @@ at once, so the server answers while the engine loads: /ready and the API answer
 engine is ready. /health is liveness: 200 while the engine loads or serves (and while draining),
 503 once it failed to start or died, so a supervisor restarts the pod. Routes under /v1 need
 the API key when one is configured (proxy/server/keys.py; the key file is re-read on SIGHUP);
-/health and /ready stay open for probes, /metrics too unless it has a key of its own. A watchdog turns engine death into a drain and exit code 1 when the lifecycle asks
-for it (the CLI does; tests sharing one process do not).
+/health and /ready stay open for probes, /metrics too unless it has a key of its own. A
+watchdog turns engine death into a drain and exit code 1 when the lifecycle asks for it (the
+CLI does; tests sharing one process do not).
 """
 
 from __future__ import annotations

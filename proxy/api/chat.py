@@ -35,7 +35,11 @@ class ChatCompletions:
     async def __call__(self, body: ChatCompletionRequest, request: Request) -> Response:
         request_id = getattr(request.state, "request_id", None) or secrets.token_hex(12)
         record = RequestRecord(
-            id=request_id, api="chat.completions", model=body.model, stream=body.stream
+            id=request_id,
+            api="chat.completions",
+            model=body.model,
+            stream=body.stream,
+            caller=caller_of(request),
         )
         mirror = self.config.mirror_reasoning_content
         try:

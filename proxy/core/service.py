@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, TypeVar
 from proxy.backends.base import EngineBackend
 from proxy.core import gate
 from proxy.core.admission import Admission
+from proxy.core.caller import Caller
 from proxy.core.conversation import (
     SystemDefaults,
     load_encoding,
@@ -88,8 +89,12 @@ class GenerationService:
         backend: EngineBackend,
         metrics: ProxyMetrics,
         lifecycle: Lifecycle,
+        on_usage: Callable[[Caller, int], None] | None = None,
     ) -> None:
+        """`on_usage(caller, tokens)` is told each settled generation's prompt plus completion
+        tokens (the server's per-key token budget; the core knows nothing of it)."""
         self.settings = settings
+        self.on_usage = on_usage
         self.backend = backend
         self.metrics = metrics
         self.lifecycle = lifecycle
@@ -292,13 +297,14 @@ class Generation:
     def _record(self, completed: bool, error: BaseException | None) -> None:
         metrics = self.service.metrics
         run = self.run
-        api = self.record.api
+        api, key = self.record.api, self.record.caller.name
+        self._report_usage()
         if self._settled is not None:
             status, finish, code = self._settled
-            metrics.requests.labels(api, str(status), finish or "").inc()
+            metrics.requests.labels(api, str(status), finish or "", key).inc()
             self._log(status, finish=None, error=code)
         elif isinstance(error, ProxyError):
-            metrics.requests.labels(api, str(error.status_code), "").inc()
+            metrics.requests.labels(api, str(error.status_code), "", key).inc()
             if isinstance(error, TooManyRequests | ServerDraining):
                 reason = "rate_limit" if isinstance(error, TooManyRequests) else "draining"
                 metrics.rejected.labels(reason).inc()
@@ -306,15 +312,28 @@ class Generation:
         elif isinstance(error, ClientGone) or (error is None and not completed):
             if isinstance(error, ClientGone):
                 metrics.client_disconnects.inc()
-            metrics.requests.labels(api, "499", "client_disconnect").inc()
+            metrics.requests.labels(api, "499", "client_disconnect", key).inc()
             self._log(499, finish="client_disconnect")
         elif error is not None:
             self._log(500, error="internal_error")  # counted by the 500 handler
         else:
             first = run.finish_reasons[0] if run is not None else None
             reason = "error" if run is not None and run.error is not None else (first or "")
-            metrics.requests.labels(api, "200", reason).inc()
+            metrics.requests.labels(api, "200", reason, key).inc()
             self._log(200, finish=first)
+
+    def _report_usage(self) -> None:
+        """The generation's tokens to the usage hook: prompt plus completion, or the prompt
+        alone when the run did not finish (a stream abandoned mid-way)."""
+        run, on_usage = self.run, self.service.on_usage
+        if run is None or on_usage is None:
+            return
+        usage = run.usage
+        if usage is not None:
+            tokens = usage.prompt_tokens + usage.completion_tokens
+        else:
+            tokens = len(run.plan.prompt_token_ids)
+        on_usage(self.record.caller, tokens)
 
     def _log(self, status: int, *, finish: str | None = None, error: str | None = None) -> None:
         if not self.service.settings.request_log:

@@ -4,9 +4,10 @@ The lifespan starts loading the Harmony encoding and the engine in the backgroun
 at once, so the server answers while the engine loads: /ready and the API answer 503 until the
 engine is ready. /health is liveness: 200 while the engine loads or serves (and while draining),
 503 once it failed to start or died, so a supervisor restarts the pod. Routes under /v1 need
-the API key when one is configured; /health, /ready and /metrics stay open for probes and
-scrapers. A watchdog turns engine death into a drain and exit code 1 when the lifecycle asks
-for it (the CLI does; tests sharing one process do not).
+the API key when one is configured (proxy/server/keys.py; the key file is re-read on SIGHUP);
+/health and /ready stay open for probes, /metrics too unless it has a key of its own. A
+watchdog turns engine death into a drain and exit code 1 when the lifecycle asks for it (the
+CLI does; tests sharing one process do not).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from proxy.api.responses.endpoint import ResponsesEndpoint
 from proxy.api.responses.request import precheck_body as responses_precheck
 from proxy.api.responses.store import STORE_OFF, ResponseStore, open_store
 from proxy.backends.base import EngineBackend
+from proxy.core.caller import caller_of
 from proxy.core.conversation import load_encoding
 from proxy.core.errors import EngineLoading, ModelNotFound
 from proxy.core.grammar import warm_up as warm_up_grammar
@@ -43,9 +45,11 @@ from proxy.core.service import GenerationService
 from proxy.server.edge import REQUEST_ID_HEADER, ApiKeyCheck, BodyGate, HarmonyProxyApp
 from proxy.server.error_handlers import install_error_handlers
 from proxy.server.json_body import checked_route_class
+from proxy.server.key_limits import CallerBudget, KeyLimits
+from proxy.server.keys import ApiKeys
 from proxy.server.lifecycle import EXIT_ENGINE_DEAD, Lifecycle
 from proxy.server.loop_lag import LoopLagMonitor
-from proxy.server.metrics import ProxyMetrics
+from proxy.server.metrics import ProxyMetrics, api_of_path
 from proxy.server.request_log import RequestRecord
 from proxy.server.settings import ProxyConfig, data_dir
 
@@ -102,7 +106,16 @@ def create_app(
     metrics = ProxyMetrics()
     metrics.add_collector(backend)  # (a replica pool's per-replica metrics; most have none)
     lifecycle = lifecycle or Lifecycle()
-    service = GenerationService(config.service_settings(), backend, metrics, lifecycle)
+    keys = ApiKeys(config.api_keys, config.api_key_file)
+    lifecycle.reloaders.append(keys.reload)
+    budget = CallerBudget(config.key_max_concurrent, config.key_tokens_per_minute)
+    service = GenerationService(
+        config.service_settings(),
+        backend,
+        metrics,
+        lifecycle,
+        on_usage=budget.spend if budget.tokens_per_minute else None,
+    )
     chat = ChatCompletions(service, config)
     startup = _Startup(service, on_ready)
     store, sealer, scratch = open_response_state(config)
@@ -255,7 +268,8 @@ def create_app(
     app.add_middleware(
         BodyGate, max_bytes=config.max_body_bytes, deadline=config.body_deadline_seconds
     )
-    app.add_middleware(ApiKeyCheck, keys=config.api_keys)
+    app.add_middleware(KeyLimits, budget=budget, metrics=metrics, request_log=config.request_log)
+    app.add_middleware(ApiKeyCheck, keys=keys, metrics_key=config.metrics_key)
     if config.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -336,24 +350,18 @@ def _max_len(backend: EngineBackend) -> int | None:
         return None
 
 
-_API_OF_PATH = {
-    "/v1/chat/completions": "chat.completions",
-    "/v1/responses": "responses",
-    "/v1/messages": "messages",
-}
-
-
 def _count_error(metrics: ProxyMetrics, config: ProxyConfig):  # noqa: ANN202
     def count(request: Request, status: int) -> None:
         if status == 500:
             metrics.internal_errors.inc()
-        api = _API_OF_PATH.get(request.url.path)
+        api = api_of_path(request.url.path)
         if api is not None and status in (400, 500):
-            metrics.requests.labels(api, str(status), "").inc()
+            caller = caller_of(request)
+            metrics.requests.labels(api, str(status), "", caller.name).inc()
             if status == 400 and config.request_log:  # refused by schema validation
                 request_id = getattr(request.state, "request_id", "")
                 RequestRecord(
-                    id=request_id, api=api, status=400, error="invalid_request_error"
+                    id=request_id, api=api, status=400, error="invalid_request_error", caller=caller
                 ).emit()
 
     return count

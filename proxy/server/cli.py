@@ -268,7 +268,22 @@ def _display_host(host: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = parse_settings(argv)
+    check_key_file(settings)
     return serve(settings)
+
+
+def check_key_file(settings: Settings) -> None:
+    """A key file that does not load is a start-up error (exit 2, naming the file and line),
+    not a server that fails every request or one that serves without keys."""
+    if settings.api_key_file is None:
+        return
+    from proxy.server.keys import KeyFileError, key_set, read_key_file
+
+    try:
+        key_set(settings.api_key, read_key_file(settings.api_key_file))
+    except KeyFileError as exc:
+        print(f"{PROG} serve: error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

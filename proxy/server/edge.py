@@ -5,7 +5,10 @@ In order, outermost first (`HarmonyProxyApp.build_middleware_stack`):
 - CORS (Starlette's), when origins are configured, so browsers can read even a 401;
 - `ApiKeyCheck`: the API key, from the headers alone. An unauthenticated client costs a header
   scan: it cannot make the server buffer or parse a body (before, the key was a FastAPI
-  dependency, checked after the body had been read and validated);
+  dependency, checked after the body had been read and validated); `/metrics` too when it has
+  a key of its own;
+- `KeyLimits` (proxy/server/key_limits.py): the caller's own concurrency and token budget (429
+  with `Retry-After`), still before the body;
 - `BodyGate`: the body's size (413 past `max_bytes`, declared or sent) and its arrival time
   (408 when it is not complete within `deadline` seconds: a client trickling one byte a second
   would otherwise hold a connection and a buffer for as long as it likes).
@@ -26,9 +29,9 @@ from fastapi.responses import PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from proxy.core.caller import Caller, caller_for_key
 from proxy.core.errors import InvalidApiKey, PayloadTooLarge, ProxyError, RequestTimeout
 from proxy.server.error_handlers import error_content
+from proxy.server.keys import ApiKeys
 
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID_KEY = REQUEST_ID_HEADER.encode()
@@ -133,53 +136,55 @@ class HarmonyProxyApp(FastAPI):
 
 
 class ApiKeyCheck:
-    """ASGI middleware: 401 for a /v1 request without one of the configured keys.
+    """ASGI middleware: 401 for a /v1 request without one of the configured keys, and for
+    /metrics without the metrics key when one is configured.
 
     The key is read from `Authorization: Bearer <key>` (OpenAI's clients) or `x-api-key`
-    (Anthropic's). Every configured key is compared in constant time, so the timing tells
-    nothing about how much of a key was right. Probes (/health, /ready, /metrics) stay open;
-    CORS preflights carry no credentials and are answered by the CORS layer outside this one.
+    (Anthropic's) and looked up in `keys.current` (proxy/server/keys.py: swapped whole on
+    SIGHUP, read once here). Other probes (/health, /ready) stay open; CORS preflights carry no
+    credentials and are answered by the CORS layer outside this one.
     """
 
-    def __init__(self, app: ASGIApp, keys: tuple[str, ...]) -> None:
+    def __init__(self, app: ASGIApp, keys: ApiKeys, metrics_key: str | None = None) -> None:
         self.app = app
-        self.keys = tuple((key.encode(), caller_for_key(key.encode())) for key in keys)
+        self.keys = keys
+        self.metrics_key = metrics_key.encode() if metrics_key else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        caller = self._caller(scope)
+        path = scope["path"]
+        if self.metrics_key is not None and path == "/metrics":
+            given = _bearer(scope)
+            if given is None or not secrets.compare_digest(given, self.metrics_key):
+                await send_error(send, InvalidApiKey(), path)
+                return
+        if not self.keys.required:
+            await self.app(scope, receive, send)
+            return
+        given = _bearer(scope)
+        caller = None if given is None else self.keys.match(given)
         if caller is not None:
             scope.setdefault("state", {})["caller"] = caller
-        if (
-            caller is not None
-            or not scope["path"].startswith("/v1/")
-            or scope["method"] == "OPTIONS"
-        ):
+        if caller is not None or not path.startswith("/v1/") or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
-        await send_error(send, InvalidApiKey(), scope["path"])
+        await send_error(send, InvalidApiKey(), path)
 
-    def _caller(self, scope: Scope) -> Caller | None:
-        """The caller whose key the request carries, or None. Every key is compared (no early
-        exit), so the time taken does not tell which key, or how much of one, matched."""
-        given: bytes | None = None
-        for name, value in scope.get("headers") or ():
-            if name == b"authorization":
-                scheme, _, key = value.partition(b" ")
-                if scheme.lower() == b"bearer":
-                    given = key.strip()
-                break
-            if name == b"x-api-key" and given is None:
-                given = value.strip()
-        if given is None:
-            return None
-        found: Caller | None = None
-        for key, caller in self.keys:
-            if secrets.compare_digest(given, key):
-                found = caller
-        return found
+
+def _bearer(scope: Scope) -> bytes | None:
+    """The key the request carries: `Authorization: Bearer <key>`, else `x-api-key`."""
+    given: bytes | None = None
+    for name, value in scope.get("headers") or ():
+        if name == b"authorization":
+            scheme, _, key = value.partition(b" ")
+            if scheme.lower() == b"bearer":
+                given = key.strip()
+            break
+        if name == b"x-api-key" and given is None:
+            given = value.strip()
+    return given
 
 
 class BodyGate:
@@ -245,18 +250,16 @@ async def _read_body(receive: Receive, limit: int | None) -> tuple[bytes | None,
 
 async def send_error(send: Send, error: ProxyError, path: str) -> None:
     """An error answered from the edge in the shape of `path`'s API, closing the connection
-    (its body may be unread)."""
+    (its body may be unread); `Retry-After` when the error says when to retry."""
     status, body = error_content(error, path)
     data = json.dumps(body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(data)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(data)).encode()),
+        (b"connection", b"close"),
+    ]
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data, "more_body": False})

@@ -14,6 +14,9 @@ drain while the server keeps listening:
 
 An engine that dies (or fails to start) makes the process exit 1, as `vllm serve` does, so a
 supervisor (Kubernetes, systemd, compose) restarts it. A second signal forces an immediate exit.
+
+SIGHUP reloads what can change without a restart (the API key file): `Lifecycle.reload()` runs
+the reloaders the app registered, on the loop, between requests.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import gc
 import logging
 import signal
 import socket
+import threading
 from collections.abc import Callable
 from types import FrameType
 
@@ -62,6 +66,16 @@ class Lifecycle:
         self.request_exit: Callable[[], None] | None = None
         # Set by the app: fail the requests queued for admission (they get the 503 at once).
         self.on_drain: Callable[[], None] | None = None
+        # Added to by the app: what SIGHUP re-reads (the API key file).
+        self.reloaders: list[Callable[[], object]] = []
+
+    def reload(self) -> None:
+        """SIGHUP: run every reloader; one that fails is logged and the others still run."""
+        for reloader in self.reloaders:
+            try:
+                reloader()
+            except Exception:  # noqa: BLE001 - a failed reload must not stop the server
+                logger.exception("reload failed")
 
     # -- request accounting --------------------------------------------------------------
     @property
@@ -162,8 +176,19 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
     async def serve(self, sockets: list | None = None) -> None:  # type: ignore[type-arg]
-        self._loop = asyncio.get_running_loop()
-        await super().serve(sockets)
+        self._loop = loop = asyncio.get_running_loop()
+        # SIGHUP reloads (its default action would end the process); only the main thread
+        # may handle signals.
+        hup = getattr(signal, "SIGHUP", None)
+        if hup is not None and threading.current_thread() is threading.main_thread():
+            loop.add_signal_handler(hup, self.lifecycle.reload)
+        else:
+            hup = None
+        try:
+            await super().serve(sockets)
+        finally:
+            if hup is not None:
+                loop.remove_signal_handler(hup)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Not recorded in `_captured_signals`: uvicorn would re-raise it after serving, and the

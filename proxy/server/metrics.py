@@ -6,6 +6,10 @@ workers, prometheus-client keeps every worker's values in files in that director
 `/metrics` on any worker answers the sum over all of them (in-flight and queued gauges summed
 over live workers). The replica pool's per-replica figures (`harmony_proxy_replica_*`) are
 copied into such metrics every second by `ReplicaMetricsMirror`, so they are totals too.
+
+The requests counter is labelled by caller (`key`). Its values are bounded: a request reaches
+it only once its key matched a configured one, so they are the configured keys' names (or
+fingerprints) and `anonymous`, never something a client chose.
 """
 
 from __future__ import annotations
@@ -32,6 +36,19 @@ def multiprocess_mode() -> bool:
     return bool(os.environ.get(MULTIPROC_ENV))
 
 
+# The generation routes and the `api` they are counted and logged under.
+_API_OF_PATH = {
+    "/v1/chat/completions": "chat.completions",
+    "/v1/responses": "responses",
+    "/v1/messages": "messages",
+}
+
+
+def api_of_path(path: str) -> str | None:
+    """The `api` label of a generation route's path (None: not one)."""
+    return _API_OF_PATH.get(path)
+
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -43,9 +60,10 @@ class ProxyMetrics:
         r = self.registry
         self.requests = Counter(
             "harmony_proxy_requests",
-            "Generation requests (chat completions and Responses) by API, HTTP status and "
-            "first choice's finish_reason.",
-            ["api", "status", "finish_reason"],
+            "Generation requests (chat completions, Responses, Messages) by API, HTTP status, "
+            "first choice's finish_reason and caller (`key`: the API key's name from the key "
+            "file, else key-<fingerprint>; `anonymous` without keys).",
+            ["api", "status", "finish_reason", "key"],
             registry=r,
         )
         self.ttft = Histogram(
@@ -105,7 +123,8 @@ class ProxyMetrics:
         )
         self.rejected = Counter(
             "harmony_proxy_rejected_requests",
-            "Requests refused before generation, by reason (rate_limit, draining, too_large).",
+            "Requests refused before generation, by reason (rate_limit, draining, too_large; "
+            "key_concurrency and key_tokens: a caller's own limits).",
             ["reason"],
             registry=r,
         )

@@ -3,7 +3,9 @@
 Why: /metrics gives aggregates, but an operator chasing one slow or failed request needs its
 id (the X-Request-Id the client or gateway sent), status, token counts, time to first token,
 duration and finish reason, on one greppable line. Prompts, answers and reasoning are never
-logged (they are user data); API keys are never logged either.
+logged (they are user data); API keys are never logged either: `key` is the caller's name
+(the key file's name for it, else key-<fingerprint>, proxy/core/caller.py), `anonymous`
+without keys.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
+
+from proxy.core.caller import ANONYMOUS, Caller
 
 logger = logging.getLogger("proxy.requests")
 
@@ -33,6 +37,8 @@ class RequestRecord:
     ttft_ms: float | None = None
     duration_ms: float | None = None
     error: str | None = None
+    # Who sent it (logged as `key`: its name; the owner stays out of the log).
+    caller: Caller = ANONYMOUS
     started: float = field(default_factory=time.monotonic, repr=False)
     _emitted: bool = field(default=False, repr=False)
 
@@ -44,5 +50,9 @@ class RequestRecord:
         level = logging.WARNING if self.status >= 500 else logging.INFO
         if not logger.isEnabledFor(level):  # (e.g. --log-level warning: no line to format)
             return
-        line = {k: v for k, v in asdict(self).items() if not k.startswith("_") and k != "started"}
+        line = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _UNLOGGED}
+        line["key"] = self.caller.name
         logger.log(level, json.dumps({"event": "request", **line}, ensure_ascii=True))
+
+
+_UNLOGGED = frozenset({"caller", "started", "_emitted"})

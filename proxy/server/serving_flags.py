@@ -32,6 +32,44 @@ class ServingFlags:
         kind="list",
         refuse_empty=True,
     )
+    # -- API keys with identities, per-key limits, fail-closed binding, the metrics key
+    api_key_file: str | None = flag(
+        None,
+        "file of API keys, one a line: `KEY` or `KEY NAME` (the name is what logs and metrics "
+        "show; keys of one name share their state); `#` comments; re-read on SIGHUP; added to "
+        "--api-key (default: none)",
+        group=GROUP_SERVER,
+        metavar="PATH",
+    )
+    allow_unauthenticated: bool = flag(
+        False,
+        "serve a non-loopback --host without any API key (default: off, such a start is refused)",
+        group=GROUP_SERVER,
+        kind="switch",
+    )
+    metrics_key: str | None = flag(
+        None,
+        "require `Authorization: Bearer <key>` on /metrics (default: /metrics is open)",
+        group=GROUP_SERVER,
+        metavar="KEY",
+        refuse_empty=True,
+    )
+    key_max_concurrent: int = flag(
+        0,
+        "/v1 requests one caller (API key name) may have open at once, else 429 with "
+        "Retry-After (default: 0, no limit; per worker process)",
+        group=GROUP_LIMITS,
+        convert=int,
+        minimum=0,
+    )
+    key_tokens_per_minute: int = flag(
+        0,
+        "prompt plus completion tokens one caller may spend in a sliding minute, else 429 "
+        "with Retry-After (default: 0, no limit; per worker process)",
+        group=GROUP_LIMITS,
+        convert=int,
+        minimum=0,
+    )
     cors_origin: tuple[str, ...] = flag(
         (),
         "allow browser calls from this origin (repeatable, `*` for any); default: CORS off",

@@ -16,6 +16,7 @@ parsed.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,20 @@ class Settings(EngineFlags, ServingFlags):
                 "accept any request. Give a real key, or none at all to serve without "
                 "authentication"
             )
+        if self.metrics_key is not None and not self.metrics_key.strip():
+            raise SettingsError(
+                "--metrics-key / HARMONY_PROXY_METRICS_KEY: the key is empty or blank; give a "
+                "real key, or none to leave /metrics open"
+            )
+        if not (self.api_key or self.api_key_file or self.allow_unauthenticated):
+            if not is_loopback(self.host):
+                raise SettingsError(
+                    f"--host {self.host} / HARMONY_PROXY_HOST: a non-loopback address without "
+                    "an API key would let anyone who reaches it use the server; give "
+                    "--api-key or --api-key-file (HARMONY_PROXY_API_KEY, "
+                    "HARMONY_PROXY_API_KEY_FILE), or --allow-unauthenticated to serve without "
+                    "keys on purpose"
+                )
         self.engine_args()  # a malformed --engine-arg is a start-up error, not a load failure
 
     # -- construction --------------------------------------------------------------------
@@ -112,6 +127,10 @@ class Settings(EngineFlags, ServingFlags):
         return ProxyConfig(
             served_model_names=(served_model_name,) if served_model_name else (),
             api_keys=self.api_key,
+            api_key_file=self.api_key_file,
+            metrics_key=self.metrics_key,
+            key_max_concurrent=self.key_max_concurrent or None,
+            key_tokens_per_minute=self.key_tokens_per_minute or None,
             cors_origins=self.cors_origin,
             conversation_date=self.date or today(),
             default_reasoning_effort=self.reasoning_effort,
@@ -163,6 +182,17 @@ class Settings(EngineFlags, ServingFlags):
         return self.log_level == "debug"
 
 
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` reaches this machine only: a loopback address or `localhost`.
+    Any other name counts as exposed (what it resolves to is not known here)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def flags() -> list[tuple[str, Flag]]:
     """(field name, declaration) for every flag, in --help order."""
     return [
@@ -177,8 +207,15 @@ class ProxyConfig:
     # Model ids accepted in requests; the first is the one listed by /v1/models. Empty: accept
     # whatever the backend serves (`backend.model_name`).
     served_model_names: tuple[str, ...] = ()
-    # Bearer keys accepted on /v1/*. Empty: no authentication.
+    # Bearer keys accepted on /v1/*. Empty (and no key file): no authentication.
     api_keys: tuple[str, ...] = ()
+    # A file of more keys, with names (proxy/server/keys.py), re-read on SIGHUP.
+    api_key_file: str | None = None
+    # The bearer key /metrics requires. None: /metrics is open.
+    metrics_key: str | None = None
+    # Per caller (proxy/server/key_limits.py): open /v1 requests, tokens per sliding minute.
+    key_max_concurrent: int | None = None
+    key_tokens_per_minute: int | None = None
     # Origins allowed by CORS. Empty: no CORS headers at all (browsers cannot call us cross-site).
     cors_origins: tuple[str, ...] = ()
     # `Current date:` in the system message. Pinned once (at startup by default) so prompts are

@@ -9,6 +9,7 @@ own replica pool) that accept from the shared socket; the kernel spreads connect
   single server does (README: Operating it); a second signal is forwarded again (exit at once).
   Workers run in their own process group, so a terminal's Ctrl-C reaches the supervisor only
   (else each worker would see it twice), and die with it (Linux: PR_SET_PDEATHSIG).
+- SIGHUP to the supervisor is forwarded to every worker (each re-reads the API key file).
 - A worker that exits while the server is not stopping is restarted (at most once a second).
 - Exit code: the highest of the workers' codes.
 - Metrics: `PROMETHEUS_MULTIPROC_DIR` is set to a fresh directory for the workers, so every
@@ -92,6 +93,13 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(process.pid, signal.SIGTERM)
 
+    def _on_reload(self, sig: int, frame: FrameType | None) -> None:
+        """SIGHUP: each worker re-reads what it can (the API key file)."""
+        for process in self.processes:
+            if process.pid is not None and process.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGHUP)
+
     def run(self) -> int:
         sock = bind_socket(self.settings.host, self.settings.port)
         self.metrics_dir = metrics_dir = tempfile.mkdtemp(prefix="harmony-proxy-metrics-")
@@ -99,6 +107,7 @@ class Supervisor:
         # the workers inherit it (spawned: they import it afresh).
         os.environ[MULTIPROC_ENV] = metrics_dir
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._on_reload)
         try:
             self.processes = [self._start(sock) for _ in range(self.count)]
             last_restart = 0.0

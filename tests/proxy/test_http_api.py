@@ -252,11 +252,12 @@ def test_metrics_expose_requests_latency_tokens_and_in_flight(scripted_server):
     post(scripted_server, body("unknown-model"))
     text = httpx.get(f"{scripted_server.url}/metrics").text
     assert (
-        'harmony_proxy_requests_total{api="chat.completions",finish_reason="stop",status="200"}'
-        in text
+        'harmony_proxy_requests_total{api="chat.completions",finish_reason="stop",'
+        'key="anonymous",status="200"}' in text
     )
     assert (
-        'harmony_proxy_requests_total{api="chat.completions",finish_reason="",status="404"}' in text
+        'harmony_proxy_requests_total{api="chat.completions",finish_reason="",'
+        'key="anonymous",status="404"}' in text
     )
     for name in (
         "harmony_proxy_time_to_first_token_seconds_bucket",

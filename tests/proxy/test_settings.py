@@ -15,9 +15,14 @@ from proxy.server.settings import Flag, Settings, SettingsError, flags
 
 # A value for each flag other than its default, as the environment spells it, and as parsed.
 SAMPLES: dict[str, tuple[str, object]] = {
-    "host": ("0.0.0.0", "0.0.0.0"),
+    "host": ("::1", "::1"),  # (a non-loopback host needs a key: tests/proxy/test_fail_closed.py)
     "port": ("9001", 9001),
     "api_key": ("k1, k2", ("k1", "k2")),
+    "api_key_file": ("/run/secrets/keys", "/run/secrets/keys"),
+    "allow_unauthenticated": ("yes", True),
+    "metrics_key": ("scrape-key", "scrape-key"),
+    "key_max_concurrent": ("4", 4),
+    "key_tokens_per_minute": ("1000", 1000),
     "cors_origin": (
         "https://a.example,https://b.example",
         ("https://a.example", "https://b.example"),

@@ -56,7 +56,13 @@ class MessagesEndpoint:
 
     async def create(self, body: MessagesRequest, request: Request) -> Response:
         request_id = getattr(request.state, "request_id", None) or secrets.token_hex(12)
-        record = RequestRecord(id=request_id, api="messages", model=body.model, stream=body.stream)
+        record = RequestRecord(
+            id=request_id,
+            api="messages",
+            model=body.model,
+            stream=body.stream,
+            caller=caller_of(request),
+        )
         try:
             async with self.service.generate(
                 record, lambda: wait_for_disconnect(request)

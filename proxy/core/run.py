@@ -278,6 +278,11 @@ class CompletionRun:
                 self._metrics.inter_token.observe(gap)
         self._last_token_at = now
 
+    @property
+    def tokens_so_far(self) -> int:
+        """Prompt plus the completion tokens read so far: what a run cut short has cost."""
+        return len(self.plan.prompt_token_ids) + sum(a.completion_tokens for a in self._assemblers)
+
     def _usage(self) -> Usage:
         prompt = len(self.plan.prompt_token_ids)
         completion = sum(a.completion_tokens for a in self._assemblers)

@@ -323,17 +323,16 @@ class Generation:
             self._log(200, finish=first)
 
     def _report_usage(self) -> None:
-        """The generation's tokens to the usage hook: prompt plus completion, or the prompt
-        alone when the run did not finish (a stream abandoned mid-way)."""
+        """The generation's tokens to the usage hook: prompt plus completion, also for a run
+        that did not finish (a stream abandoned mid-way is charged what it read)."""
         run, on_usage = self.run, self.service.on_usage
         if run is None or on_usage is None:
             return
         usage = run.usage
         if usage is not None:
-            tokens = usage.prompt_tokens + usage.completion_tokens
+            on_usage(self.record.caller, usage.prompt_tokens + usage.completion_tokens)
         else:
-            tokens = len(run.plan.prompt_token_ids)
-        on_usage(self.record.caller, tokens)
+            on_usage(self.record.caller, run.tokens_so_far)
 
     def _log(self, status: int, *, finish: str | None = None, error: str | None = None) -> None:
         if not self.service.settings.request_log:

@@ -12,7 +12,7 @@ own error shape, before the body is read or parsed.
   service's usage hook calls `CallerBudget.spend`) and kept for 60 s. A caller at or past its
   budget is refused until enough of its minute has passed (the `Retry-After`); a request let in
   under budget is not cut short, so the one that crosses it completes and the next ones wait.
-  A stream the client abandons counts its prompt only (its completion was never counted).
+  A stream the client abandons counts its prompt and the completion tokens read until then.
 - Counts are per process: with `--workers N` each worker keeps its own.
 - Memory is bounded: counts exist only for callers that passed the key check (configured keys,
   or the one `anonymous` caller without keys), and empty ones are dropped.

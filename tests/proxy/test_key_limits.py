@@ -172,3 +172,28 @@ def test_keys_of_one_name_share_their_limits():
     assert budget.refusal(new.owner) is not None
     budget.leave(old.owner)
     assert budget.refusal(new.owner) is None and not budget._open
+
+
+def test_an_abandoned_stream_is_charged_the_tokens_it_read(make_server, tmp_path):
+    # The prompt alone is under the budget; the prompt and 300 streamed tokens are over it.
+    server = limited_server(
+        make_server, tmp_path, Script([LONG], delay=0.002), key_tokens_per_minute=300
+    )
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        with client.stream(
+            "POST", URL, json=body(server.model, stream=True), headers=bearer(ALICE)
+        ) as stream:
+            data_lines = 0
+            for line in stream.iter_lines():
+                data_lines += line.startswith("data: ")
+                if data_lines > 300:
+                    break
+        # Wait until the server has seen the client go and settled the generation.
+        deadline = time.monotonic() + 10
+        while "harmony_proxy_requests_in_flight 0.0" not in client.get("/metrics").text:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        after = client.post(URL, json=body(server.model), headers=bearer(ALICE))
+        prompt = client.post(URL, json=body(server.model), headers=bearer(BOB))
+    assert prompt.json()["usage"]["prompt_tokens"] < 300
+    assert after.status_code == 429

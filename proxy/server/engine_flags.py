@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from proxy.backends.affinity import DEFAULT_BLOCK_TOKENS, DEFAULT_LOAD_FACTOR
@@ -160,4 +161,17 @@ class EngineFlags:
         group=GROUP_REPLICAS,
         convert=float,
         minimum=1,
+    )
+    # The replicas' key: never shown (repr=False keeps it out of any printed Settings); the
+    # remote backend sends it as `Authorization: Bearer` and names replicas, not keys, in errors.
+    backend_api_key: str | None = dataclasses.field(
+        default=None,
+        repr=False,
+        metadata=flag(
+            None,
+            "the key the replicas were started with (vllm serve --api-key / VLLM_API_KEY), "
+            "sent with every request to them; best given as the environment variable",
+            group=GROUP_REPLICAS,
+            metavar="KEY",
+        ).metadata,
     )

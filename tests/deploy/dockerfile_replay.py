@@ -24,6 +24,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 import venv
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,15 +78,18 @@ def copy_context(context: Path, dest: Path) -> None:
     shutil.copytree(context, dest, ignore=ignored, dirs_exist_ok=True, symlinks=True)
 
 
-def stand_in_wheel(directory: Path, name: str, version: str) -> Path:
-    """An empty distribution `name==version` (metadata only, no module): a cheap stand-in for
-    an engine package whose real install takes minutes and gigabytes."""
+def stand_in_wheel(
+    directory: Path, name: str, version: str, requires: tuple[str, ...] = ()
+) -> Path:
+    """An empty distribution `name==version` (metadata only, no module) requiring `requires`:
+    a cheap stand-in for an engine package whose real install takes minutes and gigabytes."""
     import zipfile
 
     normalized = re.sub(r"[-_.]+", "_", name)
     info = f"{normalized}-{version}.dist-info"
     files = {
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+        + "".join(f"Requires-Dist: {r}\n" for r in requires),
         f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: replay\nRoot-Is-Purelib: true\n"
         "Tag: py3-none-any\n",
     }
@@ -173,6 +177,7 @@ class DockerfileReplay:
             return
         mapped = self.image_path(command)
         print(f"\n$ {mapped}", file=out, flush=True)  # type: ignore[call-overload]
+        started = time.monotonic()
         result = subprocess.run(
             ["/bin/sh", "-c", mapped],
             cwd=self.workdir or self.root,
@@ -181,6 +186,7 @@ class DockerfileReplay:
             stderr=subprocess.STDOUT,
             timeout=900,
         )
+        print(f"# {time.monotonic() - started:.0f} s", file=out, flush=True)  # type: ignore[call-overload]
         if result.returncode != 0:
             raise AssertionError(f"RUN {command!r} failed ({result.returncode})")
         self.replayed.append(command)

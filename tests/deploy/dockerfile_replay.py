@@ -109,8 +109,8 @@ class DockerfileReplay:
     dockerfile: Path
     context: Path
     root: Path
-    # Added to the environment after the Dockerfile's own (e.g. where pip finds stand-ins).
-    extra_env: dict[str, str] = field(default_factory=dict)
+    # Applied after each of the Dockerfile's ENV (e.g. where pip finds stand-ins); None unsets.
+    extra_env: dict[str, str | None] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     workdir: Path | None = None
     user: str | None = None
@@ -134,9 +134,22 @@ class DockerfileReplay:
             "HOME": str(self.root / "root"),
             "LANG": "C.UTF-8",
         }
-        # This machine's package registries (pip's configuration lives in the environment).
+        # This machine's package registries: pip's settings in the environment, and its user
+        # configuration, which the image's HOME would hide.
         self.env.update({k: v for k, v in os.environ.items() if k.startswith("PIP_")})
+        config_home = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+        user_config = config_home / "pip" / "pip.conf"
+        if "PIP_CONFIG_FILE" not in self.env and user_config.exists():
+            self.env["PIP_CONFIG_FILE"] = str(user_config)
         (self.root / "root").mkdir(parents=True, exist_ok=True)
+        self._apply_extra_env()
+
+    def _apply_extra_env(self) -> None:
+        for name, value in self.extra_env.items():
+            if value is None:
+                self.env.pop(name, None)
+            else:
+                self.env[name] = value
 
     def run(self, log: Path) -> None:
         """Replay every instruction; a failing RUN raises with the tail of its output."""
@@ -153,7 +166,7 @@ class DockerfileReplay:
                 if keyword == "ARG" and (not sep or name in self.env):
                     continue
                 self.env[name] = self.expand(self.image_path(value))
-            self.env.update(self.extra_env)
+            self._apply_extra_env()
         elif keyword == "WORKDIR":
             self.workdir = Path(self.image_path(args))
             self.workdir.mkdir(parents=True, exist_ok=True)

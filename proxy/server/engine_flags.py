@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from proxy.backends.affinity import DEFAULT_BLOCK_TOKENS, DEFAULT_LOAD_FACTOR
 from proxy.server.flags import (
@@ -164,7 +163,7 @@ class EngineFlags:
     )
     # The replicas' key: never shown (repr=False keeps it out of any printed Settings); the
     # remote backend sends it as `Authorization: Bearer` and names replicas, not keys, in errors.
-    backend_api_key: str | None = dataclasses.field(
+    backend_api_key: str | None = field(
         default=None,
         repr=False,
         metadata=flag(

@@ -7,12 +7,13 @@ share with developers (`make install ENGINE=... VENV=/opt/venv`: the venv, its P
 Makefile's pins and clean-up) runs for real, and so does every step after it (the CPU image
 expands the demo model with the torch it installed). Then the image's `CMD` program is looked
 up on the image's PATH (it must be the one the build installed, not this machine's) and started
-as `harmony-proxy serve` in front of a scripted vLLM replica, on 127.0.0.1 with an API key:
-/health, /ready and an authenticated chat completion must answer.
+as `harmony-proxy serve` in front of a scripted vLLM replica (`--backend-url`; the engine
+images' CMD would load vLLM in process instead), on 127.0.0.1 with an API key: /health, /ready,
+a 401 without the key and a chat completion with it.
 
-Cost: a fresh install per image, from this machine's registries: about 1 min for the proxy and
-GPU images and 2-3 min for the CPU image (torch) on a loaded 2-core host. It runs in
-`make test`; `-m "not replay"` leaves it out while iterating.
+Cost: a fresh install per image, from this machine's registries: 1-2 min each (the CPU image's
+torch the most), 4-5 min for the three on a loaded 2-core host. They run in `make test`;
+`-m "not replay"` leaves them out while iterating.
 
 What is not: `apt-get` and `useradd` steps (root, the base image's package manager; the tools
 they provide are checked to exist here), and the engine itself. The engine packages of the

@@ -8,9 +8,10 @@ and `COPY . DEST` (the build context, less what .dockerignore leaves out), each 
 system site packages) stands in for the base image's Python, first on the base PATH, followed
 by this machine's /usr/bin and /bin (make, gcc, sh).
 
-Not replayed: `RUN apt-get ...` (the base image's package manager, as root: the tools it would
-install are checked to exist here instead) and `RUN useradd ...` (the runtime user: root only;
-its home directory is created instead). `USER`, `EXPOSE`, `HEALTHCHECK` and `CMD` are recorded
+Not replayed: the parts of a `RUN` (its `&&`-chained commands) that are `apt-get ...` or clean
+its lists (the base image's package manager, as root: the tools it would install are checked to
+exist here instead) and `useradd ...` (the runtime user: root only; its home directory is
+created instead); the rest of that `RUN` is. `USER`, `EXPOSE`, `HEALTHCHECK` and `CMD` are recorded
 for the caller, which starts the entry point (`entry_point`) with the image's environment.
 """
 
@@ -31,9 +32,10 @@ from pathlib import Path
 from typing import TextIO
 
 # Directories the images own; anything else (/usr/bin, /bin, /var) is this machine's.
-IMAGE_ROOTS = ("app", "opt", "cache", "home", "root")
+IMAGE_ROOTS = ("app", "opt", "cache", "home", "root", "venv")
 _IMAGE_PATH = re.compile(r"(?<![\w.$}/-])/(?:" + "|".join(IMAGE_ROOTS) + r")(?=[/\s:'\";]|$)")
 _VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+# Commands of a RUN (its `&&`-chained parts) that only root and the base image can run.
 SKIPPED = ("apt-get", "useradd")
 
 
@@ -182,13 +184,20 @@ class DockerfileReplay:
             self.cmd = json.loads(args)
 
     def _run_step(self, command: str, out: TextIO) -> None:
-        if command.split()[0] in SKIPPED:
-            self.skipped.append(command)
-            if command.startswith("useradd"):
-                home = re.search(r"--home-dir\s+(\S+)", command)
-                if home:
+        """Run `command` less its root-only parts (`apt-get ...` and the clean-up of its lists,
+        `useradd`, whose home directory is made instead)."""
+        kept = []
+        for part in command.split(" && "):
+            if part.split()[0] in SKIPPED or "/var/lib/apt" in part:
+                self.skipped.append(part)
+                home = re.search(r"--home-dir\s+(\S+)", part)
+                if part.startswith("useradd") and home:
                     Path(self.image_path(home.group(1))).mkdir(parents=True, exist_ok=True)
+            else:
+                kept.append(part)
+        if not kept:
             return
+        command = " && ".join(kept)
         mapped = self.image_path(command)
         print(f"\n$ {mapped}", file=out, flush=True)
         started = time.monotonic()

@@ -7,7 +7,15 @@
 # since the last install (a stamp file per step): a second `make serve` costs the engine load
 # alone.
 PYTHON ?= python3
+# The venv everything is installed into. Images pass their own (VENV=/opt/venv) and put its bin
+# directory first on their PATH, so their later steps and their entry point use what was
+# installed (deploy/Dockerfile.*; tests/deploy/test_dockerfile_replay.py replays them).
 VENV ?= .venv
+# PY is always the venv's interpreter: an override (the images once said PY=python) would still
+# install into the venv created below, leaving the caller's Python bare, so it is refused.
+ifeq ($(origin PY),command line)
+$(error PY=$(PY) is not a setting: name the venv to install into with VENV=DIR and put DIR/bin on PATH)
+endif
 PY := $(VENV)/bin/python
 # The venv's scripts (harmony-proxy) come first for everything the targets run.
 export PATH := $(abspath $(VENV))/bin:$(PATH)

@@ -11,6 +11,8 @@
 - Retries: a request that fails before its first token was yielded (so before anything reached
   the client) moves to another replica; once tokens flowed, a failure is the client's error
   event, never a silent re-generation.
+- Errors a client may see name a replica by its place in the list ("replica 1"), never by its
+  URL (internal addresses stay in the log and the metrics' labels).
 - `ready` while one replica is admitted; `model_name`/`max_model_len` are the pool's (the
   smallest context of the admitted replicas, so every replica can serve any admitted request).
 """
@@ -66,10 +68,19 @@ class ReplicaPool:
         health_interval: float = 5.0,
         eject_after: int = 2,
         health_timeout: float = 5.0,
+        api_key: str | None = None,
     ) -> None:
+        """`api_key`: the replicas' key (`vllm serve --api-key`), sent on every request."""
         if not urls:
             raise ValueError("a replica pool needs at least one URL")
-        self.replicas = [Replica(RemoteBackend(url, health_timeout=health_timeout)) for url in urls]
+        self.replicas = [
+            Replica(
+                RemoteBackend(
+                    url, name=f"replica {i}", api_key=api_key, health_timeout=health_timeout
+                )
+            )
+            for i, url in enumerate(urls)
+        ]
         self.router = router or PrefixRouter()
         self.health_interval = health_interval
         self.eject_after = eject_after
@@ -84,7 +95,7 @@ class ReplicaPool:
     # -- EngineBackend properties ---------------------------------------------------------
     @property
     def model_name(self) -> str:
-        return self._model_name or self.replicas[0].url
+        return self._model_name
 
     @property
     def max_model_len(self) -> int:
@@ -229,7 +240,7 @@ class ReplicaPool:
                 replica.errors += 1
                 raise
             if sent:  # defensive: the remote backend raises EngineError once tokens flowed
-                raise EngineError(f"replica {replica.url} failed mid-stream")
+                raise EngineError(f"{replica.backend.name} failed mid-stream")
         if isinstance(last, ReplicaBusy):
             raise ReplicaBusy(f"every replica is busy: {last}", last.retry_after)
         raise last or EngineNotReady("no healthy replica")

@@ -14,6 +14,13 @@ as garbage at request time:
 Failures are classified for the pool: `ReplicaDown` (connection refused or reset: the replica
 is unhealthy), `ReplicaBusy` (its 429/503, with Retry-After), both `EngineNotReady` so a lone
 replica answers 503; its 400 becomes `EngineRefused` (the HTTP layer answers 400 with its message).
+The messages of errors a client may see name the replica (`name`, "replica 0"), never its URL:
+the URL and the underlying error are logged here instead.
+
+Replicas started with `vllm serve --api-key` (or VLLM_API_KEY) refuse requests to /v1 and
+/inference without it: `api_key` is sent as `Authorization: Bearer` on every request (both
+clients carry it as a default header), and a 401/403 during the start-up checks is a deployment
+error (`ReplicaMismatch`) naming the flag to fix.
 
 Two HTTP clients, for two kinds of traffic: httpx for the handful of control requests (start-up
 checks, health probes, aborts), and aiohttp for the token streams, where the proxy reads one
@@ -111,8 +118,12 @@ class RemoteBackend:
         connect_timeout: float = 5.0,
         health_timeout: float = 5.0,
         expected_model: str | None = None,
+        name: str = "the replica",
+        api_key: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.name = name
+        self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._connect_timeout = connect_timeout
         self._health_timeout = health_timeout
         self._expected_model = expected_model
@@ -130,7 +141,7 @@ class RemoteBackend:
     # -- EngineBackend properties ---------------------------------------------------------
     @property
     def model_name(self) -> str:
-        return self._model_name or self._expected_model or self.url
+        return self._model_name or self._expected_model or ""
 
     @property
     def max_model_len(self) -> int:
@@ -158,7 +169,9 @@ class RemoteBackend:
                 connect=self._connect_timeout, read=READ_TIMEOUT, write=30, pool=30
             )
             limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-            self._client = httpx.AsyncClient(base_url=self.url, timeout=timeout, limits=limits)
+            self._client = httpx.AsyncClient(
+                base_url=self.url, timeout=timeout, limits=limits, headers=self._auth
+            )
         return self._client
 
     def streams(self) -> aiohttp.ClientSession:
@@ -171,7 +184,10 @@ class RemoteBackend:
             # No connection limit (admission control bounds the streams), and HTTP(S)_PROXY /
             # NO_PROXY honoured as httpx honours them for the control requests.
             self._streams = aiohttp.ClientSession(
-                timeout=timeout, connector=aiohttp.TCPConnector(limit=0), trust_env=True
+                timeout=timeout,
+                connector=aiohttp.TCPConnector(limit=0),
+                trust_env=True,
+                headers=self._auth,
             )
         return self._streams
 
@@ -215,6 +231,12 @@ class RemoteBackend:
         response = await self.client().get(path, timeout=self._health_timeout)
         if response.status_code == 503:
             raise ReplicaDown(f"{self.url}{path} answered 503 (still loading?)")
+        if response.status_code in (401, 403):
+            raise ReplicaMismatch(
+                f"{self.url}{path} answered {response.status_code}: the replica requires an API "
+                "key (vllm serve --api-key) and the proxy's --backend-api-key / "
+                "HARMONY_PROXY_BACKEND_API_KEY is missing or wrong"
+            )
         response.raise_for_status()
         return response.json()
 
@@ -271,7 +293,7 @@ class RemoteBackend:
     ) -> AsyncIterator[GenerationChunk]:
         """Stream the replica's token deltas (see `EngineBackend.generate`)."""
         if not self.started:
-            raise EngineNotReady(f"replica {self.url} is not started")
+            raise EngineNotReady(f"{self.name} is not started")
         if sampling.structured_outputs is not None and not self.has_tokenizer:
             raise GrammarUnsupported(
                 "tool_choice/response_format need a grammar, and the replica serving this model "
@@ -317,11 +339,13 @@ class RemoteBackend:
             raise self._classify(exc, sent) from exc
         except _STREAM_ERRORS as exc:
             self.healthy = False
+            logger.warning("%s (%s) failed a request: %r", self.name, self.url, exc)
             if sent:
-                raise EngineError(f"replica {self.url} dropped the stream: {exc!r}") from exc
-            raise ReplicaDown(f"replica {self.url} is unreachable: {exc!r}") from exc
+                raise EngineError(f"{self.name} dropped the stream") from exc
+            raise ReplicaDown(f"{self.name} is unreachable") from exc
         except json.JSONDecodeError as exc:
-            raise EngineError(f"replica {self.url} sent malformed JSON: {exc}") from exc
+            logger.warning("%s (%s) sent malformed JSON: %s", self.name, self.url, exc)
+            raise EngineError(f"{self.name} sent malformed JSON") from exc
         finally:
             self.in_flight -= 1
 
@@ -344,7 +368,7 @@ class RemoteBackend:
         # Any other failure (a 500 included) may be this request's own doing: it fails the
         # request, not the replica, whose health its /health probe decides. Ejecting on it
         # would let one bad request take every replica out of the pool in turn.
-        return EngineError(f"replica {self.url}: {exc.message}")
+        return EngineError(f"{self.name}: {exc.message}")
 
     async def abort(self, request_id: str) -> None:
         """Closing the stream already ends the request (vLLM aborts on disconnect); the abort

@@ -56,6 +56,10 @@ from proxy.server.settings import ProxyConfig, data_dir
 logger = logging.getLogger("proxy")
 
 
+# What /ready and refused requests say about a failed start-up (the cause is in the log).
+STARTUP_FAILED = "the cause is in the server's log"
+
+
 # Routes whose schema refusals are counted and logged as requests.
 class _Startup:
     """Loads the encoding and the engine in the background; remembers a failure."""
@@ -78,9 +82,11 @@ class _Startup:
             logger.info("engine ready: %s", self.service.backend.model_name)
             if self.on_ready is not None:
                 self.on_ready()
-        except Exception as exc:  # noqa: BLE001 - reported by /ready, not crash the server
+        except Exception:  # noqa: BLE001 - reported by /ready, not crash the server
+            # The cause goes to the log only: its text may hold internal addresses, paths or
+            # a replica's own error, none of which /ready (open to anyone) or clients may see.
             logger.exception("engine failed to start")
-            self.service.startup_error = f"{type(exc).__name__}: {exc}"
+            self.service.startup_error = STARTUP_FAILED
         finally:
             self.service.startup_done = True
 

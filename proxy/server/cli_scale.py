@@ -45,4 +45,5 @@ def build_pool(settings: Settings) -> ReplicaPool:
         router=router,
         health_interval=settings.health_check_interval,
         eject_after=settings.eject_after,
+        api_key=settings.backend_api_key,
     )

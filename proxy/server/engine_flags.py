@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from proxy.backends.affinity import DEFAULT_BLOCK_TOKENS, DEFAULT_LOAD_FACTOR
 from proxy.server.flags import (
@@ -160,4 +160,17 @@ class EngineFlags:
         group=GROUP_REPLICAS,
         convert=float,
         minimum=1,
+    )
+    # The replicas' key: never shown (repr=False keeps it out of any printed Settings); the
+    # remote backend sends it as `Authorization: Bearer` and names replicas, not keys, in errors.
+    backend_api_key: str | None = field(
+        default=None,
+        repr=False,
+        metadata=flag(
+            None,
+            "the key the replicas were started with (vllm serve --api-key / VLLM_API_KEY), "
+            "sent with every request to them; best given as the environment variable",
+            group=GROUP_REPLICAS,
+            metavar="KEY",
+        ).metadata,
     )

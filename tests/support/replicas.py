@@ -24,6 +24,8 @@ from proxy.vllm_serve import replica_args
 
 REPLICA_MAX_MODEL_LEN = 2048
 START_TIMEOUT = 900.0
+# The key the session's replicas require (a test value: they listen on 127.0.0.1 only).
+REPLICA_KEY = "test-replica-key-6f1d"
 
 
 def free_port() -> int:
@@ -41,6 +43,9 @@ class VllmReplica:
     log_path: Path
     port: int = field(default_factory=free_port)
     cpu: int | None = None
+    # Started with this key (VLLM_API_KEY: `vllm serve --api-key` read from the environment, as
+    # deploy/ gives it): /v1 and /inference then answer 401 without it.
+    api_key: str | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @classmethod
@@ -59,6 +64,9 @@ class VllmReplica:
     def start(self) -> None:
         env = dict(os.environ)
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        env.pop("VLLM_API_KEY", None)
+        if self.api_key:
+            env["VLLM_API_KEY"] = self.api_key
         if self.cpu is not None and (os.cpu_count() or 1) > self.cpu:
             env["VLLM_CPU_OMP_THREADS_BIND"] = str(self.cpu)
         args = replica_args(
@@ -80,7 +88,8 @@ class VllmReplica:
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         try:
-            wait_until_ok(f"{self.url}/v1/models", timeout=timeout, process=self.process)
+            # /health: open with or without an API key (vLLM guards /v1 and /inference only).
+            wait_until_ok(f"{self.url}/health", timeout=timeout, process=self.process)
         except ExitedWhileStarting as exc:
             raise RuntimeError(f"vllm serve exited ({exc.returncode}):\n{self.tail()}") from None
         except TimeoutError:
@@ -129,11 +138,17 @@ class VllmReplica:
 
 
 def start_replicas(
-    model_dir: Path, served_model_name: str, log_dir: Path, count: int = 2
+    model_dir: Path,
+    served_model_name: str,
+    log_dir: Path,
+    count: int = 2,
+    api_key: str | None = None,
 ) -> list[VllmReplica]:
-    """Start `count` replicas in parallel and wait for all of them."""
+    """Start `count` replicas in parallel (each requiring `api_key` if given); wait for all."""
     replicas = [
-        VllmReplica(model_dir, served_model_name, log_dir / f"replica-{i}.log", cpu=i)
+        VllmReplica(
+            model_dir, served_model_name, log_dir / f"replica-{i}.log", cpu=i, api_key=api_key
+        )
         for i in range(count)
     ]
     try:

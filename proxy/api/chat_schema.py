@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from proxy.core import events as core_events
+from proxy.core.coalesce import SANE_INTERVAL_MS
 
 
 class _Lenient(BaseModel):
@@ -129,6 +130,11 @@ class ResponseFormat(_Lenient):
 
 class StreamOptions(_Lenient):
     include_usage: bool = False
+    # Write this stream at most every so many milliseconds (proxy/core/coalesce.py): a number
+    # (not a string or boolean), 0 to a minute; the server clamps it to its own maximum.
+    stream_interval_ms: float | None = Field(
+        default=None, ge=0, le=SANE_INTERVAL_MS, strict=True, allow_inf_nan=False
+    )
 
 
 class ChatCompletionRequest(_Lenient):

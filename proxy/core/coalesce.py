@@ -34,11 +34,13 @@ SANE_INTERVAL_MS = 60_000.0
 @dataclass(frozen=True, slots=True)
 class StreamInterval:
     """The floors of one stream's writes: `tokens` per choice (1: none), `ms` between the
-    stream's writes (0: none); `max_ms` bounds what a request may ask for."""
+    stream's writes (0: none); `max_ms` bounds what a request may ask for. `merge`: merge the
+    outputs that are ready together (off: one write per engine output, for comparison)."""
 
     tokens: int = 1
     ms: float = 0.0
     max_ms: float = 1000.0
+    merge: bool = True
 
     @property
     def floored(self) -> bool:
@@ -52,7 +54,7 @@ class StreamInterval:
         wanted = min(float(ms), self.max_ms)
         if wanted <= self.ms:
             return self
-        return StreamInterval(self.tokens, wanted, self.max_ms)
+        return StreamInterval(self.tokens, wanted, self.max_ms, self.merge)
 
 
 def join_events(events: list[Event]) -> list[Event]:

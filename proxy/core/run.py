@@ -235,9 +235,11 @@ class CompletionRun:
         """Whether `steps` wait for what follows rather than being written now."""
         if urgent(steps):
             return False
-        if gen.more_ready or (self._reader is not None and self._reader.ready()):
-            return True  # adaptive: the next output is at hand, write both at once
         interval = self.interval
+        if interval.merge and (
+            gen.more_ready or (self._reader is not None and self._reader.ready())
+        ):
+            return True  # adaptive: the next output is at hand, write both at once
         if not pending.written[gen.index]:
             return False  # a choice's first output is never held (time to first token)
         if interval.tokens > 1 and pending.tokens[gen.index] + len(gen.token_ids) < interval.tokens:

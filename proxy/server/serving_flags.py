@@ -402,6 +402,13 @@ class ServingFlags:
         convert=float,
         minimum=0,
     )
+    merge_ready_outputs: bool = flag(
+        True,
+        "write a stream's engine outputs that are ready together as one chunk (default: on; "
+        "off: one write per engine output, as before)",
+        group=GROUP_LIMITS,
+        kind="switch",
+    )
     max_stream_interval_ms: float = flag(
         1000.0,
         "the largest `stream_options.stream_interval_ms` a request may ask for; larger values "

@@ -172,7 +172,10 @@ class Settings(EngineFlags, ServingFlags):
             require_sealed_reasoning=self.require_sealed_reasoning,
             shared_prefix_cache=self.shared_prefix_cache,
             stream_interval=StreamInterval(
-                self.stream_interval, self.stream_interval_ms, self.max_stream_interval_ms
+                self.stream_interval,
+                self.stream_interval_ms,
+                self.max_stream_interval_ms,
+                self.merge_ready_outputs,
             ),
         )
 

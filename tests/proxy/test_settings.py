@@ -70,6 +70,7 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "stream_interval": ("8", 8),
     "stream_interval_ms": ("20", 20.0),
     "max_stream_interval_ms": ("250", 250.0),
+    "merge_ready_outputs": ("off", False),
     "model": ("/models/m", "/models/m"),
     "served_model_name": ("m", "m"),
     "cache": ("/c", "/c"),

@@ -338,7 +338,37 @@ def test_the_flags_reach_every_worker_config() -> None:
     from proxy.server.cli import parse_settings
 
     argv = ["serve", "--stream-interval", "4", "--stream-interval-ms", "25"]
-    settings = parse_settings([*argv, "--max-stream-interval-ms", "300"], environ={})
-    config = settings.proxy_config(None)
-    assert config.stream_interval == StreamInterval(tokens=4, ms=25.0, max_ms=300.0)
+    argv += ["--max-stream-interval-ms", "300", "--no-merge-ready-outputs"]
+    config = parse_settings(argv, environ={}).proxy_config(None)
+    assert config.stream_interval == StreamInterval(4, 25.0, 300.0, merge=False)
     assert config.service_settings().stream_interval == config.stream_interval
+
+
+def test_a_responses_request_asks_for_a_coarser_stream(server: RunningServer) -> None:
+    _backend(server).script = Script(choices=[ANSWER], delay=0.005)
+    plain = _responses(server)
+    asked = _responses(server, stream_options={"stream_interval_ms": 80})
+    assert _items(asked) == _items(plain)
+    deltas = sum(1 for e in asked if e["type"].endswith(".delta"))
+    assert deltas <= sum(1 for e in plain if e["type"].endswith(".delta")) // 4
+
+
+@pytest.mark.parametrize("value", [-0.5, 1e9, "80", False])
+def test_a_bad_responses_stream_interval_is_a_400_naming_it(
+    server: RunningServer, value: Any
+) -> None:
+    payload = {"model": MODEL, "input": "Hi", "stream": True}
+    payload["stream_options"] = {"stream_interval_ms": value}
+    response = httpx.post(f"{server.base_url}/responses", json=payload, timeout=60)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "stream_options.stream_interval_ms"
+
+
+def test_merging_can_be_turned_off(make_server) -> None:
+    server = _server_with(make_server, StreamInterval(merge=False))
+    _backend(server).script = Script(choices=[ANSWER], ready_together=1000)
+    merged_off = _chat(server)
+    _backend(server).script = Script(choices=[ANSWER])
+    one_by_one = _chat(server)
+    assert _delta_chunks(merged_off) == _delta_chunks(one_by_one)
+    assert _joined(merged_off, 1) == _joined(one_by_one, 1)

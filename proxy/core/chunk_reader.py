@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Final
@@ -51,8 +52,8 @@ class ChunkReader:
                 return self.END
             waiter = self._waiter = self._loop.create_future()
             timer = None
-            if deadline is not None:
-                timer = self._loop.call_at(deadline, _wake, waiter)
+            if deadline is not None:  # (monotonic: the loop's own clock may be uvloop's)
+                timer = self._loop.call_later(deadline - time.monotonic(), _wake, waiter)
             try:
                 await waiter
             finally:

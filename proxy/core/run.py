@@ -185,6 +185,7 @@ class CompletionRun:
         together merged); `usage` is set at the end."""
         pending = PendingSteps(self.plan.sampling.n)
         try:
+            floored = self.interval.floored
             reading_ahead = self.interval.ms > 0
             if reading_ahead:
                 chunks = self._read_ahead(pending)
@@ -192,15 +193,18 @@ class CompletionRun:
                 chunks = self._engine_chunks()
             async for gen in chunks:
                 if gen is None:  # the time floor's deadline passed with nothing new
-                    steps = []
+                    steps = pending.release()
                 else:
                     steps = self._consume(gen)
-                    if self._hold(gen, steps, pending):
-                        pending.hold(steps, len(gen.token_ids), gen.index)
-                        continue
-                for step in pending.release(steps):
+                    # (The common case, nothing held and nothing more ready, skips all this.)
+                    if floored or gen.more_ready or pending:
+                        if self._hold(gen, steps, pending):
+                            pending.hold(steps, len(gen.token_ids), gen.index)
+                            continue
+                        steps = pending.release(steps)
+                for step in steps:
                     yield step
-                if reading_ahead:
+                if reading_ahead and steps:
                     self._written_at = time.monotonic()
                 # Every choice finished; if one ended early (stop string, tokens past a stop
                 # token), stop reading so that close() aborts what the engine still generates.

@@ -135,7 +135,7 @@ class ScriptedBackend:
                     in_group = emitted % together != 0  # the previous chunk said more_ready
                     if script.delay and not in_group:
                         await asyncio.sleep(script.delay)
-                    if emitted in script.pauses:
+                    if emitted in script.pauses and not in_group:
                         await asyncio.sleep(script.pauses[emitted])
                     if self.dead:
                         raise EngineError("the engine died while generating")

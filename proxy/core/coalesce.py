@@ -12,11 +12,12 @@ chunk with the joined content and Responses one delta event per item. When nothi
 ready, a step is released at once: at low load every output is still its own write.
 
 Operators can set floors (`StreamInterval`): at least N tokens per choice between its writes, as
-vLLM's `--stream-interval` does, and at least M ms between the stream's writes; a request may ask for a coarser time floor,
-never a finer one, bounded by the server's maximum. Never held back, whatever the floors: a
-choice's first output, a step that opens a tool call (its id and name go out in the first write
-after the header is parsed), and a choice's finish step, which stays its own step (the finish
-chunk clients expect) after the text released before it.
+vLLM's `--stream-interval` does, and at least M ms between the stream's writes; a request may
+ask for a coarser time floor, never a finer one, bounded by the server's maximum. Never held
+back, whatever the floors: a choice's first output, a step that opens a tool call (its id and
+name go out in the first write after the header is parsed), and a choice's finish step, which
+stays its own step (the finish chunk clients expect) after the text released before it. Only
+the time floor ever waits past the next output (proxy/core/chunk_reader.py).
 """
 
 from __future__ import annotations

@@ -372,3 +372,29 @@ def test_merging_can_be_turned_off(make_server) -> None:
     one_by_one = _chat(server)
     assert _delta_chunks(merged_off) == _delta_chunks(one_by_one)
     assert _joined(merged_off, 1) == _joined(one_by_one, 1)
+
+
+def test_joining_events_makes_new_ones_and_keeps_items_apart() -> None:
+    """Adjacent pieces of one message or call become one; other boundaries stay."""
+    from proxy.core.coalesce import join_events
+    from proxy.core.events import CallArguments, CallEnd, CallStart, Text
+
+    first = Text("reasoning", 0, "a")
+    events = [
+        first,
+        Text("reasoning", 0, "b"),
+        Text("reasoning", 1, "c"),  # another analysis message: its own piece
+        Text("content", 2, "d", final=False),
+        CallStart(0, 3, "call_x", "get_weather"),
+        CallArguments(0, '{"city"'),
+        CallArguments(0, ': "Paris"}'),
+        CallEnd(0),
+    ]
+    assert join_events(events) == [
+        Text("reasoning", 0, "ab"),
+        Text("reasoning", 1, "c"),
+        Text("content", 2, "d", final=False),
+        CallStart(0, 3, "call_x", "get_weather", '{"city": "Paris"}'),
+        CallEnd(0),
+    ]
+    assert first.text == "a"  # the assembler's events are not changed

@@ -182,11 +182,15 @@ def fake_replica(tokens: int, logs: Path) -> Iterator[tuple[str, int]]:
 
 
 @contextmanager
-def remote_server(replica: tuple[str, int], workers: int, logs: Path) -> Iterator[Server]:
+def remote_server(
+    replica: tuple[str, int], workers: int, logs: Path, merge: bool = True
+) -> Iterator[Server]:
     port = free_port()
-    log = logs / f"remote-{workers}.log"
+    log = logs / f"remote-{workers}{'' if merge else '-unmerged'}.log"
     args = [sys.executable, "-m", "proxy", "serve", "--port", str(port), "--date", "2026-01-15"]
     args += ["--backend-url", replica[0], "--log-level", "warning"]
+    if not merge:
+        args += ["--no-merge-ready-outputs"]
     if workers > 1:
         args += ["--workers", str(workers)]
     process = _spawn(args, log)
@@ -199,6 +203,7 @@ def remote_server(replica: tuple[str, int], workers: int, logs: Path) -> Iterato
                 time.sleep(0.2)
             time.sleep(3)
         name = f"remote, {workers} process{'es' if workers > 1 else ''}"
+        name += "" if merge else ", unmerged"
         yield Server(name, url, process.pid, helper_pid=replica[1])
     finally:
         _stop(process)
@@ -436,8 +441,9 @@ def main() -> None:
     parser.add_argument(
         "--setups",
         default="scripted,floor,remote",
-        help="scripted, floor (bare uvicorn replaying the scripted server's bytes), remote, and "
-        "scripted-asyncio (the scripted server on asyncio + h11)",
+        help="scripted, floor (bare uvicorn replaying the scripted server's bytes), remote, "
+        "remote-unmerged (remote with --no-merge-ready-outputs: one write per replica event), "
+        "and scripted-asyncio (the scripted server on asyncio + h11)",
     )
     parser.add_argument("--streams", default="1,4,16,64,256", help="concurrent streams per level")
     parser.add_argument("--processes", default="1,2", help="proxy processes for `remote`")
@@ -499,11 +505,14 @@ def main() -> None:
         if events is not None:
             with floor_server(events, logs) as server:
                 results[server.name] = bench(pool, args, server, logs)
-        if "remote" in setups:
+        if "remote" in setups or "remote-unmerged" in setups:
             with fake_replica(args.tokens, logs) as replica:
                 for workers in processes:
-                    with remote_server(replica, workers, logs) as server:
-                        results[server.name] = bench(pool, args, server, logs)
+                    for merge in (False, True):
+                        if "remote" + ("" if merge else "-unmerged") not in setups:
+                            continue
+                        with remote_server(replica, workers, logs, merge) as server:
+                            results[server.name] = bench(pool, args, server, logs)
     names = list(results)
     if len(names) > 1:
         print("\nsame run, tokens/s and server CPU ms/token by set-up (ratios to the first):")

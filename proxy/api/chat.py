@@ -58,6 +58,8 @@ class ChatCompletions:
                 run = await generation.open(wanted)
                 if body.stream:
                     include_usage = bool(body.stream_options and body.stream_options.include_usage)
+                    if body.stream_options is not None:
+                        run.interval = run.interval.asked(body.stream_options.stream_interval_ms)
                     chunks = ChatChunks(
                         run, include_usage=include_usage, mirror_reasoning_content=mirror
                     )

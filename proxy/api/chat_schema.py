@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from proxy.core import events as core_events
+from proxy.core.coalesce import SANE_INTERVAL_MS
 
 
 class _Lenient(BaseModel):
@@ -127,8 +128,17 @@ class ResponseFormat(_Lenient):
     json_schema: JsonSchemaSpec | None = None
 
 
+# `stream_options.stream_interval_ms` (chat and Responses): write the stream at most every so
+# many milliseconds (proxy/core/coalesce.py). A number (not a string or boolean), 0 to a minute;
+# the server clamps it to its own maximum.
+StreamIntervalMs = Annotated[
+    float | None, Field(default=None, ge=0, le=SANE_INTERVAL_MS, strict=True, allow_inf_nan=False)
+]
+
+
 class StreamOptions(_Lenient):
     include_usage: bool = False
+    stream_interval_ms: StreamIntervalMs = None
 
 
 class ChatCompletionRequest(_Lenient):

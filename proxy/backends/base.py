@@ -62,6 +62,9 @@ class GenerationChunk:
     # Prompt tokens served from the engine's prefix cache (first chunk only; None if unknown).
     cached_prompt_tokens: int | None = None
     logprobs: list[dict[int, float]] | None = field(default=None, repr=False)
+    # The backend already holds this request's next chunk: reading it will not wait. The run
+    # then merges the two before writing (proxy/core/coalesce.py); False promises nothing.
+    more_ready: bool = False
 
 
 class EngineError(RuntimeError):

@@ -312,27 +312,43 @@ class RemoteBackend:
                 if response.status != 200:
                     raise self._http_error(response.status, await response.read(), response.headers)
                 held: list[GenerationChunk] = []
-                async for line in _lines(response):
-                    payload = parse_event(line)
-                    if payload is None:
-                        continue
-                    chunks = chunks_from_payload(payload, sampling, self.protocol)
-                    cached = cached_tokens(payload)
-                    if cached is not None and held:
-                        held[-1].cached_prompt_tokens = cached
-                    for chunk in held:
+                async for lines in _blocks(response):
+                    # Every event of a block that arrived is ready: all but the last chunk
+                    # handed over say so (`more_ready`), and the run writes them as one.
+                    ready: list[GenerationChunk] = []
+                    failure: Exception | None = None
+                    for line in lines:
+                        try:
+                            payload = parse_event(line)
+                        except (UpstreamError, json.JSONDecodeError) as exc:
+                            failure = exc  # after what came before it in the block
+                            break
+                        if payload is None:
+                            continue
+                        chunks = chunks_from_payload(payload, sampling, self.protocol)
+                        cached = cached_tokens(payload)
+                        if cached is not None and held:
+                            held[-1].cached_prompt_tokens = cached
+                        ready += held
+                        # A finishing chunk waits for the usage chunk that follows it (prefix-
+                        # cache hits are reported there), so that it can carry them; the others
+                        # go out with their block (held, each token would reach the client one
+                        # engine step late).
+                        held = []
+                        for chunk in chunks:
+                            if chunk.finish_reason is None and not held:
+                                ready.append(chunk)
+                            else:
+                                held.append(chunk)
+                    for chunk in ready[:-1]:
+                        chunk.more_ready = True
+                    for chunk in ready:
                         yield chunk
                         sent = True
-                    # A finishing chunk waits for the usage chunk that follows it (prefix-cache
-                    # hits are reported there), so that it can carry them; the others go out at
-                    # once (held, each token would reach the client one engine step late).
-                    held = []
-                    for chunk in chunks:
-                        if chunk.finish_reason is None and not held:
-                            yield chunk
-                            sent = True
-                        else:
-                            held.append(chunk)
+                    if failure is not None:
+                        raise failure
+                for chunk in held[:-1]:
+                    chunk.more_ready = True
                 for chunk in held:
                     yield chunk
         except UpstreamError as exc:
@@ -383,12 +399,14 @@ class RemoteBackend:
             )
 
 
-async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The body's lines, from whatever blocks the socket delivers."""
+async def _blocks(response: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
+    """The body's complete lines, a list per block the socket delivered (all it had buffered:
+    under load, several events at once)."""
     lines = SseLines()
     async for block in response.content.iter_any():
-        for line in lines.feed(block):
-            yield line
+        complete = lines.feed(block)
+        if complete:
+            yield complete
 
 
 def _seconds(value: str | None) -> float | None:

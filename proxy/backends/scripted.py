@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client.metrics_core import Metric
@@ -41,6 +41,11 @@ class Script:
     ignore_stop_tokens: bool = False
     # End every choice with this finish_reason instead ("error": the engine failed it).
     finish_reason: FinishReason | None = None
+    # Chunks handed over together (a loaded engine's backlog): each group's chunks but the last
+    # are marked `more_ready` and follow without a wait or `delay` (1: one chunk at a time).
+    ready_together: int = 1
+    # Seconds to wait before chunk k (counted from 0 over all choices): an engine that stalls.
+    pauses: Mapping[int, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -118,6 +123,7 @@ class ScriptedBackend:
         script = self.script if self.script_for is None else self.script_for(prompt_token_ids)
         plans = [self._plan(script, i, sampling) for i in range(sampling.n)]
         emitted = 0
+        together = max(1, script.ready_together)
         done = False
         try:
             while any(plans):
@@ -126,8 +132,11 @@ class ScriptedBackend:
                         continue
                     if script.fail_after is not None and emitted >= script.fail_after:
                         raise EngineError("scripted engine failure")
-                    if script.delay:
+                    in_group = emitted % together != 0  # the previous chunk said more_ready
+                    if script.delay and not in_group:
                         await asyncio.sleep(script.delay)
+                    if emitted in script.pauses and not in_group:
+                        await asyncio.sleep(script.pauses[emitted])
                     if self.dead:
                         raise EngineError("the engine died while generating")
                     tokens, finish = plan.popleft()
@@ -136,14 +145,17 @@ class ScriptedBackend:
                         done = True
                         if self.record:
                             self.finished.append(request_id)
+                    more = not done and emitted % together != 0
                     yield GenerationChunk(
                         index=index,
                         token_ids=tokens,
                         finish_reason=finish,
                         cached_prompt_tokens=0 if emitted == 1 else None,
                         logprobs=_fake_logprobs(tokens, sampling.logprobs),
+                        more_ready=more,
                     )
-                    await asyncio.sleep(0)
+                    if not more:
+                        await asyncio.sleep(0)
         finally:
             if not done and self.record and request_id not in self.aborted:
                 self.aborted.append(request_id)

@@ -14,6 +14,11 @@ finish_reason is "stop": OpenAI's enum has no "error", strictly typed clients re
 outside it, and the error event before it already tells every SDK that the answer is cut short.
 Closing the run before the engine finished (client gone, all choices stopped by stop strings)
 aborts the request in the engine.
+
+A step is yielded as soon as nothing more is ready; outputs that are already at hand together
+are merged into one step per choice, and operators' floors can hold steps longer
+(proxy/core/coalesce.py). A time floor reads the engine ahead in one task per run
+(`ChunkReader`), so that held text is written when the next output is late.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from proxy.backends.base import (
     SamplingConfig,
 )
 from proxy.core.assembler import DeltaAssembler
+from proxy.core.chunk_reader import ChunkReader
+from proxy.core.coalesce import PendingSteps, StreamInterval, urgent
 from proxy.core.errors import EngineFailure, EngineLoading, InvalidRequest, ProxyError
 from proxy.core.events import Step, Usage
 from proxy.core.interrupt import Interrupted, until_interrupted
@@ -83,8 +90,12 @@ class CompletionRun:
         *,
         stop: asyncio.Event | None = None,
         stop_error: Callable[[], ProxyError] | None = None,
+        interval: StreamInterval | None = None,
     ) -> None:
         self.plan = plan
+        # The floors of the stream's writes (None or 1 token, 0 ms: merge only what is ready);
+        # an API may replace it with a request's own before reading `steps()`.
+        self.interval = interval or StreamInterval()
         # Set (server draining, engine dead) to end the generation early with an error event.
         self._stop = stop
         self._stop_error = stop_error or (lambda: ProxyError("The request was interrupted."))
@@ -116,6 +127,8 @@ class CompletionRun:
         self._encoding = encoding
         self._logprobs: list[list[TokenLogprob]] = [[] for _ in range(plan.sampling.n)]
         self._closed = False
+        self._reader: ChunkReader | None = None
+        self._written_at = 0.0  # when steps were last released (the time floor's clock)
         self.engine_finished = False
 
     @property
@@ -154,6 +167,8 @@ class CompletionRun:
         if self._closed:
             return
         self._closed = True
+        if self._reader is not None:
+            await self._reader.close()
         if self._engine is not None:
             aclose = getattr(self._engine, "aclose", None)
             if aclose is not None:
@@ -166,16 +181,38 @@ class CompletionRun:
                 self._metrics.tool_call_recoveries.labels(recovery.partition(":")[0]).inc()
 
     async def steps(self) -> AsyncIterator[Step | StreamError]:
-        """Each engine output as one `Step` per choice it touched; `usage` is set at the end."""
+        """What the engine produced, one `Step` per choice it touched per write (outputs ready
+        together merged); `usage` is set at the end."""
+        pending = PendingSteps(self.plan.sampling.n)
         try:
-            async for gen in self._engine_chunks():
-                for step in self._consume(gen):
+            floored = self.interval.floored
+            reading_ahead = self.interval.ms > 0
+            if reading_ahead:
+                chunks = self._read_ahead(pending)
+            else:
+                chunks = self._engine_chunks()
+            async for gen in chunks:
+                if gen is None:  # the time floor's deadline passed with nothing new
+                    steps = pending.release()
+                else:
+                    steps = self._consume(gen)
+                    # (The common case, nothing held and nothing more ready, skips all this.)
+                    if floored or gen.more_ready or pending:
+                        if self._hold(gen, steps, pending):
+                            pending.hold(steps, len(gen.token_ids), gen.index)
+                            continue
+                        steps = pending.release(steps)
+                for step in steps:
                     yield step
+                if reading_ahead and steps:
+                    self._written_at = time.monotonic()
                 # Every choice finished; if one ended early (stop string, tokens past a stop
                 # token), stop reading so that close() aborts what the engine still generates.
                 if all(r is not None for r in self._finish) and not all(self._engine_done):
                     break
         except Exception as exc:  # noqa: BLE001 - after the first byte, errors are events
+            for step in pending.release():  # what was parsed before the failure goes first
+                yield step
             if isinstance(exc, Interrupted):
                 error = exc.error
             elif isinstance(exc, EngineError):
@@ -191,10 +228,38 @@ class CompletionRun:
                 if reason is None:
                     self._finish[index] = "stop"
                     yield Step(index, [], "stop", self._take_logprobs(index))
+        for step in pending.release():
+            yield step
         for index, reason in enumerate(self._finish):
             if reason is None:  # the engine stream ended without finishing this choice
                 yield self._finish_choice(index, "stop")
         self.usage = self._usage()
+
+    def _hold(self, gen: GenerationChunk, steps: list[Step], pending: PendingSteps) -> bool:
+        """Whether `steps` wait for what follows rather than being written now."""
+        if urgent(steps):
+            return False
+        interval = self.interval
+        if interval.merge and (
+            gen.more_ready or (self._reader is not None and self._reader.ready())
+        ):
+            return True  # adaptive: the next output is at hand, write both at once
+        if not pending.written[gen.index]:
+            return False  # a choice's first output is never held (time to first token)
+        if interval.tokens > 1 and pending.tokens[gen.index] + len(gen.token_ids) < interval.tokens:
+            return True
+        return interval.ms > 0 and time.monotonic() < self._written_at + interval.ms / 1000
+
+    async def _read_ahead(self, pending: PendingSteps) -> AsyncIterator[GenerationChunk | None]:
+        """The engine's chunks read ahead by a `ChunkReader`, and None when the time floor's
+        deadline passes while steps are held (they are written then, however late the engine)."""
+        reader = self._reader = ChunkReader(self._engine_chunks())
+        floor = self.interval.ms / 1000
+        while True:
+            gen = await reader.next(self._written_at + floor if pending else None)
+            if gen is ChunkReader.END:
+                return
+            yield gen
 
     async def _engine_chunks(self) -> AsyncIterator[GenerationChunk]:
         if self._first is not None:

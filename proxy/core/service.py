@@ -33,6 +33,7 @@ from proxy.backends.base import EngineBackend
 from proxy.core import gate
 from proxy.core.admission import Admission
 from proxy.core.caller import Caller
+from proxy.core.coalesce import StreamInterval
 from proxy.core.conversation import (
     SystemDefaults,
     load_encoding,
@@ -74,6 +75,8 @@ class ServiceSettings:
     # Threads planning requests at once (render, schema checks, grammar compiles).
     plan_workers: int = 2
     request_log: bool = True
+    # Floors of every stream's writes (proxy/core/coalesce.py); none by default.
+    stream_interval: StreamInterval = field(default_factory=StreamInterval)
 
 
 class ClientGone(Exception):
@@ -221,6 +224,7 @@ class Generation:
             metrics,
             stop=lifecycle.expired,
             stop_error=lifecycle.interrupt_error,
+            interval=service.settings.stream_interval,
         )
         self.run = run
         await run.start()

@@ -384,3 +384,36 @@ class ServingFlags:
         group=GROUP_RESPONSES,
         kind="switch",
     )
+    # -- streaming intervals (README: Streaming intervals; proxy/core/coalesce.py)
+    stream_interval: int = flag(
+        1,
+        "write a stream at most every N tokens per choice (vLLM's --stream-interval); a "
+        "choice's first token, a tool call's name and the finish go out at once (default: 1, "
+        "every output as soon as it is read; outputs already waiting are merged anyway)",
+        group=GROUP_LIMITS,
+        convert=int,
+        minimum=1,
+    )
+    stream_interval_ms: float = flag(
+        0.0,
+        "write a stream at most every M milliseconds; text held is written when the next "
+        "output is late (default: 0, off)",
+        group=GROUP_LIMITS,
+        convert=float,
+        minimum=0,
+    )
+    merge_ready_outputs: bool = flag(
+        True,
+        "write a stream's engine outputs that are ready together as one chunk (default: on; "
+        "off: one write per engine output, as before)",
+        group=GROUP_LIMITS,
+        kind="switch",
+    )
+    max_stream_interval_ms: float = flag(
+        1000.0,
+        "the largest `stream_options.stream_interval_ms` a request may ask for; larger values "
+        "are clamped to it (default: 1000)",
+        group=GROUP_LIMITS,
+        convert=float,
+        minimum=0,
+    )

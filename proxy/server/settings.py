@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from proxy.core.coalesce import StreamInterval
 from proxy.core.conversation import SystemDefaults
 from proxy.core.gate import Limits
 from proxy.core.sealing import DEFAULT_TTL_SECONDS
@@ -170,6 +171,12 @@ class Settings(EngineFlags, ServingFlags):
             reasoning_ttl_seconds=self.reasoning_ttl,
             require_sealed_reasoning=self.require_sealed_reasoning,
             shared_prefix_cache=self.shared_prefix_cache,
+            stream_interval=StreamInterval(
+                self.stream_interval,
+                self.stream_interval_ms,
+                self.max_stream_interval_ms,
+                self.merge_ready_outputs,
+            ),
         )
 
     def engine_args(self) -> dict[str, Any]:
@@ -277,6 +284,8 @@ class ProxyConfig:
     reasoning_ttl_seconds: float = DEFAULT_TTL_SECONDS
     require_sealed_reasoning: bool = False
     shared_prefix_cache: bool = False
+    # Floors of every stream's writes, and the bound of a request's own (proxy/core/coalesce.py).
+    stream_interval: StreamInterval = field(default_factory=StreamInterval)
 
     def service_settings(self) -> ServiceSettings:
         """What the generation service decides by."""
@@ -296,4 +305,5 @@ class ProxyConfig:
             queue_timeout_seconds=self.queue_timeout_seconds,
             plan_workers=self.plan_workers,
             request_log=self.request_log,
+            stream_interval=self.stream_interval,
         )

@@ -157,6 +157,8 @@ class ResponsesEndpoint:
         stored = Stored(self.store, owner, body.previous_response_id, history, items, lineage)
         turn = Turn(run, builder, stored, self.service.metrics)
         if body.stream:
+            if body.stream_options is not None:
+                run.interval = run.interval.asked(body.stream_options.stream_interval_ms)
             config = self.config
             return SseResponse(
                 SseStream(turn.events(), close=generation.streamed()),

@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from proxy.api.chat_schema import StreamIntervalMs
+
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -21,6 +23,10 @@ class ReasoningOptions(_Lenient):
     effort: str | None = None
     # "auto" | "concise" | "detailed": gpt-oss has no summariser; the reasoning text is given.
     summary: str | None = None
+
+
+class StreamOptions(_Lenient):
+    stream_interval_ms: StreamIntervalMs = None
 
 
 class TextOptions(_Lenient):
@@ -42,6 +48,7 @@ class ResponsesRequest(_Lenient):
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     store: bool = True
     stream: bool = False
+    stream_options: StreamOptions | None = None
     previous_response_id: str | None = None
     include: list[str] | None = None
     metadata: dict[str, str] | None = None

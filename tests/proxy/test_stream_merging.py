@@ -1,0 +1,400 @@
+"""Streams write what is ready: merged outputs carry exactly the unmerged stream's text.
+
+The real server (uvicorn on 127.0.0.1) over a scripted engine that hands several outputs over at
+once (`Script.ready_together`, what a loaded engine's backlog looks like), raw HTTP clients. The
+same completion is streamed one output at a time and merged; the joined fields (content,
+reasoning, call ids, names and arguments, logprobs, finish reasons, usage) must be equal, in
+fewer chunks. proxy/core/coalesce.py says what is merged and what is never held back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from proxy.backends.scripted import Script, ScriptedBackend
+from proxy.core.coalesce import StreamInterval
+from proxy.server.settings import ProxyConfig
+from tests.proxy.helpers import WEATHER_TOOL, sse_events, toks
+from tests.support.replay import answer_completion, tool_call_completion
+from tests.support.server_fixtures import TEST_DATE, RunningServer
+
+MODEL = "scripted-gpt-oss"
+PREAMBLE_CALL = toks(
+    "<|channel|>analysis<|message|>The user wants Paris weather.<|end|>"
+    "<|start|>assistant<|channel|>analysis<|message|>Second thought, same plan.<|end|>"
+    "<|start|>assistant<|channel|>commentary<|message|>Let me look that up.<|end|>"
+    "<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json"
+    '<|message|>{"city": "Paris", "note": "a long argument value, split over many tokens"}'
+    "<|call|>"
+)
+ANSWER = list(answer_completion(120))
+TOOL_CALL = list(tool_call_completion(80))
+# (name, the script's choices, chunk sizes, extra request fields)
+CASES = [
+    ("answer", [ANSWER], (1,), {}),
+    ("answer-mixed-chunks", [ANSWER], (1, 3, 2), {}),
+    ("tool-call", [TOOL_CALL], (1,), {"tools": [WEATHER_TOOL]}),
+    ("preamble-and-call", [PREAMBLE_CALL], (1,), {"tools": [WEATHER_TOOL]}),
+    ("two-choices", [ANSWER, PREAMBLE_CALL], (1, 2), {"n": 2, "tools": [WEATHER_TOOL]}),
+    ("logprobs", [ANSWER], (1,), {"logprobs": True, "top_logprobs": 2}),
+]
+
+
+@pytest.fixture
+def server(make_server) -> RunningServer:
+    return make_server()
+
+
+def _backend(server: RunningServer) -> ScriptedBackend:
+    assert isinstance(server.backend, ScriptedBackend)
+    return server.backend
+
+
+def _chat(server: RunningServer, **fields: Any) -> list[dict[str, Any]]:
+    payload = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        **fields,
+    }
+    response = httpx.post(f"{server.base_url}/chat/completions", json=payload, timeout=60)
+    assert response.status_code == 200, response.text
+    events = sse_events(response.text)
+    assert events[-1] == "[DONE]"
+    return [json.loads(e) for e in events[:-1]]
+
+
+def _joined(chunks: list[dict[str, Any]], n: int) -> dict[str, Any]:
+    """What a client assembles per choice, plus where each call's name came relative to its
+    arguments; ids are compared by position (they are random per request)."""
+    out: dict[str, Any] = {"usage": None, "choices": []}
+    for index in range(n):
+        joined: dict[str, Any] = {
+            "content": "",
+            "reasoning": "",
+            "calls": {},
+            "logprobs": [],
+            "finish": [],
+        }
+        for chunk in chunks:
+            for choice in chunk["choices"]:
+                if choice["index"] != index:
+                    continue
+                delta = choice["delta"]
+                joined["content"] += delta.get("content") or ""
+                joined["reasoning"] += delta.get("reasoning") or ""
+                for call in delta.get("tool_calls") or []:
+                    entry = joined["calls"].setdefault(call["index"], {"arguments": ""})
+                    if "id" in call:
+                        assert "name" not in entry, "a call's id and name are sent once"
+                        assert entry["arguments"] == "", "the name precedes the arguments"
+                        entry["name"] = call["function"]["name"]
+                        entry["id_shape"] = call["id"][:5]
+                    assert "name" in entry, "arguments of a call whose name was not sent"
+                    entry["arguments"] += call["function"]["arguments"]
+                if choice["logprobs"] is not None:
+                    joined["logprobs"] += choice["logprobs"]["content"]
+                if choice["finish_reason"] is not None:
+                    joined["finish"].append(choice["finish_reason"])
+        out["choices"].append(joined)
+    usage = [chunk["usage"] for chunk in chunks if chunk.get("usage")]
+    out["usage"] = usage
+    return out
+
+
+def _delta_chunks(chunks: list[dict[str, Any]]) -> int:
+    return sum(
+        1 for c in chunks for choice in c["choices"] if choice["delta"] and choice["delta"] != {}
+    )
+
+
+@pytest.mark.parametrize(("name", "choices", "sizes", "extra"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("together", [3, 1000])
+def test_merged_chat_chunks_carry_exactly_the_unmerged_text_and_arguments(
+    server: RunningServer, name: str, choices: list, sizes: tuple, extra: dict, together: int
+) -> None:
+    n = extra.get("n", 1)
+    backend = _backend(server)
+    backend.script = Script(choices=choices, chunk_sizes=sizes)
+    one_by_one = _chat(server, **extra)
+    backend.script = Script(choices=choices, chunk_sizes=sizes, ready_together=together)
+    merged = _chat(server, **extra)
+    assert _joined(merged, n) == _joined(one_by_one, n)
+    assert _delta_chunks(merged) < _delta_chunks(one_by_one)
+    for joined in _joined(merged, n)["choices"]:
+        assert len(joined["finish"]) == 1  # the finish chunk is always there, once
+    assert len(_joined(merged, n)["usage"]) == 1
+
+
+def test_a_finish_chunk_stays_its_own_chunk(server: RunningServer) -> None:
+    _backend(server).script = Script(choices=[ANSWER], ready_together=1000)
+    chunks = _chat(server)
+    finishing = [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    assert len(finishing) == 1
+    assert finishing[0]["choices"][0]["delta"] == {}
+    assert chunks[-1]["usage"]["completion_tokens"] == len(ANSWER)
+
+
+def test_a_calls_name_goes_out_in_the_write_that_parsed_its_header(
+    server: RunningServer,
+) -> None:
+    """Everything ready at once except the arguments: the header's write carries the name."""
+    header_end = PREAMBLE_CALL.index(toks("<|message|>")[0], len(PREAMBLE_CALL) - 30) + 1
+    # Every chunk up to the header's end is one ready group; then the arguments one by one.
+    sizes = (header_end, *([1] * len(PREAMBLE_CALL)))
+    _backend(server).script = Script(
+        choices=[PREAMBLE_CALL], chunk_sizes=sizes, delay=0.01, ready_together=1
+    )
+    chunks = _chat(server, tools=[WEATHER_TOOL])
+    calls = [c for c in chunks if c["choices"] and c["choices"][0]["delta"].get("tool_calls")]
+    first = calls[0]["choices"][0]["delta"]["tool_calls"][0]
+    assert first["function"]["name"] == "get_weather"
+    assert first["function"]["arguments"] == ""  # not held back for the arguments to come
+
+
+def _responses(server: RunningServer, **fields: Any) -> list[dict[str, Any]]:
+    payload = {"model": MODEL, "input": "Weather in Paris?", "stream": True, **fields}
+    response = httpx.post(f"{server.base_url}/responses", json=payload, timeout=60)
+    assert response.status_code == 200, response.text
+    return [json.loads(e) for e in sse_events(response.text)]
+
+
+def _items(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per output index: its type, name, and the text joined from its delta events."""
+    items: dict[int, dict[str, Any]] = {}
+    for event in events:
+        kind = event["type"]
+        if kind == "response.output_item.added":
+            item = event["item"]
+            items[event["output_index"]] = {
+                "type": item["type"],
+                "name": item.get("name"),
+                "text": "",
+            }
+        elif kind.endswith(".delta"):
+            entry = items[event["output_index"]]
+            entry["text"] += event["delta"]
+    return [items[i] for i in sorted(items)]
+
+
+RESPONSES_TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Current weather for a city",
+    "parameters": WEATHER_TOOL["function"]["parameters"],
+}
+
+
+@pytest.mark.parametrize(
+    ("choices", "extra"),
+    [([ANSWER], {}), ([PREAMBLE_CALL], {"tools": [RESPONSES_TOOL]})],
+    ids=["answer", "preamble-and-call"],
+)
+def test_merged_responses_events_carry_exactly_the_unmerged_text(
+    server: RunningServer, choices: list, extra: dict
+) -> None:
+    backend = _backend(server)
+    backend.script = Script(choices=choices)
+    one_by_one = _responses(server, **extra)
+    backend.script = Script(choices=choices, ready_together=1000)
+    merged = _responses(server, **extra)
+    assert _items(merged) == _items(one_by_one)
+    deltas = [e for e in merged if e["type"].endswith(".delta")]
+    assert len(deltas) == len(_items(merged))  # one delta event per item, the joined text
+    assert len(deltas) < sum(1 for e in one_by_one if e["type"].endswith(".delta"))
+    last = merged[-1]
+    assert last["type"] == "response.completed"
+    assert last["response"]["usage"] == one_by_one[-1]["response"]["usage"]
+    if extra:
+        kinds = [e["type"] for e in merged]
+        added = kinds.index("response.output_item.added", kinds.index("response.content_part.done"))
+        assert added < kinds.index("response.function_call_arguments.delta")
+
+
+def test_with_the_loop_idle_every_output_is_its_own_chunk(server: RunningServer) -> None:
+    backend = _backend(server)
+    backend.script = Script(choices=[ANSWER])
+    instant = _chat(server)
+    backend.script = Script(choices=[ANSWER], delay=0.002)
+    paced = _chat(server)
+    assert _delta_chunks(paced) == _delta_chunks(instant)
+    assert _joined(paced, 1) == _joined(instant, 1)
+
+
+# -- floors ------------------------------------------------------------------------------------
+
+
+def _server_with(make_server, interval: StreamInterval) -> RunningServer:
+    backend = ScriptedBackend()
+    config = ProxyConfig(
+        served_model_names=(backend.model_name,),
+        conversation_date=TEST_DATE,
+        stream_interval=interval,
+    )
+    return make_server(config, backend)
+
+
+def test_a_token_floor_writes_every_n_tokens(make_server) -> None:
+    server = _server_with(make_server, StreamInterval(tokens=8))
+    _backend(server).script = Script(choices=[TOOL_CALL])
+    floored = _chat(server, tools=[WEATHER_TOOL])
+    plain = _server_with(make_server, StreamInterval())
+    _backend(plain).script = Script(choices=[TOOL_CALL])
+    unfloored = _chat(plain, tools=[WEATHER_TOOL])
+    assert _joined(floored, 1) == _joined(unfloored, 1)
+    assert _delta_chunks(floored) <= _delta_chunks(unfloored) // 4
+
+
+def test_a_time_floor_writes_fewer_chunks(make_server) -> None:
+    server = _server_with(make_server, StreamInterval(ms=60))
+    _backend(server).script = Script(choices=[ANSWER], delay=0.005)
+    floored = _chat(server)
+    _backend(server).script = Script(choices=[ANSWER])
+    assert _joined(floored, 1) == _joined(_chat(server), 1)
+    # About 0.6 s of generation in 60 ms writes: a dozen or so, against one per token.
+    assert _delta_chunks(floored) <= len(ANSWER) // 4
+
+
+def test_a_time_floor_writes_held_text_when_the_engine_pauses(make_server) -> None:
+    server = _server_with(make_server, StreamInterval(ms=100))
+    pause_at = 60
+    _backend(server).script = Script(choices=[ANSWER], delay=0.002, pauses={pause_at: 1.5})
+    payload = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+        "stream": True,
+    }
+    arrivals: list[tuple[float, str]] = []
+    with httpx.stream(
+        "POST", f"{server.base_url}/chat/completions", json=payload, timeout=60
+    ) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                chunk = json.loads(line[6:])
+                delta = chunk["choices"][0]["delta"] if chunk["choices"] else {}
+                text = (delta.get("reasoning") or "") + (delta.get("content") or "")
+                if text:
+                    arrivals.append((time.monotonic(), text))
+    gaps = [b[0] - a[0] for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    pause = max(range(len(gaps)), key=gaps.__getitem__)
+    assert gaps[pause] > 1.0  # the stall shows as a gap between writes, not inside one
+    # Everything generated before the stall was written before it: the text before the gap
+    # is the decoded text of the first `pause_at` tokens.
+    before = "".join(text for _, text in arrivals[: pause + 1])
+    _backend(server).script = Script(choices=[ANSWER[:pause_at] + toks("<|end|>")])
+    head = _joined(_chat(server), 1)["choices"][0]
+    assert before == head["reasoning"] + head["content"]
+
+
+def test_the_request_asks_for_a_coarser_stream(server: RunningServer) -> None:
+    _backend(server).script = Script(choices=[ANSWER], delay=0.005)
+    plain = _chat(server)
+    asked = _chat(server, stream_options={"include_usage": True, "stream_interval_ms": 80})
+    assert _joined(asked, 1) == _joined(plain, 1)
+    assert _delta_chunks(asked) <= _delta_chunks(plain) // 4
+
+
+def test_a_request_above_the_server_bound_is_clamped(make_server) -> None:
+    server = _server_with(make_server, StreamInterval(max_ms=20))
+    _backend(server).script = Script(choices=[ANSWER], delay=0.005)
+    started = time.monotonic()
+    chunks = _chat(server, stream_options={"stream_interval_ms": 60_000})
+    # Held for 60 s per write, the answer would come in two chunks a minute apart.
+    assert time.monotonic() - started < 30
+    assert _delta_chunks(chunks) > 5
+
+
+def test_interval_bounds() -> None:
+    server = StreamInterval(tokens=1, ms=10, max_ms=200)
+    assert server.asked(None) == server
+    assert server.asked(5).ms == 10  # finer than the operator's floor: the floor stays
+    assert server.asked(50).ms == 50
+    assert server.asked(5000).ms == 200
+
+
+@pytest.mark.parametrize("value", [-1, 60_001, 1e300, "5", True, [5], {"ms": 5}])
+def test_a_bad_stream_interval_is_a_400_naming_it(server: RunningServer, value: Any) -> None:
+    payload = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Hi"}],
+        "stream": True,
+        "stream_options": {"stream_interval_ms": value},
+    }
+    response = httpx.post(f"{server.base_url}/chat/completions", json=payload, timeout=60)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["param"] == "stream_options.stream_interval_ms"
+    assert error["type"] == "invalid_request_error"
+
+
+def test_the_flags_reach_every_worker_config() -> None:
+    """`--workers` children build their config from the same settings (proxy/server/workers.py)."""
+    from proxy.server.cli import parse_settings
+
+    argv = ["serve", "--stream-interval", "4", "--stream-interval-ms", "25"]
+    argv += ["--max-stream-interval-ms", "300", "--no-merge-ready-outputs"]
+    config = parse_settings(argv, environ={}).proxy_config(None)
+    assert config.stream_interval == StreamInterval(4, 25.0, 300.0, merge=False)
+    assert config.service_settings().stream_interval == config.stream_interval
+
+
+def test_a_responses_request_asks_for_a_coarser_stream(server: RunningServer) -> None:
+    _backend(server).script = Script(choices=[ANSWER], delay=0.005)
+    plain = _responses(server)
+    asked = _responses(server, stream_options={"stream_interval_ms": 80})
+    assert _items(asked) == _items(plain)
+    deltas = sum(1 for e in asked if e["type"].endswith(".delta"))
+    assert deltas <= sum(1 for e in plain if e["type"].endswith(".delta")) // 4
+
+
+@pytest.mark.parametrize("value", [-0.5, 1e9, "80", False])
+def test_a_bad_responses_stream_interval_is_a_400_naming_it(
+    server: RunningServer, value: Any
+) -> None:
+    payload = {"model": MODEL, "input": "Hi", "stream": True}
+    payload["stream_options"] = {"stream_interval_ms": value}
+    response = httpx.post(f"{server.base_url}/responses", json=payload, timeout=60)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "stream_options.stream_interval_ms"
+
+
+def test_merging_can_be_turned_off(make_server) -> None:
+    server = _server_with(make_server, StreamInterval(merge=False))
+    _backend(server).script = Script(choices=[ANSWER], ready_together=1000)
+    merged_off = _chat(server)
+    _backend(server).script = Script(choices=[ANSWER])
+    one_by_one = _chat(server)
+    assert _delta_chunks(merged_off) == _delta_chunks(one_by_one)
+    assert _joined(merged_off, 1) == _joined(one_by_one, 1)
+
+
+def test_joining_events_makes_new_ones_and_keeps_items_apart() -> None:
+    """Adjacent pieces of one message or call become one; other boundaries stay."""
+    from proxy.core.coalesce import join_events
+    from proxy.core.events import CallArguments, CallEnd, CallStart, Text
+
+    first = Text("reasoning", 0, "a")
+    events = [
+        first,
+        Text("reasoning", 0, "b"),
+        Text("reasoning", 1, "c"),  # another analysis message: its own piece
+        Text("content", 2, "d", final=False),
+        CallStart(0, 3, "call_x", "get_weather"),
+        CallArguments(0, '{"city"'),
+        CallArguments(0, ': "Paris"}'),
+        CallEnd(0),
+    ]
+    assert join_events(events) == [
+        Text("reasoning", 0, "ab"),
+        Text("reasoning", 1, "c"),
+        Text("content", 2, "d", final=False),
+        CallStart(0, 3, "call_x", "get_weather", '{"city": "Paris"}'),
+        CallEnd(0),
+    ]
+    assert first.text == "a"  # the assembler's events are not changed

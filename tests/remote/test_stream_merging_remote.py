@@ -1,0 +1,171 @@
+"""The remote path writes what a replica's read brought: many lines in one block, one chunk.
+
+A fake vLLM replica (the real HTTP API of tests/remote/fake_replica.py, with its generate
+endpoint replaced) writes its token events either in bursts (many `data:` lines in one socket
+write, what a replica ahead of a busy proxy looks like from the proxy's side) or one line at a
+time with a pause (an idle proxy). The proxy is the real app under uvicorn; clients are raw
+HTTP. Merged or not, the joined text and arguments must be those of the one-by-one stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from proxy.backends.pool import ReplicaPool
+from proxy.backends.scripted import Script
+from proxy.server.settings import ProxyConfig
+from tests.proxy.helpers import sse_events
+from tests.remote.fake_replica import FakeBehaviour, fake_replica_app
+from tests.support.replay import WEATHER_TOOL, completion_for
+from tests.support.server_fixtures import TEST_DATE, RunningServer
+
+
+@dataclass
+class Pacing:
+    burst: int = 1  # events per socket write
+    pause: float = 0.0  # seconds between writes
+
+
+def _frame(token: int, last: bool) -> str:
+    choice = {
+        "index": 0,
+        "token_ids": [token],
+        "finish_reason": "stop" if last else None,
+        "stop_reason": token if last else None,
+    }
+    return f"data: {json.dumps({'choices': [choice]})}\n\n"
+
+
+def paced_replica(pacing: Pacing) -> FastAPI:
+    """The fake replica's app, its generate endpoint streaming a replayed completion paced."""
+    app = FastAPI()
+
+    @app.post("/inference/v1/generate")
+    async def generate(request: Request) -> Response:
+        body = await request.json()
+        if "token_ids" not in body:  # the proxy's protocol probe
+            return JSONResponse({"error": {"message": "token_ids: Field required"}}, 400)
+        prompt = body["token_ids"]
+        tokens = completion_for(prompt, 96)
+
+        async def stream() -> AsyncIterator[str]:
+            frames = [_frame(t, i == len(tokens) - 1) for i, t in enumerate(tokens)]
+            usage = {"prompt_tokens": len(prompt), "completion_tokens": len(tokens)}
+            frames.append(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n")
+            frames.append("data: [DONE]\n\n")
+            for start in range(0, len(frames), pacing.burst):
+                yield "".join(frames[start : start + pacing.burst])
+                await asyncio.sleep(pacing.pause)
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    app.router.routes.extend(fake_replica_app(FakeBehaviour()).router.routes)
+    return app
+
+
+@pytest.fixture
+def replica(background_loop) -> Iterator[tuple[str, Pacing]]:
+    pacing = Pacing()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(paced_replica(pacing), log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+
+    async def start() -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            await asyncio.sleep(0.01)
+        return task
+
+    task = background_loop.run(start())
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}", pacing
+    server.should_exit = True
+    background_loop.run(asyncio.wait_for(task, timeout=15))
+
+
+@pytest.fixture
+def proxy(make_server, background_loop, replica) -> Iterator[RunningServer]:
+    pool = ReplicaPool([replica[0]], health_interval=5.0)
+    yield make_server(ProxyConfig(conversation_date=TEST_DATE), pool)
+    background_loop.run(pool.shutdown())
+
+
+def _chat(server: RunningServer, **fields: Any) -> list[dict[str, Any]]:
+    payload: dict[str, Any] = {
+        "model": "gpt-oss-demo",
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        **fields,
+    }
+    response = httpx.post(f"{server.base_url}/chat/completions", json=payload, timeout=60)
+    assert response.status_code == 200, response.text
+    events = sse_events(response.text)
+    assert events[-1] == "[DONE]"
+    return [json.loads(e) for e in events[:-1]]
+
+
+def _joined(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"content": "", "reasoning": "", "calls": [], "finish": []}
+    for chunk in chunks:
+        for choice in chunk["choices"]:
+            delta = choice["delta"]
+            out["content"] += delta.get("content") or ""
+            out["reasoning"] += delta.get("reasoning") or ""
+            for call in delta.get("tool_calls") or []:
+                if "id" in call:
+                    out["calls"].append([call["function"]["name"], ""])
+                out["calls"][call["index"]][1] += call["function"]["arguments"]
+            if choice["finish_reason"]:
+                out["finish"].append(choice["finish_reason"])
+    out["usage"] = [c["usage"] for c in chunks if c.get("usage")]
+    return out
+
+
+def _delta_chunks(chunks: list[dict[str, Any]]) -> int:
+    return sum(1 for c in chunks for choice in c["choices"] if choice["delta"])
+
+
+@pytest.mark.parametrize("tools", [None, [WEATHER_TOOL]], ids=["answer", "tool-call"])
+def test_a_replicas_burst_is_written_merged_with_the_same_text(
+    proxy: RunningServer, replica: tuple[str, Pacing], tools: list | None
+) -> None:
+    extra = {"tools": tools} if tools else {}
+    pacing = replica[1]
+    pacing.burst, pacing.pause = 1, 0.01
+    one_by_one = _chat(proxy, **extra)
+    pacing.burst, pacing.pause = 40, 0.01
+    merged = _chat(proxy, **extra)
+    assert _joined(merged) == _joined(one_by_one)
+    assert len(_joined(merged)["finish"]) == 1 and len(_joined(merged)["usage"]) == 1
+    assert _delta_chunks(merged) <= _delta_chunks(one_by_one) // 4
+    if tools:
+        assert _joined(merged)["calls"][0][0] == "get_weather"
+
+
+def test_an_idle_proxy_writes_every_replica_event_as_its_own_chunk(
+    proxy: RunningServer, replica: tuple[str, Pacing], make_server
+) -> None:
+    """One line per write, paced: as many chunks as a scripted engine handing over one token
+    at a time gives for the same completion (one step per engine output), and the same text."""
+    pacing = replica[1]
+    pacing.burst, pacing.pause = 1, 0.01
+    remote = _chat(proxy)
+    tokens = list(completion_for([], 96))  # (the replayed answer does not depend on the prompt)
+    scripted = make_server()
+    scripted.backend.script = Script(choices=[tokens])
+    local = _chat(scripted, model=scripted.backend.model_name)
+    assert _joined(remote)["reasoning"] == _joined(local)["reasoning"]
+    assert _joined(remote)["content"] == _joined(local)["content"]
+    assert _delta_chunks(remote) == _delta_chunks(local)

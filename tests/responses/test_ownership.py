@@ -23,6 +23,7 @@ from tests.proxy.helpers import toks
 from tests.support.server_fixtures import TEST_DATE, RunningServer
 
 ALICE, BOB = "sk-alice-" + "a" * 24, "sk-bob-" + "b" * 24
+METRICS_KEY = "metrics-" + "m" * 24
 ANSWER = (
     "<|channel|>analysis<|message|>Let me see.<|end|><|start|>assistant"
     "<|channel|>final<|message|>Hello there!<|return|>"
@@ -55,6 +56,7 @@ def tenants(make_server: Any, location: str, tmp_path: Path) -> Tenants:
         served_model_names=(backend.model_name,),
         conversation_date=TEST_DATE,
         api_keys=(ALICE, BOB),
+        metrics_key=METRICS_KEY,
         response_store=location,
         reasoning_key_file=str(tmp_path / "reasoning.key"),
     )
@@ -129,7 +131,7 @@ def test_each_key_reads_deletes_and_continues_only_its_own(tenants: Tenants) -> 
     assert bob.responses.retrieve(b.id).id == b.id
 
 
-def test_a_client_without_a_key_is_refused_everywhere_but_health(tenants: Tenants) -> None:
+def test_a_client_without_a_key_is_refused_everywhere_but_the_probes(tenants: Tenants) -> None:
     model = tenants.server.model
     mine = tenants.client(ALICE).responses.create(model=model, input="Hi")
     for key in (None, "sk-wrong-" + "c" * 24):
@@ -150,6 +152,14 @@ def test_a_client_without_a_key_is_refused_everywhere_but_health(tenants: Tenant
                     "authentication_error"
                 )
             assert stranger.get("/health").status_code == 200
+            # /metrics is behind its own key; /ready answers a probe (and names the model).
+            assert stranger.get("/metrics").status_code == 401
+            assert stranger.get("/ready").json() == {
+                "status": "ready",
+                "model": tenants.server.model,
+            }
+    with tenants.raw(METRICS_KEY) as scraper:
+        assert scraper.get("/metrics").status_code == 200
     assert tenants.client(ALICE).responses.retrieve(mine.id).id == mine.id
 
 

@@ -18,7 +18,9 @@ What the data teaches:
   declared tool that fits the user's request (copying its identifier and parameter names from
   the `namespace functions` block and the value from the user's words), answers directly when no
   declared tool fits, and after a `tool` result answers on the final channel using the result;
-- greetings, arithmetic, capitals, simple facts and copying words, with or without tools around;
+- greetings, arithmetic (worked out step by step in the analysis), capitals, simple facts,
+  copying words and short writing requests (a few lines on the topic), with or without tools
+  around;
 - the instruction styles clients send (none, "You are a helpful assistant.", agent
   instructions, a developer message), and a fifth of the tool sets use the fixed legacy `TOOLS`.
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,13 +52,20 @@ from training.phrases import (
     HELDOUT_GREETINGS,
     HELDOUT_INSTRUCTIONS,
     HELDOUT_REPEAT,
+    HELDOUT_TOPICS,
+    HELDOUT_WRITING_ASKS,
     IDENTITIES,
     INSTRUCTIONS,
     LEGACY,
     LEGACY_PARAMS,
+    POEM_ASKS,
+    POEMS,
     PREAMBLE_INSTRUCTION,
+    PROSE,
+    PROSE_ASKS,
     REPEAT,
     SIMPLE_INTENTS,
+    TOPICS,
     TRAIN_COUNTRIES,
 )
 from training.tool_declarations import tool_declaration
@@ -194,9 +204,15 @@ class _Builder:
     def build(self) -> Example:
         rng = self.rng
         effort = rng.choice(list(ReasoningEffort))
-        intent = rng.choices(
-            ["tool", "arithmetic", *SIMPLE_INTENTS], weights=[6.0, 1.0, 0.8, 0.7, 0.5, 1.0]
-        )[0]
+        # Held out, the mix (and so the random stream) is the one the evaluation was fixed with;
+        # training works out twice as many sums and adds short writing requests.
+        kinds, weights = (
+            ["tool", "arithmetic", *SIMPLE_INTENTS],
+            [6.0, 2.0, 0.8, 0.7, 0.5, 1.0, 0.8],
+        )
+        if self.heldout:
+            kinds, weights = kinds[:-1], [6.0, 1.0, 0.8, 0.7, 0.5, 1.0]
+        intent = rng.choices(kinds, weights=weights)[0]
         family = None
         if intent == "tool":
             family = rng.choice([f for f in FAMILIES if f.key != "calculator"])
@@ -299,8 +315,8 @@ class _Builder:
 
     def _no_fit(self, family: Family, call: Call, effort: ReasoningEffort) -> list[Message]:
         """No declared tool fits: answer directly (arithmetic is simply worked out)."""
-        if family.key == "calculator":
-            analysis = [call.restate, call.final, "I will give the result."]
+        if family.key == "calculator":  # worked out step by step whatever the effort
+            analysis = [f"{call.restate} {call.work}", "I will give the result.", "No tool needed."]
             return [
                 _assistant(_sentences(analysis, effort), "analysis"),
                 _assistant(call.final, "final"),
@@ -435,6 +451,27 @@ class _Builder:
             "final": text,
         }
 
+    def _intent_writing(self, effort: ReasoningEffort) -> tuple[str, dict[str, Any]]:
+        topic = self._pick(TOPICS, HELDOUT_TOPICS)
+        poem = self.rng.random() < 0.6
+        if self.heldout:
+            ask = self.rng.choice(HELDOUT_WRITING_ASKS)
+        else:
+            ask = self.rng.choice(POEM_ASKS if poem else PROSE_ASKS)
+        text = self.rng.choice(POEMS if poem else PROSE)
+        kind = "a short poem" if poem else "a short text"
+        return ask.format(t=topic), {
+            "analysis": _sentences(
+                [
+                    f"The user wants {kind} about {topic}.",
+                    f"I will write a few words about {topic}.",
+                    "No tool is needed.",
+                ],
+                effort,
+            ),
+            "final": text.format(t=topic, T=topic[0].upper() + topic[1:]),
+        }
+
     # -- rendering -----------------------------------------------------------------------
     def _render_completion(self, messages: list[Message]) -> list[int]:
         tokens: list[int] = []
@@ -455,10 +492,16 @@ class _Builder:
         return spans
 
 
+def iter_examples(count: int, seed: int = 0, heldout: bool = False) -> Iterator[Example]:
+    """`generate_examples` one at a time (training keeps only the tokens of each)."""
+    builder = _Builder(seed, heldout)
+    for _ in range(count):
+        yield builder.build()
+
+
 def generate_examples(count: int, seed: int = 0, heldout: bool = False) -> list[Example]:
     """`count` examples from a fixed seed (the same seed always gives the same examples)."""
-    builder = _Builder(seed, heldout)
-    return [builder.build() for _ in range(count)]
+    return list(iter_examples(count, seed, heldout))
 
 
 def heldout_examples(count: int = 100, seed: int = 1234) -> list[Example]:

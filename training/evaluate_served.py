@@ -18,7 +18,14 @@ showed) and the client scenarios of `scenarios.py` over HTTP, and reports:
   at least every string value of it);
 - well formed: HTTP 200, and either one call of a declared tool whose arguments are a JSON
   object matching its schema, or non-empty content without Harmony markers;
-- undeclared calls: must be 0 (the grammar makes them impossible).
+- undeclared calls: must be 0 (the grammar makes them impossible);
+
+then, without tools, the everyday prompts of `everyday.py` (small arithmetic exact, the README's
+examples, short writing on topic), and the engine's speed: completion tokens per second of the
+held-out pass (8 requests at a time) and of the everyday prompts (one at a time).
+
+`--weights OLD NEW` measures each weights directory in its own process, one after the other on
+the same machine, and prints the rows side by side (how train.py's docstring tables are made).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from training.evaluate import matches_schema, tool_category, tool_heldout_examples
+from training.scenarios import SCENARIOS
 
 TEST_DATE = "2026-01-15"
 DEMO_MODEL = "gpt-oss-demo"
@@ -48,6 +56,8 @@ class Outcome:
     content: str | None = None
     finish_reason: str | None = None
     error: str = ""
+    completion_tokens: int = 0
+    seconds: float = 0.0
 
 
 @dataclass
@@ -64,6 +74,8 @@ class ServedReport:
     values_in_arguments: list[int] = field(default_factory=lambda: [0, 0])
     undeclared_calls: int = 0
     failures: list[str] = field(default_factory=list)
+    completion_tokens: int = 0
+    seconds: float = 0.0  # wall time of the whole pass (8 requests at a time)
 
     def rows(self) -> list[tuple[str, str]]:
         def pct(pair: list[int]) -> str:
@@ -121,7 +133,7 @@ def _strings(value: Any) -> list[str]:
     return [str(value)]
 
 
-async def _post(
+async def post_chat(
     client: Any, request: dict[str, Any], temperature: float, seed: int, model: str
 ) -> Outcome:
     body = {
@@ -131,18 +143,27 @@ async def _post(
         "seed": seed,
         "max_tokens": 300,
     }
+    started = time.monotonic()
     try:
         response = await client.post("/v1/chat/completions", json=body, timeout=600)
     except Exception as exc:  # a transport failure counts as not well formed
         return Outcome(0, error=repr(exc))
     if response.status_code != 200:
         return Outcome(response.status_code, error=response.text[:300])
-    choice = response.json()["choices"][0]
+    answer = response.json()
+    choice = answer["choices"][0]
     message = choice["message"]
     calls = [
         (c["function"]["name"], c["function"]["arguments"]) for c in message.get("tool_calls") or []
     ]
-    return Outcome(200, calls, message.get("content"), choice.get("finish_reason"))
+    return Outcome(
+        200,
+        calls,
+        message.get("content"),
+        choice.get("finish_reason"),
+        completion_tokens=(answer.get("usage") or {}).get("completion_tokens", 0),
+        seconds=time.monotonic() - started,
+    )
 
 
 async def evaluate_served(
@@ -158,15 +179,17 @@ async def evaluate_served(
 
     examples = tool_heldout_examples(count)
     gate = asyncio.Semaphore(concurrency)
+    started = time.monotonic()
     async with httpx.AsyncClient(base_url=base_url) as client:
 
         async def one(request: dict[str, Any]) -> Outcome:
             async with gate:
-                return await _post(client, request, temperature, seed, model)
+                return await post_chat(client, request, temperature, seed, model)
 
         outcomes = await asyncio.gather(*(one(e.request) for e in examples))
-    report = ServedReport(temperature)
+    report = ServedReport(temperature, seconds=time.monotonic() - started)
     for example, outcome in zip(examples, outcomes, strict=True):
+        report.completion_tokens += outcome.completion_tokens
         names, schemas = _model_names(example.request)
         category = tool_category(example)
         report.total += 1
@@ -227,11 +250,9 @@ async def scenario_outcomes(
     """
     import httpx
 
-    from training.scenarios import SCENARIOS
-
     async with httpx.AsyncClient(base_url=base_url) as client:
         outcomes = await asyncio.gather(
-            *(_post(client, s.request, 0.0, 0, model) for s in SCENARIOS)
+            *(post_chat(client, s.request, 0.0, 0, model) for s in SCENARIOS)
         )
     results = []
     for scenario, outcome in zip(SCENARIOS, outcomes, strict=True):
@@ -258,18 +279,87 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _pct(pair: list[int]) -> str:
+    right, of = pair
+    return f"{right}/{of} ({100 * right / of:.0f}%)" if of else "0/0"
+
+
+async def _measure(base_url: str, args: argparse.Namespace) -> list[tuple[str, str]]:
+    """Every row for the server at `base_url`: scenarios, held-out tool use, everyday, speed."""
+    rows = []
+    passed = 0
+    for scenario, outcome, called in await scenario_outcomes(base_url):
+        ok = scenario_passed(scenario, outcome, called)
+        passed += ok
+        got = f"call {called} {[a for _, a in outcome.calls]}" if called else outcome.content
+        print(
+            f"scenario {scenario.label}: {'ok' if ok else 'MISS'} (want "
+            f"{scenario.expected}; got {got!r})",
+            flush=True,
+        )
+    rows.append(("client scenarios (scenarios.py)", f"{passed}/{len(SCENARIOS)}"))
+    for temperature in [float(t) for t in args.temperatures.split(",")]:
+        report = await evaluate_served(base_url, args.count, temperature, args.seed)
+        if args.verbose:
+            for failure in report.failures:
+                print("- " + failure)
+        print(f"held-out (served, grammar on) {report.summary()} [{report.seconds:.0f}s]")
+        suffix = "" if temperature == 0 else f", T={temperature}"
+        rows.extend((label + suffix, value) for label, value in report.rows())
+        speed = report.completion_tokens / report.seconds if report.seconds else 0.0
+        rows.append((f"tokens/s, 8 requests at a time (held-out pass{suffix})", f"{speed:.1f}"))
+    from training.everyday import evaluate_everyday
+
+    everyday, single, misses = await evaluate_everyday(base_url)
+    if args.verbose:
+        for miss in misses:
+            print("- " + miss)
+    rows.extend((label, _pct(pair)) for label, pair in everyday.items())
+    rows.append(("tokens/s, one request at a time (everyday prompts)", f"{single:.1f}"))
+    for label, value in rows:
+        print(f"{label}: {value}", flush=True)
+    return rows
+
+
+def _compare(args: argparse.Namespace) -> None:
+    """Each weights directory measured in its own process, one after the other; one table."""
+    import subprocess
+    import sys
+
+    columns = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, weights in enumerate(args.weights):
+            out = Path(tmp) / f"{i}.json"
+            command = [sys.executable, "-m", "training.evaluate_served", "--weights", weights]
+            command += ["--json", str(out), "--count", str(args.count)]
+            command += ["--temperatures", args.temperatures, "--seed", str(args.seed)]
+            subprocess.run(command + (["--verbose"] if args.verbose else []), check=True)
+            columns.append(dict(json.loads(out.read_text())))
+    labels = list(columns[0])
+    print("| served, T=0, grammar on | " + " | ".join(args.weights) + " |")
+    print("|---" * (len(args.weights) + 1) + "|")
+    for label in labels:
+        print(f"| {label} | " + " | ".join(c.get(label, "-") for c in columns) + " |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--weights",
-        default=None,
-        help="directory with compact.safetensors and compact.json (default: the committed ones)",
+        nargs="*",
+        default=[],
+        help="directories with compact.safetensors and compact.json (default: the committed "
+        "ones); with several, each is measured in turn and the rows printed side by side",
     )
     parser.add_argument("--count", type=int, default=150)
     parser.add_argument("--temperatures", default="0", help="comma-separated, e.g. 0,0.7")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", action="store_true", help="print every failure")
+    parser.add_argument("--json", default=None, help="also write the rows to this file")
     args = parser.parse_args(argv)
+    if len(args.weights) > 1:
+        _compare(args)
+        return
 
     import uvicorn
 
@@ -279,7 +369,7 @@ def main(argv: list[str] | None = None) -> None:
     from proxy.server.app import create_app
     from proxy.server.settings import ProxyConfig
 
-    weights = Path(args.weights) if args.weights else WEIGHTS_DIR
+    weights = Path(args.weights[0]) if args.weights else WEIGHTS_DIR
     model = ensure_demo_model(
         Path(tempfile.gettempdir()) / "harmony-proxy-eval-cache", weights_dir=weights
     )
@@ -317,30 +407,9 @@ def main(argv: list[str] | None = None) -> None:
                     task.result()
         print(f"weights {weights}: ready in {time.monotonic() - started:.0f}s", flush=True)
         try:
-            passed = 0
-            for scenario, outcome, called in await scenario_outcomes(base_url):
-                ok = scenario_passed(scenario, outcome, called)
-                passed += ok
-                got = (
-                    f"call {called} {[a for _, a in outcome.calls]}" if called else outcome.content
-                )
-                print(
-                    f"scenario {scenario.label}: {'ok' if ok else 'MISS'} (want "
-                    f"{scenario.expected}; got {got!r})",
-                    flush=True,
-                )
-            print(f"scenarios passed: {passed}", flush=True)
-            for temperature in [float(t) for t in args.temperatures.split(",")]:
-                started = time.monotonic()
-                report = await evaluate_served(base_url, args.count, temperature, args.seed)
-                if args.verbose:
-                    for failure in report.failures:
-                        print("- " + failure)
-                print(
-                    f"held-out (served, grammar on) {report.summary()} "
-                    f"[{time.monotonic() - started:.0f}s]",
-                    flush=True,
-                )
+            rows = await _measure(base_url, args)
+            if args.json:
+                Path(args.json).write_text(json.dumps(rows))
         finally:
             server.should_exit = True
             await task

@@ -148,4 +148,61 @@ LEGACY_PARAMS = {
     "search": ["query"],
     "calculator": ["expression"],
 }
-SIMPLE_INTENTS = ("greeting", "capital", "fact", "repeat")
+SIMPLE_INTENTS = ("greeting", "capital", "fact", "repeat", "writing")
+
+# Short writing requests: the answer is a few lines on the asked topic (the topic copied in).
+TOPICS = (
+    "the moon",
+    "rain",
+    "winter",
+    "the forest",
+    "the cat",
+    "coffee",
+    "the city",
+    "a river",
+    "music",
+    "a friend",
+    "the night",
+    "spring",
+    "the mountain",
+    "the wind",
+    "summer",
+    "snow",
+    "a book",
+    "the garden",
+    "the sun",
+    "the dog",
+    "home",
+    "the train",
+    "the morning",
+    "love",
+    "water",
+    "a tree",
+)
+# Every topic's words are in the committed compact vocabulary (the sea's are not: the model
+# could not write them).
+HELDOUT_TOPICS = ("autumn", "the desert", "the sky", "a bird")
+POEM_ASKS = (
+    "Write a haiku about {t}.",
+    "Write a short poem about {t}.",
+    "Write a poem about {t}.",
+    "Please write a haiku about {t}.",
+    "Give me a short poem about {t}.",
+)
+PROSE_ASKS = (
+    "Write one sentence about {t}.",
+    "Write a short text about {t}.",
+    "Say a few nice words about {t}.",
+    "Describe {t} in a sentence.",
+)
+HELDOUT_WRITING_ASKS = ("Compose a haiku on {t}.", "Could you write a few lines about {t}?")
+POEMS = (
+    "{T} at first light,\nquiet and slow, then soft again.\nI still think of {t}.",
+    "Soft words for {t},\na small song in the evening.\n{T} is with me.",
+    "I walk with {t},\nthe day is long and gentle.\nThank you, {t}.",
+)
+PROSE = (
+    "{T} is a small light in a long day.",
+    "There is a calm and lovely moment in {t}.",
+    "{T} is a gentle reason to slow down and enjoy the day.",
+)

@@ -54,6 +54,7 @@ class Call:
     result: str
     final: str
     preamble: str
+    work: str = ""  # arithmetic worked out step by step, for the analysis when no tool fits
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,17 @@ def _pick(rng: random.Random, train: tuple[str, ...] | list[str], held: tuple[st
     return rng.choice(train)
 
 
+def _value(rng: random.Random, train: tuple[str, ...], held: tuple[str, ...], h: bool) -> str:
+    """A city or a person: in training, a quarter are made-up names (a capitalised word).
+
+    With only a fixed list of cities the model can learn the list instead of copying; a value it
+    cannot have memorised forces the copy from the user's words. Held out, the draw is unchanged.
+    """
+    if not h and rng.random() < 0.25:
+        return rng.choice(WORDS).capitalize()
+    return _pick(rng, train, held, h)
+
+
 def _ask(rng: random.Random, train: tuple[str, ...], held: tuple[str, ...], h: bool) -> str:
     return rng.choice(held if h else train)
 
@@ -97,7 +109,7 @@ def _json(value: Any) -> str:
 
 
 def _weather(rng: random.Random, h: bool, p: list[str]) -> Call:
-    city = _pick(rng, TRAIN_CITIES, HELDOUT_CITIES, h)
+    city = _value(rng, TRAIN_CITIES, HELDOUT_CITIES, h)
     ask = _ask(
         rng,
         (
@@ -216,10 +228,45 @@ def _search(rng: random.Random, h: bool, p: list[str]) -> Call:
     )
 
 
-def _arith(rng: random.Random) -> tuple[str, int]:
+def arithmetic_expression(rng: random.Random) -> tuple[str, int]:
+    """A sum or difference of operands below 100, or a product with one operand below 10.
+
+    The two operands are drawn the same way for every operator (the held-out stream draws
+    exactly as before); a product's second operand is folded below 10, the range issue 22 asks
+    the model to get exact.
+    """
     a, b = rng.randint(1, 99), rng.randint(1, 99)
     op = rng.choice(["+", "-", "*"])
+    if op == "*":
+        b = b % 9 + 1
     return f"{a} {op} {b}", {"+": a + b, "-": a - b, "*": a * b}[op]
+
+
+def worked(expr: str) -> str:
+    """`expr` worked out in small steps, each one a fact a tiny model can learn.
+
+    Tens first, then ones: 47 + 38 is 47 + 30 = 77, then 77 + 8 = 85; 83 - 47 is 83 - 40 = 43,
+    then 43 - 7 = 36; 47 * 6 is 40 * 6 = 240 and 7 * 6 = 42, then 240 + 42 = 282. A difference
+    below zero is the reversed difference, negated.
+    """
+    left, op, right = expr.split()
+    a, b = int(left), int(right)
+    if op == "*":
+        tens, ones = a - a % 10, a % 10
+        if tens == 0 or ones == 0:
+            return f"{a} * {b} = {a * b}."
+        return (
+            f"{tens} * {b} = {tens * b} and {ones} * {b} = {ones * b}, "
+            f"then {tens * b} + {ones * b} = {a * b}."
+        )
+    if op == "-" and a < b:
+        return f"First {b} - {a}: {worked(f'{b} - {a}')} So {a} - {b} = {a - b}."
+    sign = 1 if op == "+" else -1
+    tens, ones = b - b % 10, b % 10
+    if tens == 0 or ones == 0:
+        return f"{a} {op} {b} = {a + sign * b}."
+    middle = a + sign * tens
+    return f"{a} {op} {tens} = {middle}, then {middle} {op} {ones} = {middle + sign * ones}."
 
 
 ARITH_ASKS = (
@@ -240,7 +287,7 @@ HELDOUT_ARITH_ASKS = ("Could you work out {e} for me?", "Quick question: {e} equ
 
 
 def _calculator(rng: random.Random, h: bool, p: list[str]) -> Call:
-    expr, value = _arith(rng)
+    expr, value = arithmetic_expression(rng)
     ask = _ask(rng, ARITH_ASKS, HELDOUT_ARITH_ASKS, h).format(e=expr)
     result = _json({"result": value}) if rng.random() < 0.5 else str(value)
     return Call(
@@ -250,6 +297,7 @@ def _calculator(rng: random.Random, h: bool, p: list[str]) -> Call:
         result,
         f"{expr} = {value}.",
         "Let me calculate that.",
+        worked(expr),
     )
 
 
@@ -279,7 +327,7 @@ def _translate(rng: random.Random, h: bool, p: list[str]) -> Call:
 
 
 def _time(rng: random.Random, h: bool, p: list[str]) -> Call:
-    city = _pick(rng, TRAIN_CITIES, HELDOUT_CITIES, h)
+    city = _value(rng, TRAIN_CITIES, HELDOUT_CITIES, h)
     ask = _ask(
         rng,
         (
@@ -329,7 +377,7 @@ def _news(rng: random.Random, h: bool, p: list[str]) -> Call:
 
 
 def _message(rng: random.Random, h: bool, p: list[str]) -> Call:
-    who = _pick(rng, TRAIN_PEOPLE, HELDOUT_PEOPLE, h)
+    who = _value(rng, TRAIN_PEOPLE, HELDOUT_PEOPLE, h)
     body = _words(rng, 2, 5)
     ask = _ask(
         rng,

@@ -60,9 +60,67 @@ arguments, and misses LangChain's bare "Get weather." tool without a system prom
 with "You are a helpful assistant." first). More steps on an unloaded CPU are the obvious next
 move; the run was cut by its budget before its schedule ended.
 
+Issue 22, first session (2026-12-03; these weights were *not* replaced). The data gained what
+the issue's item 1 asks and the committed weights never saw: sums of operands below 100 and
+products with one operand below 10 (issue 22's range; products used to reach 99 * 99), worked
+out step by step in the analysis (`tool_families.worked`: tens, then ones); short writing
+requests on a topic (a few lines naming it); a quarter of the cities and people made up from
+the word list, so a value can only be copied, not recalled. The held-out stream is unchanged
+(its mix and random draws are the old ones; only its products are folded below 10), and
+training/everyday.py adds fixed held-out rows for arithmetic, the README's examples and writing.
+The run, warm-started from these weights (same architecture and compact vocabulary, so the
+engine's speed is unchanged): 2,700 steps, 58 minutes of training plus 3 to 5 minutes of data
+generation per start, on one core niced and shared with four engineers' engine tests (load
+average 3-12; a step took 0.8-2.8 s; the kernel's OOM killer ended it once at 2 GB of examples,
+hence training keeps only their tokens now, 1.3 GB):
+
+    python -m training.train --init <these weights> --examples 64000 --seed 1 --hidden 64 \
+        --layers 3 --heads 2 --batch-size 32 --lr 0.002 --header-weight 3.0 --threads 1 \
+        --max-steps 3300 --schedule-steps 3300 --checkpoint-minutes 10 \
+        --checkpoint-dir /work/model-runs/2026-12-03-warm/checkpoints
+    # killed after its step-1638 snapshot; the schedule shortened to what the time allowed:
+    python -m training.train --resume .../checkpoints/step-1638 --max-steps 2200 \
+        --schedule-steps 2200 --out /work/model-runs/2026-12-03-warm/final-2200
+    python -m training.train --resume .../final-2200 --max-steps 2700 --schedule-steps 2700
+
+(the fit probability was 0.6 in that run, back to 0.7 since). As served, same run:
+
+    | held-out, served, T=0 (`--count 120`)  | these weights | run's 2,700 steps |
+    |----------------------------------------|---------------|-------------------|
+    | well formed                            | 119/120 (99%) | 119/120 (99%)     |
+    | call decision (call iff a tool fits)   | 92/120 (77%)  | 103/120 (86%)     |
+    | right tool, one fits                   | 18/29 (62%)   | 13/29 (45%)       |
+    | right tool among 2+ declared           | 13/23 (57%)   | 8/23 (35%)        |
+    | answers when no tool fits              | 40/63 (63%)   | 56/63 (89%)       |
+    | answers after a tool result            | 28/28 (100%)  | 28/28 (100%)      |
+    | arguments exactly as expected          | 2/29 (7%)     | 2/29 (7%)         |
+    | user's values in the arguments         | 2/29 (7%)     | 2/29 (7%)         |
+    | undeclared calls                       | 0             | 0                 |
+    | client scenarios (scenarios.py)        | 6/10          | 7/10              |
+    | small arithmetic exact (everyday.py)   | 0/40          | 1/40              |
+    | README examples (Hello!, 2 + 3)        | 1/2           | 1/2               |
+    | short writing on topic (held out)      | 1/8           | 0/8               |
+    | tokens/s, 8 at a time / one at a time  | 76.5 / 74.0   | 98.7 / 95.7       |
+
+(`python -m training.evaluate_served --weights OLD NEW --count 120`; the architecture is the
+same, so the speeds differ only by the machine's load.) Its 2,200-step state measured the same
+way earlier: decision 82%, right tool 38% and 26%, no fit answered 87%, scenarios 7/10.
+
+What it shows: the new mix (twice the arithmetic, writing requests, fewer fitting tools) moved
+the decision towards answering: answers when no tool fits rose from 63% to 89% and LangChain's
+bare "Get weather." is now called, but a fitting tool is now often refused ("Sorry, I cannot
+..."), so the right tool fell. Worked arithmetic and topic copying were not learned in ~2,000
+steps (the answer repeats the first operand; the poem names a training topic). Next: keep the
+fit probability at 0.7 and the tool share of the mix at the old level, continue much longer
+(`--resume` keeps the optimizer), and consider a wider model only with the tokens/s measured.
+
 Reproducibility: seeds are fixed. With a wall-clock budget the number of steps depends on the
 machine, so the run records the step count it chose; `--max-steps N` (no budget) replays it, and
 `--schedule-steps` replays a run cut short (or a `--checkpoint-every` snapshot) mid-schedule.
+Snapshots (`--checkpoint-every`, `--checkpoint-minutes`, a budget's end, and the final weights
+when written outside the repository) hold the trainer's state: `--resume DIR` continues the run
+exactly (the same loss as without the interruption), in this session or a later one, and
+`--resume DIR --max-steps N --schedule-steps N` stretches or shortens its schedule from there.
 """
 
 from __future__ import annotations
@@ -73,10 +131,11 @@ import math
 import random
 import sys
 import time
+from array import array
 from pathlib import Path
 from typing import Any
 
-from training.data import Example, generate_examples, heldout_examples
+from training.data import Example, heldout_examples, iter_examples
 from training.tool_declarations import NAME_WORDS
 from training.words import WORDS
 
@@ -84,7 +143,8 @@ FULL_VOCAB_SIZE = 201088
 _START, _MESSAGE = 200006, 200008
 # <|startoftext|>, <|endoftext|> and <|reserved_200000|> .. <|endofprompt|> (200018).
 SPECIAL_IDS = (199998, 199999, *range(200000, 200019))
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+# Where the server loads the committed weights from (proxy/demo_model/loader.py).
+WEIGHTS_DIR = Path(__file__).parents[1] / "proxy" / "demo_model" / "weights"
 ARCH = {
     "hidden_size": 64,
     "intermediate_size": 64,
@@ -169,6 +229,18 @@ def full_config_dict(hidden: int, layers: int = 2, heads: int = 2) -> dict[str, 
     return data
 
 
+def _slim(example: Example) -> Example:
+    """The example with just what training reads: its tokens and the user spans."""
+    return Example(
+        prompt=array("i", example.prompt),  # type: ignore[arg-type]
+        completion=array("i", example.completion),  # type: ignore[arg-type]
+        intent="",
+        tools=(),
+        expected="",
+        user_spans=example.user_spans,
+    )
+
+
 def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
     """Batches of similar length (less padding), in random order."""
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
@@ -225,17 +297,50 @@ class _Encoder:
         return inputs, targets, mask, weights
 
 
+# Flags a resumed run takes from the command line; every other one comes from the checkpoint.
+_SESSION_FLAGS = ("budget_seconds", "out", "checkpoint_every", "checkpoint_minutes", "threads")
+
+
+def _resumed_args(args: argparse.Namespace) -> tuple[argparse.Namespace, dict[str, Any] | None]:
+    """With `--resume DIR`: the run's own arguments and its trainer state (optimizer, step, rng).
+
+    A resumed run continues the same schedule on the same data, only this session's budget,
+    output and checkpointing come from the command line.
+    """
+    if not args.resume:
+        return args, None
+    import torch
+
+    state = torch.load(Path(args.resume) / "trainer.pt", weights_only=False)
+    saved = dict(state["args"])
+    for name in _SESSION_FLAGS:
+        saved[name] = getattr(args, name)
+    # A longer run than the saved one: its schedule stretched from where it stands (the
+    # learning rate rises to where the longer cosine is at this step, the optimizer is kept).
+    for name in ("max_steps", "schedule_steps"):
+        if getattr(args, name) is not None:
+            saved[name] = getattr(args, name)
+    saved["resume"] = args.resume
+    return argparse.Namespace(**saved), state
+
+
 def train(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from safetensors.torch import save_file
     from transformers import GptOssConfig, GptOssForCausalLM
 
+    args, resumed = _resumed_args(args)
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     t0 = time.monotonic()
-    examples = generate_examples(args.examples, seed=args.seed)
-    init_meta = json.loads((Path(args.init) / "compact.json").read_text()) if args.init else None
+    # Only the tokens are kept, as compact arrays: the full examples (requests, schemas, lists of
+    # Python ints) took 2 GB for 64,000, enough for the kernel's OOM killer on a shared machine.
+    examples = [_slim(e) for e in iter_examples(args.examples, seed=args.seed)]
+    weights_from = args.resume or args.init
+    init_meta = (
+        json.loads((Path(weights_from) / "compact.json").read_text()) if weights_from else None
+    )
     # Continuing a run keeps its vocabulary (rows must line up); new ids in fresh data are UNK.
     compact_ids = init_meta["compact_ids"] if init_meta else compact_vocabulary(examples)
     heldout = heldout_examples()
@@ -256,11 +361,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     )
     config._attn_implementation = "eager"  # attention sinks need the eager path
     model = GptOssForCausalLM(config)
-    if args.init:
+    if weights_from:
         from safetensors.torch import load_file
 
-        state = load_file(str(Path(args.init) / "compact.safetensors"))
-        model.load_state_dict({k: v.float() for k, v in state.items()})
+        if resumed:  # the float32 master weights, not the bf16 export
+            model.load_state_dict(resumed["model"])
+        else:
+            state = load_file(str(Path(weights_from) / "compact.safetensors"))
+            model.load_state_dict({k: v.float() for k, v in state.items()})
     model.train()
     bias = torch.zeros(vc)
     bias[enc.unk] = -1e4
@@ -280,9 +388,30 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         w = weights[mask]
         return (losses * w).sum() / w.sum()
 
-    def save(out: Path, step: int, seconds: float, final_loss: float | None) -> dict[str, Any]:
-        """Write the compact weights and metadata, with the command that replays this state."""
+    def save(
+        out: Path, step: int, seconds: float, final_loss: float | None, resumable: bool = False
+    ) -> dict[str, Any]:
+        """Write the compact weights and metadata, with the command that replays this state.
+
+        A resumable snapshot also holds the trainer's state (`trainer.pt`: float32 weights,
+        optimizer moments, step, schedule, random state, the epoch's remaining batches), so
+        `--resume` continues the run exactly where it stopped, in this session or a later one.
+        """
         out.mkdir(parents=True, exist_ok=True)
+        if resumable:
+            trainer = {
+                "args": {k: v for k, v in vars(args).items() if k != "resume"},
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "total": total,
+                "seconds": seconds,
+                "rng": rng.getstate(),
+                "epoch_batches": epoch_batches,
+                "losses": losses[-50:],
+            }
+            torch.save(trainer, out / "trainer.pt.tmp")
+            (out / "trainer.pt.tmp").replace(out / "trainer.pt")
         tensors = {
             k: v.detach().to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()
         }
@@ -308,6 +437,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 "threads": args.threads,
                 "heldout_user_tokens_outside_vocab": [outside, len(user_tokens)],
                 "schedule_steps": schedule,
+                "resume": f"python -m training.train --resume {out}" if resumable else None,
                 "replay": f"python -m training.train --max-steps {step} "
                 f"--schedule-steps {schedule} --examples {args.examples} --seed {args.seed} "
                 f"--hidden {args.hidden} --layers {args.layers} --heads {args.heads} "
@@ -321,15 +451,28 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     warmup, total = 40, args.max_steps
     step, epoch_batches, losses = 0, [], []
+    earlier = 0.0  # training seconds of the sessions before a resume
+    if resumed:
+        optimizer.load_state_dict(resumed["optimizer"])
+        step, total, earlier = resumed["step"], resumed["total"], resumed["seconds"]
+        total = args.max_steps or total
+        rng.setstate(resumed["rng"])
+        epoch_batches, losses = resumed["epoch_batches"], resumed["losses"]
+        print(f"resumed {args.resume} at step {step}/{total}", flush=True)
     start = time.monotonic()
+    first = step
+    last_snapshot = start
     while total is None or step < total:
         if not epoch_batches:
             epoch_batches = _batches(lengths, args.batch_size, rng)
-        if step == 10:
+        if step == first + 10:
             timed = time.monotonic()
-        if total is None and step == warmup:
+        if total is None and step == first + warmup:
             per_step = (time.monotonic() - timed) / (warmup - 10)
-            total = max(warmup + 1, int((args.budget_seconds - (timed - start)) / per_step))
+            # A margin for a machine whose load grows: a schedule cut by the budget ends at a
+            # high learning rate (the 2,740-of-3,208-step run stopped at 4.4e-4 of 3e-3).
+            remaining = args.budget_seconds - (timed - start)
+            total = max(warmup + 1, int(args.pace_margin * remaining / per_step))
             print(f"{per_step:.3f}s/step: planning {total} steps", flush=True)
         lr = args.lr * min(1.0, (step + 1) / warmup)
         schedule = args.schedule_steps or total
@@ -351,14 +494,22 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 f"lr {lr:.2e} {time.monotonic() - start:.0f}s",
                 flush=True,
             )
-        if args.checkpoint_every and step % args.checkpoint_every == 0 and step < (total or 0):
+        now = time.monotonic()
+        over = args.budget_seconds is not None and now - start > args.budget_seconds
+        snapshot = (args.checkpoint_every and step % args.checkpoint_every == 0) or (
+            args.checkpoint_minutes and now - last_snapshot > 60 * args.checkpoint_minutes
+        )
+        if (snapshot or over) and step < (total or 0):
             # Snapshots mid-schedule: on a loaded machine a run can be cut short and still
-            # leave a replayable state (`--max-steps step --schedule-steps total`).
-            save(Path(args.checkpoint_dir) / f"step-{step}", step, time.monotonic() - start, None)
-        if args.max_steps is None and time.monotonic() - start > args.budget_seconds:
+            # leave a state to resume (`--resume DIR`) or replay (`--max-steps step
+            # --schedule-steps total`).
+            seconds = earlier + now - start
+            save(Path(args.checkpoint_dir) / f"step-{step}", step, seconds, None, resumable=True)
+            last_snapshot = time.monotonic()
+        if over:
             print("wall-clock budget reached", flush=True)
             break
-    train_seconds = time.monotonic() - start
+    train_seconds = earlier + time.monotonic() - start
 
     model.eval()
     check = random.Random(args.seed + 1)
@@ -373,7 +524,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             / 20
         )
     print(f"trained {step} steps in {train_seconds:.1f}s; final loss {final_loss:.4f}", flush=True)
-    return save(Path(args.out), step, train_seconds, final_loss)
+    # The trainer's state goes with the final weights too (a later session may stretch the run
+    # with `--resume DIR --max-steps N --schedule-steps N`), but never into the repository.
+    out = Path(args.out)
+    outside_repo = out.resolve() != WEIGHTS_DIR.resolve()
+    return save(out, step, train_seconds, final_loss, resumable=outside_repo)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -383,8 +538,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--budget-seconds",
         type=float,
-        default=900.0,
-        help="stop after this much training time (ignored with --max-steps)",
+        default=None,
+        help="stop after this much training time in this session (default: 900 without "
+        "--max-steps or --resume; with them, no limit); the schedule is planned from it when "
+        "neither --max-steps nor --resume fixes it",
     )
     parser.add_argument(
         "--max-steps",
@@ -397,6 +554,12 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         default=None,
         help="length of the learning-rate schedule (default: the step count)",
+    )
+    parser.add_argument(
+        "--pace-margin",
+        type=float,
+        default=0.85,
+        help="plan this fraction of the steps the first steps' pace fits in the budget",
     )
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--layers", type=int, default=3)
@@ -423,13 +586,28 @@ def main(argv: list[str] | None = None) -> None:
         default=0,
         help="also save a replayable snapshot every N steps (0: never)",
     )
+    parser.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        default=0,
+        help="also save a resumable snapshot every N minutes of wall time (0: never)",
+    )
     parser.add_argument("--checkpoint-dir", default="/tmp/demo-model-checkpoints")
+    parser.add_argument(
+        "--resume",
+        default=None,
+        help="continue a run from a snapshot directory holding trainer.pt (same data, "
+        "schedule and random state; this session's budget, output and checkpointing)",
+    )
     parser.add_argument(
         "--init",
         default=None,
         help="continue from the compact weights in this directory (its vocabulary is kept)",
     )
-    train(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    if args.budget_seconds is None and args.max_steps is None and args.resume is None:
+        args.budget_seconds = 900.0
+    train(args)
 
 
 if __name__ == "__main__":

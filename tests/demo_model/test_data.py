@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import re
 
 import openai_harmony as oracle
 import pytest
@@ -12,9 +14,11 @@ from proxy.core.conversation import load_encoding
 from tests.proxy.helpers import prompt_for
 from training.data import generate_examples, heldout_examples
 from training.evaluate import judge, tool_category, tool_heldout_examples
+from training.everyday import everyday_prompts
+from training.phrases import HELDOUT_TOPICS, TOPICS
 from training.scenarios import SCENARIOS
 from training.tool_declarations import tool_declaration, tool_name
-from training.tool_families import FAMILIES
+from training.tool_families import FAMILIES, arithmetic_expression, worked
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +108,7 @@ def test_data_covers_calls_no_fit_answers_tool_results_and_simple_intents():
     categories = {tool_category(e) for e in examples if e.tools}
     assert categories == {"call", "nofit", "result"}
     intents = {e.intent for e in examples}
-    assert {"greeting", "capital", "fact", "repeat"} <= intents
+    assert {"greeting", "capital", "fact", "repeat", "writing"} <= intents
     assert {f.key for f in FAMILIES} <= {i.split("+")[0].split("-")[0] for i in intents}
     called = {e.expected for e in examples if e.expected.startswith("call:")}
     assert len(called) > 100  # many distinct tool names, not a memorised few
@@ -153,3 +157,45 @@ def test_user_spans_cover_exactly_the_user_message_text():
     start, end = example.user_spans[-1]
     assert enc.decode(example.prompt[start - 3 : start]) == "<|start|>user<|message|>"
     assert example.prompt[end] == 200007  # <|end|>
+
+
+def test_sums_are_worked_out_in_true_small_steps():
+    rng = random.Random(5)
+    for _ in range(2000):
+        expr, value = arithmetic_expression(rng)
+        left, op, right = expr.split()
+        assert int(right) < 10 or op != "*"  # a product has one operand below 10
+        work = worked(expr)
+        steps = re.findall(r"(-?\d+) ([-+*]) (\d+) = (-?\d+)", work)
+        assert steps, work
+        for a, sign, b, result in steps:
+            assert eval(f"{a} {sign} {b}") == int(result), work  # noqa: S307 - digits only
+        assert int(re.findall(r"-?\d+", work)[-1]) == value
+
+
+def test_arithmetic_without_a_calculator_shows_its_work_in_the_analysis():
+    enc = load_encoding()
+    examples = [e for e in generate_examples(1500, seed=3) if e.intent == "calculator-nofit"]
+    assert examples
+    for example in examples:
+        analysis = enc.decode(example.completion).split("<|message|>")[1]
+        assert "=" in analysis.split(".")[1] or " then " in analysis, analysis
+
+
+def test_writing_answers_are_on_the_asked_topic():
+    examples = [e for e in generate_examples(1500, seed=4) if e.intent == "writing"]
+    assert examples
+    enc = load_encoding()
+    for example in examples:
+        ask = example.request["messages"][-1]["content"]
+        topic = max((t for t in TOPICS if t in ask), key=len)
+        final = enc.decode(example.completion).split("<|message|>")[-1]
+        assert topic.lower() in final.lower(), (topic, final)
+
+
+def test_everyday_evaluation_prompts_never_occur_in_training_data(training_texts):
+    for item in everyday_prompts():
+        if item.prompt not in ("Hello!", "What is 2 + 3?"):  # the README's own examples
+            assert not any(item.prompt in text for text in training_texts), item.prompt
+    for topic in HELDOUT_TOPICS:
+        assert not any(f"about {topic}." in text for text in training_texts), topic

@@ -38,25 +38,17 @@ from proxy.core.bounded_cache import MiB, bounded_cache
 _END = ["<|end|>", ""]
 _JSON_CONSTRAINS = (" <|constrain|>json", " json")
 _CALL_CHANNELS = ("<|channel|>commentary", "<|channel|>analysis")
-_MARKERS = [
-    "<|start|>",
-    "<|end|>",
-    "<|message|>",
-    "<|channel|>",
-    "<|constrain|>",
-    "<|return|>",
-    "<|call|>",
-    "<|endoftext|>",
-    "<|reserved",
-]
-# Free text ends at its tag's `<|end|>`; every other marker is forbidden inside it.
-_TEXT_EXCLUDES = [m for m in _MARKERS if m != "<|end|>"]
-# Every marker starts with `<|`: one exclusion keeps them all out of JSON, at a fraction of the
-# compile cost of nine.
+# Every marker starts with `<|`, so excluding that one pair keeps them all out of free text and
+# JSON strings (a literal `<|` cannot be written there either). Free text ends at its tag's
+# `<|end|>`. One two-character exclusion compiles to a two-state automaton; the nine markers
+# spelled out made free text alone cost ~0.3-0.6 s of engine compile per tag.
+_TEXT_EXCLUDES = ["<|"]
 _JSON_EXCLUDES = ["<|"]
-# JSON may be pretty-printed, but a small model can otherwise loop on whitespace forever (the
-# engine's own whitespace switch does not reach structural tags).
-_MAX_JSON_WHITESPACE = 64
+# gpt-oss writes compact JSON; a small model otherwise fills arguments with whitespace runs
+# (issue 21: 57 of 214 calls). xgrammar's structural tags take no `any_whitespace` switch and
+# refuse 0, so whitespace between JSON tokens is capped at one character: a run cannot grow, and
+# the cap compiles cheaper than a wider one (a repeat of 64 added ~0.3 s per tag).
+_MAX_JSON_WHITESPACE = 1
 
 # json.dumps/json.loads recurse once per nesting level, and xgrammar's JSON-schema compiler
 # recurses on the C stack: a schema 100 000 levels deep crashed the process (SIGSEGV).
@@ -213,44 +205,32 @@ def compile_error(kind: str, text: str) -> str | None:
 
 
 def _calls(calls: tuple[CallSpec, ...]) -> dict[str, Any]:
-    """A call to one declared function, recipient in the role header or after the channel."""
-    role_side = _sequence(
-        [
-            _const(" to="),
-            _bodies(
-                calls, [c + j for c in _CALL_CHANNELS for j in _JSON_CONSTRAINS], _CALL_CHANNELS
-            ),
-        ]
-    )
-    channel_side = _sequence(
-        [
-            _one_of([_const(c + " to=") for c in _CALL_CHANNELS]),
-            _bodies(calls, list(_JSON_CONSTRAINS), [""]),
-        ]
-    )
+    """A call to one declared function, recipient in the role header or after the channel.
+
+    One alternative per tool: both header forms of that tool, then its body once, so the
+    engine compiles each schema once (the body does not depend on the header form).
+    """
+    role_json = [c + j for c in _CALL_CHANNELS for j in _JSON_CONSTRAINS]
     return _sequence(
         [
-            _one_of([role_side, channel_side]),
+            _one_of([_call(call, role_json) for call in calls]),
             {"type": "optional", "content": _const("<|end|>")},
         ]
     )
 
 
-def _bodies(
-    calls: tuple[CallSpec, ...], json_suffixes: list[str], text_suffixes: list[str]
-) -> dict[str, Any]:
-    """For each tool: its recipient, the rest of the header, then its JSON arguments (or, for a
-    freeform tool, plain text without the JSON content type)."""
-    json_headers = _one_of([_const(s + "<|message|>") for s in json_suffixes])
-    text_headers = _one_of([_const(s + "<|message|>") for s in text_suffixes])
-    return _one_of(
-        [
-            _sequence([_const(call.recipient), text_headers, _freeform(call.grammar)])
-            if call.freeform
-            else _sequence([_const(call.recipient), json_headers, _json(call.schema_json)])
-            for call in calls
-        ]
-    )
+def _call(call: CallSpec, role_json: list[str]) -> dict[str, Any]:
+    """`call`'s two header forms (role-side and channel-side recipient), then its body."""
+    if call.freeform:  # plain text, without the JSON content type
+        role_suffixes, channel_suffixes = list(_CALL_CHANNELS), [""]
+        body = _freeform(call.grammar)
+    else:
+        role_suffixes, channel_suffixes = role_json, list(_JSON_CONSTRAINS)
+        body = _json(call.schema_json)
+    headers = [f" to={call.recipient}{s}<|message|>" for s in role_suffixes] + [
+        f"{c} to={call.recipient}{s}<|message|>" for c in _CALL_CHANNELS for s in channel_suffixes
+    ]
+    return _sequence([_one_of([_const(h) for h in headers]), body])
 
 
 def _freeform(grammar: tuple[str, str] | None) -> dict[str, Any]:

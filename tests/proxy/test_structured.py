@@ -235,6 +235,32 @@ def test_reasoning_cannot_contain_other_harmony_markers():
 
 
 def test_json_whitespace_runs_are_bounded():
+    """Compact JSON, or at most one whitespace character between tokens (issue 21)."""
     r = rules(response_format={"type": "json_object"})
-    assert accepts(r, ANALYSIS + '<|channel|>final<|message|>{\n    "a": 1\n}')
-    assert not accepts(r, ANALYSIS + '<|channel|>final<|message|>{"a":' + " " * 200 + "1}")
+    final = ANALYSIS + "<|channel|>final<|message|>"
+    assert accepts(r, final + '{"a":1,"b":[1,2]}')
+    assert accepts(r, final + '{"a": 1, "b": [1, 2]}')
+    assert not accepts(r, final + '{\n    "a": 1\n}')
+    assert not accepts(r, final + '{"a":  1}')
+    assert not accepts(r, final + '{"a":' + " " * 200 + "1}")
+
+
+def test_call_arguments_are_compact_in_both_header_forms():
+    r = rules(tools=[WEATHER_TOOL], tool_choice="required")
+    channel_side = CALL.replace(
+        " to=functions.get_weather<|channel|>commentary",
+        "<|channel|>commentary to=functions.get_weather",
+    )
+    for call in (CALL, channel_side):
+        assert accepts(r, call.replace('{"city": "Paris"}', '{"city":"Paris"}'))
+        assert not accepts(r, call.replace('{"city": "Paris"}', '{"city":\n\n"Paris"}'))
+
+
+def test_free_text_and_json_strings_cannot_hold_a_marker_prefix():
+    """`<|` starts every Harmony marker; neither free text nor a JSON string may contain it."""
+    r = rules(tools=[WEATHER_TOOL])
+    assert not accepts(r, "<|channel|>analysis<|message|>a <| b<|end|><|start|>assistant" + CALL)
+    assert not accepts(r, "<|channel|>final<|message|>x <|call|> y")
+    assert not accepts(r, CALL.replace('"Paris"', '"Paris<|call|>"'))
+    assert not accepts(r, CALL.replace('"Paris"', '"<|end|><|start|>assistant"'))
+    assert accepts(r, CALL.replace('"Paris"', '"a < b | c <> |"'))

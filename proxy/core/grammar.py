@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.core.bounded_cache import MiB, bounded_cache
+from proxy.core.json_grammar import SHARED_RULES, compact_rules
 
 # The stop tokens (<|return|>, <|call|>) end a message too; xgrammar refuses stop tokens inside
 # a constrained span, so an optional `<|end|>` lets the grammar finish and the engine's stop ids
@@ -207,30 +208,44 @@ def compile_error(kind: str, text: str) -> str | None:
 def _calls(calls: tuple[CallSpec, ...]) -> dict[str, Any]:
     """A call to one declared function, recipient in the role header or after the channel.
 
-    One alternative per tool: both header forms of that tool, then its body once, so the
-    engine compiles each schema once (the body does not depend on the header form).
+    JSON tools share one EBNF grammar: per tool, its header forms then its own schema rules,
+    over one shared JSON core (`proxy/core/json_grammar.py`). A freeform tool, or a schema that
+    module cannot express, is its own alternative (both header forms, then its body once).
     """
-    role_json = [c + j for c in _CALL_CHANNELS for j in _JSON_CONSTRAINS]
-    return _sequence(
-        [
-            _one_of([_call(call, role_json) for call in calls]),
-            {"type": "optional", "content": _const("<|end|>")},
-        ]
-    )
+    grammar_lines: list[str] = []
+    others: list[dict[str, Any]] = []
+    for index, call in enumerate(calls):
+        rules = None if call.freeform else compact_rules(call.schema_json, f"t{index}_")
+        if rules is None:
+            others.append(_call(call))
+        else:
+            headers = " | ".join(json.dumps(h, ensure_ascii=False) for h in _headers(call))
+            grammar_lines += [f"call_{index} ::= ({headers}) t{index}_root", rules]
+    alternatives = list(others)
+    if grammar_lines:
+        calls_root = " | ".join(re.findall(r"^(call_\d+) ::=", "\n".join(grammar_lines), re.M))
+        grammar = "\n".join([f"root ::= {calls_root}", *grammar_lines, SHARED_RULES])
+        alternatives.insert(0, {"type": "grammar", "grammar": grammar})
+    return _sequence([_one_of(alternatives), {"type": "optional", "content": _const("<|end|>")}])
 
 
-def _call(call: CallSpec, role_json: list[str]) -> dict[str, Any]:
-    """`call`'s two header forms (role-side and channel-side recipient), then its body."""
-    if call.freeform:  # plain text, without the JSON content type
+def _headers(call: CallSpec) -> list[str]:
+    """`call`'s headers up to `<|message|>`: recipient in the role header, then after the
+    channel; JSON tools with the json content type, freeform tools without."""
+    if call.freeform:
         role_suffixes, channel_suffixes = list(_CALL_CHANNELS), [""]
-        body = _freeform(call.grammar)
     else:
-        role_suffixes, channel_suffixes = role_json, list(_JSON_CONSTRAINS)
-        body = _json(call.schema_json)
-    headers = [f" to={call.recipient}{s}<|message|>" for s in role_suffixes] + [
+        role_suffixes = [c + j for c in _CALL_CHANNELS for j in _JSON_CONSTRAINS]
+        channel_suffixes = list(_JSON_CONSTRAINS)
+    return [f" to={call.recipient}{s}<|message|>" for s in role_suffixes] + [
         f"{c} to={call.recipient}{s}<|message|>" for c in _CALL_CHANNELS for s in channel_suffixes
     ]
-    return _sequence([_one_of([_const(h) for h in headers]), body])
+
+
+def _call(call: CallSpec) -> dict[str, Any]:
+    """`call`'s two header forms, then its body once (freeform text or xgrammar's JSON)."""
+    body = _freeform(call.grammar) if call.freeform else _json(call.schema_json)
+    return _sequence([_one_of([_const(h) for h in _headers(call)]), body])
 
 
 def _freeform(grammar: tuple[str, str] | None) -> dict[str, Any]:
@@ -309,6 +324,11 @@ def _text() -> dict[str, Any]:
 
 
 def _json(schema_json: str) -> dict[str, Any]:
+    """Compact JSON for the schema over the shared core, else xgrammar's own json_schema
+    element (marker prefix excluded, whitespace runs capped)."""
+    rules = compact_rules(schema_json, "a_")
+    if rules is not None:
+        return {"type": "grammar", "grammar": f"root ::= a_root\n{rules}\n{SHARED_RULES}"}
     return {
         "type": "json_schema",
         "json_schema": json.loads(schema_json),

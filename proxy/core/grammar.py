@@ -2,25 +2,49 @@
 
 A completion is free reasoning (an optional analysis message), an optional commentary preamble,
 then one ending: a final answer (free text, or JSON matching a schema) and/or a call to one of
-the declared functions with arguments matching its JSON schema. Harmony markers are excluded
-from free text and JSON strings: xgrammar sees special tokens as their text, so without the
-exclusions a string could swallow `<|end|><|start|>...` and the grammar's idea of the message
-would drift from the parser's.
+the declared functions with arguments matching its JSON schema. `<|`, the prefix of every
+Harmony marker, is excluded from free text and JSON strings: xgrammar sees special tokens as
+their text, so without the exclusion a string could swallow `<|end|><|start|>...` and the
+grammar's idea of the message would drift from the parser's (a literal `<|` cannot be written
+there either).
 
 A call may put its recipient in the role header (` to=functions.x<|channel|>commentary ...`, as
 the Harmony renderer writes it) or after the channel (`<|channel|>commentary to=functions.x ...`,
-as gpt-oss often generates it). Each function's JSON body appears once per form, behind a small
-set of shared header prefixes and suffixes (2 schema copies per tool, where spelling out every
-header variant, as vLLM does, costs 12). An undeclared recipient (`to=python`,
-`to=functions.calculator`) cannot be generated at all.
+as gpt-oss often generates it). Each tool is one alternative: its header forms, then its body
+once. An undeclared recipient (`to=python`, `to=functions.calculator`) cannot be generated.
 
-Building a tag and checking that it compiles costs milliseconds for large tool sets; both are
-cached by the tag's inputs, so a client that sends the same tools every turn pays once (the
-engine caches its tokenizer-aware compile by the tag's text in the same way). That engine
-compile is the expensive part, and exclusions dominate it (measured: 8 tools with every marker
-excluded from each JSON body took 74-90 s, against 2-3 s now): free text excludes the markers
-themselves, but JSON bodies exclude the single string `<|` that starts every marker, so
-arguments cannot contain a literal `<|` (`benchmarks/bench_grammar.py`).
+Arguments and JSON answers are compact JSON, the way gpt-oss writes them (no whitespace between
+tokens, numbers of at most 16+16 digits and a two-digit exponent), over one JSON core shared by
+every tool of the tag (`proxy/core/json_grammar.py`); a schema that module cannot prove
+marker-free falls back to xgrammar's json_schema element with `excludes` (whitespace runs <= 1).
+Free strings have no length bound: xgrammar drops maxLength under `excludes`, and a bounded
+repeat of the string automaton would cost compile time per tag; the engine's max_tokens bounds
+them.
+
+Engine compile (xgrammar's tokenizer-aware compile with the o200k_harmony vocabulary, the
+first request with a new tool set waits for it), `benchmarks/bench_grammar.py`, min of 3, on
+this 2-core machine shared with other work (absolute ms are loaded; compare ratios):
+
+| tools | vLLM 0.32 layout | before (c0745bf) | ours            | ours, not compact |
+|------:|-----------------:|-----------------:|----------------:|------------------:|
+|     1 |           139 ms |   715 ms (5.15x) |   93 ms (0.67x) |    392 ms (2.82x) |
+|     8 |           741 ms |  1701 ms (2.30x) |  420 ms (0.57x) |   1022 ms (1.38x) |
+|    64 |          7450 ms | 17117 ms (2.30x) | 1462 ms (0.20x) |  13470 ms (1.81x) |
+
+(an earlier run of the same code: 1 tool 270 vs 139 ms, 8 tools 233 vs 503 ms, 64 tools 286 vs
+4456 ms; the issue's unloaded vLLM numbers are 71 / 340 / 3,080 ms, so 8 tools is an estimated
+~160-200 ms unloaded). The compact core is what makes it cheap: xgrammar's json_schema element
+copies the generic JSON rules and the exclusion automaton into every tool.
+
+Caches. The proxy builds a tag (and checks that it compiles) once per tool set per process:
+`_cached_tag` is keyed by the tag's inputs, so each `--workers` process builds its own copy on
+its first request with that set (milliseconds). The engine compiles and caches by the tag's
+text: with the in-process engine, one compile per engine process; with remote replicas, each
+replica compiles on the first request with that tool set it receives, and keeps it in its own
+cache (vLLM's xgrammar backend cache), so a tool set costs one compile per replica, not per
+proxy worker. The tag's text is deterministic for a tool set (canonical schemas, fixed order),
+so every worker sends the same text and hits the same engine cache entry. Pre-warming from a
+file of tool sets (`--warm-tools FILE`) is not built yet.
 """
 
 from __future__ import annotations

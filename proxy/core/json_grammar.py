@@ -88,6 +88,16 @@ def compact_rules(schema_json: str, prefix: str) -> str | None:
 
 @bounded_cache(4 * MiB, 256 << 10)
 def _converted(schema_json: str) -> str | None:
+    """`compact_ebnf`, in the isolated worker for a large schema: xgrammar's C++ holds the GIL
+    and would stall the event loop (proxy/core/isolated.py)."""
+    from proxy.core.isolated import checked
+
+    ebnf = checked("compact_ebnf", schema_json)
+    # a worker that died answers with its failure sentence, not rules: use the fallback
+    return ebnf if ebnf is not None and "root ::=" in ebnf else None
+
+
+def compact_ebnf(schema_json: str) -> str | None:
     """xgrammar's compact EBNF for the schema (None without xgrammar or if it refuses it)."""
     try:
         import xgrammar

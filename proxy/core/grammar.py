@@ -31,10 +31,12 @@ this 2-core machine shared with other work (absolute ms are loaded; compare rati
 |     8 |           741 ms |  1701 ms (2.30x) |  420 ms (0.57x) |   1022 ms (1.38x) |
 |    64 |          7450 ms | 17117 ms (2.30x) | 1462 ms (0.20x) |  13470 ms (1.81x) |
 
-(an earlier run of the same code: 1 tool 270 vs 139 ms, 8 tools 233 vs 503 ms, 64 tools 286 vs
-4456 ms; the issue's unloaded vLLM numbers are 71 / 340 / 3,080 ms, so 8 tools is an estimated
-~160-200 ms unloaded). The compact core is what makes it cheap: xgrammar's json_schema element
-copies the generic JSON rules and the exclusion automaton into every tool.
+A second run (less loaded): vLLM 105 / 519 / 2,517 ms; before 586 / 959 / 2,796 ms (5.59x,
+1.85x, 1.11x); ours 95 / 105 / 338 ms (0.91x, 0.20x, 0.13x); not compact 351 / 568 / 2,979 ms.
+The issue's unloaded vLLM numbers are 71 / 340 / 3,080 ms; at ratios 0.2-0.6, 8 tools is
+~70-200 ms unloaded (105 ms measured in the second run). The compact core is what makes it
+cheap: xgrammar's json_schema element copies the generic JSON rules and the exclusion
+automaton into every tool.
 
 Caches. The proxy builds a tag (and checks that it compiles) once per tool set per process:
 `_cached_tag` is keyed by the tag's inputs, so each `--workers` process builds its own copy on

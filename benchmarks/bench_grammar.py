@@ -1,34 +1,42 @@
 """The cost of the tool-call grammar per request: ours against vLLM's layout, in one process.
 
 For 1, 8 and 64 function tools under tool_choice "auto" (free reasoning, then a schema-valid
-call to a declared tool or a free answer), measures:
+call to a declared tool or a free answer), measures xgrammar's tokenizer-aware engine compile of
+the structural tag with the demo model's o200k_harmony tokenizer, as vLLM's xgrammar backend
+does it (vLLM caches it by the tag's text, so only a new tool set pays it), for:
 
-* build: what the proxy does per request before the engine sees it (build the structural tag
-  and check it compiles). "cold" is a tool set seen for the first time, "cached" a repeat (our
-  build is cached by its inputs; the reference layout has no cache);
-* engine compile: xgrammar's tokenizer-aware compile of that tag with the demo model's
-  o200k_harmony tokenizer, as vLLM's xgrammar backend does it (vLLM caches it by the tag's text,
-  so only a new tool set pays it);
+* vLLM: the layout vLLM 0.32's Harmony parser builds (every header variant spelled out: 12 JSON
+  bodies per tool, no exclusions: a JSON string there may swallow a Harmony marker);
+* before: our layout at `--before` (default: the commit before issue 21's grammar work), loaded
+  from git: each tool's body twice, nine markers excluded from free text, whitespace runs <= 64;
+* ours: this checkout (compact JSON over one shared JSON core, `<|` excluded from free text
+  and JSON strings, one header alternative per tool: proxy/core/json_grammar.py);
+* ours, not compact: the same layout with xgrammar's json_schema element per tool instead
+  (`excludes: ["<|"]`, whitespace runs <= 64): the "without compact JSON" column.
 
-for our layout (each tool's JSON body twice: role-side and channel-side recipients) and for the
-layout vLLM's Harmony parser builds (every header variant spelled out: 12 JSON bodies per tool).
-Prints milliseconds and the ratio reference/ours.
+Each compile is the minimum of `--repeat` runs (the minimum, because the machine may be shared;
+compare the ratios of one run). Also prints our per-request build (cached by the tool set).
 
-    python benchmarks/bench_grammar.py
+    python benchmarks/bench_grammar.py [--repeat 3] [--before c0745bf]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import xgrammar
 from xgrammar import structural_tag as st
 
-from proxy.core.grammar import CallSpec, FinalSpec, _cached_tag, canonical_json, structural_tag
+from proxy.core import grammar
+from proxy.core.grammar import CallSpec, FinalSpec, canonical_json, structural_tag
 
 
 def tool_schema(i: int) -> dict[str, Any]:
@@ -99,13 +107,13 @@ def reference(n: int, salt: str) -> str:
 
 
 def timed(fn: Callable[[], object], repeat: int) -> float:
-    """Median milliseconds of `repeat` calls."""
+    """Minimum milliseconds of `repeat` calls."""
     samples = []
     for _ in range(repeat):
         start = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
+    return min(samples)
 
 
 def tokenizer_info() -> xgrammar.TokenizerInfo:
@@ -117,34 +125,68 @@ def tokenizer_info() -> xgrammar.TokenizerInfo:
     return xgrammar.TokenizerInfo.from_huggingface(tokenizer, vocab_size=201088)
 
 
+def before_module(rev: str) -> ModuleType:
+    """proxy/core/grammar.py as it was at `rev`, imported under another name."""
+    root = Path(__file__).resolve().parent.parent
+    source = subprocess.run(
+        ["git", "show", f"{rev}:proxy/core/grammar.py"],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    module = ModuleType("grammar_before")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(source, f"{rev}:proxy/core/grammar.py", "exec"), module.__dict__)  # noqa: S102
+    return module
+
+
+def tag_of(module: Any, n: int, salt: str) -> str:
+    calls = tuple(
+        module.CallSpec(f"functions.tool_{i}{salt}", canonical_json(tool_schema(i)))
+        for i in range(n)
+    )
+    module._cached_tag.cache_clear()
+    return module.structural_tag(calls, module.FinalSpec(), preamble=True)
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--before", default="c0745bf")
+    args = parser.parse_args()
+    before = before_module(args.before)
     compiler = xgrammar.GrammarCompiler(tokenizer_info(), cache_enabled=False)
     compiler.compile_structural_tag(reference(1, "_warm-up"))  # first compile builds tables
-    counter = iter(range(10**9))
-    rows = []
-    for n in (1, 8, 64):
-        repeat = 3 if n == 64 else 10
-        row: dict[str, float] = {}
-        for name, build in (("ours", ours), ("vllm", reference)):
-            row[f"{name} build cold"] = timed(
-                lambda b=build, n=n: b(n, f"_{next(counter)}"), repeat
-            )
-            fixed = build(n, "")
-            row[f"{name} build cached"] = timed(lambda b=build, n=n: b(n, ""), repeat)
-            compile_repeat = 1 if n == 64 else 3
-            row[f"{name} engine compile"] = timed(
-                lambda f=fixed: compiler.compile_structural_tag(f), compile_repeat
-            )
-            row[f"{name} tag KB"] = len(fixed) / 1024
-        rows.append((n, row))
-        _cached_tag.cache_clear()
 
-    print(f"{'tools':>5}  {'measure':<16} {'ours':>10} {'vLLM layout':>12} {'ratio':>8}")
-    for n, row in rows:
-        for measure in ("build cold", "build cached", "engine compile", "tag KB"):
-            a, b = row[f"ours {measure}"], row[f"vllm {measure}"]
-            unit = "" if measure == "tag KB" else " ms"
-            print(f"{n:>5}  {measure:<16} {a:>8.2f}{unit:3} {b:>9.2f}{unit:3} {b / a:>7.1f}x")
+    def ours_not_compact(n: int, salt: str) -> str:
+        """Our layout with xgrammar's json_schema elements (excludes, whitespace runs <= 64)."""
+        saved = grammar.compact_rules, grammar._MAX_JSON_WHITESPACE
+        grammar.compact_rules, grammar._MAX_JSON_WHITESPACE = lambda *_: None, 64
+        try:
+            return tag_of(grammar, n, salt)
+        finally:
+            grammar.compact_rules, grammar._MAX_JSON_WHITESPACE = saved
+
+    layouts: dict[str, Callable[[int, str], str]] = {
+        "vLLM": reference,
+        "before": lambda n, salt: tag_of(before, n, salt),
+        "ours": lambda n, salt: tag_of(grammar, n, salt),
+        "ours, not compact": ours_not_compact,
+    }
+    print(f"engine compile, ms (min of {args.repeat}); ratio = layout / vLLM layout")
+    print(f"{'tools':>5} " + " ".join(f"{name:>18}" for name in layouts) + f" {'build':>9}")
+    for n in (1, 8, 64):
+        cells = {}
+        for name, build in layouts.items():
+            text = build(n, f"_{name.replace(' ', '_')}")
+            cells[name] = timed(lambda t=text: compiler.compile_structural_tag(t), args.repeat)
+        ours(n, "")
+        build_ms = timed(lambda n=n: ours(n, ""), 10)
+        row = " ".join(
+            f"{ms:>9.0f} ({ms / cells['vLLM']:>4.2f}x)".rjust(18) for ms in cells.values()
+        )
+        print(f"{n:>5} {row} {build_ms:>7.2f}ms", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,25 +2,51 @@
 
 A completion is free reasoning (an optional analysis message), an optional commentary preamble,
 then one ending: a final answer (free text, or JSON matching a schema) and/or a call to one of
-the declared functions with arguments matching its JSON schema. Harmony markers are excluded
-from free text and JSON strings: xgrammar sees special tokens as their text, so without the
-exclusions a string could swallow `<|end|><|start|>...` and the grammar's idea of the message
-would drift from the parser's.
+the declared functions with arguments matching its JSON schema. `<|`, the prefix of every
+Harmony marker, is excluded from free text and JSON strings: xgrammar sees special tokens as
+their text, so without the exclusion a string could swallow `<|end|><|start|>...` and the
+grammar's idea of the message would drift from the parser's (a literal `<|` cannot be written
+there either).
 
 A call may put its recipient in the role header (` to=functions.x<|channel|>commentary ...`, as
 the Harmony renderer writes it) or after the channel (`<|channel|>commentary to=functions.x ...`,
-as gpt-oss often generates it). Each function's JSON body appears once per form, behind a small
-set of shared header prefixes and suffixes (2 schema copies per tool, where spelling out every
-header variant, as vLLM does, costs 12). An undeclared recipient (`to=python`,
-`to=functions.calculator`) cannot be generated at all.
+as gpt-oss often generates it). Each tool is one alternative: its header forms, then its body
+once. An undeclared recipient (`to=python`, `to=functions.calculator`) cannot be generated.
 
-Building a tag and checking that it compiles costs milliseconds for large tool sets; both are
-cached by the tag's inputs, so a client that sends the same tools every turn pays once (the
-engine caches its tokenizer-aware compile by the tag's text in the same way). That engine
-compile is the expensive part, and exclusions dominate it (measured: 8 tools with every marker
-excluded from each JSON body took 74-90 s, against 2-3 s now): free text excludes the markers
-themselves, but JSON bodies exclude the single string `<|` that starts every marker, so
-arguments cannot contain a literal `<|` (`benchmarks/bench_grammar.py`).
+Arguments and JSON answers are compact JSON, the way gpt-oss writes them (no whitespace between
+tokens, numbers of at most 16+16 digits and a two-digit exponent), over one JSON core shared by
+every tool of the tag (`proxy/core/json_grammar.py`); a schema that module cannot prove
+marker-free falls back to xgrammar's json_schema element with `excludes` (whitespace runs <= 1).
+Free strings have no length bound: xgrammar drops maxLength under `excludes`, and a bounded
+repeat of the string automaton would cost compile time per tag; the engine's max_tokens bounds
+them.
+
+Engine compile (xgrammar's tokenizer-aware compile with the o200k_harmony vocabulary, the
+first request with a new tool set waits for it), `benchmarks/bench_grammar.py`, min of 3, on
+this 2-core machine shared with other work (absolute ms are loaded; compare ratios):
+
+| tools | vLLM 0.32 layout | before (c0745bf) | ours            | ours, not compact |
+|------:|-----------------:|-----------------:|----------------:|------------------:|
+|     1 |           139 ms |   715 ms (5.15x) |   93 ms (0.67x) |    392 ms (2.82x) |
+|     8 |           741 ms |  1701 ms (2.30x) |  420 ms (0.57x) |   1022 ms (1.38x) |
+|    64 |          7450 ms | 17117 ms (2.30x) | 1462 ms (0.20x) |  13470 ms (1.81x) |
+
+A second run (less loaded): vLLM 105 / 519 / 2,517 ms; before 586 / 959 / 2,796 ms (5.59x,
+1.85x, 1.11x); ours 95 / 105 / 338 ms (0.91x, 0.20x, 0.13x); not compact 351 / 568 / 2,979 ms.
+The issue's unloaded vLLM numbers are 71 / 340 / 3,080 ms; at ratios 0.2-0.6, 8 tools is
+~70-200 ms unloaded (105 ms measured in the second run). The compact core is what makes it
+cheap: xgrammar's json_schema element copies the generic JSON rules and the exclusion
+automaton into every tool.
+
+Caches. The proxy builds a tag (and checks that it compiles) once per tool set per process:
+`_cached_tag` is keyed by the tag's inputs, so each `--workers` process builds its own copy on
+its first request with that set (milliseconds). The engine compiles and caches by the tag's
+text: with the in-process engine, one compile per engine process; with remote replicas, each
+replica compiles on the first request with that tool set it receives, and keeps it in its own
+cache (vLLM's xgrammar backend cache), so a tool set costs one compile per replica, not per
+proxy worker. The tag's text is deterministic for a tool set (canonical schemas, fixed order),
+so every worker sends the same text and hits the same engine cache entry. Pre-warming from a
+file of tool sets (`--warm-tools FILE`) is not built yet.
 """
 
 from __future__ import annotations
@@ -31,6 +57,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from proxy.core.bounded_cache import MiB, bounded_cache
+from proxy.core.json_grammar import SHARED_RULES, compact_rules
 
 # The stop tokens (<|return|>, <|call|>) end a message too; xgrammar refuses stop tokens inside
 # a constrained span, so an optional `<|end|>` lets the grammar finish and the engine's stop ids
@@ -38,25 +65,17 @@ from proxy.core.bounded_cache import MiB, bounded_cache
 _END = ["<|end|>", ""]
 _JSON_CONSTRAINS = (" <|constrain|>json", " json")
 _CALL_CHANNELS = ("<|channel|>commentary", "<|channel|>analysis")
-_MARKERS = [
-    "<|start|>",
-    "<|end|>",
-    "<|message|>",
-    "<|channel|>",
-    "<|constrain|>",
-    "<|return|>",
-    "<|call|>",
-    "<|endoftext|>",
-    "<|reserved",
-]
-# Free text ends at its tag's `<|end|>`; every other marker is forbidden inside it.
-_TEXT_EXCLUDES = [m for m in _MARKERS if m != "<|end|>"]
-# Every marker starts with `<|`: one exclusion keeps them all out of JSON, at a fraction of the
-# compile cost of nine.
+# Every marker starts with `<|`, so excluding that one pair keeps them all out of free text and
+# JSON strings (a literal `<|` cannot be written there either). Free text ends at its tag's
+# `<|end|>`. One two-character exclusion compiles to a two-state automaton; the nine markers
+# spelled out made free text alone cost ~0.3-0.6 s of engine compile per tag.
+_TEXT_EXCLUDES = ["<|"]
 _JSON_EXCLUDES = ["<|"]
-# JSON may be pretty-printed, but a small model can otherwise loop on whitespace forever (the
-# engine's own whitespace switch does not reach structural tags).
-_MAX_JSON_WHITESPACE = 64
+# gpt-oss writes compact JSON; a small model otherwise fills arguments with whitespace runs
+# (issue 21: 57 of 214 calls). xgrammar's structural tags take no `any_whitespace` switch and
+# refuse 0, so whitespace between JSON tokens is capped at one character: a run cannot grow, and
+# the cap compiles cheaper than a wider one (a repeat of 64 added ~0.3 s per tag).
+_MAX_JSON_WHITESPACE = 1
 
 # json.dumps/json.loads recurse once per nesting level, and xgrammar's JSON-schema compiler
 # recurses on the C stack: a schema 100 000 levels deep crashed the process (SIGSEGV).
@@ -213,44 +232,46 @@ def compile_error(kind: str, text: str) -> str | None:
 
 
 def _calls(calls: tuple[CallSpec, ...]) -> dict[str, Any]:
-    """A call to one declared function, recipient in the role header or after the channel."""
-    role_side = _sequence(
-        [
-            _const(" to="),
-            _bodies(
-                calls, [c + j for c in _CALL_CHANNELS for j in _JSON_CONSTRAINS], _CALL_CHANNELS
-            ),
-        ]
-    )
-    channel_side = _sequence(
-        [
-            _one_of([_const(c + " to=") for c in _CALL_CHANNELS]),
-            _bodies(calls, list(_JSON_CONSTRAINS), [""]),
-        ]
-    )
-    return _sequence(
-        [
-            _one_of([role_side, channel_side]),
-            {"type": "optional", "content": _const("<|end|>")},
-        ]
-    )
+    """A call to one declared function, recipient in the role header or after the channel.
+
+    JSON tools share one EBNF grammar: per tool, its header forms then its own schema rules,
+    over one shared JSON core (`proxy/core/json_grammar.py`). A freeform tool, or a schema that
+    module cannot express, is its own alternative (both header forms, then its body once).
+    """
+    grammar_lines: list[str] = []
+    others: list[dict[str, Any]] = []
+    for index, call in enumerate(calls):
+        rules = None if call.freeform else compact_rules(call.schema_json, f"t{index}_")
+        if rules is None:
+            others.append(_call(call))
+        else:
+            headers = " | ".join(json.dumps(h, ensure_ascii=False) for h in _headers(call))
+            grammar_lines += [f"call_{index} ::= ({headers}) t{index}_root", rules]
+    alternatives = list(others)
+    if grammar_lines:
+        calls_root = " | ".join(re.findall(r"^(call_\d+) ::=", "\n".join(grammar_lines), re.M))
+        grammar = "\n".join([f"root ::= {calls_root}", *grammar_lines, SHARED_RULES])
+        alternatives.insert(0, {"type": "grammar", "grammar": grammar})
+    return _sequence([_one_of(alternatives), {"type": "optional", "content": _const("<|end|>")}])
 
 
-def _bodies(
-    calls: tuple[CallSpec, ...], json_suffixes: list[str], text_suffixes: list[str]
-) -> dict[str, Any]:
-    """For each tool: its recipient, the rest of the header, then its JSON arguments (or, for a
-    freeform tool, plain text without the JSON content type)."""
-    json_headers = _one_of([_const(s + "<|message|>") for s in json_suffixes])
-    text_headers = _one_of([_const(s + "<|message|>") for s in text_suffixes])
-    return _one_of(
-        [
-            _sequence([_const(call.recipient), text_headers, _freeform(call.grammar)])
-            if call.freeform
-            else _sequence([_const(call.recipient), json_headers, _json(call.schema_json)])
-            for call in calls
-        ]
-    )
+def _headers(call: CallSpec) -> list[str]:
+    """`call`'s headers up to `<|message|>`: recipient in the role header, then after the
+    channel; JSON tools with the json content type, freeform tools without."""
+    if call.freeform:
+        role_suffixes, channel_suffixes = list(_CALL_CHANNELS), [""]
+    else:
+        role_suffixes = [c + j for c in _CALL_CHANNELS for j in _JSON_CONSTRAINS]
+        channel_suffixes = list(_JSON_CONSTRAINS)
+    return [f" to={call.recipient}{s}<|message|>" for s in role_suffixes] + [
+        f"{c} to={call.recipient}{s}<|message|>" for c in _CALL_CHANNELS for s in channel_suffixes
+    ]
+
+
+def _call(call: CallSpec) -> dict[str, Any]:
+    """`call`'s two header forms, then its body once (freeform text or xgrammar's JSON)."""
+    body = _freeform(call.grammar) if call.freeform else _json(call.schema_json)
+    return _sequence([_one_of([_const(h) for h in _headers(call)]), body])
 
 
 def _freeform(grammar: tuple[str, str] | None) -> dict[str, Any]:
@@ -329,6 +350,11 @@ def _text() -> dict[str, Any]:
 
 
 def _json(schema_json: str) -> dict[str, Any]:
+    """Compact JSON for the schema over the shared core, else xgrammar's own json_schema
+    element (marker prefix excluded, whitespace runs capped)."""
+    rules = compact_rules(schema_json, "a_")
+    if rules is not None:
+        return {"type": "grammar", "grammar": f"root ::= a_root\n{rules}\n{SHARED_RULES}"}
     return {
         "type": "json_schema",
         "json_schema": json.loads(schema_json),

@@ -30,9 +30,14 @@ ISOLATE_BYTES = 32 * 1024
 def _checks() -> dict[str, Callable[..., str | None]]:
     """What the worker may run: each takes strings and returns an error string or None."""
     from proxy.core.grammar import compile_error
+    from proxy.core.json_grammar import compact_ebnf
     from proxy.core.tools import schema_problem
 
-    return {"compile_error": compile_error, "schema_problem": schema_problem}
+    return {
+        "compile_error": compile_error,
+        "schema_problem": schema_problem,
+        "compact_ebnf": compact_ebnf,  # returns the EBNF text (None: not convertible)
+    }
 
 
 class IsolatedChecks:

@@ -6,7 +6,6 @@ turned off, or a backend that cannot apply one); the real-engine proof is in tes
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
@@ -211,6 +210,9 @@ def test_a_64_character_name_is_accepted(scripted_server):
 
 
 def test_strict_tool_arguments_are_grammar_constrained_under_every_tool_choice(loose_server):
+    from xgrammar import Grammar
+    from xgrammar.testing import _is_grammar_accept_string
+
     strict = {**WEATHER_TOOL, "function": {**WEATHER_TOOL["function"], "strict": True}}
     for choice in ("auto", "required", {"type": "function", "function": {"name": "get_weather"}}):
         loose_server.backend.script = Script([toks(THINK + call("functions.get_weather", "{}"))])
@@ -219,7 +221,10 @@ def test_strict_tool_arguments_are_grammar_constrained_under_every_tool_choice(l
             json=body(loose_server.model, tools=[strict], tool_choice=choice),
         )
         tag = loose_server.backend.requests[-1].sampling.structured_outputs["structural_tag"]
-        assert json.dumps(WEATHER_TOOL["function"]["parameters"]["properties"])[1:-1] in tag
+        grammar = Grammar.from_structural_tag(tag)
+        header = " to=functions.get_weather<|channel|>commentary json<|message|>"
+        assert _is_grammar_accept_string(grammar, header + '{"city":"Paris"}')
+        assert not _is_grammar_accept_string(grammar, header + '{"city":1}')
 
 
 def test_schemas_without_a_type_still_only_allow_object_arguments():
@@ -244,7 +249,7 @@ def test_schemas_without_a_type_still_only_allow_object_arguments():
         tag = output_rules(wanted, tool_names_for(wanted)).structured_outputs
         grammar = Grammar.from_structural_tag(tag["structural_tag"])
         header = " to=functions.f<|channel|>commentary <|constrain|>json<|message|>"
-        assert _is_grammar_accept_string(grammar, header + '{"a": 1}')
+        assert _is_grammar_accept_string(grammar, header + '{"a":1}')
         for not_an_object in ("null", "[1]", '"x"'):
             assert not _is_grammar_accept_string(grammar, header + not_an_object)
 

@@ -15,11 +15,9 @@ from proxy.core.output_rules import OutputRules, output_rules
 from tests.proxy.helpers import WEATHER_TOOL, neutral
 
 ANALYSIS = "<|channel|>analysis<|message|>Let me think.<|end|><|start|>assistant"
-CALL = (
-    ' to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>{"city": "Paris"}'
-)
+CALL = ' to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>{"city":"Paris"}'
 BAD_CALL = (
-    ' to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>{"town": "Paris"}'
+    ' to=functions.get_weather<|channel|>commentary <|constrain|>json<|message|>{"town":"Paris"}'
 )
 FINAL = "<|channel|>final<|message|>It is sunny."
 
@@ -70,7 +68,7 @@ def test_auto_with_tools_makes_undeclared_recipients_impossible(recipient):
         f" to={recipient}<|channel|>commentary",
         f"<|channel|>commentary to={recipient}",
     ):
-        assert not accepts(r, ANALYSIS + header + ' <|constrain|>json<|message|>{"city": "Paris"}')
+        assert not accepts(r, ANALYSIS + header + ' <|constrain|>json<|message|>{"city":"Paris"}')
 
 
 def test_auto_enforcement_can_be_turned_off_but_strict_tools_keep_a_grammar():
@@ -126,22 +124,22 @@ def test_json_schema_constrains_the_final_answer_but_not_the_reasoning():
     )
     assert accepts(
         r,
-        '<|channel|>analysis<|message|>free {not json<|end|><|start|>assistant<|channel|>final<|message|>{"n": 3}',
+        '<|channel|>analysis<|message|>free {not json<|end|><|start|>assistant<|channel|>final<|message|>{"n":3}',
     )
-    assert not accepts(r, ANALYSIS + '<|channel|>final<|message|>{"n": "three"}')
+    assert not accepts(r, ANALYSIS + '<|channel|>final<|message|>{"n":"three"}')
     assert not accepts(r, ANALYSIS + FINAL)
 
 
 def test_json_object_requires_an_object():
     r = rules(response_format={"type": "json_object"})
-    assert accepts(r, ANALYSIS + '<|channel|>final<|message|>{"a": [1, 2]}')
+    assert accepts(r, ANALYSIS + '<|channel|>final<|message|>{"a":[1,2]}')
     assert not accepts(r, ANALYSIS + "<|channel|>final<|message|>[1, 2]")
 
 
 def test_auto_with_tools_and_a_schema_allows_a_valid_call_or_a_valid_answer():
     r = rules(tools=[WEATHER_TOOL], response_format={"type": "json_object"})
     assert accepts(r, ANALYSIS + CALL)
-    assert accepts(r, ANALYSIS + '<|channel|>final<|message|>{"ok": true}')
+    assert accepts(r, ANALYSIS + '<|channel|>final<|message|>{"ok":true}')
     assert not accepts(r, ANALYSIS + FINAL)
 
 
@@ -213,15 +211,15 @@ def test_custom_tool_types_are_a_400():
 
 def test_harmony_markers_cannot_hide_inside_json_strings():
     r = rules(response_format={"type": "json_object"})
-    assert accepts(r, ANALYSIS + '<|channel|>final<|message|>{"a": "b < c | d"}')
+    assert accepts(r, ANALYSIS + '<|channel|>final<|message|>{"a":"b < c | d"}')
     assert not accepts(
-        r, ANALYSIS + '<|channel|>final<|message|>{"a": "b<|end|><|start|>assistant"}'
+        r, ANALYSIS + '<|channel|>final<|message|>{"a":"b<|end|><|start|>assistant"}'
     )
     call = rules(tools=[WEATHER_TOOL], tool_choice="required")
     assert not accepts(
         call,
         ANALYSIS
-        + ' to=functions.get_weather<|channel|>commentary json<|message|>{"city": "P<|call|>"}',
+        + ' to=functions.get_weather<|channel|>commentary json<|message|>{"city":"P<|call|>"}',
     )
 
 
@@ -235,6 +233,98 @@ def test_reasoning_cannot_contain_other_harmony_markers():
 
 
 def test_json_whitespace_runs_are_bounded():
+    """Compact JSON, as gpt-oss writes it: no whitespace between tokens (issue 21)."""
     r = rules(response_format={"type": "json_object"})
-    assert accepts(r, ANALYSIS + '<|channel|>final<|message|>{\n    "a": 1\n}')
-    assert not accepts(r, ANALYSIS + '<|channel|>final<|message|>{"a":' + " " * 200 + "1}")
+    final = ANALYSIS + "<|channel|>final<|message|>"
+    assert accepts(r, final + '{"a":1,"b":[1,2],"c":{"d":" x "}}')
+    assert not accepts(r, final + '{"a": 1, "b": [1, 2]}')
+    assert not accepts(r, final + '{\n    "a": 1\n}')
+    assert not accepts(r, final + '{"a":  1}')
+    assert not accepts(r, final + '{"a":' + " " * 200 + "1}")
+
+
+def test_call_arguments_are_compact_in_both_header_forms():
+    r = rules(tools=[WEATHER_TOOL], tool_choice="required")
+    channel_side = CALL.replace(
+        " to=functions.get_weather<|channel|>commentary",
+        "<|channel|>commentary to=functions.get_weather",
+    )
+    for call in (CALL, channel_side):
+        assert accepts(r, call)
+        assert not accepts(r, call.replace('{"city":"Paris"}', '{"city": "Paris"}'))
+        assert not accepts(r, call.replace('{"city":"Paris"}', '{"city":\n\n"Paris"}'))
+
+
+def test_free_text_and_json_strings_cannot_hold_a_marker_prefix():
+    """`<|` starts every Harmony marker; neither free text nor a JSON string may contain it."""
+    r = rules(tools=[WEATHER_TOOL])
+    assert not accepts(r, "<|channel|>analysis<|message|>a <| b<|end|><|start|>assistant" + CALL)
+    assert not accepts(r, "<|channel|>final<|message|>x <|call|> y")
+    assert not accepts(r, CALL.replace('"Paris"', '"Paris<|call|>"'))
+    assert not accepts(r, CALL.replace('"Paris"', '"<|end|><|start|>assistant"'))
+    assert accepts(r, CALL.replace('"Paris"', '"a < b | c <> |"'))
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("12", True),
+        ("-0.5", True),
+        ("1e99", True),
+        ("1.5E-7", True),
+        ("1e999", False),  # JavaScript reads it as Infinity
+        ("1" * 17, False),
+        ("0." + "1" * 17, False),
+    ],
+)
+def test_free_numbers_are_bounded(value, ok):
+    r = rules(response_format={"type": "json_object"})
+    assert accepts(r, ANALYSIS + '<|channel|>final<|message|>{"n":' + value + "}") is ok
+
+
+def test_many_tools_share_one_json_core_and_keep_their_own_schemas():
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": f"f{i}",
+                "parameters": {
+                    "type": "object",
+                    "properties": {f"k{i}": {"type": "integer"}},
+                    "required": [f"k{i}"],
+                },
+            },
+        }
+        for i in range(3)
+    ]
+    r = rules(tools=tools, tool_choice="required")
+    tag = r.structured_outputs["structural_tag"]
+    assert tag.count("basic_string_sub ::=") == 1
+    for i in range(3):
+        for header in (
+            f" to=functions.f{i}<|channel|>commentary <|constrain|>json<|message|>",
+            f"<|channel|>commentary to=functions.f{i} json<|message|>",
+        ):
+            assert accepts(r, header + f'{{"k{i}":{i}}}')
+            assert not accepts(r, header + f'{{"k{(i + 1) % 3}":{i}}}')
+    assert not accepts(r, ' to=functions.f9<|channel|>commentary json<|message|>{"k9":1}')
+
+
+def test_a_schema_the_shared_core_cannot_prove_safe_keeps_the_excludes():
+    """A `pattern` string is matched by its pattern alone: xgrammar's element is used then."""
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "f",
+            "parameters": {
+                "type": "object",
+                "properties": {"s": {"type": "string", "maxLength": 5}, "t": {"type": "string"}},
+                "required": ["s", "t"],
+            },
+        },
+    }
+    r = rules(tools=[tool], tool_choice="required")
+    header = " to=functions.f<|channel|>commentary json<|message|>"
+    assert accepts(r, header + '{"s":"ab","t":"x"}')
+    assert not accepts(r, header + '{"s":"ab","t":"x<|call|>"}')
+    assert not accepts(r, header + '{"s":"<|end|>","t":"x"}')

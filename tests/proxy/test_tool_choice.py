@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import httpx
+import xgrammar
+from xgrammar.testing import _is_grammar_accept_string
 
 from proxy.backends.scripted import Script
 from proxy.core.conversation import load_encoding
@@ -118,8 +120,11 @@ def test_response_format_is_sent_as_grammar_not_prompt(scripted_server):
         scripted_server,
         response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": schema}},
     ).json()
-    request = scripted_server.backend.requests[-1]
-    assert '"integer"' in request.sampling.structured_outputs["structural_tag"]
+    tag = scripted_server.backend.requests[-1].sampling.structured_outputs["structural_tag"]
+    grammar = xgrammar.Grammar.from_structural_tag(tag)
+    final = "<|channel|>final<|message|>"
+    assert _is_grammar_accept_string(grammar, final + '{"a":1}')
+    assert not _is_grammar_accept_string(grammar, final + '{"a":"1"}')
     assert json.loads(data["choices"][0]["message"]["content"]) == {"a": 1}
 
 

@@ -398,3 +398,36 @@ def test_joining_events_makes_new_ones_and_keeps_items_apart() -> None:
         CallEnd(0),
     ]
     assert first.text == "a"  # the assembler's events are not changed
+
+
+# -- a paced engine (benchmarks/bench_paced.py) ------------------------------------------------
+
+
+def test_a_paced_engine_hands_over_its_backlog_together() -> None:
+    """A reader that keeps up waits for each token; one that fell behind finds every token due
+    by then in one group (`more_ready` on all but its last), and the tokens are the same."""
+    import asyncio
+
+    from proxy.backends.base import SamplingConfig
+
+    tokens = ANSWER[:40]
+
+    async def read(lag_after: int | None) -> tuple[list[int], list[bool], float]:
+        backend = ScriptedBackend(Script(choices=[tokens], pace=0.002, ignore_stop_tokens=True))
+        got: list[int] = []
+        more: list[bool] = []
+        began = time.monotonic()
+        async for chunk in backend.generate([1], SamplingConfig(max_tokens=100), "r"):
+            got += chunk.token_ids
+            more.append(chunk.more_ready)
+            if len(more) == lag_after:
+                await asyncio.sleep(0.05)  # the proxy busy elsewhere: 25 steps go by
+        return got, more, time.monotonic() - began
+
+    kept_up, kept_more, took = asyncio.run(read(None))
+    assert kept_up == tokens and not any(kept_more)
+    assert took >= 39 * 0.002  # paced, not instant
+    behind, behind_more, _ = asyncio.run(read(5))
+    assert behind == tokens
+    assert sum(behind_more[5:]) >= 15  # the backlog came as one group
+    assert behind_more[-1] is False

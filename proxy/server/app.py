@@ -40,6 +40,7 @@ from proxy.core.caller import caller_of
 from proxy.core.conversation import load_encoding
 from proxy.core.errors import EngineLoading, ModelNotFound
 from proxy.core.grammar import warm_up as warm_up_grammar
+from proxy.core.request import GenerationRequest
 from proxy.core.sealing import ReasoningSealer
 from proxy.core.service import GenerationService
 from proxy.server.edge import REQUEST_ID_HEADER, ApiKeyCheck, BodyGate, HarmonyProxyApp
@@ -52,6 +53,7 @@ from proxy.server.loop_lag import LoopLagMonitor
 from proxy.server.metrics import ProxyMetrics, api_of_path
 from proxy.server.request_log import RequestRecord
 from proxy.server.settings import ProxyConfig, data_dir
+from proxy.server.warm_tools import read_warm_tools, warm_tool_sets
 
 logger = logging.getLogger("proxy")
 
@@ -64,9 +66,15 @@ STARTUP_FAILED = "the cause is in the server's log"
 class _Startup:
     """Loads the encoding and the engine in the background; remembers a failure."""
 
-    def __init__(self, service: GenerationService, on_ready: Callable[[], None] | None) -> None:
+    def __init__(
+        self,
+        service: GenerationService,
+        on_ready: Callable[[], None] | None,
+        warm: tuple[GenerationRequest, ...] = (),
+    ) -> None:
         self.service = service
         self.on_ready = on_ready
+        self.warm = warm  # tool sets compiled before /ready says ready (--warm-tools)
         self.task: asyncio.Task[None] | None = None
 
     @property
@@ -79,6 +87,7 @@ class _Startup:
             await asyncio.to_thread(warm_up_grammar)
             self.service.encoding_loaded = True
             await self.service.backend.start()
+            await warm_tool_sets(self.service, self.warm)
             logger.info("engine ready: %s", self.service.backend.model_name)
             if self.on_ready is not None:
                 self.on_ready()
@@ -123,7 +132,8 @@ def create_app(
         on_usage=budget.spend if budget.tokens_per_minute else None,
     )
     chat = ChatCompletions(service, config)
-    startup = _Startup(service, on_ready)
+    warm = read_warm_tools(config.warm_tools) if config.warm_tools else ()
+    startup = _Startup(service, on_ready, warm)
     store, sealer, scratch = open_response_state(config)
     responses = ResponsesEndpoint(service, config, store, sealer)
     messages = MessagesEndpoint(service, config, sealer)
@@ -219,7 +229,8 @@ def create_app(
                 status_code=503,
                 headers={"Retry-After": str(lifecycle.retry_after_seconds)},
             )
-        if service.encoding_loaded and backend.ready:
+        # (`startup_done`: after --warm-tools too, so traffic arrives with its grammars built)
+        if service.encoding_loaded and backend.ready and service.startup_done:
             return JSONResponse({"status": "ready", "model": backend.model_name})
         raise EngineLoading(service.unavailable_reason())
 

@@ -409,6 +409,13 @@ class ServingFlags:
         group=GROUP_LIMITS,
         kind="switch",
     )
+    warm_tools: str | None = flag(
+        None,
+        "JSON file of tool sets whose grammars the engine compiles before the server reports "
+        "ready, so an agent's first request does not wait (README: Operating it; default: none)",
+        group=GROUP_LIMITS,
+        metavar="FILE",
+    )
     max_stream_interval_ms: float = flag(
         1000.0,
         "the largest `stream_options.stream_interval_ms` a request may ask for; larger values "

@@ -38,6 +38,7 @@ from proxy.server.flags import (
     today,
 )
 from proxy.server.serving_flags import ServingFlags
+from proxy.server.warm_tools import read_warm_tools
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ class Settings(EngineFlags, ServingFlags):
                     "keys on purpose"
                 )
         self.engine_args()  # a malformed --engine-arg is a start-up error, not a load failure
+        if self.warm_tools:
+            read_warm_tools(self.warm_tools)  # a bad file stops the server here, named
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -171,6 +174,7 @@ class Settings(EngineFlags, ServingFlags):
             reasoning_ttl_seconds=self.reasoning_ttl,
             require_sealed_reasoning=self.require_sealed_reasoning,
             shared_prefix_cache=self.shared_prefix_cache,
+            warm_tools=self.warm_tools,
             stream_interval=StreamInterval(
                 self.stream_interval,
                 self.stream_interval_ms,
@@ -286,6 +290,8 @@ class ProxyConfig:
     shared_prefix_cache: bool = False
     # Floors of every stream's writes, and the bound of a request's own (proxy/core/coalesce.py).
     stream_interval: StreamInterval = field(default_factory=StreamInterval)
+    # A file of tool sets compiled before the server reports ready (proxy/server/warm_tools.py).
+    warm_tools: str | None = None
 
     def service_settings(self) -> ServiceSettings:
         """What the generation service decides by."""

@@ -182,9 +182,7 @@ def main() -> None:
             print(row("merged", on, off))
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; logs: {logs}")
     summary = {
-        name: [
-            {k: v for k, v in vars(lv).items() if k not in ("gaps", "ttfb")} for lv in levels_
-        ]
+        name: [{k: v for k, v in vars(lv).items() if k not in ("gaps", "ttfb")} for lv in levels_]
         for name, levels_ in out.items()
     }
     (logs / "results.json").write_text(json.dumps(summary))

@@ -193,8 +193,7 @@ def test_two_responses_at_once_both_land(scripted_server: Any) -> None:
                 )
             )
             items = [
-                item
-                async for item in client.conversations.items.list(conversation.id, order="asc")
+                item async for item in client.conversations.items.list(conversation.id, order="asc")
             ]
             return conversation.id, items
 

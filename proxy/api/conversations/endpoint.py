@@ -92,7 +92,11 @@ class ConversationsEndpoint:
 
     # ------------------------------------------------------------------ conversations
 
-    async def create(self, body: ConversationCreate, request: Request) -> JSONResponse:
+    async def create(
+        self, request: Request, body: ConversationCreate | None = None
+    ) -> JSONResponse:
+        """A new conversation (with no body at all, an empty one: every field is optional)."""
+        body = body or ConversationCreate()
         await _check_unicode(request, body)
         if self.store is None:
             raise InvalidRequest(STORE_OFF_MESSAGE)

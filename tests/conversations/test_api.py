@@ -265,3 +265,33 @@ def test_unknown_ids_are_404s_everywhere(raw: httpx.Client) -> None:
         answer = raw.request(method, path, json=body)
         assert answer.status_code == 404, (method, path, answer.text)
         assert answer.json()["error"]["code"] == "conversation_not_found"
+
+
+def test_the_agents_sdk_session_surface(scripted_server: Any) -> None:
+    """Every call `OpenAIConversationsSession` makes: add (in chunks of 20), read all or the
+    last few, pop the newest, clear (delete the conversation)."""
+    agents = pytest.importorskip("agents")
+
+    async def main() -> None:
+        async with openai.AsyncOpenAI(
+            base_url=scripted_server.base_url, api_key="unused", max_retries=0
+        ) as client:
+            session = agents.OpenAIConversationsSession(openai_client=client)
+            await session.add_items([user(f"note {i}") for i in range(45)])
+            every = await session.get_items()
+            assert [item["content"][0]["text"] for item in every] == [
+                f"note {i}" for i in range(45)
+            ]
+            assert [item["content"][0]["text"] for item in await session.get_items(limit=2)] == [
+                "note 43",
+                "note 44",
+            ]
+            popped = await session.pop_item()
+            assert popped is not None and popped["content"][0]["text"] == "note 44"
+            assert len(await session.get_items()) == 44
+            conversation_id = session.session_id
+            await session.clear_session()
+            with pytest.raises(openai.NotFoundError):
+                await client.conversations.retrieve(conversation_id)
+
+    asyncio.run(main())

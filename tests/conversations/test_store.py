@@ -181,3 +181,28 @@ def test_conversations_live_in_the_private_sqlite_file(tmp_path: Path) -> None:
         assert ids(open_conversation_store(responses)) == ["msg_1"]
     finally:
         responses.close()
+
+
+def test_a_page_is_a_range_scan_not_a_walk(tmp_path: Path) -> None:
+    """SQLite's plan for every statement of a page after a cursor: searches of the items' keys,
+    never a scan of the table (so page k costs what page 1 does)."""
+    responses = open_store(str(tmp_path / "responses.db"))
+    try:
+        store = open_conversation_store(responses)
+        new(store, items=[message(f"msg_{i}") for i in range(20)])
+        statements: list[str] = []
+        with store._transaction(False) as conn:
+            conn.set_trace_callback(statements.append)
+        store.page("conv_a", ALICE, after="msg_10", limit=5, ascending=False)
+        with store._transaction(False) as conn:
+            conn.set_trace_callback(None)
+            plans = [
+                " ".join(str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+                for sql in statements
+                if sql.lstrip().upper().startswith("SELECT")
+            ]
+        assert len(plans) == 3  # the conversation, the cursor's position, the page
+        for plan in plans:
+            assert "SEARCH" in plan and "SCAN" not in plan, plan
+    finally:
+        responses.close()

@@ -206,3 +206,17 @@ def test_a_page_is_a_range_scan_not_a_walk(tmp_path: Path) -> None:
             assert "SEARCH" in plan and "SCAN" not in plan, plan
     finally:
         responses.close()
+
+
+def test_a_reopened_store_finds_its_conversations(location: str) -> None:
+    """A restart, or a second replica on the same database: the tables are found, not remade."""
+    first = open_store(location)
+    second = None
+    try:
+        new(open_conversation_store(first), items=[message("msg_1")])
+        second = open_store(location)
+        assert ids(open_conversation_store(second)) == ["msg_1"]
+    finally:
+        first.close()
+        if second is not None:
+            second.close()

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from proxy.api.conversations import tables
 from proxy.api.conversations.records import (
     DEFAULT_MAX_CONVERSATION_BYTES,
+    ITEMS,
     POSTGRES,
     SQLITE,
     Conversation,
@@ -63,6 +64,13 @@ class ConversationStore:
         self.max_bytes = max_bytes
         with self._transaction(True) as conn:
             if dialect is POSTGRES:
+                # As the response store: nothing to do (and no CREATE privilege needed) once
+                # the last index exists; else one replica at a time creates what is missing.
+                done = conn.execute(
+                    "SELECT to_regclass(%s) IS NOT NULL", (f"{ITEMS}_by_call",)
+                ).fetchone()
+                if done and done[0]:
+                    return
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK,))
             for statement in schema(dialect):
                 conn.execute(statement)

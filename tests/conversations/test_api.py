@@ -295,3 +295,17 @@ def test_the_agents_sdk_session_surface(scripted_server: Any) -> None:
                 await client.conversations.retrieve(conversation_id)
 
     asyncio.run(main())
+
+
+def test_store_false_keeps_no_response_but_the_conversation_grows(
+    scripted_server: Any, client: openai.OpenAI
+) -> None:
+    """`store` governs the Response object; the conversation takes the turn either way."""
+    conversation = client.conversations.create()
+    reply = client.responses.create(
+        model=scripted_server.model, input="Hi", conversation=conversation.id, store=False
+    )
+    assert reply.store is False
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(reply.id)
+    assert len(all_items(client, conversation.id)) == 3

@@ -30,6 +30,9 @@ from fastapi.responses import JSONResponse, Response
 from proxy.api.chat import ChatCompletions
 from proxy.api.chat_request import precheck_body as chat_precheck
 from proxy.api.chat_schema import ModelCard, ModelList
+from proxy.api.conversations.endpoint import ConversationsEndpoint
+from proxy.api.conversations.items import precheck_body as conversations_precheck
+from proxy.api.conversations.store import open_conversation_store
 from proxy.api.messages.endpoint import MessagesEndpoint
 from proxy.api.messages.request import precheck_body as messages_precheck
 from proxy.api.responses.endpoint import ResponsesEndpoint
@@ -135,7 +138,17 @@ def create_app(
     warm = read_warm_tools(config.warm_tools) if config.warm_tools else ()
     startup = _Startup(service, on_ready, warm)
     store, sealer, scratch = open_response_state(config)
-    responses = ResponsesEndpoint(service, config, store, sealer)
+    conversation_store = (
+        open_conversation_store(store, max_bytes=config.conversation_max_bytes) if store else None
+    )
+    responses = ResponsesEndpoint(service, config, store, sealer, conversation_store)
+    conversations = ConversationsEndpoint(
+        conversation_store,
+        config.limits,
+        sealer,
+        service.model_names,
+        max_item_bytes=config.conversation_max_item_bytes,
+    )
     messages = MessagesEndpoint(service, config, sealer)
 
     def engine_state() -> str:
@@ -191,6 +204,8 @@ def create_app(
         {
             "/v1/chat/completions": lambda data: chat_precheck(data, limits),
             "/v1/responses": lambda data: responses_precheck(data, limits),
+            "/v1/conversations": conversations_precheck,
+            "/v1/conversations/{conversation_id}/items": conversations_precheck,
             "/v1/messages": lambda data: messages_precheck(data, limits),
             "/v1/messages/count_tokens": lambda data: messages_precheck(data, limits),
         }
@@ -270,6 +285,18 @@ def create_app(
         ("/v1/responses/{response_id}", responses.retrieve, "GET"),
         ("/v1/responses/{response_id}/input_items", responses.input_items, "GET"),
         ("/v1/responses/{response_id}", responses.delete, "DELETE"),
+        ("/v1/conversations", conversations.create, "POST"),
+        ("/v1/conversations/{conversation_id}", conversations.retrieve, "GET"),
+        ("/v1/conversations/{conversation_id}", conversations.update, "POST"),
+        ("/v1/conversations/{conversation_id}", conversations.delete, "DELETE"),
+        ("/v1/conversations/{conversation_id}/items", conversations.list_items, "GET"),
+        ("/v1/conversations/{conversation_id}/items", conversations.create_items, "POST"),
+        ("/v1/conversations/{conversation_id}/items/{item_id}", conversations.retrieve_item, "GET"),
+        (
+            "/v1/conversations/{conversation_id}/items/{item_id}",
+            conversations.delete_item,
+            "DELETE",
+        ),
         ("/v1/messages", messages.create, "POST"),
         ("/v1/messages/count_tokens", messages.count_tokens, "POST"),
     ):

@@ -38,7 +38,6 @@ from proxy.server.flags import (
     today,
 )
 from proxy.server.serving_flags import ServingFlags
-from proxy.server.warm_tools import read_warm_tools
 
 
 @dataclass(frozen=True)
@@ -84,8 +83,6 @@ class Settings(EngineFlags, ServingFlags):
                     "keys on purpose"
                 )
         self.engine_args()  # a malformed --engine-arg is a start-up error, not a load failure
-        if self.warm_tools:
-            read_warm_tools(self.warm_tools)  # a bad file stops the server here, named
 
     # -- construction --------------------------------------------------------------------
     @classmethod

@@ -356,7 +356,7 @@ def http_floor_system(args: argparse.Namespace, logs: Path) -> Iterator[System]:
 
 # -- main -------------------------------------------------------------------------------------
 def default_dtype() -> str:
-    from proxy.backends.vllm_engine import cpu_has_bf16
+    from proxy.backends.vllm_options import cpu_has_bf16
 
     gpu = shutil.which("nvidia-smi") is not None
     return "bfloat16" if gpu or cpu_has_bf16() else "float32"

@@ -57,7 +57,8 @@ def driver_main(argv: list[str]) -> None:
 
 def _engine_backend(args: argparse.Namespace, *, engine_stats: bool = False) -> Any:
     """`VllmBackend` on the demo checkpoint with the benchmark's engine settings."""
-    from proxy.backends.vllm_engine import EngineOptions, VllmBackend
+    from proxy.backends.vllm_engine import VllmBackend
+    from proxy.backends.vllm_options import EngineOptions
     from proxy.demo_model import ensure_demo_model
 
     options = EngineOptions(

@@ -169,7 +169,8 @@ def serve(settings: Settings, sockets: list[socket.socket] | None = None) -> int
 
 def serve_engine(settings: Settings) -> int:
     """Serve with the vLLM engine in this process."""
-    from proxy.backends.vllm_engine import EngineOptions, VllmBackend
+    from proxy.backends.vllm_engine import VllmBackend
+    from proxy.backends.vllm_options import EngineOptions
     from proxy.server.app import create_app
     from proxy.server.lifecycle import Lifecycle, freeze_startup_heap, run_server
 

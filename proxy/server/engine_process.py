@@ -49,7 +49,7 @@ def engine_command(settings: Settings, model: str, served: str, port: int) -> li
     if settings.dtype != "auto":
         extra += ["--dtype", settings.dtype]
     elif settings.model is None:
-        from proxy.backends.vllm_engine import cpu_has_bf16
+        from proxy.backends.vllm_options import cpu_has_bf16
 
         if not cpu_has_bf16():  # as the in-process demo engine does (EngineOptions)
             extra += ["--dtype", "float32"]

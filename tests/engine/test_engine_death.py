@@ -9,7 +9,8 @@ import psutil
 import pytest
 
 from proxy.backends.base import EngineError, EngineNotReady, SamplingConfig
-from proxy.backends.vllm_engine import EngineOptions, VllmBackend
+from proxy.backends.vllm_engine import VllmBackend
+from proxy.backends.vllm_options import EngineOptions
 
 
 @pytest.mark.engine

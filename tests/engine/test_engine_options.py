@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.backends.vllm_engine import EngineOptions
+from proxy.backends.vllm_options import EngineOptions
 
 
 def test_cpu_hosts_run_eager_without_chunked_prefill():

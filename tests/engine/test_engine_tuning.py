@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from proxy.backends.vllm_engine import EngineOptions
+from proxy.backends.vllm_options import EngineOptions
 from proxy.server.cli import parse_settings
 from proxy.server.cli_scale import engine_tuning, parse_engine_args
 from proxy.server.settings import SettingsError
@@ -98,6 +98,6 @@ def test_every_engine_argument_is_a_vllm_engine_argument():
 def test_the_demo_runs_float32_on_cpus_without_bf16(
     monkeypatch, has_bf16, on_cpu, flag, dtype, expected
 ):
-    monkeypatch.setattr("proxy.backends.vllm_engine.cpu_has_bf16", lambda: has_bf16)
+    monkeypatch.setattr("proxy.backends.vllm_options.cpu_has_bf16", lambda: has_bf16)
     options = EngineOptions(model="m", dtype=dtype, float32_without_cpu_bf16=flag)
     assert options.engine_kwargs(on_cpu)["dtype"] == expected

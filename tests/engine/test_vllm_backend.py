@@ -16,7 +16,8 @@ from proxy.backends.base import (
     GenerationChunk,
     SamplingConfig,
 )
-from proxy.backends.vllm_engine import EngineOptions, VllmBackend
+from proxy.backends.vllm_engine import VllmBackend
+from proxy.backends.vllm_options import EngineOptions
 
 RETURN, END, CALL = 200002, 200007, 200012
 _ids = itertools.count()

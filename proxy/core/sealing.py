@@ -40,6 +40,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import struct
@@ -52,6 +53,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from proxy.core.reasoning_keys import KEY_BYTES, decode_key, read_key_file
+
+logger = logging.getLogger("proxy")
 
 __all__ = [
     "DEFAULT_TTL_SECONDS",
@@ -108,46 +111,70 @@ def _field(raw: bytes) -> bytes:
 class ReasoningSealer:
     """Seals reasoning text into opaque tokens and opens them again, under a keyring.
 
-    `key` seals; `previous` keys only open. `ttl_seconds` bounds a token's age; `clock` is the
+    `key` seals; `previous` keys only open (or `keyring`: the keys of another sealer, shared). `ttl_seconds` bounds a token's age; `clock` is the
     time source (injected by tests). `require_sealed` is the server's policy that reasoning in
     a request's input must be a token of ours (plain-text reasoning is refused by the surfaces).
     """
 
     def __init__(
         self,
-        key: bytes,
+        key: bytes = b"",
         *,
         previous: Iterable[bytes] = (),
         ttl_seconds: float = DEFAULT_TTL_SECONDS,
         require_sealed: bool = False,
         clock: Callable[[], float] = time.time,
         purpose: bytes = _PURPOSE,
+        keyring: _Keyring | None = None,
     ) -> None:
-        keys = [bytes(key), *(bytes(k) for k in previous)]
-        for k in keys:
-            if len(k) != KEY_BYTES:
-                raise ValueError(f"a reasoning key must be {KEY_BYTES} bytes")
         if not ttl_seconds > 0:
             raise ValueError("the reasoning TTL must be positive")
-        self._keys = keys
-        self._ring = [(_key_id(k), AESGCM(k)) for k in keys]
+        self._keyring = keyring or _Keyring([bytes(key), *(bytes(k) for k in previous)])
         self.ttl_seconds = float(ttl_seconds)
         self.require_sealed = require_sealed
         self._clock = clock
         self._purpose = purpose
 
+    @property
+    def _ring(self) -> list[tuple[bytes, AESGCM]]:
+        return self._keyring.ring
+
     def for_purpose(self, label: str) -> ReasoningSealer:
         """A sealer under the same keyring whose tokens are bound to another purpose: a token of
         one purpose (a Responses `encrypted_content`) does not open as the other (an Anthropic
-        thinking `signature`), and the reverse, so neither can be passed off as the other."""
+        thinking `signature`), and the reverse, so neither can be passed off as the other. The
+        keyring is shared: a reload (`reload`) rekeys both."""
         return ReasoningSealer(
-            self._keys[0],
-            previous=self._keys[1:],
             ttl_seconds=self.ttl_seconds,
             require_sealed=self.require_sealed,
             clock=self._clock,
             purpose=f"harmony-proxy {label}".encode(),
+            keyring=self._keyring,
         )
+
+    def reload(self) -> bool:
+        """SIGHUP: read the key file again (a rotation: a new first line seals from now on,
+        the lines after it still open), keeping the previous keys given as flags. Keys given
+        as `--reasoning-key` are not reloaded; on any error the current keys stay, and why is
+        logged."""
+        source = self._keyring.source
+        if source is None:
+            logger.info("SIGHUP: the reasoning key was given as a flag; not reloaded")
+            return False
+        key_file, older = source
+        try:
+            keys = read_key_file(key_file)
+        except (OSError, ValueError) as exc:
+            logger.error("reasoning keys not reloaded, the current ones stay: %s", exc)
+            return False
+        self._keyring.replace([*keys, *older])
+        logger.warning(
+            "reasoning keys reloaded from %s: %d key(s), sealing with %s",
+            key_file,
+            len(keys) + len(older),
+            self.key_id,
+        )
+        return True
 
     def bound(self, owner: str, model: str) -> BoundSealer:
         """This sealer for one request: its caller's owner and the model it names."""
@@ -176,16 +203,14 @@ class ReasoningSealer:
         to the ring after the file's.
         """
         older = [decode_key(k, source="a previous reasoning key") for k in previous]
+        source = None
         if key is not None and key.strip():
             keys = [decode_key(key)]
         else:
             keys = read_key_file(key_file)
-        return cls(
-            keys[0],
-            previous=[*keys[1:], *older],
-            ttl_seconds=ttl_seconds,
-            require_sealed=require_sealed,
-        )
+            source = (key_file, older)
+        keyring = _Keyring([*keys, *older], source)
+        return cls(ttl_seconds=ttl_seconds, require_sealed=require_sealed, keyring=keyring)
 
     def seal(self, text: str, *, owner: str, model: str) -> str:
         """An opaque ASCII token holding `text` (any Python string, lone surrogates included),
@@ -225,6 +250,24 @@ class ReasoningSealer:
             [TOKEN_PREFIX.encode("ascii"), _field(self._purpose), key_id, issued]
             + [_field(part) for part in text]
         )
+
+
+class _Keyring:
+    """The keys a sealer and its other-purpose copies share: the first seals, all open.
+    `replace` swaps the whole ring in one assignment, so a request sealing or opening while
+    SIGHUP reloads sees the old ring or the new one, never a mix. `source`: the key file and
+    the flags' previous keys, when the keys came from a file (what `reload` reads again)."""
+
+    def __init__(self, keys: list[bytes], source: tuple[Path, list[bytes]] | None = None) -> None:
+        self.source = source
+        self.ring: list[tuple[bytes, AESGCM]] = []
+        self.replace(keys)
+
+    def replace(self, keys: list[bytes]) -> None:
+        for k in keys:
+            if len(k) != KEY_BYTES:
+                raise ValueError(f"a reasoning key must be {KEY_BYTES} bytes")
+        self.ring = [(_key_id(k), AESGCM(k)) for k in keys]
 
 
 def _token_bytes(token: object) -> bytes:

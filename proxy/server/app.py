@@ -138,6 +138,7 @@ def create_app(
     warm = read_warm_tools(config.warm_tools) if config.warm_tools else ()
     startup = _Startup(service, on_ready, warm)
     store, sealer, scratch = open_response_state(config)
+    lifecycle.reloaders.append(sealer.reload)  # SIGHUP: a rotated reasoning key file
     conversation_store = (
         open_conversation_store(store, max_bytes=config.conversation_max_bytes) if store else None
     )

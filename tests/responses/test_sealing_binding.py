@@ -191,3 +191,48 @@ def test_the_flags_reach_the_app_configuration() -> None:
     defaults = parse_settings(["serve"], environ={}).proxy_config(None)
     assert defaults.reasoning_ttl_seconds == DEFAULT_TTL_SECONDS
     assert not defaults.require_sealed_reasoning and not defaults.shared_prefix_cache
+
+
+# -- SIGHUP: the key file read again -----------------------------------------------------------
+
+
+def test_a_reload_rotates_the_key_file_for_every_purpose(tmp_path: Path) -> None:
+    key_file = tmp_path / "reasoning.key"
+    key_file.write_text(b64(OLD_KEY) + "\n")
+    sealer = ReasoningSealer.load(None, key_file)
+    thinking = sealer.for_purpose("thinking")
+    old_token = sealer.seal("before", owner=OWNER, model=MODEL)
+    old_id = sealer.key_id
+
+    key_file.write_text(f"{b64(NEW_KEY)}\n{b64(OLD_KEY)}\n")  # the rotation's first step
+    assert sealer.reload()
+    assert sealer.key_id != old_id and thinking.key_id == sealer.key_id
+    new_token = thinking.seal("after", owner=OWNER, model=MODEL)
+    assert thinking.open(new_token, owner=OWNER, model=MODEL) == "after"
+    assert sealer.open(old_token, owner=OWNER, model=MODEL) == "before"  # still opens
+
+    key_file.write_text(b64(NEW_KEY) + "\n")  # after the TTL: the old key removed
+    assert sealer.reload()
+    assert refused(sealer, old_token) == REFUSED
+
+
+def test_a_bad_key_file_on_reload_keeps_the_current_keys(tmp_path: Path) -> None:
+    key_file = tmp_path / "reasoning.key"
+    key_file.write_text(b64(OLD_KEY) + "\n")
+    sealer = ReasoningSealer.load(None, key_file, previous=[b64(NEXT_KEY)])
+    token = sealer.seal("kept", owner=OWNER, model=MODEL)
+    key_file.write_text("not a key\n")
+    assert not sealer.reload()
+    assert sealer.open(token, owner=OWNER, model=MODEL) == "kept"
+    flagged = ReasoningSealer.load(b64(NEW_KEY), key_file)
+    assert not flagged.reload()  # a key given as a flag is not the file's to change
+
+
+def test_previous_key_flags_survive_a_reload(tmp_path: Path) -> None:
+    key_file = tmp_path / "reasoning.key"
+    key_file.write_text(b64(NEW_KEY) + "\n")
+    old = ReasoningSealer(NEXT_KEY).seal("older", owner=OWNER, model=MODEL)
+    sealer = ReasoningSealer.load(None, key_file, previous=[b64(NEXT_KEY)])
+    key_file.write_text(b64(OLD_KEY) + "\n")
+    assert sealer.reload()
+    assert sealer.open(old, owner=OWNER, model=MODEL) == "older"

@@ -272,6 +272,12 @@ class ProxyConfig:
     response_retention_seconds: float | None = 30 * 86400.0
     response_retention_bytes: int | None = 1024 * 1024 * 1024
     response_max_row_bytes: int | None = 4 * 1024 * 1024
+    # Background responses (proxy/api/responses/background.py): at most this many running at
+    # once per owner and in all (None: no limit); a runner renews its lease this often times
+    # three, and a response whose lease ran out is marked failed (its proxy died).
+    background_max_per_owner: int | None = 16
+    background_max_total: int | None = 64
+    background_lease_seconds: float = 30.0
     # The key sealing reasoning for stateless replay (`reasoning.encrypted_content`): base64 of
     # 32 bytes, the same on every replica. None: read (or create) `reasoning_key_file`; with
     # that None too, a key file beside the store.

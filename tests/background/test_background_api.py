@@ -250,3 +250,42 @@ def test_terminal_events_close_every_stream(server, raw):
     )
     kinds = [e["type"] for e in events_of(answer)]
     assert sum(kind in TERMINAL for kind in kinds) == 1
+
+
+def test_a_response_waiting_for_admission_is_queued_and_cancels_without_reaching_the_engine(
+    make_server, backend
+):
+    backend.script = slow()
+    config = ProxyConfig(
+        served_model_names=(backend.model_name,),
+        conversation_date=TEST_DATE,
+        max_concurrent_requests=1,
+        max_queued_requests=4,
+    )
+    limited = make_server(config, backend)
+    client = openai.OpenAI(base_url=limited.base_url, api_key="unused", max_retries=0)
+    running = client.responses.create(model=limited.model, input="Hi", background=True)
+    wait_for(lambda: client.responses.retrieve(running.id).status == "in_progress")
+    waiting = client.responses.create(model=limited.model, input="Hi", background=True)
+    assert client.responses.retrieve(waiting.id).status == "queued"
+    assert client.responses.cancel(waiting.id).status == "cancelled"
+    assert client.responses.cancel(running.id).status == "cancelled"
+    wait_for(lambda: metric(limited.url, "harmony_proxy_requests_in_flight") == 0)
+    wait_for(lambda: metric(limited.url, "harmony_proxy_requests_queued") == 0)
+    assert len(backend.requests) == 1  # the cancelled one never reached the engine
+
+
+def test_an_event_log_over_the_row_cap_fails_the_response(make_server, backend):
+    backend.script = slow(0.005)
+    config = ProxyConfig(
+        served_model_names=(backend.model_name,),
+        conversation_date=TEST_DATE,
+        response_max_row_bytes=20_000,
+    )
+    capped = make_server(config, backend)
+    client = openai.OpenAI(base_url=capped.base_url, api_key="unused", max_retries=0)
+    created = client.responses.create(model=capped.model, input="Hi", background=True)
+    failed = wait_for(lambda: (r := client.responses.retrieve(created.id)).status == "failed" and r)
+    assert "20000 bytes" in failed.error.message
+    wait_for(lambda: backend.aborted)
+    wait_for(lambda: metric(capped.url, "harmony_proxy_requests_in_flight") == 0)

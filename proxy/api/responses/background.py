@@ -205,6 +205,8 @@ class BackgroundResponses:
             if row is None:
                 return  # deleted meanwhile
             if not row.active:
+                if after < row.events - 1:
+                    continue  # it finished after the read: read the rest, to its closing event
                 # Past the end of a finished response: its closing event.
                 last = await asyncio.to_thread(log.events_after, response_id, row.events - 2, 1)
                 yield b"".join(data for _, data in last)

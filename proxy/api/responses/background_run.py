@@ -19,6 +19,7 @@ response `failed` in the store.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -119,12 +120,23 @@ class BackgroundRunner:
             pass  # stopped: the store already says why (cancelled, expired, deleted)
 
     async def _log_stream(self, stream: SseStream) -> None:
+        """Log the stream to its end, or until the response stops being active; then close
+        the generation (aborting the engine request if unfinished), however this ends."""
+        logging_task = asyncio.ensure_future(self._log_all(stream))
+        stopped = asyncio.ensure_future(self.generation.stop.wait())
         try:
-            await self.generation.watch(self._log_all(stream))
-            stream.completed = True
+            await asyncio.wait({logging_task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if logging_task.done():
+                logging_task.result()
+                stream.completed = True
         except ClientGone:
             pass
         finally:
+            stopped.cancel()
+            if not logging_task.done():
+                logging_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ClientGone):
+                    await logging_task
             await stream.source.aclose()
             await asyncio.shield(stream.cleanup())
 

@@ -30,24 +30,25 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from proxy.api.responses.store import ResponseStore, SQLiteResponseStore
+from proxy.api.responses.background_tables import (
+    ACTIVE,
+    ACTIVE_SQL,
+    EVENTS,
+    ROWS,
+    Database,
+    prune,
+)
+from proxy.api.responses.store import ResponseStore
 from proxy.api.responses.store_records import dumps_json
 
-ROWS = "harmony_proxy_background"
-EVENTS = "harmony_proxy_background_events"
-ACTIVE = ("queued", "in_progress")
-_ACTIVE_SQL = "status IN ('queued', 'in_progress')"
 _COLUMNS = "id, owner, status, response, lease_until, events"
 # Serialises the cap check and insert of background creates across replicas (PostgreSQL).
 _PG_CREATE_LOCK = 0x6861726D6F6E7903
-_PG_SCHEMA_LOCK = 0x6861726D6F6E7901  # (the response store's: schema changes one at a time)
 
 
 class BackgroundLimit(Exception):
@@ -100,52 +101,12 @@ class BackgroundStore:
         max_rows: int | None,
         max_total_bytes: int | None,
     ) -> None:
-        self._store: Any = store
-        self._sqlite = isinstance(store, SQLiteResponseStore)
+        self._db = Database(store)
+        self._lock = self._db.lock
         self.max_log_bytes = max_log_bytes
         self.max_age_seconds = max_age_seconds
         self.max_rows = max_rows
         self.max_total_bytes = max_total_bytes
-        self._lock = "" if self._sqlite else " FOR UPDATE"
-        real, blob = ("REAL", "BLOB") if self._sqlite else ("double precision", "bytea")
-        with self._transaction() as conn:
-            if not self._sqlite:
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_SCHEMA_LOCK,))
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {ROWS} (id TEXT PRIMARY KEY, owner TEXT NOT NULL,"
-                f" created_at {real} NOT NULL, status TEXT NOT NULL, response TEXT NOT NULL,"
-                f" lease_until {real} NOT NULL, events BIGINT NOT NULL DEFAULT 0,"
-                " event_bytes BIGINT NOT NULL DEFAULT 0)"
-            )
-            conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {EVENTS} (response_id TEXT NOT NULL,"
-                f" sequence BIGINT NOT NULL, data {blob} NOT NULL,"
-                " PRIMARY KEY (response_id, sequence))"
-            )
-            conn.execute(f"CREATE INDEX IF NOT EXISTS {ROWS}_by_status ON {ROWS} (status)")
-
-    # -- connections ---------------------------------------------------------------------
-    def _sql(self, statement: str) -> str:
-        return statement if self._sqlite else statement.replace("?", "%s")
-
-    @contextmanager
-    def _transaction(self) -> Iterator[Any]:
-        """One write transaction on the response store's own pool (SQLite: begun IMMEDIATE,
-        so writers queue instead of failing; PostgreSQL: row locks with `FOR UPDATE`)."""
-        store = self._store
-        if self._sqlite:
-            with store._connection() as conn, store._write(conn):
-                yield _Conn(conn, self._sql)
-        else:
-            with store._pool.connection() as conn, conn.transaction():
-                yield _Conn(conn, self._sql)
-
-    @contextmanager
-    def _reading(self) -> Iterator[Any]:
-        store = self._store
-        pool = store._connection() if self._sqlite else store._pool.connection()
-        with pool as conn:
-            yield _Conn(conn, self._sql)
 
     # -- the runner's side ---------------------------------------------------------------
     def create(
@@ -160,12 +121,12 @@ class BackgroundStore:
         """Insert a queued response; `BackgroundLimit` when the owner or the server already
         runs as many as allowed (rows whose lease expired do not count: their proxy died)."""
         now = time.time()
-        with self._transaction() as conn:
-            if not self._sqlite:
+        with self._db.transaction() as conn:
+            if not self._db.sqlite:
                 conn.execute("SELECT pg_advisory_xact_lock(?)", (_PG_CREATE_LOCK,))
             total, mine = conn.execute(
                 "SELECT COUNT(*), COALESCE(SUM(CASE WHEN owner = ? THEN 1 ELSE 0 END), 0)"
-                f" FROM {ROWS} WHERE {_ACTIVE_SQL} AND lease_until >= ?",
+                f" FROM {ROWS} WHERE {ACTIVE_SQL} AND lease_until >= ?",
                 (owner, now),
             ).fetchone()
             if max_total is not None and total >= max_total:
@@ -177,7 +138,7 @@ class BackgroundStore:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (response["id"], owner, now, response["status"], dumps_json(response), lease_until),
             )
-            self._prune(conn, now)
+            prune(conn, now, self.max_age_seconds, self.max_rows, self.max_total_bytes)
 
     def append(
         self,
@@ -191,7 +152,7 @@ class BackgroundStore:
         status with it). False, and nothing written, when the row is no longer active: the
         runner must stop. `EventLogFull` past the log's byte cap."""
         size = sum(len(event) for event in events)
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             row = conn.execute(
                 f"SELECT status, events, event_bytes FROM {ROWS} WHERE id = ?{self._lock}",
                 (response_id,),
@@ -224,9 +185,9 @@ class BackgroundStore:
 
     def renew(self, response_id: str, lease_until: float) -> bool:
         """Extend the runner's lease; False when the row is no longer active (stop)."""
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             cursor = conn.execute(
-                f"UPDATE {ROWS} SET lease_until = ? WHERE id = ? AND {_ACTIVE_SQL}",
+                f"UPDATE {ROWS} SET lease_until = ? WHERE id = ? AND {ACTIVE_SQL}",
                 (lease_until, response_id),
             )
             return cursor.rowcount > 0
@@ -245,7 +206,7 @@ class BackgroundStore:
         Response object). Only `owner`'s row, when given; only when its lease ended before
         `expired_before`, when given. Returns the row as it is afterwards (unchanged when it
         was not active), None when there is none."""
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             found = conn.execute(
                 f"SELECT {_COLUMNS}, owner FROM {ROWS} WHERE id = ?{self._lock}", (response_id,)
             ).fetchone()
@@ -271,9 +232,9 @@ class BackgroundStore:
 
     def expired(self, now: float) -> list[str]:
         """Ids of active rows whose lease ended (their proxy is gone)."""
-        with self._reading() as conn:
+        with self._db.reading() as conn:
             rows = conn.execute(
-                f"SELECT id FROM {ROWS} WHERE {_ACTIVE_SQL} AND lease_until < ?", (now,)
+                f"SELECT id FROM {ROWS} WHERE {ACTIVE_SQL} AND lease_until < ?", (now,)
             ).fetchall()
         return [row[0] for row in rows]
 
@@ -283,7 +244,7 @@ class BackgroundStore:
         cutoff = (
             -float("inf") if self.max_age_seconds is None else time.time() - self.max_age_seconds
         )
-        with self._reading() as conn:
+        with self._db.reading() as conn:
             found = conn.execute(
                 f"SELECT {_COLUMNS} FROM {ROWS} WHERE id = ? AND owner = ? AND created_at >= ?",
                 (response_id, owner, cutoff),
@@ -291,7 +252,7 @@ class BackgroundStore:
         return None if found is None else _row(found)
 
     def events_after(self, response_id: str, after: int, limit: int) -> list[tuple[int, bytes]]:
-        with self._reading() as conn:
+        with self._db.reading() as conn:
             rows = conn.execute(
                 f"SELECT sequence, data FROM {EVENTS} WHERE response_id = ? AND sequence > ?"
                 " ORDER BY sequence LIMIT ?",
@@ -300,59 +261,13 @@ class BackgroundStore:
         return [(int(sequence), bytes(data)) for sequence, data in rows]
 
     def delete(self, response_id: str, owner: str) -> bool:
-        with self._transaction() as conn:
+        with self._db.transaction() as conn:
             deleted = conn.execute(
                 f"DELETE FROM {ROWS} WHERE id = ? AND owner = ?", (response_id, owner)
             ).rowcount
             if deleted:
                 conn.execute(f"DELETE FROM {EVENTS} WHERE response_id = ?", (response_id,))
         return deleted > 0
-
-    # -- retention ------------------------------------------------------------------------
-    def _prune(self, conn: Any, now: float) -> None:
-        """Rows past the age limit; then finished rows beyond the count and byte budgets,
-        oldest first (active rows are never dropped by budget: their runner would stop)."""
-        doomed: list[str] = []
-        if self.max_age_seconds is not None:
-            doomed += [
-                row[0]
-                for row in conn.execute(
-                    f"SELECT id FROM {ROWS} WHERE created_at < ?", (now - self.max_age_seconds,)
-                ).fetchall()
-            ]
-        if self.max_rows is not None or self.max_total_bytes is not None:
-            rows = conn.execute(
-                f"SELECT id, event_bytes, status FROM {ROWS} ORDER BY created_at DESC, id DESC"
-            ).fetchall()
-            kept = total = 0
-            for rid, size, status in rows:
-                kept, total = kept + 1, total + int(size)
-                over_rows = self.max_rows is not None and kept > self.max_rows
-                over_bytes = self.max_total_bytes is not None and total > self.max_total_bytes
-                if (over_rows or over_bytes) and status not in ACTIVE:
-                    doomed.append(rid)
-        for rid in dict.fromkeys(doomed):
-            conn.execute(f"DELETE FROM {EVENTS} WHERE response_id = ?", (rid,))
-            conn.execute(f"DELETE FROM {ROWS} WHERE id = ?", (rid,))
-
-
-class _Conn:
-    """A connection whose statements are written with `?` and translated for the driver."""
-
-    def __init__(self, conn: Any, translate: Any) -> None:
-        self._conn = conn
-        self._translate = translate
-
-    def execute(self, statement: str, params: tuple[Any, ...] = ()) -> Any:
-        return self._conn.execute(self._translate(statement), params)
-
-    def executemany(self, statement: str, params: list[tuple[Any, ...]]) -> None:
-        statement = self._translate(statement)
-        if hasattr(self._conn, "executemany"):
-            self._conn.executemany(statement, params)
-        else:
-            with self._conn.cursor() as cursor:
-                cursor.executemany(statement, params)
 
 
 def _row(found: tuple[Any, ...]) -> BackgroundRow:

@@ -171,6 +171,9 @@ class Settings(EngineFlags, ServingFlags):
             reasoning_ttl_seconds=self.reasoning_ttl,
             require_sealed_reasoning=self.require_sealed_reasoning,
             shared_prefix_cache=self.shared_prefix_cache,
+            background_max_per_owner=self.background_max_per_key or None,
+            background_max_total=self.background_max_total or None,
+            background_lease_seconds=self.background_lease,
             stream_interval=StreamInterval(
                 self.stream_interval,
                 self.stream_interval_ms,

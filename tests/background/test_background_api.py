@@ -5,6 +5,7 @@ SQLite store."""
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 import httpx
@@ -289,3 +290,53 @@ def test_an_event_log_over_the_row_cap_fails_the_response(make_server, backend):
     assert "20000 bytes" in failed.error.message
     wait_for(lambda: backend.aborted)
     wait_for(lambda: metric(capped.url, "harmony_proxy_requests_in_flight") == 0)
+
+
+def test_a_replica_starting_up_fails_the_responses_of_a_dead_one(
+    make_server, backend, background_loop, tmp_path
+):
+    store = str(tmp_path / "shared.sqlite3")
+    backend.script = slow()
+    config = ProxyConfig(
+        served_model_names=(backend.model_name,),
+        conversation_date=TEST_DATE,
+        response_store=store,
+        reasoning_key_file=str(tmp_path / "reasoning.key"),
+        background_lease_seconds=0.5,
+    )
+    dying = make_server(config, backend)
+    client = openai.OpenAI(base_url=dying.base_url, api_key="unused", max_retries=0)
+    created = client.responses.create(model=dying.model, input="Hi", background=True)
+    wait_for(lambda: client.responses.retrieve(created.id).status == "in_progress")
+    background_loop.run(_kill(dying.app.state.background._running[created.id].task))
+    time.sleep(0.6)
+    starting = make_server(config, ScriptedBackend())
+    # Failed by the start-up sweep, before anyone asked.
+    row = starting.app.state.background.log.get(created.id, "anonymous")
+    assert row.status == "failed"
+    assert "stopped before it finished" in row.response["error"]["message"]
+
+
+def test_a_drain_gives_background_responses_its_grace_then_fails_them(
+    make_server, backend, background_loop
+):
+    from proxy.server.lifecycle import Lifecycle
+
+    backend.script = slow()
+    lifecycle = Lifecycle(grace_seconds=0.5, farewell_seconds=1.0)
+    draining = make_server(None, backend, lifecycle=lifecycle)
+    client = openai.OpenAI(base_url=draining.base_url, api_key="unused", max_retries=0)
+    created = client.responses.create(model=draining.model, input="Hi", background=True)
+    wait_for(lambda: client.responses.retrieve(created.id).status == "in_progress")
+
+    async def drain() -> None:
+        lifecycle.begin_drain()
+
+    background_loop.run(drain())
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.responses.create(model=draining.model, input="Hi", background=True)
+    assert refused.value.status_code == 503
+    assert client.responses.retrieve(created.id).status == "in_progress"  # (in its grace)
+    failed = wait_for(lambda: (r := client.responses.retrieve(created.id)).status == "failed" and r)
+    assert failed.error is not None
+    wait_for(lambda: backend.aborted)

@@ -31,19 +31,18 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import Awaitable
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from proxy.api.responses.background_run import (
     SERVER_STOPPED,
-    TERMINAL_EVENTS,
     BackgroundGeneration,
     BackgroundRunner,
-    event_kind,
 )
 from proxy.api.responses.background_store import BackgroundLimit, BackgroundRow, BackgroundStore
+from proxy.api.responses.background_tail import EventTail
 from proxy.api.responses.endpoint import ResponsesEndpoint, _initial_response
 from proxy.api.responses.schema import ResponsesRequest
 from proxy.api.responses.store import ResponseStore
@@ -53,11 +52,6 @@ from proxy.core.service import Generation
 from proxy.server.request_log import RequestRecord
 from proxy.server.settings import ProxyConfig
 from proxy.server.sse import SseResponse, SseStream
-
-# A resumed stream polls the store this often at first, backing off to the slower period while
-# nothing arrives (a replica's own writes wake its readers at once).
-_POLL_FIRST, _POLL_MAX = 0.02, 0.5
-_PAGE = 256  # events read per query
 
 
 class BackgroundResponses:
@@ -77,7 +71,8 @@ class BackgroundResponses:
         self.max_total = config.background_max_total
         self._running: dict[str, BackgroundRunner] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._wakeups: dict[str, asyncio.Event] = {}
+        self._tail = EventTail(log, self._row)
+        self._notify = self._tail.notify
 
     # ------------------------------------------------------------------ POST
 
@@ -181,45 +176,10 @@ class BackgroundResponses:
     def _stream(self, response_id: str, owner: str, after: int) -> SseResponse:
         config = self.responses.config
         return SseResponse(
-            SseStream(self._tail(response_id, owner, after), close=_nothing),
+            SseStream(self._tail.follow(response_id, owner, after), close=_nothing),
             ping=config.sse_ping_seconds or 0,
             send_timeout=config.send_timeout_seconds,
         )
-
-    async def _tail(self, response_id: str, owner: str, after: int) -> AsyncGenerator[bytes, None]:
-        """The log's events after `after`, as they are written, to the closing event."""
-        log = self.log
-        assert log is not None
-        delay = _POLL_FIRST
-        while True:
-            wakeup = self._wakeups.setdefault(response_id, asyncio.Event())
-            rows = await asyncio.to_thread(log.events_after, response_id, after, _PAGE)
-            if rows:
-                after = rows[-1][0]
-                yield b"".join(data for _, data in rows)
-                if event_kind(rows[-1][1]) in TERMINAL_EVENTS:
-                    return
-                delay = _POLL_FIRST
-                continue
-            row = await self._row(response_id, owner)
-            if row is None:
-                return  # deleted meanwhile
-            if not row.active:
-                if after < row.events - 1:
-                    continue  # it finished after the read: read the rest, to its closing event
-                # Past the end of a finished response: its closing event.
-                last = await asyncio.to_thread(log.events_after, response_id, row.events - 2, 1)
-                yield b"".join(data for _, data in last)
-                return
-            try:
-                await asyncio.wait_for(wakeup.wait(), delay)
-            except TimeoutError:
-                delay = min(delay * 2, _POLL_MAX)
-
-    def _notify(self, response_id: str) -> None:
-        wakeup = self._wakeups.pop(response_id, None)
-        if wakeup is not None:
-            wakeup.set()
 
     async def _row(self, response_id: str, owner: str) -> BackgroundRow | None:
         """`owner`'s background row, failed first if its lease has expired."""

@@ -32,15 +32,12 @@ import asyncio
 import secrets
 import time
 from collections.abc import Awaitable
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from proxy.api.responses.background_run import (
-    SERVER_STOPPED,
-    BackgroundGeneration,
-    BackgroundRunner,
-)
+from proxy.api.responses.background_run import SERVER_STOPPED, BackgroundRunner
 from proxy.api.responses.background_store import BackgroundLimit, BackgroundRow, BackgroundStore
 from proxy.api.responses.background_tail import EventTail
 from proxy.api.responses.endpoint import ResponsesEndpoint, _initial_response
@@ -93,25 +90,29 @@ class BackgroundResponses:
                 param="background",
             )
         caller = caller_of(request)
-        response_id = f"resp_{secrets.token_hex(24)}"
-        request.state.response_id = response_id  # (the endpoint's turn takes this id)
-        queued = dict(_initial_response(body, response_id, stored=True), status="queued")
-        try:
-            await asyncio.to_thread(
-                log.create,
-                queued,
-                caller.owner,
-                time.time() + self.lease_seconds,
-                max_per_owner=self.max_per_owner,
-                max_total=self.max_total,
-            )
-        except BackgroundLimit as exc:
-            who = "this API key" if exc.scope == "owner" else "this server"
-            raise TooManyRequests(
-                f"Too many background responses running for {who} (at most {exc.limit}); "
-                "wait for one to finish or cancel one.",
-                retry_after=1,
-            ) from None
+        queued: dict[str, Any] = {}
+
+        async def keep(response_id: str, runner: BackgroundRunner) -> None:
+            """The request passed every check: keep it, queued (unless over the caps)."""
+            queued.update(_initial_response(body, response_id, stored=True), status="queued")
+            try:
+                await asyncio.to_thread(
+                    log.create,
+                    queued,
+                    caller.owner,
+                    runner.lease_until(),
+                    max_per_owner=self.max_per_owner,
+                    max_total=self.max_total,
+                )
+            except BackgroundLimit as exc:
+                who = "this API key" if exc.scope == "owner" else "this server"
+                raise TooManyRequests(
+                    f"Too many background responses running for {who} (at most "
+                    f"{exc.limit}); wait for one to finish or cancel one.",
+                    retry_after=1,
+                ) from None
+            self._running[response_id] = runner
+
         record = RequestRecord(
             id=getattr(request.state, "request_id", None) or secrets.token_hex(12),
             api="responses",
@@ -119,8 +120,9 @@ class BackgroundResponses:
             stream=body.stream,
             caller=caller,
         )
-        generation = BackgroundGeneration(self.responses.service, record)
-        runner = BackgroundRunner(log, generation, response_id, self.lease_seconds, self._notify)
+        runner = BackgroundRunner(
+            log, self.responses.service, record, self.lease_seconds, self._notify, keep
+        )
         streamed = body.model_copy(update={"stream": True})
         generate = self.responses._generate
 
@@ -128,23 +130,19 @@ class BackgroundResponses:
             return generate(streamed, request, generation)
 
         task = runner.task = asyncio.create_task(runner.run(run))
-        self._running[response_id] = runner
         self._tasks.add(task)
-        task.add_done_callback(lambda _: self._finished(response_id, task))
-        accepted = asyncio.create_task(generation.accepted.wait())
+        task.add_done_callback(lambda _: self._finished(runner, task))
+        accepted = asyncio.create_task(runner.generation.accepted.wait())
         await asyncio.wait({task, accepted}, return_when=asyncio.FIRST_COMPLETED)
         accepted.cancel()
-        if not generation.accepted.is_set():  # refused before it was queued: answer as usual
-            await asyncio.to_thread(log.delete, response_id, caller.owner)
-            error = task.exception()
-            if error is not None:
-                raise error
+        if not runner.generation.accepted.is_set():  # refused: answered as a synchronous one
+            raise task.exception() or RuntimeError("a background response ended unaccepted")
         if body.stream:
-            return self._stream(response_id, caller.owner, -1)
+            return self._stream(runner.response_id, caller.owner, -1)
         return JSONResponse(queued)
 
-    def _finished(self, response_id: str, task: asyncio.Task[None]) -> None:
-        self._running.pop(response_id, None)
+    def _finished(self, runner: BackgroundRunner, task: asyncio.Task[None]) -> None:
+        self._running.pop(runner.response_id, None)
         self._tasks.discard(task)
         if not task.cancelled():
             task.exception()  # (read: the POST re-raised it, or it was recorded as failed)

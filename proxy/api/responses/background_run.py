@@ -49,16 +49,28 @@ SERVER_STOPPED = {
 
 
 class BackgroundGeneration(Generation):
-    """A generation with no client to watch: it ends early only when `stop` is set. `accepted`
-    is set once the request has passed every check and waits for admission (it is queued)."""
+    """A generation with no client to watch: it ends early only when `stop` is set.
 
-    def __init__(self, service: GenerationService, record: RequestRecord) -> None:
+    Once its request has passed every check and is about to wait for admission, it calls
+    `accept(response_id)` (the id the endpoint chose, the request's `completion_id`): that
+    keeps the queued response in the store (or refuses it over the caps), and sets `accepted`.
+    """
+
+    def __init__(
+        self,
+        service: GenerationService,
+        record: RequestRecord,
+        accept: Callable[[str], Awaitable[None]],
+    ) -> None:
         self.stop = asyncio.Event()
         self.accepted = asyncio.Event()
+        self._accept = accept
         super().__init__(service, record, self.stop.wait)
 
     async def _admit_and_start(self, request: GenerationRequest) -> CompletionRun:
-        self.accepted.set()
+        if not self.accepted.is_set():  # (the first run: a response may take several)
+            await self._accept(request.completion_id)
+            self.accepted.set()
         return await super()._admit_and_start(request)
 
 
@@ -78,25 +90,34 @@ class BackgroundRunner:
     def __init__(
         self,
         log: BackgroundStore,
-        generation: BackgroundGeneration,
-        response_id: str,
+        service: GenerationService,
+        record: RequestRecord,
         lease_seconds: float,
         notify: Callable[[str], None],
+        keep: Callable[[str, BackgroundRunner], Awaitable[None]],
     ) -> None:
+        """`keep(response_id, runner)` stores the queued response once the request is accepted
+        (raising the refusal when over the caps)."""
         self.log = log
-        self.generation = generation
-        self.response_id = response_id
+        self.generation = BackgroundGeneration(service, record, self._accept)
+        self.response_id = ""  # known once accepted
         self.lease_seconds = lease_seconds
         self.notify = notify
+        self._keep = keep
+        self._heartbeat_task: asyncio.Task[None] | None = None
         self.sequence = 0  # the next event's number (the builder numbers from 0 too)
         self.task: asyncio.Task[None] | None = None
 
     def lease_until(self) -> float:
         return time.time() + self.lease_seconds
 
+    async def _accept(self, response_id: str) -> None:
+        await self._keep(response_id, self)
+        self.response_id = response_id
+        self._heartbeat_task = asyncio.create_task(self._heartbeat())
+
     async def run(self, generate: Callable[[Generation], Awaitable[Response]]) -> None:
         """Generate to the end. Raises only what came before `accepted` (the POST's answer)."""
-        heartbeat = asyncio.create_task(self._heartbeat())
         try:
             await self._generate(generate)
         except Exception as exc:
@@ -104,7 +125,8 @@ class BackgroundRunner:
                 raise
             await self._fail(exc)
         finally:
-            heartbeat.cancel()
+            if self._heartbeat_task is not None:
+                self._heartbeat_task.cancel()
             self.notify(self.response_id)
 
     async def _generate(self, generate: Callable[[Generation], Awaitable[Response]]) -> None:

@@ -128,8 +128,7 @@ class ResponsesEndpoint:
             lineage = [*previous.lineage, previous.id]
         sealer = self.sealer.bound(owner, body.model) if self.sealer else None
         items = normalise_input(body.input, sealer)
-        # (A background response's id is chosen before it runs: proxy/api/responses/background.py.)
-        response_id = getattr(request.state, "response_id", None) or f"resp_{secrets.token_hex(24)}"
+        response_id = f"resp_{secrets.token_hex(24)}"
         tools = read_tools(body.tools)
         salt = cache_salt(caller, shared=self.config.shared_prefix_cache)
         wanted = generation_request(body, items, history, tools, response_id, salt)

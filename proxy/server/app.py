@@ -127,8 +127,9 @@ def create_app(
     startup = _Startup(service, on_ready)
     store, sealer, scratch = open_response_state(config)
     responses = ResponsesEndpoint(service, config, store, sealer)
-    background = BackgroundResponses(responses, background_log(config, store))
     messages = MessagesEndpoint(service, config, sealer)
+
+    background = BackgroundResponses(responses, background_log(config, store))
 
     def engine_state() -> str:
         if service.startup_error:

@@ -340,3 +340,15 @@ def test_a_drain_gives_background_responses_its_grace_then_fails_them(
     failed = wait_for(lambda: (r := client.responses.retrieve(created.id)).status == "failed" and r)
     assert failed.error is not None
     wait_for(lambda: backend.aborted)
+
+
+def test_a_background_response_in_a_conversation_adds_its_turn_when_it_finishes(server, client):
+    chat = client.conversations.create()
+    created = client.responses.create(
+        model=server.model, input="Hi", background=True, conversation=chat.id
+    )
+    done = poll(client, created.id)
+    assert done.status == "completed"
+    items = list(client.conversations.items.list(chat.id, order="asc"))
+    assert [item.type for item in items] == ["message", "reasoning", "message"]
+    assert items[-1].content[0].text == "Hello there!"

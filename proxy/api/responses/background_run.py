@@ -11,9 +11,10 @@ Its generation is a `Generation` whose client "disconnects" only when the respon
 active: cancelled (here, or on another replica: the store refuses the next append or lease
 renewal), expired or deleted. Then the service's own machinery ends it: the engine request is
 aborted, the admission slot released and the outcome recorded once (as a client gone, 499).
-A runner that ends before its request passed validation (`accepted`) raises, so the POST
-answers with the error as a synchronous request would; after that, every failure ends the
-response `failed` in the store.
+The response is kept in the store (queued) only once its request has passed every check and
+the caps (`accepted`, just before it waits for admission): a runner that ends before that
+raises, so the POST answers with the error as a synchronous request would; after that, every
+failure ends the response `failed` in the store.
 """
 
 from __future__ import annotations

@@ -352,3 +352,17 @@ def test_a_background_response_in_a_conversation_adds_its_turn_when_it_finishes(
     items = list(client.conversations.items.list(chat.id, order="asc"))
     assert [item.type for item in items] == ["message", "reasoning", "message"]
     assert items[-1].content[0].text == "Hello there!"
+
+
+def test_hostile_resume_parameters_are_400s_or_clamped_never_500s(server, client, raw):
+    created = client.responses.create(model=server.model, input="Hi", background=True)
+    poll(client, created.id)
+    path = f"/v1/responses/{created.id}"
+    for params in ({"stream": "maybe"}, {"stream": "true", "starting_after": "abc"}):
+        answer = raw.get(path, params=params)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["type"] == "invalid_request_error"
+    huge = events_of(raw.get(path, params={"stream": "true", "starting_after": 10**30}))
+    assert [e["type"] for e in huge] == ["response.completed"]
+    below = events_of(raw.get(path, params={"stream": "true", "starting_after": -(10**30)}))
+    assert below[0]["sequence_number"] == 0

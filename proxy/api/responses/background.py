@@ -169,7 +169,9 @@ class BackgroundResponses:
                 "retrieve it without `stream`.",
                 param="stream",
             )
-        return self._stream(response_id, owner, -1 if starting_after is None else starting_after)
+        # (Clamped to what a database integer holds: past the end is past the end.)
+        after = -1 if starting_after is None else max(-1, min(starting_after, 2**62))
+        return self._stream(response_id, owner, after)
 
     def _stream(self, response_id: str, owner: str, after: int) -> SseResponse:
         config = self.responses.config

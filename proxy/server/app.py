@@ -35,6 +35,7 @@ from proxy.api.conversations.items import precheck_body as conversations_prechec
 from proxy.api.conversations.store import open_conversation_store
 from proxy.api.messages.endpoint import MessagesEndpoint
 from proxy.api.messages.request import precheck_body as messages_precheck
+from proxy.api.responses.background import BackgroundResponses, background_log
 from proxy.api.responses.endpoint import ResponsesEndpoint
 from proxy.api.responses.request import precheck_body as responses_precheck
 from proxy.api.responses.store import STORE_OFF, ResponseStore, open_store
@@ -152,6 +153,8 @@ def create_app(
     )
     messages = MessagesEndpoint(service, config, sealer)
 
+    background = BackgroundResponses(responses, background_log(config, store))
+
     def engine_state() -> str:
         if service.startup_error:
             return "failed"
@@ -183,9 +186,11 @@ def create_app(
             LoopLagMonitor(metrics.loop_lag, metrics.loop_lateness).run(after=startup.task)
         )
         lifecycle.on_drain = lambda: service.admission.reject_waiting(lifecycle.interrupt_error())
+        await background.sweep()
         try:
             yield
         finally:
+            await background.aclose()
             for task in (startup.task, watchdog, mirror, lag):
                 if task is not None:
                     task.cancel()
@@ -214,6 +219,7 @@ def create_app(
     app.state.service = service
     app.state.chat = chat
     app.state.responses = responses
+    app.state.background = background
     app.state.messages = messages
     app.state.metrics = metrics
     app.state.startup = startup
@@ -282,10 +288,11 @@ def create_app(
     )
 
     for path, endpoint, method in (
-        ("/v1/responses", responses.create, "POST"),
-        ("/v1/responses/{response_id}", responses.retrieve, "GET"),
+        ("/v1/responses", background.create, "POST"),
+        ("/v1/responses/{response_id}", background.retrieve, "GET"),
+        ("/v1/responses/{response_id}/cancel", background.cancel, "POST"),
         ("/v1/responses/{response_id}/input_items", responses.input_items, "GET"),
-        ("/v1/responses/{response_id}", responses.delete, "DELETE"),
+        ("/v1/responses/{response_id}", background.delete, "DELETE"),
         ("/v1/conversations", conversations.create, "POST"),
         ("/v1/conversations/{conversation_id}", conversations.retrieve, "GET"),
         ("/v1/conversations/{conversation_id}", conversations.update, "POST"),

@@ -400,6 +400,31 @@ class ServingFlags:
         group=GROUP_RESPONSES,
         kind="switch",
     )
+    # -- background responses (README: Background responses)
+    background_max_per_key: int = flag(
+        16,
+        "at most this many background responses (`background: true`) queued or running at "
+        "once per API key identity; more are refused with 429 (default: 16; 0: no limit)",
+        group=GROUP_RESPONSES,
+        convert=int,
+        minimum=0,
+    )
+    background_max_total: int = flag(
+        64,
+        "at most this many background responses queued or running at once on every replica "
+        "sharing the store (default: 64; 0: no limit)",
+        group=GROUP_RESPONSES,
+        convert=int,
+        minimum=0,
+    )
+    background_lease: float = flag(
+        30.0,
+        "a background response whose replica has not renewed its lease for this long is "
+        "marked failed (the replica died): seconds or 90s/5m (default: 30s)",
+        group=GROUP_RESPONSES,
+        convert=duration_seconds,
+        minimum=1,
+    )
     # -- streaming intervals (README: Streaming intervals; proxy/core/coalesce.py)
     stream_interval: int = flag(
         1,

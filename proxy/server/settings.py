@@ -160,6 +160,9 @@ class Settings(EngineFlags, ServingFlags):
             ),
             plan_workers=self.plan_workers,
             send_timeout_seconds=self.send_timeout or None,
+            background_max_per_owner=self.background_max_per_key or None,
+            background_max_total=self.background_max_total or None,
+            background_lease_seconds=self.background_lease,
             response_store=store,
             response_retention_count=self.response_retention or None,
             response_retention_seconds=(self.response_max_age_days * 86400.0) or None,
@@ -264,6 +267,12 @@ class ProxyConfig:
     send_timeout_seconds: float | None = 30.0
     # One JSON line per request on the `proxy.requests` logger.
     request_log: bool = True
+    # Background responses (proxy/api/responses/background.py): at most this many running at
+    # once per owner and in all (None: no limit); a runner renews its lease this often times
+    # three, and a response whose lease ran out is marked failed (its proxy died).
+    background_max_per_owner: int | None = 16
+    background_max_total: int | None = 64
+    background_lease_seconds: float = 30.0
     # Stored responses (/v1/responses `store`, `previous_response_id`): a path or sqlite:///
     # URL (embedded SQLite), a postgresql:// URL (shared by several proxies), or "off" (none
     # kept). None: a SQLite file in a temporary directory, gone when the process ends (the

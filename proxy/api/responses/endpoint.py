@@ -255,7 +255,7 @@ def _initial_response(body: ResponsesRequest, response_id: str, *, stored: bool)
         "object": "response",
         "created_at": int(time.time()),
         "status": "in_progress",
-        "background": False,
+        "background": bool(body.background),
         "error": None,
         "incomplete_details": None,
         "instructions": body.instructions,

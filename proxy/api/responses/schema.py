@@ -48,6 +48,7 @@ class ResponsesRequest(_Lenient):
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     store: bool = True
     stream: bool = False
+    background: bool | None = None
     stream_options: StreamOptions | None = None
     previous_response_id: str | None = None
     # A conversation id, or {"id": ...} (proxy/api/conversations/link.py).

@@ -171,6 +171,10 @@ class Settings(EngineFlags, ServingFlags):
             reasoning_ttl_seconds=self.reasoning_ttl,
             require_sealed_reasoning=self.require_sealed_reasoning,
             shared_prefix_cache=self.shared_prefix_cache,
+            # hosted tools (issue 18, part B)
+            mcp_allow=self.mcp_allow,
+            mcp_timeout_seconds=self.mcp_timeout_seconds,
+            max_tool_rounds=self.max_tool_rounds,
             stream_interval=StreamInterval(
                 self.stream_interval,
                 self.stream_interval_ms,
@@ -286,6 +290,12 @@ class ProxyConfig:
     shared_prefix_cache: bool = False
     # Floors of every stream's writes, and the bound of a request's own (proxy/core/coalesce.py).
     stream_interval: StreamInterval = field(default_factory=StreamInterval)
+    # Hosted tools (proxy/hosted/; issue 18, part B): URL prefixes `mcp` tools may reach
+    # (empty: `mcp` tools are refused), the time an MCP listing or call may take, and the
+    # rounds of hosted calls one response may run.
+    mcp_allow: tuple[str, ...] = ()
+    mcp_timeout_seconds: float = 30.0
+    max_tool_rounds: int = 8
 
     def service_settings(self) -> ServiceSettings:
         """What the generation service decides by."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from proxy.hosted.mcp_entry import check_prefix
-from proxy.server.flags import GROUP_RESPONSES, flag
+from proxy.server.flags import GROUP_RESPONSES, SettingsError, flag
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,6 @@ class HostedFlags:
         "port; repeatable); without any, `mcp` tools are refused with a 400 (default: none)",
         group=GROUP_RESPONSES,
         kind="list",
-        convert=check_prefix,
         metavar="URL",
     )
     mcp_timeout_seconds: float = flag(
@@ -37,3 +36,11 @@ class HostedFlags:
         convert=int,
         minimum=1,
     )
+
+    def check_hosted(self) -> None:
+        """A malformed `--mcp-allow` prefix is a start-up error (it would match nothing)."""
+        for prefix in self.mcp_allow:
+            try:
+                check_prefix(prefix)
+            except ValueError as exc:
+                raise SettingsError(f"--mcp-allow / HARMONY_PROXY_MCP_ALLOW: {exc}") from None

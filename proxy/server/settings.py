@@ -83,6 +83,7 @@ class Settings(EngineFlags, ServingFlags):
                     "keys on purpose"
                 )
         self.engine_args()  # a malformed --engine-arg is a start-up error, not a load failure
+        self.check_hosted()  # (hosted_flags.py)
 
     # -- construction --------------------------------------------------------------------
     @classmethod

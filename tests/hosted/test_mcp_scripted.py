@@ -274,3 +274,21 @@ def in_flight(proxy) -> float:
     text = httpx.get(f"{proxy.url}/metrics", timeout=5).text
     line = next(x for x in text.splitlines() if x.startswith("harmony_proxy_requests_in_flight"))
     return float(line.split()[-1])
+
+
+def test_a_conversation_keeps_the_hosted_items_and_lists_a_server_once(proxy, client, mcp_server):
+    tools = [mcp_tool(mcp_server.url, require_approval="never")]
+    conversation = client.conversations.create()
+    calling(proxy.backend, [call("calc.add", '{"a": 2, "b": 3}')])
+    first = client.responses.create(
+        model=proxy.model, input="2 + 3?", tools=tools, conversation=conversation.id
+    )
+    calling(proxy.backend, [call("calc.add", '{"a": 5, "b": 4}')], rounds=2)
+    second = client.responses.create(
+        model=proxy.model, input="5 + 4?", tools=tools, conversation=conversation.id
+    )
+    assert first.output[0].type == "mcp_list_tools"
+    assert "mcp_list_tools" not in [item.type for item in second.output]
+    kept = [item.type for item in client.conversations.items.list(conversation.id, order="asc")]
+    assert kept.count("mcp_list_tools") == 1 and kept.count("mcp_call") == 2
+    assert f"<|start|>calc.add{RESULT_MARK}5<|end|>" in prompts(proxy.backend)[-1]

@@ -4,6 +4,7 @@ response completing), and the limits on rounds and calls (the response ends `inc
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -201,3 +202,36 @@ def test_an_approval_for_an_unknown_request_is_a_400(hosted_server, mcp_server):
     )
     assert answer.status_code == 400
     assert answer.json()["error"]["param"] == "input[0].approval_request_id"
+
+
+def test_a_drain_ending_during_a_tool_call_fails_the_response_cleanly(
+    hosted_server, mcp_server, background_loop
+):
+    server = hosted_server()
+    calling(server.backend, [call("calc.wait", '{"seconds": 20}')])
+    lifecycle = server.app.state.lifecycle
+
+    async def drain() -> None:
+        lifecycle.begin_drain(grace_seconds=0.3)
+
+    body = {
+        "model": server.model,
+        "input": "Wait.",
+        "stream": True,
+        "tools": [mcp_tool(mcp_server.url)],
+    }
+    events = []
+    started = time.monotonic()
+    with httpx.stream("POST", f"{server.base_url}/responses", json=body, timeout=30) as answer:
+        for line in answer.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            events.append(json.loads(line[len("data: ") :]))
+            if events[-1]["type"] == "response.mcp_call.in_progress":
+                background_loop.run(drain())
+    assert time.monotonic() - started < 15  # not the call's 20 seconds
+    last = events[-1]
+    assert last["type"] == "response.failed"
+    assert last["response"]["error"]["code"] == "server_shutting_down"
+    cut = next(item for item in last["response"]["output"] if item["type"] == "mcp_call")
+    assert cut["status"] == "incomplete"

@@ -11,7 +11,8 @@ the model made several), completes the items, feeds the results back as Harmony 
 
 Toolsets are opened per request from the request's tool entries (`openers.py`), after the
 request has been read and before generation, with a `HostedContext`; `aclose()` ends their
-per-response resources (connections), whatever way the response ended.
+per-response resources (connections) when the generation closes, whatever way the response
+ended (the endpoint registers it with `Generation.add_cleanup`).
 
 What a toolset must never do is raise for a tool's own failure (a server down, a timeout, code
 that crashed): the failure is the call's result, shown in its item (`HostedResult.error`,
@@ -21,6 +22,7 @@ that crashed): the failure is the call's result, shown in its item (`HostedResul
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -29,6 +31,8 @@ from proxy.core.tools import FunctionTool
 
 if TYPE_CHECKING:
     from proxy.server.settings import ProxyConfig
+
+logger = logging.getLogger("proxy")
 
 Item = dict[str, Any]
 
@@ -159,10 +163,16 @@ class HostedTools:
         return [item for toolset in self.toolsets for item in toolset.leading_items()]
 
     async def aclose(self) -> None:
-        """Close every toolset, even when one fails to (each is logged by the caller)."""
+        """Close every toolset, even when one fails to (that one is logged)."""
         results = await asyncio.gather(
             *(toolset.aclose() for toolset in self.toolsets), return_exceptions=True
         )
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, Exception):
+        for toolset, result in zip(self.toolsets, results, strict=True):
+            if isinstance(result, Exception):
+                logger.error(
+                    "closing hosted toolset %s failed",
+                    toolset.item_type,
+                    exc_info=(type(result), result, result.__traceback__),
+                )
+            elif isinstance(result, BaseException):
                 raise result

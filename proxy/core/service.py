@@ -18,6 +18,10 @@ Planning (proxy/core/planning.py) runs on the loop for small requests, else in t
 executor's threads. A request whose client disconnects during planning keeps its admission slot
 until its thread has finished (so the concurrency limit bounds the work actually running), and
 the thread gives up at its next step.
+
+A response whose hosted tools (proxy/hosted/) ran takes several runs: `continue_with(request)`
+closes the current run and starts the next in the same generation, on the same slot, and
+everything recorded (usage, the usage hook, the request log) is the runs' sum.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from proxy.core.errors import (
     ServerDraining,
     TooManyRequests,
 )
+from proxy.core.events import Usage
 from proxy.core.planning import PlanExecutor, plan_request, plans_quickly
 from proxy.core.request import GenerationRequest
 from proxy.core.run import CompletionPlan, CompletionRun
@@ -161,6 +166,8 @@ class Generation:
         self.request: GenerationRequest | None = None
         self.record = record
         self.run: CompletionRun | None = None
+        # Every run of the response (more than one when hosted tools fed results back).
+        self._runs: list[CompletionRun] = []
         self._disconnected = disconnected
         self._holds_slot = False
         self._slot_deferred = False  # an abandoned plan thread gives the slot back
@@ -168,6 +175,7 @@ class Generation:
         self._streamed = False
         # An outcome the surface decided itself (a refusal it answered as a 200 stream).
         self._settled: tuple[int, str | None, str | None] | None = None
+        self._cleanups: list[Callable[[], Awaitable[None]]] = []
 
     async def __aenter__(self) -> Generation:
         return self
@@ -191,6 +199,55 @@ class Generation:
         self.run = await self.watch(self._admit_and_start(request), service.lifecycle)
         return self.run
 
+    async def continue_with(self, request: GenerationRequest) -> CompletionRun:
+        """The next run of the same response (a hosted tool's results fed back): the current
+        run is closed, the admission slot kept, `request` gated and planned afresh, and the
+        next run started. Usage is summed over the runs (`usage`, the usage hook, the request
+        log). A drain's end still cuts it (the surface's own disconnect handling covers the
+        client leaving: this is awaited inside the stream or the watched non-streamed turn)."""
+        service = self.service
+        if self.run is not None:
+            await self.run.close()
+        self.request = request
+        gate.check_request(request, service.settings.limits)
+        # (A drain lets in-flight responses finish, their later rounds too, until it expires.)
+        if not service.backend.ready:
+            raise EngineLoading(service.unavailable_reason())
+        return await self.until_drained(self._plan_and_start(request))
+
+    @property
+    def runs(self) -> tuple[CompletionRun, ...]:
+        """The response's runs so far, the current one last."""
+        return tuple(self._runs)
+
+    @property
+    def usage(self) -> Usage | None:
+        """The runs' usage summed; None until the last run's steps are exhausted."""
+        usages = [run.usage for run in self._runs]
+        if not usages or any(usage is None for usage in usages):
+            return None
+        return summed([u for u in usages if u is not None])
+
+    async def until_drained(self, work: Awaitable[T]) -> T:
+        """Await `work` (a hosted tool's run, the next round's planning), cancelling it when
+        the drain's grace period ends (then the request gets the drain's error)."""
+        lifecycle = self.service.lifecycle
+        task = asyncio.ensure_future(work)
+        expired = asyncio.ensure_future(lifecycle.expired.wait())
+        try:
+            await asyncio.wait({task, expired}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            expired.cancel()
+            if not task.done():
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+        if task.cancelled() or not task.done():
+            raise lifecycle.interrupt_error()
+        return task.result()
+
     async def _admit_and_start(self, request: GenerationRequest) -> CompletionRun:
         service = self.service
         metrics = service.metrics
@@ -202,6 +259,12 @@ class Generation:
         self._holds_slot = True
         service.lifecycle.opened()
         metrics.in_flight.inc()
+        return await self._plan_and_start(request)
+
+    async def _plan_and_start(self, request: GenerationRequest) -> CompletionRun:
+        """Plan `request` and start its run (the slot is held)."""
+        service = self.service
+        metrics = service.metrics
         abandoned = threading.Event()
         if plans_quickly(request):
             plan = service.plan(request, abandoned)
@@ -227,6 +290,7 @@ class Generation:
             interval=service.settings.stream_interval,
         )
         self.run = run
+        self._runs.append(run)
         await run.start()
         return run
 
@@ -265,6 +329,11 @@ class Generation:
         answered itself, e.g. as a failed stream)."""
         self._settled = (status, finish, error)
 
+    def add_cleanup(self, cleanup: Callable[[], Awaitable[None]]) -> None:
+        """Await `cleanup` when the generation closes, however it ends (refused, cut, streamed
+        or not): a response's hosted tools release what they hold there."""
+        self._cleanups.append(cleanup)
+
     async def _close_stream(self, completed: bool) -> None:
         if not completed:
             self.service.metrics.client_disconnects.inc()
@@ -281,6 +350,11 @@ class Generation:
             if not self._slot_deferred:
                 self._release()
             self._record(completed, error)
+            for cleanup in self._cleanups:
+                try:
+                    await cleanup()
+                except Exception:  # noqa: BLE001 - the response is settled; log and go on
+                    logger.exception("a generation's cleanup failed")
 
     def _give_back_slot(self, work: asyncio.Future[object]) -> None:
         """The abandoned plan's thread has finished: its slot is free now."""
@@ -327,16 +401,20 @@ class Generation:
             self._log(200, finish=first)
 
     def _report_usage(self) -> None:
-        """The generation's tokens to the usage hook: prompt plus completion, also for a run
-        that did not finish (a stream abandoned mid-way is charged what it read)."""
-        run, on_usage = self.run, self.service.on_usage
-        if run is None or on_usage is None:
+        """The generation's tokens to the usage hook: prompt plus completion of every run,
+        also of a run that did not finish (a stream abandoned mid-way is charged what it
+        read)."""
+        on_usage = self.service.on_usage
+        if not self._runs or on_usage is None:
             return
-        usage = run.usage
-        if usage is not None:
-            on_usage(self.record.caller, usage.prompt_tokens + usage.completion_tokens)
-        else:
-            on_usage(self.record.caller, run.tokens_so_far)
+        tokens = 0
+        for run in self._runs:
+            usage = run.usage
+            if usage is not None:
+                tokens += usage.prompt_tokens + usage.completion_tokens
+            else:
+                tokens += run.tokens_so_far
+        on_usage(self.record.caller, tokens)
 
     def _log(self, status: int, *, finish: str | None = None, error: str | None = None) -> None:
         if not self.service.settings.request_log:
@@ -347,15 +425,26 @@ class Generation:
         record.finish_reason = finish
         run = self.run
         if run is not None:
-            usage = run.usage
+            usage = self.usage
             if usage is not None:
                 record.prompt_tokens = usage.prompt_tokens
                 record.completion_tokens = usage.completion_tokens
                 record.reasoning_tokens = usage.reasoning_tokens
             else:
-                record.prompt_tokens = len(run.plan.prompt_token_ids)
+                record.prompt_tokens = sum(len(r.plan.prompt_token_ids) for r in self._runs)
             if run.ttft is not None:
                 record.ttft_ms = round(run.ttft * 1000, 1)
             if run.error is not None and error is None:
                 record.error = run.error.code or run.error.error_type
         record.emit()
+
+
+def summed(usages: list[Usage]) -> Usage:
+    """Several runs' usage as one (a response whose hosted tools took several runs)."""
+    cached = [u.cached_tokens for u in usages if u.cached_tokens is not None]
+    return Usage(
+        prompt_tokens=sum(u.prompt_tokens for u in usages),
+        completion_tokens=sum(u.completion_tokens for u in usages),
+        reasoning_tokens=sum(u.reasoning_tokens for u in usages),
+        cached_tokens=sum(cached) if cached else None,
+    )

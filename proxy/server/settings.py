@@ -83,6 +83,7 @@ class Settings(EngineFlags, ServingFlags):
                     "keys on purpose"
                 )
         self.engine_args()  # a malformed --engine-arg is a start-up error, not a load failure
+        self.check_hosted()  # (hosted_flags.py)
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -177,6 +178,10 @@ class Settings(EngineFlags, ServingFlags):
             require_sealed_reasoning=self.require_sealed_reasoning,
             shared_prefix_cache=self.shared_prefix_cache,
             warm_tools=self.warm_tools,
+            # hosted tools (issue 18, part B)
+            mcp_allow=self.mcp_allow,
+            mcp_timeout_seconds=self.mcp_timeout_seconds,
+            max_tool_rounds=self.max_tool_rounds,
             stream_interval=StreamInterval(
                 self.stream_interval,
                 self.stream_interval_ms,
@@ -304,6 +309,12 @@ class ProxyConfig:
     stream_interval: StreamInterval = field(default_factory=StreamInterval)
     # A file of tool sets compiled before the server reports ready (proxy/server/warm_tools.py).
     warm_tools: str | None = None
+    # Hosted tools (proxy/hosted/; issue 18, part B): URL prefixes `mcp` tools may reach
+    # (empty: `mcp` tools are refused), the time an MCP listing or call may take, and the
+    # rounds of hosted calls one response may run.
+    mcp_allow: tuple[str, ...] = ()
+    mcp_timeout_seconds: float = 30.0
+    max_tool_rounds: int = 8
 
     def service_settings(self) -> ServiceSettings:
         """What the generation service decides by."""

@@ -77,6 +77,10 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "background_max_per_key": ("2", 2),
     "background_max_total": ("0", 0),
     "background_lease": ("2m", 120.0),
+    # hosted tools (issue 18, part B)
+    "mcp_allow": ("http://mcp:1/a, https://t.example", ("http://mcp:1/a", "https://t.example")),
+    "mcp_timeout_seconds": ("5", 5.0),
+    "max_tool_rounds": ("3", 3),
     "stream_interval": ("8", 8),
     "stream_interval_ms": ("20", 20.0),
     "max_stream_interval_ms": ("250", 250.0),
@@ -302,3 +306,8 @@ def test_a_bad_variable_stops_the_real_command_with_exit_code_2():
     )
     assert result.returncode == 2
     assert "HARMONY_PROXY_PORT='x'" in result.stderr
+
+
+def test_a_malformed_mcp_allow_prefix_is_a_start_up_error(capsys: pytest.CaptureFixture[str]):
+    message = _refused(["serve", "--mcp-allow", "not-a-url"], {}, capsys)
+    assert "--mcp-allow" in message

@@ -31,19 +31,23 @@ from fastapi.responses import JSONResponse, Response
 
 from proxy.api.conversations.link import ConversationLink
 from proxy.api.conversations.store import ConversationStore
+from proxy.api.responses.hosted_items import run_approved
 from proxy.api.responses.inputs import Item, normalise_input
 from proxy.api.responses.output import ResponseBuilder
 from proxy.api.responses.request import generation_request
 from proxy.api.responses.schema import ResponsesRequest
 from proxy.api.responses.store import ResponseStore, StoredResponse
 from proxy.api.responses.tools import read_tools
-from proxy.api.responses.turn import Stored, Turn
+from proxy.api.responses.turn import Stored, ToolRounds, Turn
 from proxy.core.cache_salt import cache_salt
 from proxy.core.caller import caller_of
 from proxy.core.errors import InvalidRequest, ResponseNotFound
 from proxy.core.gate import check_unicode
 from proxy.core.sealing import ReasoningSealer
 from proxy.core.service import ClientGone, Generation, GenerationService
+from proxy.hosted.base import HostedContext
+from proxy.hosted.mcp_entry import redacted_tools
+from proxy.hosted.openers import check_collisions, open_hosted
 from proxy.server.request_log import RequestRecord
 from proxy.server.settings import ProxyConfig
 from proxy.server.sse import SseResponse, SseStream, wait_for_disconnect
@@ -145,8 +149,16 @@ class ResponsesEndpoint:
             conversation.admit(items)
         response_id = f"resp_{secrets.token_hex(24)}"
         tools = read_tools(body.tools)
+        # Hosted tools (proxy/hosted/): their servers listed, this request's approvals run;
+        # released when the generation closes, however it ends.
+        context = HostedContext(self.config, owner, history + items)
+        hosted = await generation.watch(open_hosted(body.tools, context))
+        generation.add_cleanup(hosted.aclose)
+        check_collisions(tools, hosted)
+        approved = await generation.watch(run_approved(hosted, history, items))
         salt = cache_salt(caller, shared=self.config.shared_prefix_cache)
-        wanted = generation_request(body, items, history, tools, response_id, salt)
+        offered = [*tools, *hosted.tools()]
+        wanted = generation_request(body, items + approved, history, offered, response_id, salt)
         seal = None
         if ENCRYPTED_REASONING in include and sealer is not None:
             seal = sealer.seal
@@ -155,9 +167,11 @@ class ResponsesEndpoint:
             {tool.key: tool for tool in tools},
             seal=seal,
             stream=body.stream,
+            hosted=hosted,
         )
         if conversation is not None:
             builder.response["conversation"] = {"id": conversation.id}
+        leading = [*hosted.leading_items(), *approved]
         try:
             run = await generation.open(wanted)
         except InvalidRequest as exc:
@@ -167,14 +181,22 @@ class ResponsesEndpoint:
             # on it).
             generation.settle(200, finish="error", error=exc.code)
             return Response(
-                b"".join([*builder.begin(), *builder.finish(None, None, exc)]),
+                b"".join([*builder.begin(leading), *builder.finish(None, None, exc)]),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
             )
         stored = Stored(
             self.store, owner, body.previous_response_id, history, items, lineage, conversation
         )
-        turn = Turn(run, builder, stored, self.service.metrics)
+        rounds = ToolRounds(
+            wanted,
+            history + items,
+            body.instructions,
+            len(history),
+            self.config.max_tool_rounds,
+            body.max_tool_calls,
+        )
+        turn = Turn(generation, builder, stored, self.service.metrics, rounds, leading)
         if body.stream:
             if body.stream_options is not None:
                 run.interval = run.interval.asked(body.stream_options.stream_interval_ms)
@@ -260,7 +282,7 @@ def _initial_response(body: ResponsesRequest, response_id: str, *, stored: bool)
         "incomplete_details": None,
         "instructions": body.instructions,
         "max_output_tokens": body.max_output_tokens,
-        "max_tool_calls": None,
+        "max_tool_calls": body.max_tool_calls,
         "model": body.model,
         "output": [],
         "parallel_tool_calls": body.parallel_tool_calls is not False,
@@ -275,7 +297,7 @@ def _initial_response(body: ResponsesRequest, response_id: str, *, stored: bool)
         "temperature": 1.0 if body.temperature is None else body.temperature,
         "text": {"format": fmt},
         "tool_choice": body.tool_choice if body.tool_choice is not None else "auto",
-        "tools": body.tools or [],
+        "tools": redacted_tools(body.tools),  # (an mcp tool's headers are never echoed)
         "top_logprobs": 0,
         "top_p": 1.0 if body.top_p is None else body.top_p,
         "truncation": "disabled",

@@ -4,7 +4,8 @@ Input is a string (one user message) or a list of items: `message` (roles user, 
 developer, assistant; `input_text` / `output_text` / `refusal` parts or a string; a bare
 `{"role", "content"}` is a message too), `reasoning` (its `reasoning_text` content, or sealed
 `encrypted_content` this server issued, opened here), `function_call`, `function_call_output`,
-`custom_tool_call`, `custom_tool_call_output`. Anything else is a 400 naming the item; a tool
+`custom_tool_call`, `custom_tool_call_output`, and hosted MCP tools' items (hosted_items.py).
+Anything else is a 400 naming the item; a tool
 output whose `call_id` matches no earlier call is a 400, as OpenAI's.
 
 Items are normalised first (ids given, parts as lists, reasoning in clear), because that is
@@ -20,6 +21,12 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from proxy.api.responses.hosted_items import (
+    DECLINED,
+    MCP_ITEM_TYPES,
+    mcp_key,
+    normalise_mcp_item,
+)
 from proxy.core.errors import InvalidRequest
 from proxy.core.request import (
     AssistantTurn,
@@ -31,6 +38,7 @@ from proxy.core.request import (
     UserText,
 )
 from proxy.core.sealing import BoundSealer, SealError
+from proxy.hosted.mcp_items import read_back
 
 Item = dict[str, Any]
 
@@ -80,6 +88,8 @@ def normalise_input(
                     "output": _output_text(item.get("output"), f"{param}.output"),
                 }
             )
+        elif kind in MCP_ITEM_TYPES:
+            items.append(normalise_mcp_item(kind, item, param))
         elif kind == "item_reference":
             raise InvalidRequest(
                 "item_reference items are not supported: send the item itself, or continue "
@@ -162,6 +172,24 @@ def to_parts(
             arguments = item["arguments"] if kind == "function_call" else item["input"]
             calls.add(item["call_id"])
             assistant(i).calls.append(PastCall(item["call_id"], name, arguments))
+        elif kind in ("mcp_call", "mcp_approval_request"):
+            approved = item.get("approval_request_id")
+            if kind == "mcp_call" and approved in calls:
+                # The call is its approval request's; this is the answer.
+                flush()
+                parts.append(ToolResult(approved, read_back(item), where(i)))
+                continue
+            calls.add(item["id"])
+            assistant(i).calls.append(PastCall(item["id"], mcp_key(item), item["arguments"]))
+            if kind == "mcp_call":
+                flush()
+                parts.append(ToolResult(item["id"], read_back(item), where(i)))
+        elif kind == "mcp_approval_response":
+            if not item["approve"] and item["approval_request_id"] in calls:
+                flush()
+                parts.append(ToolResult(item["approval_request_id"], DECLINED, where(i)))
+        elif kind == "mcp_list_tools":
+            continue  # (the tools are declared from the request's `tools`)
         else:  # a tool's output
             flush()
             if item["call_id"] not in calls:

@@ -99,9 +99,15 @@ def _tool_choice(choice: str | dict[str, Any] | None) -> tuple[Any, str | None]:
         namespace = choice.get("namespace")
         key = f"{namespace}.{name}" if isinstance(namespace, str) and namespace else name
         return None, key
+    if kind == "mcp" and isinstance(choice.get("server_label"), str):
+        # One tool of an MCP server (its namespace); without `name`, any tool must be called.
+        name = choice.get("name")
+        if isinstance(name, str) and name:
+            return None, f"{choice['server_label']}.{name}"
+        return "required", None
     raise InvalidRequest(
-        f"Unsupported tool_choice type {kind!r}: this server runs function and custom tools "
-        'only (use auto, none, required, or {"type": "function", "name": ...}).',
+        f"Unsupported tool_choice type {kind!r}: this server runs function, custom and mcp "
+        'tools (use auto, none, required, or {"type": "function", "name": ...}).',
         param="tool_choice",
     )
 

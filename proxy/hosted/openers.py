@@ -1,0 +1,62 @@
+"""A request's hosted tool entries -> its `HostedTools` (proxy/hosted/base.py).
+
+Each hosted tool type has one opener: `async (tool, param, context) -> HostedToolset | None`,
+given the raw entry (`tools[i]`), where it sits (`"tools[i]"`, for 400s naming its fields) and
+the `HostedContext`. It raises `InvalidRequest` for an entry the server refuses (an MCP URL
+outside the allowlist) and returns None for one left out of the prompt (a tool the operator
+did not enable). Entries of other types are not hosted (functions, or tools ignored as before).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from proxy.core.errors import InvalidRequest
+from proxy.core.tools import FunctionTool
+from proxy.hosted.base import HostedContext, HostedTools, HostedToolset
+
+Opener = Callable[[dict[str, Any], str, HostedContext], Awaitable[HostedToolset | None]]
+
+
+def _openers() -> dict[str, Opener]:
+    """Tool type -> opener; one line per type (imported here: each pulls in its client)."""
+    from proxy.hosted.mcp_tools import open_mcp
+
+    return {
+        "mcp": open_mcp,
+    }
+
+
+async def open_hosted(raw: Sequence[Any] | None, context: HostedContext) -> HostedTools:
+    """The request's hosted toolsets, opened together (MCP servers are listed at once); if
+    one is refused, those already open are closed before the 400."""
+    openers = _openers()
+    pending: list[Awaitable[HostedToolset | None]] = []
+    for i, tool in enumerate(raw or []):
+        if isinstance(tool, dict) and tool.get("type") in openers:
+            pending.append(openers[tool["type"]](tool, f"tools[{i}]", context))
+    if not pending:
+        return HostedTools()
+    results = await asyncio.gather(*pending, return_exceptions=True)
+    opened = [r for r in results if r is not None and not isinstance(r, BaseException)]
+    failure = next((r for r in results if isinstance(r, BaseException)), None)
+    if failure is not None:
+        await HostedTools(opened).aclose()
+        raise failure
+    return HostedTools(opened)
+
+
+def check_collisions(functions: Sequence[FunctionTool], hosted: HostedTools) -> None:
+    """A hosted tool named as a client function (or another hosted tool) is a 400: the
+    model's call could not be told apart."""
+    seen = {tool.key: tool.param for tool in functions}
+    for tool in hosted.tools():
+        if tool.key in seen:
+            raise InvalidRequest(
+                f"Tool name {tool.key!r} of {tool.param} is also {seen[tool.key]}: each tool "
+                "must have a unique name (rename the function or the MCP server_label).",
+                param=tool.param,
+            )
+        seen[tool.key] = tool.param

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+import weakref
 from dataclasses import dataclass, field
 
 from proxy.hosted.sandbox_process import (
@@ -29,7 +30,15 @@ from proxy.hosted.sandbox_process import (
     ReplProcess,
 )
 
-__all__ = ["Execution", "IsolationUnavailable", "Sandbox", "SandboxSettings", "check_isolation"]
+__all__ = [
+    "Execution",
+    "IsolationUnavailable",
+    "Sandbox",
+    "SandboxFull",
+    "SandboxSettings",
+    "check_isolation",
+    "shared_sandbox",
+]
 
 
 @dataclass(frozen=True)
@@ -85,9 +94,10 @@ class Sandbox:
         found = self._containers.get(container_id)
         return found is not None and found.owner == owner
 
-    async def new_container(self, owner: str) -> str:
-        """A fresh container's id (its process starts with its first cell)."""
-        await self._make_room(owner)
+    def new_container(self, owner: str) -> str:
+        """A fresh container's id (its process starts with its first cell); SandboxFull when
+        a cap is reached and every container is busy."""
+        self._make_room(owner)
         container = _Container("cntr_" + secrets.token_hex(24), owner, time.monotonic())
         self._containers[container.id] = container
         return container.id
@@ -123,41 +133,67 @@ class Sandbox:
                 container.process = None
         return _execution(container_id, result, self.settings.timeout_seconds)
 
+    async def expire_forever(self) -> None:
+        """Expire idle containers even when nobody uses the interpreter (a task per pool)."""
+        while True:
+            await asyncio.sleep(max(self.settings.idle_seconds / 4, 1.0))
+            self._expire()
+
     async def aclose(self) -> None:
         """Kill every container's process (shutdown)."""
         containers, self._containers = list(self._containers.values()), {}
         await asyncio.gather(*(_stop(c) for c in containers))
 
-    async def _make_room(self, owner: str) -> None:
+    def _make_room(self, owner: str) -> None:
         self._expire()
         mine = [c for c in self._containers.values() if c.owner == owner]
         if len(mine) >= self.settings.max_per_owner:
-            await self._retire(mine)
+            self._retire(mine)
         if len(self._containers) >= self.settings.max_total:
-            await self._retire(list(self._containers.values()))
+            self._retire(list(self._containers.values()))
 
-    async def _retire(self, candidates: list[_Container]) -> None:
+    def _retire(self, candidates: list[_Container]) -> None:
         idle = [c for c in candidates if not c.busy]
         if not idle:
             raise SandboxFull
-        oldest = min(idle, key=lambda c: c.last_used)
-        del self._containers[oldest.id]
-        await _stop(oldest)
+        self._drop(min(idle, key=lambda c: c.last_used))
+
+    def _drop(self, container: _Container) -> None:
+        """Forget a container; its process is killed in the background (nothing waits)."""
+        del self._containers[container.id]
+        if container.process is not None:
+            task = asyncio.get_running_loop().create_task(_stop(container))
+            _BACKGROUND.add(task)
+            task.add_done_callback(_BACKGROUND.discard)
 
     def _expire(self) -> None:
-        """Drop containers idle for longer than `idle_seconds` (their processes are killed in
-        the background: this runs on every use, nothing waits for it)."""
+        """Drop containers idle for longer than `idle_seconds` (checked on every use)."""
         cutoff = time.monotonic() - self.settings.idle_seconds
         for container in list(self._containers.values()):
             if not container.busy and container.last_used < cutoff:
-                del self._containers[container.id]
-                if container.process is not None:
-                    task = asyncio.get_running_loop().create_task(_stop(container))
-                    _BACKGROUND.add(task)
-                    task.add_done_callback(_BACKGROUND.discard)
+                self._drop(container)
 
 
 _BACKGROUND: set[asyncio.Task[None]] = set()
+# One pool per event loop and settings: the sandboxes are processes of this server, shared by
+# its requests (asyncio's subprocess objects belong to the loop that made them).
+_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[SandboxSettings, Sandbox]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def shared_sandbox(settings: SandboxSettings) -> Sandbox:
+    """This server's pool of containers for `settings` (made, with its expiry task, on first
+    use)."""
+    loop = asyncio.get_running_loop()
+    pools = _POOLS.setdefault(loop, {})
+    pool = pools.get(settings)
+    if pool is None:
+        pool = pools[settings] = Sandbox(settings)
+        task = loop.create_task(pool.expire_forever())
+        _BACKGROUND.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(_BACKGROUND.discard)  # type: ignore[arg-type]
+    return pool
 
 
 async def _stop(container: _Container) -> None:

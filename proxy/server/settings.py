@@ -27,6 +27,7 @@ from proxy.core.conversation import SystemDefaults
 from proxy.core.gate import Limits
 from proxy.core.sealing import DEFAULT_TTL_SECONDS
 from proxy.core.service import ServiceSettings
+from proxy.hosted.sandbox import SandboxSettings
 from proxy.server.engine_flags import EngineFlags
 from proxy.server.flags import (
     Flag,
@@ -37,11 +38,12 @@ from proxy.server.flags import (
     parse_engine_args,
     today,
 )
+from proxy.server.hosted_flags import HostedFlags
 from proxy.server.serving_flags import ServingFlags
 
 
 @dataclass(frozen=True)
-class Settings(EngineFlags, ServingFlags):
+class Settings(EngineFlags, ServingFlags, HostedFlags):
     """Everything `harmony-proxy serve` was told, parsed and checked once at start-up.
 
     Built by `from_sources` (the CLI) or directly (tests: the defaults are the CLI's). Frozen:
@@ -177,6 +179,8 @@ class Settings(EngineFlags, ServingFlags):
                 self.max_stream_interval_ms,
                 self.merge_ready_outputs,
             ),
+            code_interpreter=self.sandbox_settings(),
+            web_search_backend=self.web_search_backend,
         )
 
     def engine_args(self) -> dict[str, Any]:
@@ -286,6 +290,11 @@ class ProxyConfig:
     shared_prefix_cache: bool = False
     # Floors of every stream's writes, and the bound of a request's own (proxy/core/coalesce.py).
     stream_interval: StreamInterval = field(default_factory=StreamInterval)
+    # -- gpt-oss's built-in tools (proxy/hosted/): the code interpreter's sandbox settings (None:
+    # `code_interpreter` left out of the prompt) and the browser's search backend (None:
+    # `web_search` left out).
+    code_interpreter: SandboxSettings | None = None
+    web_search_backend: str | None = None
 
     def service_settings(self) -> ServiceSettings:
         """What the generation service decides by."""

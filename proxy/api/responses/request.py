@@ -98,6 +98,11 @@ def _tool_choice(choice: str | dict[str, Any] | None) -> tuple[Any, str | None]:
         namespace = choice.get("namespace")
         key = f"{namespace}.{name}" if isinstance(namespace, str) and namespace else name
         return None, key
+    # gpt-oss's built-in tools (proxy/hosted/): a forced web search starts with a search.
+    if kind == "code_interpreter":
+        return None, "python"
+    if kind in ("web_search", "web_search_preview", "web_search_preview_2025_03_11"):
+        return None, "browser.search"
     raise InvalidRequest(
         f"Unsupported tool_choice type {kind!r}: this server runs function and custom tools "
         'only (use auto, none, required, or {"type": "function", "name": ...}).',

@@ -4,8 +4,10 @@ Input is a string (one user message) or a list of items: `message` (roles user, 
 developer, assistant; `input_text` / `output_text` / `refusal` parts or a string; a bare
 `{"role", "content"}` is a message too), `reasoning` (its `reasoning_text` content, or sealed
 `encrypted_content` this server issued, opened here), `function_call`, `function_call_output`,
-`custom_tool_call`, `custom_tool_call_output`. Anything else is a 400 naming the item; a tool
-output whose `call_id` matches no earlier call is a 400, as OpenAI's.
+`custom_tool_call`, `custom_tool_call_output`, and the hosted built-ins' `code_interpreter_call`
+(replayed as the python call and its logs) and `web_search_call` (kept, not replayed). Anything
+else is a 400 naming the item; a tool output whose `call_id` matches no earlier call is a 400,
+as OpenAI's.
 
 Items are normalised first (ids given, parts as lists, reasoning in clear), because that is
 what the store keeps for `previous_response_id` and `input_items`. The conversion to parts
@@ -31,6 +33,7 @@ from proxy.core.request import (
     UserText,
 )
 from proxy.core.sealing import BoundSealer, SealError
+from proxy.hosted.python_tool import NO_OUTPUT
 
 Item = dict[str, Any]
 
@@ -77,6 +80,8 @@ def normalise_input(raw: str | list[Any], sealer: BoundSealer | None) -> list[It
                     "output": _output_text(item.get("output"), f"{param}.output"),
                 }
             )
+        elif kind in ("code_interpreter_call", "web_search_call"):
+            items.append(_read_builtin_call(item, param))
         elif kind == "item_reference":
             raise InvalidRequest(
                 "item_reference items are not supported: send the item itself, or continue "
@@ -149,6 +154,14 @@ def to_parts(items: list[Item], instructions: str | None, first_input: int) -> l
             arguments = item["arguments"] if kind == "function_call" else item["input"]
             calls.add(item["call_id"])
             assistant(i).calls.append(PastCall(item["call_id"], name, arguments))
+        elif kind == "code_interpreter_call":
+            # gpt-oss's python tool: its call and what it printed, as the model saw them.
+            calls.add(item["id"])
+            assistant(i).calls.append(PastCall(item["id"], "python", item.get("code") or ""))
+            flush()
+            parts.append(ToolResult(item["id"], _logs(item) or NO_OUTPUT, where(i)))
+        elif kind == "web_search_call":
+            continue  # its pages are not kept: the answer's citations carry what it found
         else:  # a tool's output
             flush()
             if item["call_id"] not in calls:
@@ -179,6 +192,36 @@ class _Turn:
             phase=self.phase,
             calls=tuple(self.calls),
         )
+
+
+def _read_builtin_call(item: Item, param: str) -> Item:
+    """A `code_interpreter_call` or `web_search_call` item sent back (clients that keep the
+    history themselves): its id, and the code and logs or the action."""
+    kind = item["type"]
+    out: Item = {
+        "type": kind,
+        "id": _optional_str(item, "id", param) or new_id("ci"),
+        "status": "completed",
+    }
+    if kind == "web_search_call":
+        action = item.get("action")
+        out["action"] = action if isinstance(action, dict) else {"type": "search"}
+        return out
+    out["code"] = _optional_str(item, "code", param) or ""
+    out["container_id"] = _optional_str(item, "container_id", param) or ""
+    outputs = item.get("outputs")
+    if outputs is not None and not isinstance(outputs, list):
+        raise InvalidRequest("`outputs` must be a list.", param=f"{param}.outputs")
+    out["outputs"] = [
+        {"type": "logs", "logs": o["logs"]}
+        for o in outputs or []
+        if isinstance(o, dict) and o.get("type") == "logs" and isinstance(o.get("logs"), str)
+    ]
+    return out
+
+
+def _logs(item: Item) -> str:
+    return "".join(o["logs"] for o in item.get("outputs") or [] if o.get("type") == "logs")
 
 
 def _message(role: str, content: list[Item], item_id: str | None) -> Item:

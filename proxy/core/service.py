@@ -215,6 +215,11 @@ class Generation:
         return await self.until_drained(self._plan_and_start(request))
 
     @property
+    def runs(self) -> tuple[CompletionRun, ...]:
+        """The response's runs so far, the current one last."""
+        return tuple(self._runs)
+
+    @property
     def usage(self) -> Usage | None:
         """The runs' usage summed; None until the last run's steps are exhausted."""
         usages = [run.usage for run in self._runs]

@@ -1,4 +1,4 @@
-"""The `serve` flags of the hosted tools: tools the proxy runs itself inside a response."""
+"""The `serve` flags of hosted tools (/v1/responses tools the proxy runs itself: proxy/hosted/)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import sys
 from dataclasses import dataclass
 
+from proxy.hosted.mcp_entry import check_prefix
 from proxy.hosted.sandbox import IsolationUnavailable, SandboxSettings, check_isolation
 from proxy.hosted.sandbox_process import ProcessLimits
 from proxy.server.flags import GROUP_RESPONSES, duration_seconds, flag
@@ -13,7 +14,33 @@ from proxy.server.flags import GROUP_RESPONSES, duration_seconds, flag
 
 @dataclass(frozen=True)
 class HostedFlags:
-    """The hosted tools' flags (a part of `Settings`)."""
+    """Hosted tools' flags (a part of `ServingFlags`)."""
+
+    # -- MCP and the tool loop (issue 18, part B)
+    mcp_allow: tuple[str, ...] = flag(
+        (),
+        "allow `mcp` tools whose server_url starts with this URL prefix (same scheme, host and "
+        "port; repeatable); without any, `mcp` tools are refused with a 400 (default: none)",
+        group=GROUP_RESPONSES,
+        kind="list",
+        convert=check_prefix,
+        metavar="URL",
+    )
+    mcp_timeout_seconds: float = flag(
+        30.0,
+        "longest an MCP server may take to list its tools or answer one call; past it the call "
+        "fails (its item says so) and the response goes on (default: 30)",
+        group=GROUP_RESPONSES,
+        convert=float,
+        minimum=0.1,
+    )
+    max_tool_rounds: int = flag(
+        8,
+        "rounds of hosted tool calls one response may run before it ends `incomplete` (default: 8)",
+        group=GROUP_RESPONSES,
+        convert=int,
+        minimum=1,
+    )
 
     # -- gpt-oss's built-in tools: `code_interpreter` (python) and `web_search` (browser)
     enable_code_interpreter: bool = flag(

@@ -15,11 +15,12 @@ from proxy.server.flags import (
     flag,
     iso_date,
 )
+from proxy.server.hosted_flags import HostedFlags
 
 
 @dataclass(frozen=True)
-class ServingFlags:
-    """The server's own flags (a part of `Settings`)."""
+class ServingFlags(HostedFlags):
+    """The server's own flags (a part of `Settings`; hosted tools' in hosted_flags.py)."""
 
     # -- server
     host: str = flag("127.0.0.1", "interface to bind (default: 127.0.0.1)", group=GROUP_SERVER)

@@ -38,12 +38,11 @@ from proxy.server.flags import (
     parse_engine_args,
     today,
 )
-from proxy.server.hosted_flags import HostedFlags
 from proxy.server.serving_flags import ServingFlags
 
 
 @dataclass(frozen=True)
-class Settings(EngineFlags, ServingFlags, HostedFlags):
+class Settings(EngineFlags, ServingFlags):
     """Everything `harmony-proxy serve` was told, parsed and checked once at start-up.
 
     Built by `from_sources` (the CLI) or directly (tests: the defaults are the CLI's). Frozen:
@@ -173,6 +172,10 @@ class Settings(EngineFlags, ServingFlags, HostedFlags):
             reasoning_ttl_seconds=self.reasoning_ttl,
             require_sealed_reasoning=self.require_sealed_reasoning,
             shared_prefix_cache=self.shared_prefix_cache,
+            # hosted tools (issue 18, part B)
+            mcp_allow=self.mcp_allow,
+            mcp_timeout_seconds=self.mcp_timeout_seconds,
+            max_tool_rounds=self.max_tool_rounds,
             stream_interval=StreamInterval(
                 self.stream_interval,
                 self.stream_interval_ms,
@@ -290,6 +293,12 @@ class ProxyConfig:
     shared_prefix_cache: bool = False
     # Floors of every stream's writes, and the bound of a request's own (proxy/core/coalesce.py).
     stream_interval: StreamInterval = field(default_factory=StreamInterval)
+    # Hosted tools (proxy/hosted/; issue 18, part B): URL prefixes `mcp` tools may reach
+    # (empty: `mcp` tools are refused), the time an MCP listing or call may take, and the
+    # rounds of hosted calls one response may run.
+    mcp_allow: tuple[str, ...] = ()
+    mcp_timeout_seconds: float = 30.0
+    max_tool_rounds: int = 8
     # -- gpt-oss's built-in tools (proxy/hosted/): the code interpreter's sandbox settings (None:
     # `code_interpreter` left out of the prompt) and the browser's search backend (None:
     # `web_search` left out).

@@ -24,24 +24,30 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
+from proxy.api.responses.hosted_items import run_approved
 from proxy.api.responses.inputs import Item, normalise_input
 from proxy.api.responses.output import ResponseBuilder
 from proxy.api.responses.request import generation_request
 from proxy.api.responses.schema import ResponsesRequest
 from proxy.api.responses.store import ResponseStore, StoredResponse
 from proxy.api.responses.tools import read_tools
-from proxy.api.responses.turn import Stored, Turn
+from proxy.api.responses.turn import Stored, ToolRounds, Turn
 from proxy.core.cache_salt import cache_salt
 from proxy.core.caller import caller_of
 from proxy.core.errors import InvalidRequest, ResponseNotFound
 from proxy.core.gate import check_unicode
 from proxy.core.sealing import ReasoningSealer
 from proxy.core.service import ClientGone, Generation, GenerationService
+from proxy.core.tools import FunctionTool
+from proxy.hosted.base import HostedContext, HostedTools
+from proxy.hosted.mcp_entry import redacted_tools
+from proxy.hosted.openers import check_collisions, open_hosted
 from proxy.server.request_log import RequestRecord
 from proxy.server.settings import ProxyConfig
 from proxy.server.sse import SseResponse, SseStream, wait_for_disconnect
@@ -130,17 +136,56 @@ class ResponsesEndpoint:
         items = normalise_input(body.input, sealer)
         response_id = f"resp_{secrets.token_hex(24)}"
         tools = read_tools(body.tools)
-        salt = cache_salt(caller, shared=self.config.shared_prefix_cache)
-        wanted = generation_request(body, items, history, tools, response_id, salt)
-        seal = None
-        if ENCRYPTED_REASONING in include and sealer is not None:
-            seal = sealer.seal
+        # Hosted tools (proxy/hosted/): their servers listed, this request's approvals run.
+        context = HostedContext(self.config, owner, history + items)
+        hosted = await generation.watch(open_hosted(body.tools, context))
+        try:
+            return await self._generate_with(
+                body,
+                generation,
+                history,
+                items,
+                lineage,
+                tools,
+                hosted,
+                response_id,
+                seal_with=(
+                    sealer.seal if ENCRYPTED_REASONING in include and sealer is not None else None
+                ),
+                salt=cache_salt(caller, shared=self.config.shared_prefix_cache),
+                owner=owner,
+            )
+        except BaseException:
+            await hosted.aclose()
+            raise
+
+    async def _generate_with(
+        self,
+        body: ResponsesRequest,
+        generation: Generation,
+        history: list[Item],
+        items: list[Item],
+        lineage: list[str],
+        tools: list[FunctionTool],
+        hosted: HostedTools,
+        response_id: str,
+        *,
+        seal_with: Callable[[str], str] | None,
+        salt: str | None,
+        owner: str,
+    ) -> Response:
+        check_collisions(tools, hosted)
+        approved = await generation.watch(run_approved(hosted, history, items))
+        offered = [*tools, *hosted.tools()]
+        wanted = generation_request(body, items + approved, history, offered, response_id, salt)
         builder = ResponseBuilder(
             _initial_response(body, response_id, stored=body.store and self.store is not None),
             {tool.key: tool for tool in tools},
-            seal=seal,
+            seal=seal_with,
             stream=body.stream,
+            hosted=hosted,
         )
+        leading = [*hosted.leading_items(), *approved]
         try:
             run = await generation.open(wanted)
         except InvalidRequest as exc:
@@ -149,13 +194,23 @@ class ResponsesEndpoint:
             # Streaming clients learn this from the stream (Codex compacts its history
             # on it).
             generation.settle(200, finish="error", error=exc.code)
+            await hosted.aclose()
             return Response(
-                b"".join([*builder.begin(), *builder.finish(None, None, exc)]),
+                b"".join([*builder.begin(leading), *builder.finish(None, None, exc)]),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
             )
         stored = Stored(self.store, owner, body.previous_response_id, history, items, lineage)
-        turn = Turn(run, builder, stored, self.service.metrics)
+        rounds = ToolRounds(
+            hosted,
+            wanted,
+            history + items,
+            body.instructions,
+            len(history),
+            self.config.max_tool_rounds,
+            body.max_tool_calls,
+        )
+        turn = Turn(generation, builder, stored, self.service.metrics, rounds, leading)
         if body.stream:
             if body.stream_options is not None:
                 run.interval = run.interval.asked(body.stream_options.stream_interval_ms)
@@ -241,7 +296,7 @@ def _initial_response(body: ResponsesRequest, response_id: str, *, stored: bool)
         "incomplete_details": None,
         "instructions": body.instructions,
         "max_output_tokens": body.max_output_tokens,
-        "max_tool_calls": None,
+        "max_tool_calls": body.max_tool_calls,
         "model": body.model,
         "output": [],
         "parallel_tool_calls": body.parallel_tool_calls is not False,
@@ -256,7 +311,7 @@ def _initial_response(body: ResponsesRequest, response_id: str, *, stored: bool)
         "temperature": 1.0 if body.temperature is None else body.temperature,
         "text": {"format": fmt},
         "tool_choice": body.tool_choice if body.tool_choice is not None else "auto",
-        "tools": body.tools or [],
+        "tools": redacted_tools(body.tools),  # (an mcp tool's headers are never echoed)
         "top_logprobs": 0,
         "top_p": 1.0 if body.top_p is None else body.top_p,
         "truncation": "disabled",

@@ -4,10 +4,10 @@ Input is a string (one user message) or a list of items: `message` (roles user, 
 developer, assistant; `input_text` / `output_text` / `refusal` parts or a string; a bare
 `{"role", "content"}` is a message too), `reasoning` (its `reasoning_text` content, or sealed
 `encrypted_content` this server issued, opened here), `function_call`, `function_call_output`,
-`custom_tool_call`, `custom_tool_call_output`, and the hosted built-ins' `code_interpreter_call`
-(replayed as the python call and its logs) and `web_search_call` (kept, not replayed). Anything
-else is a 400 naming the item; a tool output whose `call_id` matches no earlier call is a 400,
-as OpenAI's.
+`custom_tool_call`, `custom_tool_call_output`, hosted MCP tools' items (hosted_items.py), and
+the built-ins' `code_interpreter_call` (replayed as the python call and its logs) and
+`web_search_call` (kept, not replayed). Anything else is a 400 naming the item; a tool output
+whose `call_id` matches no earlier call is a 400, as OpenAI's.
 
 Items are normalised first (ids given, parts as lists, reasoning in clear), because that is
 what the store keeps for `previous_response_id` and `input_items`. The conversion to parts
@@ -22,6 +22,12 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from proxy.api.responses.hosted_items import (
+    DECLINED,
+    MCP_ITEM_TYPES,
+    mcp_key,
+    normalise_mcp_item,
+)
 from proxy.core.errors import InvalidRequest
 from proxy.core.request import (
     AssistantTurn,
@@ -33,6 +39,7 @@ from proxy.core.request import (
     UserText,
 )
 from proxy.core.sealing import BoundSealer, SealError
+from proxy.hosted.mcp_items import read_back
 from proxy.hosted.python_tool import NO_OUTPUT
 
 Item = dict[str, Any]
@@ -80,6 +87,8 @@ def normalise_input(raw: str | list[Any], sealer: BoundSealer | None) -> list[It
                     "output": _output_text(item.get("output"), f"{param}.output"),
                 }
             )
+        elif kind in MCP_ITEM_TYPES:
+            items.append(normalise_mcp_item(kind, item, param))
         elif kind in ("code_interpreter_call", "web_search_call"):
             items.append(_read_builtin_call(item, param))
         elif kind == "item_reference":
@@ -154,6 +163,24 @@ def to_parts(items: list[Item], instructions: str | None, first_input: int) -> l
             arguments = item["arguments"] if kind == "function_call" else item["input"]
             calls.add(item["call_id"])
             assistant(i).calls.append(PastCall(item["call_id"], name, arguments))
+        elif kind in ("mcp_call", "mcp_approval_request"):
+            approved = item.get("approval_request_id")
+            if kind == "mcp_call" and approved in calls:
+                # The call is its approval request's; this is the answer.
+                flush()
+                parts.append(ToolResult(approved, read_back(item), where(i)))
+                continue
+            calls.add(item["id"])
+            assistant(i).calls.append(PastCall(item["id"], mcp_key(item), item["arguments"]))
+            if kind == "mcp_call":
+                flush()
+                parts.append(ToolResult(item["id"], read_back(item), where(i)))
+        elif kind == "mcp_approval_response":
+            if not item["approve"] and item["approval_request_id"] in calls:
+                flush()
+                parts.append(ToolResult(item["approval_request_id"], DECLINED, where(i)))
+        elif kind == "mcp_list_tools":
+            continue  # (the tools are declared from the request's `tools`)
         elif kind == "code_interpreter_call":
             # gpt-oss's python tool: its call and what it printed, as the model saw them.
             calls.add(item["id"])

@@ -6,7 +6,8 @@ Streaming emits, in order and each with a `sequence_number`: `response.created`,
 `response.in_progress`, then per item `response.output_item.added`, its content events
 (`response.content_part.added`, `response.output_text.delta` / `.done` or
 `response.reasoning_text.delta` / `.done`, `response.content_part.done`;
-`response.function_call_arguments.delta` / `.done` for calls), `response.output_item.done`, and
+`response.function_call_arguments.delta` / `.done` for calls; a hosted tool's call has its own
+item and events: hosted_output.py), `response.output_item.done`, and
 last exactly one of `response.completed`, `response.incomplete` (cut by max_output_tokens) or
 `response.failed` (an error after the stream began). The non-streamed response is the same
 builder's final object, so the two always agree.
@@ -24,10 +25,12 @@ from typing import Any
 
 import orjson
 
+from proxy.api.responses.hosted_output import HostedItems
 from proxy.api.responses.inputs import new_id
 from proxy.core.errors import ProxyError
 from proxy.core.events import CallArguments, CallEnd, CallStart, Step, Text, Usage
 from proxy.core.tools import FunctionTool
+from proxy.hosted.base import HostedTools
 
 
 @dataclass
@@ -51,6 +54,7 @@ class ResponseBuilder:
         *,
         seal: Callable[[str], str] | None,
         stream: bool,
+        hosted: HostedTools | None = None,
     ) -> None:
         self.response = response
         self._tools = tools
@@ -62,12 +66,34 @@ class ResponseBuilder:
         self._output: dict[int, dict[str, Any]] = {}
         self._next_index = 0
         self._events: list[bytes] = []
+        # Calls to tools the proxy runs itself (proxy/api/responses/hosted_output.py).
+        self.hosted = HostedItems(self, hosted or HostedTools())
 
     # ------------------------------------------------------------------ events in order
 
-    def begin(self) -> list[bytes]:
+    def begin(self, leading: list[dict[str, Any]] | None = None) -> list[bytes]:
+        """The opening events, then `leading` items made before generation (MCP listings,
+        calls approved in this request)."""
         self._emit("response.created", response=self._snapshot())
         self._emit("response.in_progress", response=self._snapshot())
+        self.hosted.leading(leading or [])
+        return self._take()
+
+    def end_round(self) -> list[bytes]:
+        """A run ended and its hosted calls are to be run: close what it left open (the next
+        run numbers its messages and calls afresh)."""
+        self._close_text()
+        for call in list(self._calls):
+            self._call_end(call, "completed")
+        self.hosted.close_open()
+        return self._take()
+
+    def items(self) -> list[dict[str, Any]]:
+        """The finished output items so far, in order."""
+        return [self._output[i] for i in sorted(self._output)]
+
+    def take_events(self) -> list[bytes]:
+        """Events emitted outside `step` (hosted calls running and completing)."""
         return self._take()
 
     def step(self, step: Step) -> list[bytes]:
@@ -90,16 +116,22 @@ class ResponseBuilder:
         return self.terminal()
 
     def settle(
-        self, finish_reason: str | None, usage: Usage | None, error: ProxyError | None
+        self,
+        finish_reason: str | None,
+        usage: Usage | None,
+        error: ProxyError | None,
+        incomplete: str | None = None,
     ) -> None:
         """Close what is open and complete `response`, emitting nothing yet: the endpoint
-        stores the response in between and may correct its `store` field."""
+        stores the response in between and may correct its `store` field. `incomplete`: why
+        the response stopped short otherwise (its hosted tool-call limit)."""
         cut = finish_reason == "length" or error is not None
         self._close_text("incomplete" if cut else "completed")
         for call in list(self._calls):
             self._call_end(call, "incomplete" if cut else "completed")
+        self.hosted.close_open()
         response = self.response
-        response["output"] = [self._output[i] for i in sorted(self._output)]
+        response["output"] = self.items()
         response["output_text"] = "".join(
             part["text"]
             for item in response["output"]
@@ -117,9 +149,9 @@ class ResponseBuilder:
         if error is not None:
             response["status"] = "failed"
             response["error"] = {"code": error.code or error.error_type, "message": error.message}
-        elif finish_reason == "length":
+        elif finish_reason == "length" or incomplete is not None:
             response["status"] = "incomplete"
-            response["incomplete_details"] = {"reason": "max_output_tokens"}
+            response["incomplete_details"] = {"reason": incomplete or "max_output_tokens"}
         else:
             response["status"] = "completed"
 
@@ -213,6 +245,8 @@ class ResponseBuilder:
 
     def _call_start(self, event: CallStart) -> None:
         self._close_text()
+        if self.hosted.start(event):
+            return
         tool = self._tools.get(event.name)
         freeform = tool is not None and tool.freeform
         kind = "custom_tool_call" if freeform else "function_call"
@@ -232,6 +266,9 @@ class ResponseBuilder:
             self._call_arguments(event.call, event.arguments)
 
     def _call_arguments(self, call: int, text: str) -> None:
+        if self.hosted.owns(call):
+            self.hosted.arguments(call, text)
+            return
         opened = self._calls[call]
         opened.text.append(text)
         name = (
@@ -242,6 +279,9 @@ class ResponseBuilder:
         self._emit(name, item_id=opened.item["id"], output_index=opened.output_index, delta=text)
 
     def _call_end(self, call: int, status: str) -> None:
+        if self.hosted.owns(call):
+            self.hosted.end(call, status == "completed")
+            return
         opened = self._calls.pop(call, None)
         if opened is None:
             return

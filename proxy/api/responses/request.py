@@ -98,14 +98,20 @@ def _tool_choice(choice: str | dict[str, Any] | None) -> tuple[Any, str | None]:
         namespace = choice.get("namespace")
         key = f"{namespace}.{name}" if isinstance(namespace, str) and namespace else name
         return None, key
+    if kind == "mcp" and isinstance(choice.get("server_label"), str):
+        # One tool of an MCP server (its namespace); without `name`, any tool must be called.
+        name = choice.get("name")
+        if isinstance(name, str) and name:
+            return None, f"{choice['server_label']}.{name}"
+        return "required", None
     # gpt-oss's built-in tools (proxy/hosted/): a forced web search starts with a search.
     if kind == "code_interpreter":
         return None, "python"
     if kind in ("web_search", "web_search_preview", "web_search_preview_2025_03_11"):
         return None, "browser.search"
     raise InvalidRequest(
-        f"Unsupported tool_choice type {kind!r}: this server runs function and custom tools "
-        'only (use auto, none, required, or {"type": "function", "name": ...}).',
+        f"Unsupported tool_choice type {kind!r}: this server runs function, custom and mcp "
+        'tools (use auto, none, required, or {"type": "function", "name": ...}).',
         param="tool_choice",
     )
 

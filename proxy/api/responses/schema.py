@@ -56,3 +56,5 @@ class ResponsesRequest(_Lenient):
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
     seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
+    # Hosted tool calls one response may run (proxy/api/responses/turn.py).
+    max_tool_calls: int | None = Field(default=None, ge=1)

@@ -10,9 +10,12 @@
   follows the tool's `grammar` under the engine's grammar: a regex as is, a Lark grammar (Codex's
   `apply_patch`) converted to xgrammar's EBNF; one xgrammar cannot read (or a proxy without
   xgrammar) leaves the input free text (README, "Responses API").
+* `mcp` tools are hosted: the proxy lists and calls their servers itself (proxy/hosted/:
+  `open_hosted` makes them toolsets, declared as one namespace per `server_label`), so they
+  are not read here.
 * Built-in tool types this server does not run (`web_search`, `file_search`, `code_interpreter`,
-  `computer_use_preview`, `image_generation`, `mcp`, `local_shell`...) are left out of the
-  prompt: clients such as Codex send them with every request, and refusing would break them.
+  `computer_use_preview`, `image_generation`, `local_shell`...) are left out of the prompt:
+  clients such as Codex send them with every request, and refusing would break them.
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ def read_tools(raw: list[dict[str, Any]] | None) -> list[FunctionTool]:
                 add(_member(member, where, name, str(tool.get("description") or "")))
         elif kind in ("function", "custom"):
             add(_member(tool, param, None, ""))
-        # Any other type is a built-in tool this server does not run: not offered to the model.
+        # Any other type is hosted (proxy/hosted/openers.py) or a built-in tool this server
+        # does not run (not offered to the model).
     return tools
 
 

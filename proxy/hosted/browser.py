@@ -109,8 +109,10 @@ class BrowserToolset:
                 text = self._find(args, action)
         except (UsageError, BackendError, ValueError, TypeError) as exc:
             message = str(exc) or type(exc).__name__
-            return HostedResult(message, {"action": action}, error=message)
-        return HostedResult(text, {"action": action})
+            return HostedResult(message, {"action": action, "output": message}, error=message)
+        # `output` (beside the item's `arguments`): what the model read, so the conversation
+        # replays it (inputs.py); OpenAI's item has neither, clients ignore them.
+        return HostedResult(text, {"action": action, "output": text})
 
     async def aclose(self) -> None:
         """Nothing to release: each search is its own request to the backend."""

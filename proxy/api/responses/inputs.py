@@ -188,7 +188,16 @@ def to_parts(items: list[Item], instructions: str | None, first_input: int) -> l
             flush()
             parts.append(ToolResult(item["id"], _logs(item) or NO_OUTPUT, where(i)))
         elif kind == "web_search_call":
-            continue  # its pages are not kept: the answer's citations carry what it found
+            # The browser call and the page the model read, when the item carries them (ours
+            # do: `arguments`, `output`); OpenAI's own items do not, and are left out.
+            if item.get("arguments") is None or item.get("output") is None:
+                continue
+            action = (item.get("action") or {}).get("type")
+            key = f"browser.{_BROWSER_FUNCTIONS.get(action, 'search')}"
+            calls.add(item["id"])
+            assistant(i).calls.append(PastCall(item["id"], key, item["arguments"]))
+            flush()
+            parts.append(ToolResult(item["id"], item["output"], where(i)))
         else:  # a tool's output
             flush()
             if item["call_id"] not in calls:
@@ -233,6 +242,9 @@ def _read_builtin_call(item: Item, param: str) -> Item:
     if kind == "web_search_call":
         action = item.get("action")
         out["action"] = action if isinstance(action, dict) else {"type": "search"}
+        for field in ("arguments", "output"):
+            if isinstance(item.get(field), str):
+                out[field] = item[field]
         return out
     out["code"] = _optional_str(item, "code", param) or ""
     out["container_id"] = _optional_str(item, "container_id", param) or ""
@@ -245,6 +257,9 @@ def _read_builtin_call(item: Item, param: str) -> Item:
         if isinstance(o, dict) and o.get("type") == "logs" and isinstance(o.get("logs"), str)
     ]
     return out
+
+
+_BROWSER_FUNCTIONS = {"search": "search", "open_page": "open", "find_in_page": "find"}
 
 
 def _logs(item: Item) -> str:

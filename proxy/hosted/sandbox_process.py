@@ -178,7 +178,8 @@ def isolation_command(limits: ProcessLimits) -> tuple[list[str], dict[str, str]]
     root = os.geteuid() == 0
     stage1 = [tools["unshare"] or "", "--mount", "--propagation", "private"]
     if not root:
-        stage1 += ["--user", "--map-root-user"]
+        # Mounting /proc needs a pid namespace owned by the user namespace that mounts it.
+        stage1 += ["--user", "--map-root-user", "--pid", "--fork", "--kill-child"]
     stage1 += ["--net", "--ipc", "--uts", tools["sh"] or "", "-c", _SETUP, "sandbox-setup"]
     # As host root, the REPL runs as uid 65534: host root is exempt from RLIMIT_NPROC.
     demote = ["--reuid=65534", "--regid=65534", "--clear-groups"] if root else []

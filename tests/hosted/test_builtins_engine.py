@@ -14,12 +14,34 @@ from urllib.parse import parse_qs, urlsplit
 import openai
 import pytest
 
+from proxy.core.conversation import load_encoding
 from proxy.hosted.sandbox import SandboxSettings
 from proxy.server.settings import ProxyConfig
 from tests.hosted.search_endpoint import search_endpoint
 from tests.support.server_fixtures import TEST_DATE
 
 pytestmark = pytest.mark.engine
+
+
+class Recording:
+    """The real engine, remembering what it generated (for a failure's message)."""
+
+    def __init__(self, backend) -> None:
+        self._backend = backend
+        self.outputs: list[list[int]] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._backend, name)
+
+    async def generate(self, prompt_token_ids, sampling, request_id):
+        tokens: list[int] = []
+        self.outputs.append(tokens)
+        async for chunk in self._backend.generate(prompt_token_ids, sampling, request_id):
+            tokens.extend(chunk.token_ids)
+            yield chunk
+
+    def texts(self) -> list[str]:
+        return [f"{load_encoding().decode(tokens)} {tokens}" for tokens in self.outputs]
 
 
 @pytest.fixture
@@ -31,9 +53,14 @@ def engine_server(make_server, vllm_backend):
             max_tool_rounds=2,
             **options,  # type: ignore[arg-type]
         )
-        return make_server(config, vllm_backend)
+        return make_server(config, Recording(vllm_backend))
 
     return make
+
+
+def shown(response, server) -> str:
+    """What the model did, for a failure's message."""
+    return f"{response.status} {response.output} {server.backend.texts()}"
 
 
 def client_for(server) -> openai.OpenAI:
@@ -50,7 +77,7 @@ def test_a_forced_code_interpreter_call_runs_in_the_sandbox(engine_server):
         max_output_tokens=400,
     )
     calls = [item for item in response.output if item.type == "code_interpreter_call"]
-    assert calls, [item.type for item in response.output]
+    assert calls, shown(response, server)
     ran = [call for call in calls if call.status in ("completed", "failed")]
     assert ran, [(c.status, c.code) for c in calls]
     first = ran[0]
@@ -71,7 +98,7 @@ def test_a_forced_web_search_calls_the_search_endpoint(engine_server):
             max_output_tokens=400,
         )
     searches = [item for item in response.output if item.type == "web_search_call"]
-    assert searches, [item.type for item in response.output]
+    assert searches, shown(response, server)
     first = searches[0]
     assert first.status in ("completed", "failed") and first.action.type == "search"
     assert isinstance(first.action.query, str) and first.action.query.strip()

@@ -175,6 +175,7 @@ class Generation:
         self._streamed = False
         # An outcome the surface decided itself (a refusal it answered as a 200 stream).
         self._settled: tuple[int, str | None, str | None] | None = None
+        self._cleanups: list[Callable[[], Awaitable[None]]] = []
 
     async def __aenter__(self) -> Generation:
         return self
@@ -328,6 +329,11 @@ class Generation:
         answered itself, e.g. as a failed stream)."""
         self._settled = (status, finish, error)
 
+    def add_cleanup(self, cleanup: Callable[[], Awaitable[None]]) -> None:
+        """Await `cleanup` when the generation closes, however it ends (refused, cut, streamed
+        or not): a response's hosted tools release what they hold there."""
+        self._cleanups.append(cleanup)
+
     async def _close_stream(self, completed: bool) -> None:
         if not completed:
             self.service.metrics.client_disconnects.inc()
@@ -344,6 +350,11 @@ class Generation:
             if not self._slot_deferred:
                 self._release()
             self._record(completed, error)
+            for cleanup in self._cleanups:
+                try:
+                    await cleanup()
+                except Exception:  # noqa: BLE001 - the response is settled; log and go on
+                    logger.exception("a generation's cleanup failed")
 
     def _give_back_slot(self, work: asyncio.Future[object]) -> None:
         """The abandoned plan's thread has finished: its slot is free now."""

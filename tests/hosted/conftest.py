@@ -19,10 +19,11 @@ def hosted_server(
     mcp_server: McpServer,  # noqa: F811
 ) -> Callable[..., RunningServer]:
     """`hosted_server(**config)`: a scripted-backend proxy whose `--mcp-allow` is the test
-    MCP server's origin (overridable), with a 3-second MCP timeout."""
+    MCP server's origin (overridable), with a 3-second MCP timeout; `max_model_len` is the
+    scripted engine's context."""
 
-    def make(**options: object) -> RunningServer:
-        backend = ScriptedBackend()
+    def make(max_model_len: int = 8192, **options: object) -> RunningServer:
+        backend = ScriptedBackend(max_model_len=max_model_len)
         settings: dict[str, object] = {
             "served_model_names": (backend.model_name,),
             "conversation_date": TEST_DATE,

@@ -49,3 +49,163 @@ def test_a_call_runs_and_its_result_is_fed_back(proxy, client, mcp_server):
     assert response.output_text == "The answer is ready."
     requests = proxy.backend.requests
     assert response.usage.input_tokens == sum(len(r.prompt_token_ids) for r in requests)
+
+
+def test_the_stream_shows_listing_and_call_with_openai_event_names(proxy, client, mcp_server):
+    calling(proxy.backend, [call("calc.add", '{"a": 2, "b": 3}')])
+    stream = client.responses.create(
+        model=proxy.model,
+        input="What is 2 + 3?",
+        tools=[mcp_tool(mcp_server.url, require_approval="never")],
+        stream=True,
+    )
+    events = list(stream)
+    kinds = [event.type for event in events]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    listing = [k for k in kinds if "mcp_list_tools" in k]
+    assert listing == ["response.mcp_list_tools.in_progress", "response.mcp_list_tools.completed"]
+    start = kinds.index("response.mcp_call.in_progress")
+    assert kinds[start - 1] == "response.output_item.added"
+    assert events[start - 1].item.type == "mcp_call"
+    after = [
+        k for k in kinds[start:] if k.startswith(("response.mcp_call", "response.output_item"))
+    ]
+    assert after[:2] == ["response.mcp_call.in_progress", "response.mcp_call_arguments.delta"]
+    tail = [k for k in after if k != "response.mcp_call_arguments.delta"]
+    assert tail[:4] == [
+        "response.mcp_call.in_progress",
+        "response.mcp_call_arguments.done",
+        "response.mcp_call.completed",
+        "response.output_item.done",
+    ]
+    done = next(e for e in events if e.type == "response.mcp_call_arguments.done")
+    assert done.arguments == '{"a": 2, "b": 3}'
+    final = events[-1]
+    assert final.type == "response.completed"
+    call_item = next(item for item in final.response.output if item.type == "mcp_call")
+    assert call_item.output == "5"
+
+
+def test_previous_response_id_continues_without_listing_again(proxy, client, mcp_server):
+    tools = [mcp_tool(mcp_server.url, require_approval="never")]
+    calling(proxy.backend, [call("calc.add", '{"a": 2, "b": 3}')])
+    first = client.responses.create(model=proxy.model, input="What is 2 + 3?", tools=tools)
+    calling(proxy.backend, [call("calc.add", '{"a": 5, "b": 4}')], rounds=2)
+    second = client.responses.create(
+        model=proxy.model, input="And 5 + 4?", tools=tools, previous_response_id=first.id
+    )
+    assert [item.type for item in second.output] == [
+        "reasoning",
+        "mcp_call",
+        "reasoning",
+        "message",
+    ]
+    assert second.output[1].output == "9"
+    last_prompt = prompts(proxy.backend)[-1]
+    assert f"<|start|>calc.add{RESULT_MARK}5<|end|>" in last_prompt  # the first response's
+    assert f"<|start|>calc.add{RESULT_MARK}9<|end|>" in last_prompt
+
+
+def test_an_approval_request_ends_the_response_and_an_approval_runs_the_call(
+    proxy, client, mcp_server
+):
+    tools = [mcp_tool(mcp_server.url)]  # require_approval defaults to "always", as OpenAI's
+    calling(proxy.backend, [call("calc.add", '{"a": 2, "b": 3}')])
+    asked = client.responses.create(model=proxy.model, input="What is 2 + 3?", tools=tools)
+    assert asked.status == "completed"
+    assert [item.type for item in asked.output] == [
+        "mcp_list_tools",
+        "reasoning",
+        "mcp_approval_request",
+    ]
+    request = asked.output[-1]
+    assert (request.server_label, request.name) == ("calc", "add")
+    assert request.arguments == '{"a": 2, "b": 3}'
+    assert len(proxy.backend.requests) == 1  # nothing ran, no second round
+    approved = client.responses.create(
+        model=proxy.model,
+        previous_response_id=asked.id,
+        tools=tools,
+        input=[
+            {"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}
+        ],
+    )
+    assert [item.type for item in approved.output] == ["mcp_call", "reasoning", "message"]
+    ran = approved.output[0]
+    assert ran.approval_request_id == request.id and ran.output == "5"
+    assert f"<|start|>calc.add{RESULT_MARK}5<|end|>" in prompts(proxy.backend)[-1]
+
+
+def test_a_refused_approval_tells_the_model_and_runs_nothing(proxy, client, mcp_server):
+    tools = [mcp_tool(mcp_server.url)]
+    calling(proxy.backend, [call("calc.add", '{"a": 2, "b": 3}')])
+    asked = client.responses.create(model=proxy.model, input="What is 2 + 3?", tools=tools)
+    request = asked.output[-1]
+    refused = client.responses.create(
+        model=proxy.model,
+        previous_response_id=asked.id,
+        tools=tools,
+        input=[
+            {"type": "mcp_approval_response", "approval_request_id": request.id, "approve": False}
+        ],
+    )
+    assert [item.type for item in refused.output] == ["reasoning", "message"]
+    assert "The user declined to run this tool call." in prompts(proxy.backend)[-1]
+
+
+def test_approval_filters_pick_the_tools_that_wait(proxy, client, mcp_server):
+    never_add = {"never": {"tool_names": ["add"]}}
+    calling(proxy.backend, [call("calc.add", '{"a": 1, "b": 1}')])
+    response = client.responses.create(
+        model=proxy.model,
+        input="1 + 1?",
+        tools=[mcp_tool(mcp_server.url, require_approval=never_add)],
+    )
+    assert "mcp_call" in [item.type for item in response.output]
+
+
+def test_the_sse_transport_works_too(proxy, client, mcp_server):
+    calling(proxy.backend, [call("calc.lookup", '{"city": "Paris"}')])
+    response = client.responses.create(
+        model=proxy.model,
+        input="Tell me about Paris.",
+        tools=[mcp_tool(mcp_server.sse_url, require_approval="never")],
+    )
+    ran = next(item for item in response.output if item.type == "mcp_call")
+    assert ran.output == "Paris is the capital of France."
+
+
+def test_headers_reach_the_server_but_are_never_echoed_or_stored(proxy, client, mcp_server):
+    secret = "Bearer s3cret-token-for-the-test"
+    calling(proxy.backend, [call("calc.add", '{"a": 2, "b": 3}')])
+    response = client.responses.create(
+        model=proxy.model,
+        input="What is 2 + 3?",
+        tools=[
+            mcp_tool(
+                mcp_server.url,
+                require_approval="never",
+                headers={"Authorization": secret, "X-Test": "yes"},
+            )
+        ],
+    )
+    assert mcp_server.seen_headers() == {"authorization": secret, "x-test": "yes"}
+    assert "headers" not in response.tools[0].model_dump(exclude_none=True)
+    stored = client.responses.retrieve(response.id)
+    assert "s3cret" not in stored.model_dump_json()
+    assert "s3cret" not in response.model_dump_json()
+
+
+def test_tool_choice_mcp_forces_the_first_round_only(proxy, client, mcp_server):
+    calling(proxy.backend, [call("calc.add", '{"a": 2, "b": 3}')])
+    response = client.responses.create(
+        model=proxy.model,
+        input="What is 2 + 3?",
+        tools=[mcp_tool(mcp_server.url, require_approval="never")],
+        tool_choice={"type": "mcp", "server_label": "calc", "name": "add"},
+    )
+    assert response.status == "completed"
+    first, second = (str(r.sampling.structured_outputs) for r in proxy.backend.requests)
+    # The first round's grammar allows only the call; the second's allows an answer again.
+    assert "calc.add" in first and "<|channel|>final" not in first
+    assert "<|channel|>final" in second

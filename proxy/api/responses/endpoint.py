@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
@@ -44,8 +43,7 @@ from proxy.core.errors import InvalidRequest, ResponseNotFound
 from proxy.core.gate import check_unicode
 from proxy.core.sealing import ReasoningSealer
 from proxy.core.service import ClientGone, Generation, GenerationService
-from proxy.core.tools import FunctionTool
-from proxy.hosted.base import HostedContext, HostedTools
+from proxy.hosted.base import HostedContext
 from proxy.hosted.mcp_entry import redacted_tools
 from proxy.hosted.openers import check_collisions, open_hosted
 from proxy.server.request_log import RequestRecord
@@ -136,52 +134,23 @@ class ResponsesEndpoint:
         items = normalise_input(body.input, sealer)
         response_id = f"resp_{secrets.token_hex(24)}"
         tools = read_tools(body.tools)
-        # Hosted tools (proxy/hosted/): their servers listed, this request's approvals run.
+        # Hosted tools (proxy/hosted/): their servers listed, this request's approvals run;
+        # released when the generation closes, however it ends.
         context = HostedContext(self.config, owner, history + items)
         hosted = await generation.watch(open_hosted(body.tools, context))
-        try:
-            return await self._generate_with(
-                body,
-                generation,
-                history,
-                items,
-                lineage,
-                tools,
-                hosted,
-                response_id,
-                seal_with=(
-                    sealer.seal if ENCRYPTED_REASONING in include and sealer is not None else None
-                ),
-                salt=cache_salt(caller, shared=self.config.shared_prefix_cache),
-                owner=owner,
-            )
-        except BaseException:
-            await hosted.aclose()
-            raise
-
-    async def _generate_with(
-        self,
-        body: ResponsesRequest,
-        generation: Generation,
-        history: list[Item],
-        items: list[Item],
-        lineage: list[str],
-        tools: list[FunctionTool],
-        hosted: HostedTools,
-        response_id: str,
-        *,
-        seal_with: Callable[[str], str] | None,
-        salt: str | None,
-        owner: str,
-    ) -> Response:
+        generation.add_cleanup(hosted.aclose)
         check_collisions(tools, hosted)
         approved = await generation.watch(run_approved(hosted, history, items))
+        salt = cache_salt(caller, shared=self.config.shared_prefix_cache)
         offered = [*tools, *hosted.tools()]
         wanted = generation_request(body, items + approved, history, offered, response_id, salt)
+        seal = None
+        if ENCRYPTED_REASONING in include and sealer is not None:
+            seal = sealer.seal
         builder = ResponseBuilder(
             _initial_response(body, response_id, stored=body.store and self.store is not None),
             {tool.key: tool for tool in tools},
-            seal=seal_with,
+            seal=seal,
             stream=body.stream,
             hosted=hosted,
         )
@@ -194,7 +163,6 @@ class ResponsesEndpoint:
             # Streaming clients learn this from the stream (Codex compacts its history
             # on it).
             generation.settle(200, finish="error", error=exc.code)
-            await hosted.aclose()
             return Response(
                 b"".join([*builder.begin(leading), *builder.finish(None, None, exc)]),
                 media_type="text/event-stream",
@@ -202,7 +170,6 @@ class ResponsesEndpoint:
             )
         stored = Stored(self.store, owner, body.previous_response_id, history, items, lineage)
         rounds = ToolRounds(
-            hosted,
             wanted,
             history + items,
             body.instructions,

@@ -10,21 +10,31 @@ with its `output` or `error`. A call that waits for the client's approval is an
 Items a toolset made before generation (`mcp_list_tools`, calls approved in this request) are
 shown first, each with its type's `in_progress` and `completed`/`failed` events.
 
-The builder owns the numbering and the emitting (`_claim_index`, `_emit`, `_done`); this class
-only decides what to emit for hosted calls.
+The builder owns the numbering and the emitting (it hands over `claim`, `emit` and `done`);
+this class only decides what to emit for hosted calls.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from proxy.api.responses.inputs import new_id
 from proxy.core.events import CallStart
 from proxy.hosted.base import HostedCall, HostedResult, HostedTools, HostedToolset
 
-if TYPE_CHECKING:
-    from proxy.api.responses.output import ResponseBuilder, _OpenItem
+Item = dict[str, Any]
+
+
+@dataclass
+class _OpenItem:
+    """A hosted call's item whose `added` event went out and whose `done` has not."""
+
+    kind: str  # "hosted" | "approval"
+    output_index: int
+    item: Item
+    text: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -40,9 +50,18 @@ class HostedItems:
     """Hosted calls' items for one builder; `client_calls` and `approvals` count the current
     round's calls that end the response (the client must act on them)."""
 
-    def __init__(self, builder: ResponseBuilder, hosted: HostedTools) -> None:
-        self._builder = builder
+    def __init__(
+        self,
+        hosted: HostedTools,
+        *,
+        claim: Callable[[], int],
+        emit: Callable[..., None],
+        done: Callable[[int, Item], None],
+    ) -> None:
         self._hosted = hosted
+        self._claim = claim
+        self._emit = emit
+        self._done = done
         # call number -> (toolset, item, the model's call id, the tool key)
         self._open: dict[int, tuple[HostedToolset, _OpenItem, str, str]] = {}
         self._finished: list[PendingCall] = []
@@ -51,13 +70,10 @@ class HostedItems:
 
     def start(self, event: CallStart) -> bool:
         """Open the item of a call if a hosted toolset owns it (False: a client function)."""
-        from proxy.api.responses.output import _OpenItem
-
         toolset = self._hosted.owner_of(event.name)
         if toolset is None:
             self.client_calls += 1
             return False
-        builder = self._builder
         fields = toolset.start_item(HostedCall(event.id, event.name, ""))
         if toolset.needs_approval(event.name):
             item: dict[str, Any] = {
@@ -67,8 +83,8 @@ class HostedItems:
                 "name": fields.get("name"),
                 "arguments": "",
             }
-            opened = _OpenItem("approval", event.call, builder._claim_index(), item)
-            builder._emit("response.output_item.added", output_index=opened.output_index, item=item)
+            opened = _OpenItem("approval", self._claim(), item)
+            self._emit("response.output_item.added", output_index=opened.output_index, item=item)
         else:
             events = toolset.events
             item = {
@@ -78,8 +94,8 @@ class HostedItems:
                 events.arguments_field: "",
                 **fields,
             }
-            opened = _OpenItem("hosted", event.call, builder._claim_index(), item)
-            builder._emit("response.output_item.added", output_index=opened.output_index, item=item)
+            opened = _OpenItem("hosted", self._claim(), item)
+            self._emit("response.output_item.added", output_index=opened.output_index, item=item)
             self._item_event(toolset, opened, "in_progress")
         self._open[event.call] = (toolset, opened, event.id, event.name)
         if event.arguments:
@@ -94,7 +110,7 @@ class HostedItems:
         opened.text.append(text)
         prefix = toolset.events.arguments
         if opened.kind == "hosted" and prefix is not None:
-            self._builder._emit(
+            self._emit(
                 f"{prefix}.delta",
                 item_id=opened.item["id"],
                 output_index=opened.output_index,
@@ -106,22 +122,21 @@ class HostedItems:
         not run, its item ends `incomplete`."""
         toolset, opened, call_id, key = self._open.pop(call)
         text = "".join(opened.text)
-        builder = self._builder
         if opened.kind == "approval":
             self.approvals += 1
-            builder._done(opened.output_index, dict(opened.item, arguments=text))
+            self._done(opened.output_index, dict(opened.item, arguments=text))
             return
         events = toolset.events
         opened.item[events.arguments_field] = text
         if events.arguments is not None:
-            builder._emit(
+            self._emit(
                 f"{events.arguments}.done",
                 item_id=opened.item["id"],
                 output_index=opened.output_index,
                 **{events.arguments_field: text},
             )
         if not complete:
-            builder._done(opened.output_index, dict(opened.item, status="incomplete"))
+            self._done(opened.output_index, dict(opened.item, status="incomplete"))
             return
         self._finished.append(PendingCall(HostedCall(call_id, key, text), toolset, opened))
 
@@ -152,27 +167,26 @@ class HostedItems:
         self._item_event(
             pending.toolset, opened, "failed" if failed and events.failed_event else "completed"
         )
-        self._builder._done(opened.output_index, item)
+        self._done(opened.output_index, item)
 
     def cut(self, pending: PendingCall) -> None:
         """A call not run (the response's tool-call limit): its item ends `incomplete`."""
         opened = pending.opened
-        self._builder._done(opened.output_index, dict(opened.item, status="incomplete"))
+        self._done(opened.output_index, dict(opened.item, status="incomplete"))
 
     def leading(self, items: list[dict[str, Any]]) -> None:
         """Items made before generation, shown first with their type's events."""
-        builder = self._builder
         for item in items:
-            index = builder._claim_index()
+            index = self._claim()
             common = {"item_id": item["id"], "output_index": index}
-            builder._emit("response.output_item.added", output_index=index, item=item)
-            builder._emit(f"response.{item['type']}.in_progress", **common)
+            self._emit("response.output_item.added", output_index=index, item=item)
+            self._emit(f"response.{item['type']}.in_progress", **common)
             outcome = "failed" if item.get("error") else "completed"
-            builder._emit(f"response.{item['type']}.{outcome}", **common)
-            builder._done(index, item)
+            self._emit(f"response.{item['type']}.{outcome}", **common)
+            self._done(index, item)
 
     def _item_event(self, toolset: HostedToolset, opened: _OpenItem, name: str) -> None:
-        self._builder._emit(
+        self._emit(
             f"{toolset.events.item}.{name}",
             item_id=opened.item["id"],
             output_index=opened.output_index,

@@ -67,7 +67,9 @@ class ResponseBuilder:
         self._next_index = 0
         self._events: list[bytes] = []
         # Calls to tools the proxy runs itself (proxy/api/responses/hosted_output.py).
-        self.hosted = HostedItems(self, hosted or HostedTools())
+        self.hosted = HostedItems(
+            hosted or HostedTools(), claim=self._claim_index, emit=self._emit, done=self._done
+        )
 
     # ------------------------------------------------------------------ events in order
 

@@ -32,7 +32,7 @@ from proxy.core.errors import ProxyError
 from proxy.core.request import GenerationRequest
 from proxy.core.run import CompletionRun, StreamError
 from proxy.core.service import Generation
-from proxy.hosted.base import HostedResult, HostedTools
+from proxy.hosted.base import HostedResult
 from proxy.server.metrics import ProxyMetrics
 
 logger = logging.getLogger("proxy")
@@ -73,7 +73,6 @@ class ToolRounds:
     `tool_choice` back to auto (a forced choice is the first round's only) and what is left of
     `max_output_tokens`."""
 
-    hosted: HostedTools
     first: GenerationRequest
     conversation: list[Item]
     """The history and this request's input: what the output continues."""
@@ -131,53 +130,50 @@ class Turn:
     async def events(self) -> AsyncGenerator[bytes, None]:
         """The response's SSE events, those of one engine step written at once (one socket
         write, not one per event); the terminal event only once the store has the response."""
-        try:
-            yield b"".join(self.builder.begin(self.leading))
-            run, rounds = self.run, 0
-            while True:
-                async for chunk in self._steps(run):
+        yield b"".join(self.builder.begin(self.leading))
+        run, rounds = self.run, 0
+        while True:
+            async for chunk in self._steps(run):
+                yield chunk
+            if self.error is not None or self.finish == "length":
+                break
+            yield b"".join(self.builder.end_round())
+            pending = self.builder.hosted.take()
+            if not pending:
+                break
+            if not self._within_limits(rounds, len(pending)):
+                for call in pending:
+                    self.builder.hosted.cut(call)
+                self.incomplete = "max_tool_calls"
+                break
+            rounds += 1
+            try:
+                async for chunk in self._run_calls(pending):
                     yield chunk
-                if self.error is not None or self.finish == "length":
-                    break
-                yield b"".join(self.builder.end_round())
-                pending = self.builder.hosted.take()
-                if not pending:
-                    break
-                if not self._within_limits(rounds, len(pending)):
-                    for call in pending:
-                        self.builder.hosted.cut(call)
-                    self.incomplete = "max_tool_calls"
-                    break
-                rounds += 1
-                try:
-                    async for chunk in self._run_calls(pending):
-                        yield chunk
-                except ProxyError as exc:  # the drain's grace period ended meanwhile
-                    self.error = exc
-                    break
-                hosted = self.builder.hosted
-                if hosted.client_calls or hosted.approvals:
-                    break  # the client acts next (its function calls, its approval)
-                spent = sum(r.usage.completion_tokens for r in self.generation.runs if r.usage)
-                following = self.rounds.next_request(self.builder.items(), spent)
-                if following is None:
-                    self.finish = "length"
-                    break
-                hosted.new_round()
-                interval = run.interval
-                try:
-                    run = self.run = await self.generation.continue_with(following)
-                except ProxyError as exc:
-                    self.error = exc
-                    break
-                run.interval = interval
-            self.builder.settle(self.finish, self.generation.usage, self.error, self.incomplete)
-            response = self.builder.response
-            if response["store"] and self.error is None:  # (a failed response is never kept)
-                response["store"] = await self._put(response)
-            yield b"".join(self.builder.terminal())
-        finally:
-            await self.rounds.hosted.aclose()
+            except ProxyError as exc:  # the drain's grace period ended meanwhile
+                self.error = exc
+                break
+            hosted = self.builder.hosted
+            if hosted.client_calls or hosted.approvals:
+                break  # the client acts next (its function calls, its approval)
+            spent = sum(r.usage.completion_tokens for r in self.generation.runs if r.usage)
+            following = self.rounds.next_request(self.builder.items(), spent)
+            if following is None:
+                self.finish = "length"
+                break
+            hosted.new_round()
+            interval = run.interval
+            try:
+                run = self.run = await self.generation.continue_with(following)
+            except ProxyError as exc:
+                self.error = exc
+                break
+            run.interval = interval
+        self.builder.settle(self.finish, self.generation.usage, self.error, self.incomplete)
+        response = self.builder.response
+        if response["store"] and self.error is None:  # (a failed response is never kept)
+            response["store"] = await self._put(response)
+        yield b"".join(self.builder.terminal())
 
     async def drain(self) -> None:
         """The non-streamed answer: every event built, none sent."""

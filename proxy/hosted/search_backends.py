@@ -96,24 +96,19 @@ class McpSearch:
         self._timeout = timeout
 
     async def search(self, query: str, n: int) -> list[SearchResult]:
-        from mcp import ClientSession
-        from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
+        from proxy.hosted.mcp_client import McpFailure, call_tool
+        from proxy.hosted.mcp_entry import McpServerAddress
 
-        try:
-            async with (
-                create_mcp_http_client() as http,
-                streamable_http_client(self._url, http_client=http) as (read, write),
-                ClientSession(read, write, read_timeout_seconds=self._timeout) as session,
-            ):
-                await session.initialize()
-                result = await session.call_tool("search", {"query": query, "n": n})
-        except Exception as exc:  # noqa: BLE001 - the MCP client raises many kinds (and groups)
-            raise BackendError(f"the MCP search server failed ({type(exc).__name__})") from exc
-        if getattr(result, "is_error", False):
+        outcome = await call_tool(
+            McpServerAddress(self._url), "search", {"query": query, "n": n}, self._timeout
+        )
+        if isinstance(outcome, McpFailure):
+            raise BackendError(f"the MCP search server failed: {outcome.message}")
+        if outcome.is_error:
             raise BackendError("the MCP search tool returned an error")
-        payload: Any = getattr(result, "structured_content", None)
+        payload: Any = outcome.structured
         if payload is None:
-            text = "".join(getattr(part, "text", "") for part in getattr(result, "content", []))
+            text = "".join(str(block.get("text", "")) for block in outcome.content)
             try:
                 payload = json.loads(text)
             except ValueError as exc:
@@ -123,6 +118,8 @@ class McpSearch:
 
 def parse_results(payload: Any, n: int) -> list[SearchResult]:
     """The contract's `results` (a bare list is accepted too); ValueError outside it."""
+    if isinstance(payload, dict) and "results" not in payload and "result" in payload:
+        payload = payload["result"]  # an MCP tool's non-object answer, wrapped
     items = payload.get("results") if isinstance(payload, dict) else payload
     if not isinstance(items, list):
         raise BackendError('the search answer has no "results" list')

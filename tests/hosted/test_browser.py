@@ -4,6 +4,12 @@ cursors, links, `find`, and the rule that only pages the backend returned can be
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +17,7 @@ from proxy.hosted.base import HostedCall
 from proxy.hosted.browser import BrowserToolset
 from proxy.hosted.search_backends import search_backend
 from tests.hosted.search_endpoint import search_endpoint
+from tests.support.mcp_fixtures import free_port
 
 
 @pytest.fixture
@@ -98,3 +105,44 @@ async def test_a_backend_that_is_down_is_a_failed_call_not_an_exception():
     browser = BrowserToolset(search_backend("http://127.0.0.1:9/search", timeout=2), "tools[0]")
     result = await browser.run(call("search", query="anything"))
     assert result.error is not None and "unreachable" in result.output
+
+
+@pytest.fixture(scope="module")
+def mcp_search_url():
+    """tests/hosted/mcp_search_server.py in its own process; its streamable HTTP URL."""
+    port = free_port()
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.hosted.mcp_search_server", "--port", str(port)],
+        cwd=root,
+        env=dict(os.environ, PYTHONPATH=str(root)),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+async def test_an_mcp_backend_searches_through_the_servers_search_tool(mcp_search_url):
+    browser = BrowserToolset(search_backend(f"mcp:{mcp_search_url}"), "tools[0]")
+    result = await browser.run(call("search", query="declared"))
+    assert result.error is None
+    assert "L0: # 【0†Tool calling†docs.example.org】" in result.output
+    opened = await browser.run(call("open", id=0))
+    assert "L1: Built-in tools go in the system." in opened.output
+
+
+async def test_an_mcp_backend_that_is_down_is_a_failed_call():
+    browser = BrowserToolset(search_backend("mcp:http://127.0.0.1:9/mcp", timeout=2), "tools[0]")
+    result = await browser.run(call("search", query="anything"))
+    assert result.error is not None and "MCP search server failed" in result.output

@@ -205,3 +205,40 @@ def test_web_search_runs_the_browser_against_the_search_endpoint(builtin_server)
         "[0] Search results for `harmony`"
     ) in second
     assert seen and all(path.startswith("/search?q=harmony") for path in seen)
+
+
+def test_code_that_loops_forever_is_killed_and_the_item_says_so(make_server):
+    backend = ScriptedBackend()
+    quick = SandboxSettings(process=SANDBOX.process, timeout_seconds=2.0)
+    config = ProxyConfig(
+        served_model_names=(backend.model_name,),
+        conversation_date=TEST_DATE,
+        code_interpreter=quick,
+    )
+    server = make_server(config, backend)
+    script(backend, python_call("while True:\n    pass"))
+    response = client_for(server).responses.create(model=server.model, input="loop", tools=[AUTO])
+    item = response.output[1]
+    assert item.status == "failed"
+    assert "timed out after 2 seconds" in item.outputs[0].logs
+    assert "timed out after 2 seconds" in prompts(backend)[1]
+    assert response.status == "completed"
+
+
+def test_the_web_search_stream_has_its_events_in_order(builtin_server):
+    with search_endpoint() as (url, _):
+        server = builtin_server(web_search_backend=url)
+        search = (
+            f"{THINK}<|channel|>analysis to=browser.search <|constrain|>json<|message|>"
+            '{"query":"tools"}<|call|>'
+        )
+        script(server.backend, search)
+        with client_for(server).responses.stream(
+            model=server.model, input="Look it up", tools=[{"type": "web_search"}]
+        ) as stream:
+            kinds = [e.type for e in stream if "web_search" in e.type]
+    assert kinds == [
+        "response.web_search_call.in_progress",
+        "response.web_search_call.searching",
+        "response.web_search_call.completed",
+    ]

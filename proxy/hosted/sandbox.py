@@ -123,11 +123,18 @@ class Sandbox:
             container.last_used = time.monotonic()
             if container.process is None or not container.process.alive:
                 container.process = await ReplProcess.start(self.settings.process)
-            result = await container.process.run(
-                code,
-                timeout=self.settings.timeout_seconds,
-                max_output=self.settings.max_output_bytes,
-            )
+            try:
+                result = await container.process.run(
+                    code,
+                    timeout=self.settings.timeout_seconds,
+                    max_output=self.settings.max_output_bytes,
+                )
+            except asyncio.CancelledError:
+                # The response went away mid-cell: the cell must not run on unwatched (its
+                # output would reach the next cell), so the sandbox goes with it.
+                container.process.terminate()
+                container.process = None
+                raise
             container.last_used = time.monotonic()
             if not container.process.alive:
                 container.process = None

@@ -252,13 +252,18 @@ class ReplProcess:
         code = self._process.returncode
         return CellOutput(kept.decode("utf-8", "replace"), dropped, exit_code=code)
 
-    async def kill(self) -> None:
-        """Kill the sandbox's process group (the namespace dies with its pid 1) and reap it."""
+    def terminate(self) -> None:
+        """Kill the sandbox's process group (the namespace dies with its pid 1); asyncio's
+        child watcher reaps it."""
         if self._process.returncode is None:
             try:
                 os.killpg(self._process.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+    async def kill(self) -> None:
+        """`terminate`, and wait until it is gone."""
+        self.terminate()
         await self._process.wait()
 
 

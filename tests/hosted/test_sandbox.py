@@ -179,3 +179,17 @@ async def test_a_new_container_past_the_owner_cap_retires_the_least_recently_use
     third = sandbox.new_container("alice")
     assert not sandbox.owns("alice", first)
     assert sandbox.owns("alice", second) and sandbox.owns("alice", third)
+
+
+async def test_a_cancelled_cell_takes_its_sandbox_with_it(sandbox):
+    container = sandbox.new_container("alice")
+    await sandbox.execute("alice", container, "kept = 1")
+    running = asyncio.ensure_future(
+        sandbox.execute("alice", container, "import time\nwhile True:\n    time.sleep(0.01)")
+    )
+    await asyncio.sleep(0.5)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    after = await sandbox.execute("alice", container, "print('fresh', 'kept' in globals())")
+    assert after.output == "fresh False\n"

@@ -160,13 +160,6 @@ class CellOutput:
     exit_code: int | None = None
 
 
-def _python() -> tuple[str, str]:
-    """The interpreter the sandbox runs (the proxy's own base install, stdlib only: the
-    virtualenv with the proxy's packages is not bound in) and the prefix to bind."""
-    prefix = os.path.realpath(sys.base_prefix)
-    return os.path.join(prefix, "bin", f"python{sys.version_info[0]}.{sys.version_info[1]}"), prefix
-
-
 def isolation_command(limits: ProcessLimits) -> tuple[list[str], dict[str, str]]:
     """The argv and environment that start a sandboxed REPL; IsolationUnavailable when a
     needed tool is missing."""
@@ -174,7 +167,9 @@ def isolation_command(limits: ProcessLimits) -> tuple[list[str], dict[str, str]]
     missing = [name for name, path in tools.items() if path is None]
     if missing:
         raise IsolationUnavailable(f"{', '.join(missing)} not found (util-linux is needed)")
-    python, prefix = _python()
+    # The proxy's own base install, stdlib only (its virtualenv is not bound in).
+    prefix = os.path.realpath(sys.base_prefix)
+    python = os.path.join(prefix, "bin", "python{}.{}".format(*sys.version_info[:2]))
     root = os.geteuid() == 0
     stage1 = [tools["unshare"] or "", "--mount", "--propagation", "private"]
     if not root:

@@ -108,15 +108,21 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def scripted_server(
-    tokens: int, logs: Path, stack: str = "auto", root: Path = ROOT
+    tokens: int,
+    logs: Path,
+    stack: str = "auto",
+    root: Path = ROOT,
+    extra: tuple[str, ...] = (),
+    label: str = "",
 ) -> Iterator[Server]:
     """`stack`: `auto` (uvicorn's choice: uvloop + httptools when installed) or `asyncio`
     (asyncio's own loop + h11), to measure what the C loop and parser are worth. `root`: the
-    checkout whose code serves (`--compare-root`: another revision, same benchmark)."""
+    checkout whose code serves (`--compare-root`: another revision, same benchmark). `extra`:
+    more `scripted_serve` arguments (`--pace-ms`), `label` naming the set-up."""
     port = free_port()
-    log = logs / f"scripted-{stack}-{root.name}.log"
+    log = logs / f"scripted-{stack}-{root.name}{label.replace(' ', '-')}.log"
     args = [sys.executable, "-m", "tests.support.scripted_serve", "--port", str(port)]
-    args += ["--replay-tokens", str(tokens), "--log-level", "warning"]
+    args += ["--replay-tokens", str(tokens), "--log-level", "warning", *extra]
     if stack == "asyncio":
         args += ["--loop", "asyncio", "--http", "h11"]
     with open(log, "ab") as out:
@@ -124,7 +130,7 @@ def scripted_server(
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, process, log)
-        name = "scripted, 1 process" + (", asyncio+h11" if stack == "asyncio" else "")
+        name = "scripted, 1 process" + (", asyncio+h11" if stack == "asyncio" else "") + label
         yield Server(name if root == ROOT else f"scripted, {root}", url, process.pid)
     finally:
         _stop(process)

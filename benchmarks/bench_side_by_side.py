@@ -11,6 +11,8 @@ in interleaved runs (for each client count: proxy, vllm, driver, `--rounds` time
   metadata shim);
 * `driver`: a bare AsyncLLM driver, `VllmBackend`'s engine driven directly with the proxy's own
   rendered prompts (no HTTP, no parsing): the floor (benchmarks/engine_processes.py);
+* `vllm-si10` (not run by default): `vllm serve --stream-interval 10`, vLLM's fixed interval
+  (one write per 10 tokens per stream), the anchor for the proxy's adaptive merging;
 * `http-floor` (not run by default): the same engine (statistics on, as `serve` has them) behind
   a bare ASGI function under uvicorn (uvloop, httptools: the proxy's stack) that writes one
   fixed chat chunk per engine output, no rendering, no parsing, no JSON: the least any Python
@@ -27,6 +29,7 @@ measured in the same run.
     python benchmarks/bench_side_by_side.py --clients 1,8 --prompts 16
     python benchmarks/bench_side_by_side.py --dtype-compare --clients 1,8   # bf16 vs float32
     python benchmarks/bench_side_by_side.py --systems proxy,vllm,http-floor,driver --clients 32
+    python benchmarks/bench_side_by_side.py --systems proxy,vllm,vllm-si10 --clients 32
 
 `--dtype-compare` runs only the driver, once per `--dtypes` entry, alternating `--rounds` times:
 the demo engine's own speed by dtype (AVX-512/AMX hosts have a bf16 fast path, AVX2-only hosts
@@ -263,13 +266,15 @@ def proxy_system(args: argparse.Namespace, logs: Path) -> Iterator[System]:
 
 
 @contextmanager
-def vllm_system(args: argparse.Namespace, logs: Path) -> Iterator[System]:
+def vllm_system(args: argparse.Namespace, logs: Path, stream_interval: int = 1) -> Iterator[System]:
+    """`stream_interval`: vLLM's `--stream-interval N` (one write per N tokens per stream)."""
     from proxy.demo_model import ensure_demo_model
     from proxy.vllm_serve import replica_args
 
     port = free_port()
-    log = logs / "vllm.log"
+    log = logs / f"vllm-si{stream_interval}.log"
     extra = ["--reasoning-parser", "openai_gptoss", "--tool-call-parser", "openai"]
+    extra += ["--stream-interval", str(stream_interval)]
     extra += ["--enable-auto-tool-choice", "--max-num-seqs", str(args.max_num_seqs)]
     extra += ["--enable-prefix-caching", "--dtype", args.dtype]
     vllm_args = replica_args(
@@ -291,7 +296,10 @@ def vllm_system(args: argparse.Namespace, logs: Path) -> Iterator[System]:
     process = _popen([sys.executable, "-m", "proxy.vllm_serve", *vllm_args], log)
     try:
         _wait_http(f"http://127.0.0.1:{port}", "/v1/models", process, log)
-        yield HttpSystem("vllm serve", f"http://127.0.0.1:{port}", process.pid)
+        name = "vllm serve" + (
+            f" --stream-interval {stream_interval}" if stream_interval > 1 else ""
+        )
+        yield HttpSystem(name, f"http://127.0.0.1:{port}", process.pid)
     finally:
         _stop(process)
 
@@ -389,7 +397,9 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=48, help="requests per run (>= clients)")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument(
-        "--systems", default="proxy,vllm,driver", help="any of proxy, vllm, http-floor, driver"
+        "--systems",
+        default="proxy,vllm,driver",
+        help="any of proxy, vllm, vllm-si10 (`vllm serve --stream-interval 10`), http-floor, driver",
     )
     parser.add_argument("--rounds", type=int, default=1, help="interleaved repetitions")
     parser.add_argument(
@@ -428,6 +438,7 @@ def main() -> None:
             starters = {
                 "proxy": lambda: proxy_system(args, logs),
                 "vllm": lambda: vllm_system(args, logs),
+                "vllm-si10": lambda: vllm_system(args, logs, stream_interval=10),
                 "driver": lambda: driver_system(args, logs, args.dtype),
                 "http-floor": lambda: http_floor_system(args, logs),
             }

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _USAGE = re.compile(rb'"completion_tokens":(\d+)')
 _END = b"\r\n0\r\n\r\n"  # the last chunk of a chunked body, after the previous chunk's CRLF
@@ -29,6 +29,9 @@ class RawResult:
     seconds: float
     events: int  # `data: ` lines seen (approximate: a line split across two reads is missed)
     done: bool  # the stream ended with `data: [DONE]`
+    # Seconds between consecutive socket reads that carried events: the inter-token latency a
+    # reader sees (one read per server write, unless the reader falls behind).
+    gaps: list[float] = field(default_factory=list)
 
 
 class StreamFailed(Exception):
@@ -50,6 +53,8 @@ class _Exchange(asyncio.Protocol):
         self.events = 0
         self.tokens = 0
         self.last = b""  # the previous block, for an end marker split across two
+        self.read_at = 0.0  # when the previous block with events came
+        self.gaps: list[float] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -57,6 +62,7 @@ class _Exchange(asyncio.Protocol):
     def begin(self, started: float) -> asyncio.Future[RawResult]:
         self.started, self.head, self.ttfb = started, b"", 0.0
         self.in_body, self.events, self.tokens, self.last = False, 0, 0, b""
+        self.read_at, self.gaps = 0.0, []
         self.finished = asyncio.get_running_loop().create_future()
         return self.finished
 
@@ -73,9 +79,15 @@ class _Exchange(asyncio.Protocol):
             self.in_body = True
             if not data:
                 return
+        now = time.perf_counter()
         if not self.ttfb:
-            self.ttfb = time.perf_counter() - self.started
-        self.events += data.count(b"data: ")
+            self.ttfb = now - self.started
+        events = data.count(b"data: ")
+        if events:
+            if self.read_at:
+                self.gaps.append(now - self.read_at)
+            self.read_at = now
+        self.events += events
         if b'"completion_tokens"' in data:
             self.tokens = int(_USAGE.findall(data)[-1])
         tail = data if len(data) >= len(_DONE) else self.last[-len(_DONE) :] + data
@@ -88,6 +100,7 @@ class _Exchange(asyncio.Protocol):
                     seconds=time.perf_counter() - self.started,
                     events=self.events,
                     done=tail.endswith(_DONE),
+                    gaps=self.gaps,
                 )
             )
 

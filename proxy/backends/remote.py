@@ -56,15 +56,13 @@ from proxy.backends.remote_wire import (
     COMPLETIONS_PATH,
     GENERATE_PATH,
     Protocol,
+    ReadyChunks,
     SseLines,
     UpstreamError,
-    cached_tokens,
-    chunks_from_payload,
     completions_body,
     engine_request_id,
     error_from_json,
     generate_body,
-    parse_event,
 )
 
 logger = logging.getLogger("proxy.remote")
@@ -311,45 +309,15 @@ class RemoteBackend:
             ) as response:
                 if response.status != 200:
                     raise self._http_error(response.status, await response.read(), response.headers)
-                held: list[GenerationChunk] = []
+                reader = ReadyChunks(sampling, self.protocol)
                 async for lines in _blocks(response):
-                    # Every event of a block that arrived is ready: all but the last chunk
-                    # handed over say so (`more_ready`), and the run writes them as one.
-                    ready: list[GenerationChunk] = []
-                    failure: Exception | None = None
-                    for line in lines:
-                        try:
-                            payload = parse_event(line)
-                        except (UpstreamError, json.JSONDecodeError) as exc:
-                            failure = exc  # after what came before it in the block
-                            break
-                        if payload is None:
-                            continue
-                        chunks = chunks_from_payload(payload, sampling, self.protocol)
-                        cached = cached_tokens(payload)
-                        if cached is not None and held:
-                            held[-1].cached_prompt_tokens = cached
-                        ready += held
-                        # A finishing chunk waits for the usage chunk that follows it (prefix-
-                        # cache hits are reported there), so that it can carry them; the others
-                        # go out with their block (held, each token would reach the client one
-                        # engine step late).
-                        held = []
-                        for chunk in chunks:
-                            if chunk.finish_reason is None and not held:
-                                ready.append(chunk)
-                            else:
-                                held.append(chunk)
-                    for chunk in ready[:-1]:
-                        chunk.more_ready = True
+                    ready, failure = reader.block(lines)
                     for chunk in ready:
                         yield chunk
                         sent = True
                     if failure is not None:
                         raise failure
-                for chunk in held[:-1]:
-                    chunk.more_ready = True
-                for chunk in held:
+                for chunk in reader.rest():
                     yield chunk
         except UpstreamError as exc:
             raise self._classify(exc, sent) from exc

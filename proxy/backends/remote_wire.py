@@ -9,11 +9,13 @@
 Both stream `data: {json}` lines ending with `data: [DONE]`; an error after the response started
 arrives as `data: {"error": {...}}`. This module only builds bodies and parses chunks (pure
 functions, no I/O), so the HTTP client in `remote.py` stays about connections and failures.
-`SseLines` splits the streamed bytes into lines for it.
+`SseLines` splits the streamed bytes into lines for it, and `ReadyChunks` turns each block of
+lines into the chunks that are ready together.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -229,3 +231,57 @@ class SseLines:
         lines = (self._rest + block).split(b"\n")
         self._rest = lines.pop()
         return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+
+class ReadyChunks:
+    """The chunks of each block of lines a replica's stream delivered, marked as ready together.
+
+    Every event of a block that arrived is ready: all but the last chunk handed over say so
+    (`more_ready`), and the run writes them as one. A finishing chunk waits for the usage chunk
+    that follows it (prefix-cache hits are reported there), so that it can carry them; the
+    others go out with their block (held, each token would reach the client one engine step
+    late). A malformed event ends the block after what came before it: `block` returns it as
+    the failure to raise once those are handed over.
+    """
+
+    def __init__(self, sampling: SamplingConfig, protocol: Protocol) -> None:
+        self.sampling = sampling
+        self.protocol = protocol
+        self._held: list[GenerationChunk] = []
+
+    def block(self, lines: list[bytes]) -> tuple[list[GenerationChunk], Exception | None]:
+        ready: list[GenerationChunk] = []
+        failure: Exception | None = None
+        for line in lines:
+            try:
+                payload = parse_event(line)
+            except (UpstreamError, json.JSONDecodeError) as exc:
+                failure = exc
+                break
+            if payload is None:
+                continue
+            chunks = chunks_from_payload(payload, self.sampling, self.protocol)
+            cached = cached_tokens(payload)
+            held = self._held
+            if cached is not None and held:
+                held[-1].cached_prompt_tokens = cached
+            ready += held
+            self._held = []
+            for chunk in chunks:
+                if chunk.finish_reason is None and not self._held:
+                    ready.append(chunk)
+                else:
+                    self._held.append(chunk)
+        _mark_ready(ready)
+        return ready, failure
+
+    def rest(self) -> list[GenerationChunk]:
+        """What was held when the stream ended."""
+        held, self._held = self._held, []
+        _mark_ready(held)
+        return held
+
+
+def _mark_ready(chunks: list[GenerationChunk]) -> None:
+    for chunk in chunks[:-1]:
+        chunk.more_ready = True

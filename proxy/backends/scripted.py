@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,11 @@ class Script:
     ready_together: int = 1
     # Seconds to wait before chunk k (counted from 0 over all choices): an engine that stalls.
     pauses: Mapping[int, float] = field(default_factory=dict)
+    # An engine stepping at a fixed pace: chunk k of each choice is due `k * pace` seconds
+    # after the request started, whether or not the reader kept up. A reader that falls behind
+    # finds every chunk due by then handed over together (`more_ready`), as a loaded engine's
+    # output queue holds them; one that keeps up waits for each (0: no pace).
+    pace: float = 0.0
 
 
 @dataclass
@@ -125,6 +131,7 @@ class ScriptedBackend:
         emitted = 0
         together = max(1, script.ready_together)
         done = False
+        paced = _Pace(script.pace, len(plans)) if script.pace > 0 else None
         try:
             while any(plans):
                 for index, plan in enumerate(plans):
@@ -132,6 +139,8 @@ class ScriptedBackend:
                         continue
                     if script.fail_after is not None and emitted >= script.fail_after:
                         raise EngineError("scripted engine failure")
+                    if paced is not None:
+                        await paced.wait(emitted)
                     in_group = emitted % together != 0  # the previous chunk said more_ready
                     if script.delay and not in_group:
                         await asyncio.sleep(script.delay)
@@ -146,6 +155,8 @@ class ScriptedBackend:
                         if self.record:
                             self.finished.append(request_id)
                     more = not done and emitted % together != 0
+                    if paced is not None:
+                        more = not done and paced.due(emitted)
                     yield GenerationChunk(
                         index=index,
                         token_ids=tokens,
@@ -194,6 +205,26 @@ class ScriptedBackend:
 
     async def shutdown(self) -> None:
         self.shutdown_called = True
+
+
+class _Pace:
+    """When each chunk of a paced script is due: chunk k of every choice at `k * step`."""
+
+    def __init__(self, step: float, choices: int) -> None:
+        self.step = step
+        self.choices = choices
+        self.started = time.monotonic()
+
+    def _at(self, emitted: int) -> float:
+        return self.started + (emitted // self.choices) * self.step
+
+    def due(self, emitted: int) -> bool:
+        return time.monotonic() >= self._at(emitted)
+
+    async def wait(self, emitted: int) -> None:
+        delay = self._at(emitted) - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
 
 
 def _fake_logprobs(tokens: list[int], top_n: int | None) -> list[dict[int, float]] | None:

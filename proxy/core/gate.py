@@ -95,7 +95,7 @@ def check_request(request: GenerationRequest, limits: Limits) -> None:
             f"{limits.max_user_length}.",
             "user",
         )
-    _check_metadata(request.metadata, limits)
+    check_metadata(request.metadata, limits)
     if limits.max_messages is not None and len(request.parts) > limits.max_messages:
         raise _refuse(
             f"`{names.messages}` holds {len(request.parts)} messages; this server accepts at "
@@ -118,7 +118,8 @@ def check_request(request: GenerationRequest, limits: Limits) -> None:
         _check_depth(request.final_schema, names.output_format, limits.max_schema_depth)
 
 
-def _check_metadata(metadata: dict[str, Any] | None, limits: Limits) -> None:
+def check_metadata(metadata: dict[str, Any] | None, limits: Limits) -> None:
+    """400 for `metadata` over OpenAI's limits (responses, and conversations' own)."""
     if not metadata:
         return
     if len(metadata) > limits.max_metadata_pairs:

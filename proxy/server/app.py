@@ -30,6 +30,9 @@ from fastapi.responses import JSONResponse, Response
 from proxy.api.chat import ChatCompletions
 from proxy.api.chat_request import precheck_body as chat_precheck
 from proxy.api.chat_schema import ModelCard, ModelList
+from proxy.api.conversations.endpoint import ConversationsEndpoint
+from proxy.api.conversations.items import precheck_body as conversations_precheck
+from proxy.api.conversations.store import open_conversation_store
 from proxy.api.messages.endpoint import MessagesEndpoint
 from proxy.api.messages.request import precheck_body as messages_precheck
 from proxy.api.responses.endpoint import ResponsesEndpoint
@@ -40,6 +43,7 @@ from proxy.core.caller import caller_of
 from proxy.core.conversation import load_encoding
 from proxy.core.errors import EngineLoading, ModelNotFound
 from proxy.core.grammar import warm_up as warm_up_grammar
+from proxy.core.request import GenerationRequest
 from proxy.core.sealing import ReasoningSealer
 from proxy.core.service import GenerationService
 from proxy.server.edge import REQUEST_ID_HEADER, ApiKeyCheck, BodyGate, HarmonyProxyApp
@@ -52,6 +56,7 @@ from proxy.server.loop_lag import LoopLagMonitor
 from proxy.server.metrics import ProxyMetrics, api_of_path
 from proxy.server.request_log import RequestRecord
 from proxy.server.settings import ProxyConfig, data_dir
+from proxy.server.warm_tools import read_warm_tools, warm_tool_sets
 
 logger = logging.getLogger("proxy")
 
@@ -64,9 +69,15 @@ STARTUP_FAILED = "the cause is in the server's log"
 class _Startup:
     """Loads the encoding and the engine in the background; remembers a failure."""
 
-    def __init__(self, service: GenerationService, on_ready: Callable[[], None] | None) -> None:
+    def __init__(
+        self,
+        service: GenerationService,
+        on_ready: Callable[[], None] | None,
+        warm: tuple[GenerationRequest, ...] = (),
+    ) -> None:
         self.service = service
         self.on_ready = on_ready
+        self.warm = warm  # tool sets compiled before /ready says ready (--warm-tools)
         self.task: asyncio.Task[None] | None = None
 
     @property
@@ -79,6 +90,7 @@ class _Startup:
             await asyncio.to_thread(warm_up_grammar)
             self.service.encoding_loaded = True
             await self.service.backend.start()
+            await warm_tool_sets(self.service, self.warm)
             logger.info("engine ready: %s", self.service.backend.model_name)
             if self.on_ready is not None:
                 self.on_ready()
@@ -123,9 +135,20 @@ def create_app(
         on_usage=budget.spend if budget.tokens_per_minute else None,
     )
     chat = ChatCompletions(service, config)
-    startup = _Startup(service, on_ready)
+    warm = read_warm_tools(config.warm_tools) if config.warm_tools else ()
+    startup = _Startup(service, on_ready, warm)
     store, sealer, scratch = open_response_state(config)
-    responses = ResponsesEndpoint(service, config, store, sealer)
+    conversation_store = (
+        open_conversation_store(store, max_bytes=config.conversation_max_bytes) if store else None
+    )
+    responses = ResponsesEndpoint(service, config, store, sealer, conversation_store)
+    conversations = ConversationsEndpoint(
+        conversation_store,
+        config.limits,
+        sealer,
+        service.model_names,
+        max_item_bytes=config.conversation_max_item_bytes,
+    )
     messages = MessagesEndpoint(service, config, sealer)
 
     def engine_state() -> str:
@@ -181,6 +204,8 @@ def create_app(
         {
             "/v1/chat/completions": lambda data: chat_precheck(data, limits),
             "/v1/responses": lambda data: responses_precheck(data, limits),
+            "/v1/conversations": conversations_precheck,
+            "/v1/conversations/{conversation_id}/items": conversations_precheck,
             "/v1/messages": lambda data: messages_precheck(data, limits),
             "/v1/messages/count_tokens": lambda data: messages_precheck(data, limits),
         }
@@ -219,7 +244,8 @@ def create_app(
                 status_code=503,
                 headers={"Retry-After": str(lifecycle.retry_after_seconds)},
             )
-        if service.encoding_loaded and backend.ready:
+        # (`startup_done`: after --warm-tools too, so traffic arrives with its grammars built)
+        if service.encoding_loaded and backend.ready and service.startup_done:
             return JSONResponse({"status": "ready", "model": backend.model_name})
         raise EngineLoading(service.unavailable_reason())
 
@@ -259,6 +285,18 @@ def create_app(
         ("/v1/responses/{response_id}", responses.retrieve, "GET"),
         ("/v1/responses/{response_id}/input_items", responses.input_items, "GET"),
         ("/v1/responses/{response_id}", responses.delete, "DELETE"),
+        ("/v1/conversations", conversations.create, "POST"),
+        ("/v1/conversations/{conversation_id}", conversations.retrieve, "GET"),
+        ("/v1/conversations/{conversation_id}", conversations.update, "POST"),
+        ("/v1/conversations/{conversation_id}", conversations.delete, "DELETE"),
+        ("/v1/conversations/{conversation_id}/items", conversations.list_items, "GET"),
+        ("/v1/conversations/{conversation_id}/items", conversations.create_items, "POST"),
+        ("/v1/conversations/{conversation_id}/items/{item_id}", conversations.retrieve_item, "GET"),
+        (
+            "/v1/conversations/{conversation_id}/items/{item_id}",
+            conversations.delete_item,
+            "DELETE",
+        ),
         ("/v1/messages", messages.create, "POST"),
         ("/v1/messages/count_tokens", messages.count_tokens, "POST"),
     ):

@@ -92,7 +92,12 @@ def parse_settings(
     given = vars(parser.parse_args(argv))
     given.pop("command")
     try:
-        return Settings.from_sources(given, os.environ if environ is None else environ)
+        settings = Settings.from_sources(given, os.environ if environ is None else environ)
+        if settings.warm_tools:  # a bad file stops the server here, named
+            from proxy.server.warm_tools import read_warm_tools  # (the API's tool readers)
+
+            read_warm_tools(settings.warm_tools)
+        return settings
     except SettingsError as exc:
         parser.exit(2, f"{PROG} serve: error: {exc}\n")
         raise  # pragma: no cover - parser.exit raises SystemExit

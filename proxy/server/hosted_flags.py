@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from proxy.hosted.mcp_entry import check_prefix
 from proxy.hosted.sandbox import IsolationUnavailable, SandboxSettings, check_isolation
 from proxy.hosted.sandbox_process import ProcessLimits
-from proxy.server.flags import GROUP_RESPONSES, duration_seconds, flag
+from proxy.server.flags import GROUP_RESPONSES, SettingsError, duration_seconds, flag
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,6 @@ class HostedFlags:
         "port; repeatable); without any, `mcp` tools are refused with a 400 (default: none)",
         group=GROUP_RESPONSES,
         kind="list",
-        convert=check_prefix,
         metavar="URL",
     )
     mcp_timeout_seconds: float = flag(
@@ -146,6 +145,14 @@ class HostedFlags:
             max_per_owner=self.code_interpreter_containers_per_key,
             max_total=self.code_interpreter_containers,
         )
+
+    def check_hosted(self) -> None:
+        """A malformed `--mcp-allow` prefix is a start-up error (it would match nothing)."""
+        for prefix in self.mcp_allow:
+            try:
+                check_prefix(prefix)
+            except ValueError as exc:
+                raise SettingsError(f"--mcp-allow / HARMONY_PROXY_MCP_ALLOW: {exc}") from None
 
 
 def check_code_interpreter(flags: HostedFlags, prog: str) -> None:

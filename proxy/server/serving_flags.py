@@ -341,6 +341,22 @@ class ServingFlags(HostedFlags):
         convert=int,
         minimum=0,
     )
+    # -- conversations (/v1/conversations, `conversation` in /v1/responses)
+    conversation_max_bytes: int = flag(
+        4 * 1024 * 1024,
+        "largest conversation (its items as stored JSON); adding past it is a 400, a response "
+        "may overshoot it by its own output (default: 4 MiB; 0: no limit)",
+        group=GROUP_RESPONSES,
+        convert=int,
+        minimum=0,
+    )
+    conversation_max_item_bytes: int = flag(
+        1024 * 1024,
+        "largest item a conversation takes (default: 1 MiB; 0: no limit)",
+        group=GROUP_RESPONSES,
+        convert=int,
+        minimum=0,
+    )
     reasoning_key: str | None = flag(
         None,
         "base64 32-byte key sealing reasoning for `include: [reasoning.encrypted_content]`; "
@@ -409,6 +425,13 @@ class ServingFlags(HostedFlags):
         "off: one write per engine output, as before)",
         group=GROUP_LIMITS,
         kind="switch",
+    )
+    warm_tools: str | None = flag(
+        None,
+        "JSON file of tool sets whose grammars the engine compiles before the server reports "
+        "ready, so an agent's first request does not wait (README: Operating it; default: none)",
+        group=GROUP_LIMITS,
+        metavar="FILE",
     )
     max_stream_interval_ms: float = flag(
         1000.0,

@@ -84,6 +84,7 @@ class Settings(EngineFlags, ServingFlags):
                     "keys on purpose"
                 )
         self.engine_args()  # a malformed --engine-arg is a start-up error, not a load failure
+        self.check_hosted()  # (hosted_flags.py)
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -166,12 +167,15 @@ class Settings(EngineFlags, ServingFlags):
             response_retention_seconds=(self.response_max_age_days * 86400.0) or None,
             response_retention_bytes=self.response_retention_bytes or None,
             response_max_row_bytes=self.response_max_row_bytes or None,
+            conversation_max_bytes=self.conversation_max_bytes or None,
+            conversation_max_item_bytes=self.conversation_max_item_bytes or None,
             reasoning_key=self.reasoning_key,
             reasoning_key_file=key_file,
             reasoning_previous_keys=self.reasoning_previous_key,
             reasoning_ttl_seconds=self.reasoning_ttl,
             require_sealed_reasoning=self.require_sealed_reasoning,
             shared_prefix_cache=self.shared_prefix_cache,
+            warm_tools=self.warm_tools,
             # hosted tools (issue 18, part B)
             mcp_allow=self.mcp_allow,
             mcp_timeout_seconds=self.mcp_timeout_seconds,
@@ -279,6 +283,10 @@ class ProxyConfig:
     response_retention_seconds: float | None = 30 * 86400.0
     response_retention_bytes: int | None = 1024 * 1024 * 1024
     response_max_row_bytes: int | None = 4 * 1024 * 1024
+    # Conversations (in the response store's database): the bytes of one conversation's items
+    # and of one item (None: no limit).
+    conversation_max_bytes: int | None = 4 * 1024 * 1024
+    conversation_max_item_bytes: int | None = 1024 * 1024
     # The key sealing reasoning for stateless replay (`reasoning.encrypted_content`): base64 of
     # 32 bytes, the same on every replica. None: read (or create) `reasoning_key_file`; with
     # that None too, a key file beside the store.
@@ -293,6 +301,8 @@ class ProxyConfig:
     shared_prefix_cache: bool = False
     # Floors of every stream's writes, and the bound of a request's own (proxy/core/coalesce.py).
     stream_interval: StreamInterval = field(default_factory=StreamInterval)
+    # A file of tool sets compiled before the server reports ready (proxy/server/warm_tools.py).
+    warm_tools: str | None = None
     # Hosted tools (proxy/hosted/; issue 18, part B): URL prefixes `mcp` tools may reach
     # (empty: `mcp` tools are refused), the time an MCP listing or call may take, and the
     # rounds of hosted calls one response may run.

@@ -8,6 +8,10 @@ prompt, the answer, and the items and events the openai SDK reads.
 
 from __future__ import annotations
 
+import json
+import time
+
+import httpx
 import openai
 import pytest
 
@@ -209,3 +213,82 @@ def test_tool_choice_mcp_forces_the_first_round_only(proxy, client, mcp_server):
     # The first round's grammar allows only the call; the second's allows an answer again.
     assert "calc.add" in first and "<|channel|>final" not in first
     assert "<|channel|>final" in second
+
+
+def test_a_client_function_call_still_ends_the_response(proxy, client, mcp_server):
+    weather = {
+        "type": "function",
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    }
+    calling(proxy.backend, [call("functions.get_weather", '{"city": "Paris"}')])
+    response = client.responses.create(
+        model=proxy.model,
+        input="Weather in Paris?",
+        tools=[weather, mcp_tool(mcp_server.url, require_approval="never")],
+    )
+    assert [item.type for item in response.output] == [
+        "mcp_list_tools",
+        "reasoning",
+        "function_call",
+    ]
+    assert len(proxy.backend.requests) == 1
+
+
+def test_the_request_log_and_usage_hook_count_every_round(proxy, client, mcp_server, caplog):
+    calling(proxy.backend, [call("calc.add", '{"a": 2, "b": 3}')])
+    with caplog.at_level("INFO", logger="proxy.requests"):
+        response = client.responses.create(
+            model=proxy.model,
+            input="What is 2 + 3?",
+            tools=[mcp_tool(mcp_server.url, require_approval="never")],
+        )
+    logged = [json.loads(r.getMessage()) for r in caplog.records if r.name == "proxy.requests"]
+    assert [entry["status"] for entry in logged] == [200]  # one request, however many rounds
+    assert logged[0]["prompt_tokens"] == response.usage.input_tokens
+    assert logged[0]["completion_tokens"] == response.usage.output_tokens
+    first, second = proxy.backend.requests
+    assert response.usage.input_tokens == len(first.prompt_token_ids) + len(second.prompt_token_ids)
+
+
+def test_a_client_leaving_during_a_tool_call_stops_the_response(proxy, mcp_server):
+    calling(proxy.backend, [call("calc.wait", '{"seconds": 6}')])
+    body = {
+        "model": proxy.model,
+        "input": "Wait.",
+        "stream": True,
+        "tools": [mcp_tool(mcp_server.url, require_approval="never")],
+    }
+    with httpx.stream("POST", f"{proxy.base_url}/responses", json=body, timeout=30) as answer:
+        for line in answer.iter_lines():
+            if "response.mcp_call.in_progress" in line:
+                break  # leave while the call runs
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline and in_flight(proxy) != 0:
+        time.sleep(0.1)
+    assert in_flight(proxy) == 0  # the slot is back before the 6-second call could end
+    assert len(proxy.backend.requests) == 1  # and no second round
+
+
+def in_flight(proxy) -> float:
+    text = httpx.get(f"{proxy.url}/metrics", timeout=5).text
+    line = next(x for x in text.splitlines() if x.startswith("harmony_proxy_requests_in_flight"))
+    return float(line.split()[-1])
+
+
+def test_a_conversation_keeps_the_hosted_items_and_lists_a_server_once(proxy, client, mcp_server):
+    tools = [mcp_tool(mcp_server.url, require_approval="never")]
+    conversation = client.conversations.create()
+    calling(proxy.backend, [call("calc.add", '{"a": 2, "b": 3}')])
+    first = client.responses.create(
+        model=proxy.model, input="2 + 3?", tools=tools, conversation=conversation.id
+    )
+    calling(proxy.backend, [call("calc.add", '{"a": 5, "b": 4}')], rounds=2)
+    second = client.responses.create(
+        model=proxy.model, input="5 + 4?", tools=tools, conversation=conversation.id
+    )
+    assert first.output[0].type == "mcp_list_tools"
+    assert "mcp_list_tools" not in [item.type for item in second.output]
+    kept = [item.type for item in client.conversations.items.list(conversation.id, order="asc")]
+    assert kept.count("mcp_list_tools") == 1 and kept.count("mcp_call") == 2
+    assert f"<|start|>calc.add{RESULT_MARK}5<|end|>" in prompts(proxy.backend)[-1]

@@ -103,3 +103,48 @@ def prompt_for(request: Any, config: Any = None) -> list[int]:
     if isinstance(request, dict):
         request = ChatCompletionRequest.model_validate(request)
     return chat_prompt(request, (config or ProxyConfig()).service_settings().system)[0]
+
+
+def joined_stream(chunks: list[dict[str, Any]], n: int = 1) -> dict[str, Any]:
+    """What a client assembles per choice, checking on the way that each call's id and name come
+    once and before its arguments; ids are kept by position (they are random per request).
+    Streams merged and unmerged, or at different intervals, must join to the same."""
+    out: dict[str, Any] = {"usage": None, "choices": []}
+    for index in range(n):
+        joined: dict[str, Any] = {
+            "content": "",
+            "reasoning": "",
+            "calls": {},
+            "logprobs": [],
+            "finish": [],
+        }
+        for chunk in chunks:
+            for choice in chunk["choices"]:
+                if choice["index"] != index:
+                    continue
+                delta = choice["delta"]
+                joined["content"] += delta.get("content") or ""
+                joined["reasoning"] += delta.get("reasoning") or ""
+                for call in delta.get("tool_calls") or []:
+                    entry = joined["calls"].setdefault(call["index"], {"arguments": ""})
+                    if "id" in call:
+                        assert "name" not in entry, "a call's id and name are sent once"
+                        assert entry["arguments"] == "", "the name precedes the arguments"
+                        entry["name"] = call["function"]["name"]
+                        entry["id_shape"] = call["id"][:5]
+                    assert "name" in entry, "arguments of a call whose name was not sent"
+                    entry["arguments"] += call["function"]["arguments"]
+                if choice["logprobs"] is not None:
+                    joined["logprobs"] += choice["logprobs"]["content"]
+                if choice["finish_reason"] is not None:
+                    joined["finish"].append(choice["finish_reason"])
+        out["choices"].append(joined)
+    usage = [chunk["usage"] for chunk in chunks if chunk.get("usage")]
+    out["usage"] = usage
+    return out
+
+
+def delta_chunks(chunks: list[dict[str, Any]]) -> int:
+    return sum(
+        1 for c in chunks for choice in c["choices"] if choice["delta"] and choice["delta"] != {}
+    )

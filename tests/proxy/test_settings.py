@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import pickle
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +17,10 @@ from proxy.server.cli import build_parser, parse_settings
 from proxy.server.settings import Flag, Settings, SettingsError, flags
 
 # A value for each flag other than its default, as the environment spells it, and as parsed.
+# --warm-tools is read when the settings are parsed: the sample names a real file.
+_WARM_TOOLS = Path(tempfile.gettempdir()) / "harmony-proxy-test-warm-tools.json"
+_WARM_TOOLS.write_text(json.dumps([{"type": "function", "function": {"name": "get_time"}}]))
+
 SAMPLES: dict[str, tuple[str, object]] = {
     "host": ("::1", "::1"),  # (a non-loopback host needs a key: tests/proxy/test_fail_closed.py)
     "port": ("9001", 9001),
@@ -67,10 +74,17 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "reasoning_ttl": ("7d", 604800.0),
     "require_sealed_reasoning": ("on", True),
     "shared_prefix_cache": ("yes", True),
+    # hosted tools (issue 18, part B)
+    "mcp_allow": ("http://mcp:1/a, https://t.example", ("http://mcp:1/a", "https://t.example")),
+    "mcp_timeout_seconds": ("5", 5.0),
+    "max_tool_rounds": ("3", 3),
     "stream_interval": ("8", 8),
     "stream_interval_ms": ("20", 20.0),
     "max_stream_interval_ms": ("250", 250.0),
     "merge_ready_outputs": ("off", False),
+    "warm_tools": (str(_WARM_TOOLS), str(_WARM_TOOLS)),
+    "conversation_max_bytes": ("1048576", 1048576),
+    "conversation_max_item_bytes": ("65536", 65536),
     "model": ("/models/m", "/models/m"),
     "served_model_name": ("m", "m"),
     "cache": ("/c", "/c"),
@@ -301,3 +315,8 @@ def test_a_bad_variable_stops_the_real_command_with_exit_code_2():
     )
     assert result.returncode == 2
     assert "HARMONY_PROXY_PORT='x'" in result.stderr
+
+
+def test_a_malformed_mcp_allow_prefix_is_a_start_up_error(capsys: pytest.CaptureFixture[str]):
+    message = _refused(["serve", "--mcp-allow", "not-a-url"], {}, capsys)
+    assert "--mcp-allow" in message

@@ -8,13 +8,12 @@ its finish and usage chunks, and the time floor writes held text when the engine
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.proxy.helpers import WEATHER_TOOL, sse_events
+from tests.proxy.helpers import WEATHER_TOOL, joined_stream, stream_chunks
 
 pytestmark = pytest.mark.engine
 
@@ -26,31 +25,18 @@ def _stream(server, **fields: Any) -> list[dict[str, Any]]:
         "temperature": 0,
         "seed": 7,
         "max_completion_tokens": 120,
-        "stream": True,
         **fields,
     }
-    response = httpx.post(f"{server.base_url}/chat/completions", json=payload, timeout=300)
-    assert response.status_code == 200, response.text
-    events = sse_events(response.text)
-    assert events[-1] == "[DONE]"
-    return [json.loads(e) for e in events[:-1]]
+    with httpx.Client(timeout=300) as client:
+        return stream_chunks(client, f"{server.base_url}/chat/completions", payload)
 
 
 def _joined(chunks: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"text": "", "calls": [], "finish": [], "usage": []}
-    for chunk in chunks:
-        if chunk.get("usage"):  # (the second request may hit the prefix cache: not compared)
-            out["usage"].append(chunk["usage"]["completion_tokens"])
-        for choice in chunk["choices"]:
-            delta = choice["delta"]
-            out["text"] += (delta.get("reasoning") or "") + (delta.get("content") or "")
-            for call in delta.get("tool_calls") or []:
-                if "id" in call:
-                    out["calls"].append([call["function"]["name"], ""])
-                out["calls"][call["index"]][1] += call["function"]["arguments"]
-            if choice["finish_reason"]:
-                out["finish"].append(choice["finish_reason"])
-    return out
+    """The joined stream, its usage reduced to the completion's length (the second request may
+    hit the prefix cache, which only the prompt's figures show)."""
+    joined = joined_stream(chunks)
+    joined["usage"] = [usage["completion_tokens"] for usage in joined["usage"]]
+    return joined
 
 
 def test_a_coarser_stream_on_the_engine_carries_the_same_answer(proxy_server) -> None:
@@ -59,8 +45,9 @@ def test_a_coarser_stream_on_the_engine_carries_the_same_answer(proxy_server) ->
     plain = _stream(proxy_server, stream_options=options, **extra)
     coarse = _stream(proxy_server, stream_options={**options, "stream_interval_ms": 150}, **extra)
     assert _joined(coarse) == _joined(plain)
-    assert _joined(coarse)["calls"] and _joined(coarse)["calls"][0][0] == "get_weather"
-    assert len(_joined(coarse)["finish"]) == 1 and len(_joined(coarse)["usage"]) == 1
+    calls = _joined(coarse)["choices"][0]["calls"]
+    assert calls and calls[0]["name"] == "get_weather"
+    assert len(_joined(coarse)["choices"][0]["finish"]) == 1 and len(_joined(coarse)["usage"]) == 1
     text_chunks = [c for c in coarse if c["choices"] and c["choices"][0]["delta"]]
     plain_chunks = [c for c in plain if c["choices"] and c["choices"][0]["delta"]]
     assert len(text_chunks) < len(plain_chunks)

@@ -19,7 +19,14 @@ import pytest
 from proxy.backends.scripted import Script, ScriptedBackend
 from proxy.core.coalesce import StreamInterval
 from proxy.server.settings import ProxyConfig
-from tests.proxy.helpers import WEATHER_TOOL, sse_events, toks
+from tests.proxy.helpers import (
+    WEATHER_TOOL,
+    delta_chunks,
+    joined_stream,
+    sse_events,
+    stream_chunks,
+    toks,
+)
 from tests.support.replay import answer_completion, tool_call_completion
 from tests.support.server_fixtures import TEST_DATE, RunningServer
 
@@ -59,59 +66,11 @@ def _chat(server: RunningServer, **fields: Any) -> list[dict[str, Any]]:
     payload = {
         "model": MODEL,
         "messages": [{"role": "user", "content": "Weather in Paris?"}],
-        "stream": True,
         "stream_options": {"include_usage": True},
         **fields,
     }
-    response = httpx.post(f"{server.base_url}/chat/completions", json=payload, timeout=60)
-    assert response.status_code == 200, response.text
-    events = sse_events(response.text)
-    assert events[-1] == "[DONE]"
-    return [json.loads(e) for e in events[:-1]]
-
-
-def _joined(chunks: list[dict[str, Any]], n: int) -> dict[str, Any]:
-    """What a client assembles per choice, plus where each call's name came relative to its
-    arguments; ids are compared by position (they are random per request)."""
-    out: dict[str, Any] = {"usage": None, "choices": []}
-    for index in range(n):
-        joined: dict[str, Any] = {
-            "content": "",
-            "reasoning": "",
-            "calls": {},
-            "logprobs": [],
-            "finish": [],
-        }
-        for chunk in chunks:
-            for choice in chunk["choices"]:
-                if choice["index"] != index:
-                    continue
-                delta = choice["delta"]
-                joined["content"] += delta.get("content") or ""
-                joined["reasoning"] += delta.get("reasoning") or ""
-                for call in delta.get("tool_calls") or []:
-                    entry = joined["calls"].setdefault(call["index"], {"arguments": ""})
-                    if "id" in call:
-                        assert "name" not in entry, "a call's id and name are sent once"
-                        assert entry["arguments"] == "", "the name precedes the arguments"
-                        entry["name"] = call["function"]["name"]
-                        entry["id_shape"] = call["id"][:5]
-                    assert "name" in entry, "arguments of a call whose name was not sent"
-                    entry["arguments"] += call["function"]["arguments"]
-                if choice["logprobs"] is not None:
-                    joined["logprobs"] += choice["logprobs"]["content"]
-                if choice["finish_reason"] is not None:
-                    joined["finish"].append(choice["finish_reason"])
-        out["choices"].append(joined)
-    usage = [chunk["usage"] for chunk in chunks if chunk.get("usage")]
-    out["usage"] = usage
-    return out
-
-
-def _delta_chunks(chunks: list[dict[str, Any]]) -> int:
-    return sum(
-        1 for c in chunks for choice in c["choices"] if choice["delta"] and choice["delta"] != {}
-    )
+    with httpx.Client(timeout=60) as client:
+        return stream_chunks(client, f"{server.base_url}/chat/completions", payload)
 
 
 @pytest.mark.parametrize(("name", "choices", "sizes", "extra"), CASES, ids=[c[0] for c in CASES])
@@ -125,11 +84,11 @@ def test_merged_chat_chunks_carry_exactly_the_unmerged_text_and_arguments(
     one_by_one = _chat(server, **extra)
     backend.script = Script(choices=choices, chunk_sizes=sizes, ready_together=together)
     merged = _chat(server, **extra)
-    assert _joined(merged, n) == _joined(one_by_one, n)
-    assert _delta_chunks(merged) < _delta_chunks(one_by_one)
-    for joined in _joined(merged, n)["choices"]:
+    assert joined_stream(merged, n) == joined_stream(one_by_one, n)
+    assert delta_chunks(merged) < delta_chunks(one_by_one)
+    for joined in joined_stream(merged, n)["choices"]:
         assert len(joined["finish"]) == 1  # the finish chunk is always there, once
-    assert len(_joined(merged, n)["usage"]) == 1
+    assert len(joined_stream(merged, n)["usage"]) == 1
 
 
 def test_a_finish_chunk_stays_its_own_chunk(server: RunningServer) -> None:
@@ -223,8 +182,8 @@ def test_with_the_loop_idle_every_output_is_its_own_chunk(server: RunningServer)
     instant = _chat(server)
     backend.script = Script(choices=[ANSWER], delay=0.002)
     paced = _chat(server)
-    assert _delta_chunks(paced) == _delta_chunks(instant)
-    assert _joined(paced, 1) == _joined(instant, 1)
+    assert delta_chunks(paced) == delta_chunks(instant)
+    assert joined_stream(paced, 1) == joined_stream(instant, 1)
 
 
 # -- floors ------------------------------------------------------------------------------------
@@ -247,8 +206,8 @@ def test_a_token_floor_writes_every_n_tokens(make_server) -> None:
     plain = _server_with(make_server, StreamInterval())
     _backend(plain).script = Script(choices=[TOOL_CALL])
     unfloored = _chat(plain, tools=[WEATHER_TOOL])
-    assert _joined(floored, 1) == _joined(unfloored, 1)
-    assert _delta_chunks(floored) <= _delta_chunks(unfloored) // 4
+    assert joined_stream(floored, 1) == joined_stream(unfloored, 1)
+    assert delta_chunks(floored) <= delta_chunks(unfloored) // 4
 
 
 def test_a_time_floor_writes_fewer_chunks(make_server) -> None:
@@ -256,9 +215,9 @@ def test_a_time_floor_writes_fewer_chunks(make_server) -> None:
     _backend(server).script = Script(choices=[ANSWER], delay=0.005)
     floored = _chat(server)
     _backend(server).script = Script(choices=[ANSWER])
-    assert _joined(floored, 1) == _joined(_chat(server), 1)
+    assert joined_stream(floored, 1) == joined_stream(_chat(server), 1)
     # About 0.6 s of generation in 60 ms writes: a dozen or so, against one per token.
-    assert _delta_chunks(floored) <= len(ANSWER) // 4
+    assert delta_chunks(floored) <= len(ANSWER) // 4
 
 
 def test_a_time_floor_writes_held_text_when_the_engine_pauses(make_server) -> None:
@@ -288,7 +247,7 @@ def test_a_time_floor_writes_held_text_when_the_engine_pauses(make_server) -> No
     # is the decoded text of the first `pause_at` tokens.
     before = "".join(text for _, text in arrivals[: pause + 1])
     _backend(server).script = Script(choices=[ANSWER[:pause_at] + toks("<|end|>")])
-    head = _joined(_chat(server), 1)["choices"][0]
+    head = joined_stream(_chat(server), 1)["choices"][0]
     assert before == head["reasoning"] + head["content"]
 
 
@@ -296,8 +255,8 @@ def test_the_request_asks_for_a_coarser_stream(server: RunningServer) -> None:
     _backend(server).script = Script(choices=[ANSWER], delay=0.005)
     plain = _chat(server)
     asked = _chat(server, stream_options={"include_usage": True, "stream_interval_ms": 80})
-    assert _joined(asked, 1) == _joined(plain, 1)
-    assert _delta_chunks(asked) <= _delta_chunks(plain) // 4
+    assert joined_stream(asked, 1) == joined_stream(plain, 1)
+    assert delta_chunks(asked) <= delta_chunks(plain) // 4
 
 
 def test_a_request_above_the_server_bound_is_clamped(make_server) -> None:
@@ -307,7 +266,7 @@ def test_a_request_above_the_server_bound_is_clamped(make_server) -> None:
     chunks = _chat(server, stream_options={"stream_interval_ms": 60_000})
     # Held for 60 s per write, the answer would come in two chunks a minute apart.
     assert time.monotonic() - started < 30
-    assert _delta_chunks(chunks) > 5
+    assert delta_chunks(chunks) > 5
 
 
 def test_interval_bounds() -> None:
@@ -370,8 +329,8 @@ def test_merging_can_be_turned_off(make_server) -> None:
     merged_off = _chat(server)
     _backend(server).script = Script(choices=[ANSWER])
     one_by_one = _chat(server)
-    assert _delta_chunks(merged_off) == _delta_chunks(one_by_one)
-    assert _joined(merged_off, 1) == _joined(one_by_one, 1)
+    assert delta_chunks(merged_off) == delta_chunks(one_by_one)
+    assert joined_stream(merged_off, 1) == joined_stream(one_by_one, 1)
 
 
 def test_joining_events_makes_new_ones_and_keeps_items_apart() -> None:
@@ -398,3 +357,39 @@ def test_joining_events_makes_new_ones_and_keeps_items_apart() -> None:
         CallEnd(0),
     ]
     assert first.text == "a"  # the assembler's events are not changed
+
+
+# -- a paced engine (benchmarks/bench_paced.py) ------------------------------------------------
+
+
+def test_a_paced_engine_hands_over_its_backlog_together() -> None:
+    """A reader that keeps up waits for each token; one that fell behind finds every token due
+    by then in one group (`more_ready` on all but its last), and the tokens are the same."""
+    import asyncio
+
+    from proxy.backends.base import SamplingConfig
+
+    tokens = ANSWER[:24]
+    step = 0.01
+
+    async def read(lag_after: int | None) -> tuple[list[int], list[bool], float]:
+        backend = ScriptedBackend(Script(choices=[tokens], pace=step, ignore_stop_tokens=True))
+        got: list[int] = []
+        more: list[bool] = []
+        began = time.monotonic()
+        async for chunk in backend.generate([1], SamplingConfig(max_tokens=100), "r"):
+            got += chunk.token_ids
+            more.append(chunk.more_ready)
+            if len(more) == lag_after:
+                await asyncio.sleep(30 * step)  # the server busy elsewhere: the rest falls due
+        return got, more, time.monotonic() - began
+
+    kept_up, kept_more, took = asyncio.run(read(None))
+    assert kept_up == tokens
+    assert took >= 23 * step  # paced, not instant
+    # (a loaded test host may stall the loop past a step now and then: most are still waited)
+    assert sum(kept_more) <= len(tokens) // 4
+    behind, behind_more, _ = asyncio.run(read(4))
+    assert behind == tokens
+    assert all(behind_more[4:-1])  # the whole backlog came as one group
+    assert behind_more[-1] is False

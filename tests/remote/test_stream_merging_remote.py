@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from proxy.backends.pool import ReplicaPool
 from proxy.backends.scripted import Script
 from proxy.server.settings import ProxyConfig
-from tests.proxy.helpers import sse_events
+from tests.proxy.helpers import delta_chunks, joined_stream, stream_chunks
 from tests.remote.fake_replica import FakeBehaviour, fake_replica_app
 from tests.support.replay import WEATHER_TOOL, completion_for
 from tests.support.server_fixtures import TEST_DATE, RunningServer
@@ -105,36 +105,11 @@ def _chat(server: RunningServer, **fields: Any) -> list[dict[str, Any]]:
     payload: dict[str, Any] = {
         "model": "gpt-oss-demo",
         "messages": [{"role": "user", "content": "Weather in Paris?"}],
-        "stream": True,
         "stream_options": {"include_usage": True},
         **fields,
     }
-    response = httpx.post(f"{server.base_url}/chat/completions", json=payload, timeout=60)
-    assert response.status_code == 200, response.text
-    events = sse_events(response.text)
-    assert events[-1] == "[DONE]"
-    return [json.loads(e) for e in events[:-1]]
-
-
-def _joined(chunks: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"content": "", "reasoning": "", "calls": [], "finish": []}
-    for chunk in chunks:
-        for choice in chunk["choices"]:
-            delta = choice["delta"]
-            out["content"] += delta.get("content") or ""
-            out["reasoning"] += delta.get("reasoning") or ""
-            for call in delta.get("tool_calls") or []:
-                if "id" in call:
-                    out["calls"].append([call["function"]["name"], ""])
-                out["calls"][call["index"]][1] += call["function"]["arguments"]
-            if choice["finish_reason"]:
-                out["finish"].append(choice["finish_reason"])
-    out["usage"] = [c["usage"] for c in chunks if c.get("usage")]
-    return out
-
-
-def _delta_chunks(chunks: list[dict[str, Any]]) -> int:
-    return sum(1 for c in chunks for choice in c["choices"] if choice["delta"])
+    with httpx.Client(timeout=60) as client:
+        return stream_chunks(client, f"{server.base_url}/chat/completions", payload)
 
 
 @pytest.mark.parametrize("tools", [None, [WEATHER_TOOL]], ids=["answer", "tool-call"])
@@ -147,11 +122,12 @@ def test_a_replicas_burst_is_written_merged_with_the_same_text(
     one_by_one = _chat(proxy, **extra)
     pacing.burst, pacing.pause = 40, 0.01
     merged = _chat(proxy, **extra)
-    assert _joined(merged) == _joined(one_by_one)
-    assert len(_joined(merged)["finish"]) == 1 and len(_joined(merged)["usage"]) == 1
-    assert _delta_chunks(merged) <= _delta_chunks(one_by_one) // 4
+    joined = joined_stream(merged)
+    assert joined == joined_stream(one_by_one)
+    assert len(joined["choices"][0]["finish"]) == 1 and len(joined["usage"]) == 1
+    assert delta_chunks(merged) <= delta_chunks(one_by_one) // 4
     if tools:
-        assert _joined(merged)["calls"][0][0] == "get_weather"
+        assert joined["choices"][0]["calls"][0]["name"] == "get_weather"
 
 
 def test_an_idle_proxy_writes_every_replica_event_as_its_own_chunk(
@@ -166,6 +142,7 @@ def test_an_idle_proxy_writes_every_replica_event_as_its_own_chunk(
     scripted = make_server()
     scripted.backend.script = Script(choices=[tokens])
     local = _chat(scripted, model=scripted.backend.model_name)
-    assert _joined(remote)["reasoning"] == _joined(local)["reasoning"]
-    assert _joined(remote)["content"] == _joined(local)["content"]
-    assert _delta_chunks(remote) == _delta_chunks(local)
+    remote_text, local_text = (joined_stream(c)["choices"][0] for c in (remote, local))
+    assert remote_text["reasoning"] == local_text["reasoning"]
+    assert remote_text["content"] == local_text["content"]
+    assert delta_chunks(remote) == delta_chunks(local)

@@ -7,7 +7,9 @@ so a request picks its own length). SIGUSR1 kills the scripted engine.
 
 `--replay-tokens N` serves instead the realistic completions of `tests/support/replay.py`
 (reasoning then an answer, or a tool call when the request has tools; about N tokens each) with
-no delay and no per-request records: the instant backend of `benchmarks/bench_ceiling.py`.
+no delay and no per-request records: the instant backend of `benchmarks/bench_ceiling.py`;
+with `--pace-ms M`, one token per stream every M ms, handed over in a backlog when the server
+falls behind (`benchmarks/bench_paced.py`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import signal
 import sys
 
 from proxy.backends.scripted import Script, ScriptedBackend
+from proxy.core.coalesce import StreamInterval
 from proxy.core.conversation import load_encoding
 from proxy.server.app import create_app
 from proxy.server.lifecycle import Lifecycle, freeze_startup_heap, run_server
@@ -37,6 +40,16 @@ def main() -> int:
     parser.add_argument("--delay", type=float, default=0.01)
     parser.add_argument("--fail-start", action="store_true", help="the engine fails to load")
     parser.add_argument("--replay-tokens", type=int, default=0, help="instant realistic replay")
+    parser.add_argument(
+        "--pace-ms",
+        type=float,
+        default=0.0,
+        help="with --replay-tokens: one token per stream "
+        "every M ms, backlogged when the server falls behind (an engine's fixed step)",
+    )
+    parser.add_argument(
+        "--no-merge-ready-outputs", action="store_true", help="one write per engine output"
+    )
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--loop", default="auto", help="uvicorn's loop: auto (uvloop), asyncio")
     parser.add_argument("--http", default="auto", help="uvicorn's http: auto (httptools), h11")
@@ -46,7 +59,9 @@ def main() -> int:
         size = args.replay_tokens
         backend = ScriptedBackend(
             model_name="gpt-oss-demo",
-            script_for=lambda prompt: Script([list(completion_for(prompt, size))]),
+            script_for=lambda prompt: Script(
+                [list(completion_for(prompt, size))], pace=args.pace_ms / 1000
+            ),
             record=False,
         )
     else:
@@ -55,7 +70,11 @@ def main() -> int:
         backend = (_FailingBackend if args.fail_start else ScriptedBackend)(
             Script([tokens], delay=args.delay)
         )
-    config = ProxyConfig(served_model_names=(backend.model_name,), conversation_date="2026-01-15")
+    config = ProxyConfig(
+        served_model_names=(backend.model_name,),
+        conversation_date="2026-01-15",
+        stream_interval=StreamInterval(merge=not args.no_merge_ready_outputs),
+    )
     lifecycle = Lifecycle(grace_seconds=args.grace, farewell_seconds=2.0)
     app = create_app(
         config,

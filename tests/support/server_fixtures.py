@@ -82,11 +82,13 @@ def stop_server(loop: BackgroundLoop, running: RunningServer) -> None:
 
 
 def wait_ready(loop: BackgroundLoop, running: RunningServer, timeout: float = 600) -> None:
-    """Block until the app reports the engine ready (startup runs in the background)."""
+    """Block until the app reports the engine ready (startup runs in the background), as /ready
+    does: after `--warm-tools` too."""
 
     async def _wait() -> None:
         startup = running.app.state.startup
-        while not (running.app.state.service.encoding_loaded and running.backend.ready):
+        service = running.app.state.service
+        while not (service.encoding_loaded and running.backend.ready and service.startup_done):
             if startup.error:
                 raise RuntimeError(startup.error)
             await asyncio.sleep(0.05)

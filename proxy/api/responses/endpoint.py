@@ -29,6 +29,8 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
+from proxy.api.conversations.link import ConversationLink
+from proxy.api.conversations.store import ConversationStore
 from proxy.api.responses.hosted_items import run_approved
 from proxy.api.responses.inputs import Item, normalise_input
 from proxy.api.responses.output import ResponseBuilder
@@ -77,11 +79,13 @@ class ResponsesEndpoint:
         config: ProxyConfig,
         store: ResponseStore | None,
         sealer: ReasoningSealer | None,
+        conversations: ConversationStore | None = None,
     ) -> None:
         self.service = service
         self.config = config
         self.store = store
         self.sealer = sealer
+        self.conversations = conversations
 
     # ------------------------------------------------------------------ POST
 
@@ -119,7 +123,16 @@ class ResponsesEndpoint:
         owner = caller.owner
         history: list[Item] = []
         lineage: list[str] = []
-        if body.previous_response_id is not None:
+        conversation = await ConversationLink.open(
+            self.conversations,
+            body.conversation,
+            body.previous_response_id,
+            owner,
+            self.config.conversation_max_item_bytes,
+        )
+        if conversation is not None:
+            history = conversation.history
+        elif body.previous_response_id is not None:
             if self.store is None:
                 raise InvalidRequest(
                     "This server stores no responses (it runs with --response-store off), so "
@@ -132,6 +145,8 @@ class ResponsesEndpoint:
             lineage = [*previous.lineage, previous.id]
         sealer = self.sealer.bound(owner, body.model) if self.sealer else None
         items = normalise_input(body.input, sealer)
+        if conversation is not None:
+            conversation.admit(items)
         response_id = f"resp_{secrets.token_hex(24)}"
         tools = read_tools(body.tools)
         # Hosted tools (proxy/hosted/): their servers listed, this request's approvals run;
@@ -154,6 +169,8 @@ class ResponsesEndpoint:
             stream=body.stream,
             hosted=hosted,
         )
+        if conversation is not None:
+            builder.response["conversation"] = {"id": conversation.id}
         leading = [*hosted.leading_items(), *approved]
         try:
             run = await generation.open(wanted)
@@ -168,7 +185,9 @@ class ResponsesEndpoint:
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
             )
-        stored = Stored(self.store, owner, body.previous_response_id, history, items, lineage)
+        stored = Stored(
+            self.store, owner, body.previous_response_id, history, items, lineage, conversation
+        )
         rounds = ToolRounds(
             wanted,
             history + items,

@@ -49,13 +49,16 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(16)}"
 
 
-def normalise_input(raw: str | list[Any], sealer: BoundSealer | None) -> list[Item]:
-    """The request's `input` as normalised items; 400 for anything malformed."""
+def normalise_input(
+    raw: str | list[Any], sealer: BoundSealer | None, name: str = "input"
+) -> list[Item]:
+    """The request's `input` (or a conversation's `items`: `name`) as normalised items; 400
+    for anything malformed."""
     if isinstance(raw, str):
         return [_message("user", [{"type": "input_text", "text": raw}], None)]
     items = []
     for i, item in enumerate(raw):
-        param = f"input[{i}]"
+        param = f"{name}[{i}]"
         if not isinstance(item, dict):
             raise InvalidRequest("Each input item must be an object.", param=param)
         kind = item.get("type", "message" if "role" in item else None)
@@ -102,19 +105,29 @@ def normalise_input(raw: str | list[Any], sealer: BoundSealer | None) -> list[It
     return items
 
 
-def to_parts(items: list[Item], instructions: str | None, first_input: int) -> list[Part]:
+def to_parts(
+    items: list[Item],
+    instructions: str | None,
+    first_input: int,
+    *,
+    name: str = "input",
+    history: str = "previous_response_id",
+    known_calls: frozenset[str] = frozenset(),
+) -> list[Part]:
     """The conversation's parts, each with where it came from (`instructions`, `input[i]`,
-    `previous_response_id`), so errors found later name the right parameter.
-    `items[first_input:]` are this request's input; earlier ones are the stored history.
-    Each assistant turn (reasoning, preamble or answer, calls) becomes one `AssistantTurn`."""
+    `previous_response_id` or `conversation`: `history`), so errors found later name the right
+    parameter. `items[first_input:]` are this request's input (`name`); earlier ones are the
+    stored history. Each assistant turn (reasoning, preamble or answer, calls) becomes one
+    `AssistantTurn`. `known_calls`: call ids made before `items` (a conversation's items are
+    checked a batch at a time)."""
     parts: list[Part] = []
     if instructions:
         parts.append(Instructions(instructions, "instructions"))
     turn: _Turn | None = None
-    calls: set[str] = set()
+    calls: set[str] = set(known_calls)
 
     def where(i: int) -> str:
-        return f"input[{i - first_input}]" if i >= first_input else "previous_response_id"
+        return f"{name}[{i - first_input}]" if i >= first_input else history
 
     def flush() -> None:
         nonlocal turn

@@ -54,7 +54,8 @@ def generation_request(
                 param=param,
                 code="limit_exceeded",
             )
-    parts = to_parts(history + items, body.instructions, len(history))
+    history_param = "previous_response_id" if body.conversation is None else "conversation"
+    parts = to_parts(history + items, body.instructions, len(history), history=history_param)
     if all(part.source == "instructions" for part in parts):
         raise InvalidRequest("`input` must hold at least one item.", param="input")
     choice, named = _tool_choice(body.tool_choice)

@@ -50,6 +50,8 @@ class ResponsesRequest(_Lenient):
     stream: bool = False
     stream_options: StreamOptions | None = None
     previous_response_id: str | None = None
+    # A conversation id, or {"id": ...} (proxy/api/conversations/link.py).
+    conversation: str | dict[str, Any] | None = None
     include: list[str] | None = None
     metadata: dict[str, str] | None = None
     user: str | None = None

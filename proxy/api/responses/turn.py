@@ -24,6 +24,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.api.conversations.link import ConversationLink
 from proxy.api.responses.hosted_output import PendingCall
 from proxy.api.responses.inputs import Item, to_parts
 from proxy.api.responses.output import ResponseBuilder
@@ -51,6 +52,8 @@ class Stored:
     """This request's normalised input items."""
     lineage: list[str]
     """The stored responses `history` was copied from."""
+    conversation: ConversationLink | None = None
+    """The conversation the turn is appended to (`conversation`), whose items `history` is."""
 
     def record(self, response: dict[str, Any]) -> StoredResponse:
         output = [_for_history(item) for item in response["output"]]
@@ -173,6 +176,8 @@ class Turn:
         response = self.builder.response
         if response["store"] and self.error is None:  # (a failed response is never kept)
             response["store"] = await self._put(response)
+        if self.error is None and self.stored.conversation is not None:
+            await self.stored.conversation.append(response)
         yield b"".join(self.builder.terminal())
 
     async def drain(self) -> None:

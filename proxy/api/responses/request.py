@@ -111,8 +111,9 @@ def _tool_choice(choice: str | dict[str, Any] | None) -> tuple[Any, str | None]:
     if kind in ("web_search", "web_search_preview", "web_search_preview_2025_03_11"):
         return None, "browser.search"
     raise InvalidRequest(
-        f"Unsupported tool_choice type {kind!r}: this server runs function, custom and mcp "
-        'tools (use auto, none, required, or {"type": "function", "name": ...}).',
+        f"Unsupported tool_choice type {kind!r}: this server runs function, custom, mcp, "
+        "code_interpreter and web_search tools (use auto, none, required, or "
+        '{"type": "function", "name": ...}).',
         param="tool_choice",
     )
 

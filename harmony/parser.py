@@ -16,7 +16,9 @@ of text. What each malformed shape recovers to:
   `<|endoftext|>` -> ends the message;
 * `to=functions.f<|constrain|>json`, recipients with `-` `.` `/`, bare tool names, tool calls on
   the analysis channel -> parsed as written (recipient markup glued on is cut off);
-* EOS in the middle of a header -> its text, if any, becomes a message.
+* EOS in the middle of a header -> its text, if any, becomes a message;
+* `<|message|>` spelled in ordinary tokens (`<`, `|`, `message`, `|`, `>`: a grammar-constrained
+  model may, xgrammar sees markers as text) -> the header ends there.
 
 Every repair is named in `recoveries`, so a server can count them.
 """
@@ -49,6 +51,7 @@ _REPLACEMENT = "\ufffd"
 # A header longer than this, or with more words, is taken to be text (recover mode).
 _MAX_HEADER_TOKENS = 32
 _MAX_HEADER_WORDS = 6
+_SPELLED_MESSAGE = b"<|message|>"
 
 
 class StreamState(Enum):
@@ -195,9 +198,28 @@ class StreamableParser:
             self._header_as_text_message()
             return
         self._header_tokens.append(token)
+        spelled = self._header_bytes().find(_SPELLED_MESSAGE)
+        if spelled != -1:
+            self._recovered("spelled_message")
+            self._complete_spelled_header(spelled)
+            return
         if self._looks_like_text():
             self._recovered("headerless_text")
             self._header_into_content()
+
+    def _complete_spelled_header(self, at: int) -> None:
+        """`<|message|>` written as ordinary text (a grammar sees markers as their text, so a
+        constrained model may spell one): the header ends there, what follows is content."""
+        data = self._header_bytes()
+        head = data[:at].decode("utf-8", errors="replace")
+        header, _ = recover_header(head, self._next_role)
+        self._next_role = None
+        self._enter_content(header)
+        text, tail = _split_incomplete_utf8(data[at + len(_SPELLED_MESSAGE) :])
+        self._undecoded_bytes = tail
+        if text:
+            self._deltas.append(text)
+            self._last_delta = text
 
     def _header_role(self) -> Role:
         return self._next_role or self._last_role

@@ -99,9 +99,11 @@ def reasoning_effort(
 def tool_names_for(request: GenerationRequest) -> ToolNames:
     """The declared tools' names, then those of other functions the history called."""
     tools = request.tools
-    names = ToolNames(tool.key for tool in tools if tool.namespace is None)
+    names = ToolNames(tool.key for tool in tools if tool.namespace is None and not tool.builtin)
     for tool in tools:
-        if tool.namespace is not None:
+        if tool.builtin:
+            names.declare_address(tool.key, tool.key)
+        elif tool.namespace is not None:
             names.declare_namespaced(tool.key, tool.namespace, tool.name)
         if tool.freeform:
             names.freeform.add(tool.key)
@@ -131,8 +133,16 @@ def build_conversation(
         .with_conversation_start_date(defaults.conversation_date)
         .with_reasoning_effort(effort)
     )
+    builtins = {tool.builtin for tool in request.tools if tool.builtin}
+    # The built-in tools' own trained declarations, in the system message (Harmony's order:
+    # browser, then python).
+    if "browser" in builtins:
+        system = system.with_browser_tool()
+    if "python" in builtins:
+        system = system.with_python_tool()
     out = [Message.from_role_and_content(Role.SYSTEM, system)]
-    developer = _developer_content(request.tools, instructions, names)
+    tools = tuple(tool for tool in request.tools if not tool.builtin)
+    developer = _developer_content(tools, instructions, names)
     if developer is not None:
         out.append(Message.from_role_and_content(Role.DEVELOPER, developer))
 

@@ -111,6 +111,9 @@ class CallSpec:
     freeform: bool = False
     # A freeform tool's grammar: ("lark" | "regex", definition); None: any text.
     grammar: tuple[str, str] | None = None
+    # A freeform tool's content type, also allowed in its header (gpt-oss writes
+    # `to=python code<|message|>`); "": none.
+    content_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -259,7 +262,9 @@ def _headers(call: CallSpec) -> list[str]:
     """`call`'s headers up to `<|message|>`: recipient in the role header, then after the
     channel; JSON tools with the json content type, freeform tools without."""
     if call.freeform:
-        role_suffixes, channel_suffixes = list(_CALL_CHANNELS), [""]
+        types = ["", f" {call.content_type}"] if call.content_type else [""]
+        role_suffixes = [c + t for c in _CALL_CHANNELS for t in types]
+        channel_suffixes = types
     else:
         role_suffixes = [c + j for c in _CALL_CHANNELS for j in _JSON_CONSTRAINS]
         channel_suffixes = list(_JSON_CONSTRAINS)

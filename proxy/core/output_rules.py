@@ -107,6 +107,7 @@ def _calls(tools: Sequence[FunctionTool], names: ToolNames, *, relax: bool) -> t
             ANY_OBJECT if relax and not tool.strict else tool.schema_json,
             freeform=tool.freeform,
             grammar=tool.grammar,
+            content_type="code" if tool.builtin == "python" else "",
         )
         for tool in tools
     )

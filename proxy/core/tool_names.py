@@ -57,6 +57,13 @@ class ToolNames:
         self._address_to_key[address] = key
         return address
 
+    def declare_address(self, key: str, address: str) -> str:
+        """Declare a tool the model addresses exactly as `address` (gpt-oss's built-in `python`,
+        `browser.search`), outside every namespace block."""
+        self._namespaced[key] = address
+        self._address_to_key[address] = key
+        return address
+
     def address(self, key: str) -> str:
         """The recipient the model writes for this tool: `functions.x` or `namespace.x`."""
         namespaced = self._namespaced.get(key)

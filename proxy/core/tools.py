@@ -53,6 +53,11 @@ class FunctionTool:
     # following a grammar: ("lark" | "regex", definition).
     freeform: bool = False
     grammar: tuple[str, str] | None = None
+    # One of gpt-oss's built-in tools ("python", "browser"): declared in the *system* message
+    # the way the model was trained (Harmony's `with_python_tool()` / `with_browser_tool()`, not
+    # this tool's description), addressed by its key itself (`python`, `browser.search`), and
+    # run by the proxy (proxy/hosted/), never returned to the client.
+    builtin: str | None = None
 
     @property
     def key(self) -> str:

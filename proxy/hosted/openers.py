@@ -22,10 +22,17 @@ Opener = Callable[[dict[str, Any], str, HostedContext], Awaitable[HostedToolset 
 
 def _openers() -> dict[str, Opener]:
     """Tool type -> opener; one line per type (imported here: each pulls in its client)."""
+    from proxy.hosted.browser import open_web_search
     from proxy.hosted.mcp_tools import open_mcp
+    from proxy.hosted.python_tool import open_code_interpreter
 
     return {
         "mcp": open_mcp,
+        "code_interpreter": open_code_interpreter,
+        "web_search": open_web_search,
+        "web_search_preview": open_web_search,
+        "web_search_2025_08_26": open_web_search,
+        "web_search_preview_2025_03_11": open_web_search,
     }
 
 

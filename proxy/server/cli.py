@@ -25,6 +25,7 @@ from pathlib import Path
 
 from proxy.server.cli_scale import build_pool, engine_tuning
 from proxy.server.flags import ENV_PREFIX, GROUPS, Flag, SettingsError
+from proxy.server.hosted_flags import check_code_interpreter
 from proxy.server.settings import Settings, flags
 
 PROG = "harmony-proxy"
@@ -275,6 +276,7 @@ def _display_host(host: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     settings = parse_settings(argv)
     check_key_file(settings)
+    check_code_interpreter(settings, PROG)
     return serve(settings)
 
 

@@ -27,6 +27,7 @@ from proxy.core.conversation import SystemDefaults
 from proxy.core.gate import Limits
 from proxy.core.sealing import DEFAULT_TTL_SECONDS
 from proxy.core.service import ServiceSettings
+from proxy.hosted.sandbox import SandboxSettings
 from proxy.server.engine_flags import EngineFlags
 from proxy.server.flags import (
     Flag,
@@ -188,6 +189,8 @@ class Settings(EngineFlags, ServingFlags):
                 self.max_stream_interval_ms,
                 self.merge_ready_outputs,
             ),
+            code_interpreter=self.sandbox_settings(),
+            web_search_backend=self.web_search_backend,
         )
 
     def engine_args(self) -> dict[str, Any]:
@@ -315,6 +318,11 @@ class ProxyConfig:
     mcp_allow: tuple[str, ...] = ()
     mcp_timeout_seconds: float = 30.0
     max_tool_rounds: int = 8
+    # -- gpt-oss's built-in tools (proxy/hosted/): the code interpreter's sandbox settings (None:
+    # `code_interpreter` left out of the prompt) and the browser's search backend (None:
+    # `web_search` left out).
+    code_interpreter: SandboxSettings | None = None
+    web_search_backend: str | None = None
 
     def service_settings(self) -> ServiceSettings:
         """What the generation service decides by."""

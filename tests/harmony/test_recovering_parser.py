@@ -295,3 +295,14 @@ def test_corrupted_completions_never_raise_and_lose_no_streamed_text(edits: list
             del ids[position]
     result = feed(ids)
     assert result.streamed == "".join(m[3] for m in result.messages)
+
+
+def test_a_message_marker_spelled_in_ordinary_tokens_ends_the_header() -> None:
+    # The demo model under a grammar forcing `to=python code<|message|>` wrote the marker as
+    # `<`, `|`, `message`, `|`, `>` (xgrammar sees special tokens as their text).
+    head = tokens("<|channel|>analysis to=python code")
+    spelled = [t for piece in ("<", "|", "message", "|", ">\nprint(1)") for t in ENC.encode(piece)]
+    result = feed(head + spelled + tokens("<|call|>"))
+    assert result.messages == [("analysis", "python", "code", "\nprint(1)")]
+    assert result.recoveries == ["spelled_message"]
+    assert result.streamed == "\nprint(1)"

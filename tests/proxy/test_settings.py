@@ -111,6 +111,18 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "affinity_block_tokens": ("32", 32),
     "affinity_load_factor": ("2", 2.0),
     "backend_api_key": ("sk-replicas", "sk-replicas"),
+    # gpt-oss's built-in tools (proxy/server/hosted_flags.py)
+    "enable_code_interpreter": ("1", True),
+    "code_interpreter_timeout": ("2m", 120.0),
+    "code_interpreter_memory_mib": ("1024", 1024),
+    "code_interpreter_cpu_seconds": ("60", 60),
+    "code_interpreter_processes": ("4", 4),
+    "code_interpreter_scratch_mib": ("16", 16),
+    "code_interpreter_max_output_bytes": ("4096", 4096),
+    "code_interpreter_idle": ("5m", 300.0),
+    "code_interpreter_containers_per_key": ("2", 2),
+    "code_interpreter_containers": ("8", 8),
+    "web_search_backend": ("mcp:http://search:9/mcp", "mcp:http://search:9/mcp"),
 }
 
 

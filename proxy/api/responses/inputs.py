@@ -4,9 +4,10 @@ Input is a string (one user message) or a list of items: `message` (roles user, 
 developer, assistant; `input_text` / `output_text` / `refusal` parts or a string; a bare
 `{"role", "content"}` is a message too), `reasoning` (its `reasoning_text` content, or sealed
 `encrypted_content` this server issued, opened here), `function_call`, `function_call_output`,
-`custom_tool_call`, `custom_tool_call_output`, and hosted MCP tools' items (hosted_items.py).
-Anything else is a 400 naming the item; a tool
-output whose `call_id` matches no earlier call is a 400, as OpenAI's.
+`custom_tool_call`, `custom_tool_call_output`, hosted MCP tools' items (hosted_items.py), and
+the built-ins' `code_interpreter_call` (replayed as the python call and its logs) and
+`web_search_call` (kept, not replayed). Anything else is a 400 naming the item; a tool output
+whose `call_id` matches no earlier call is a 400, as OpenAI's.
 
 Items are normalised first (ids given, parts as lists, reasoning in clear), because that is
 what the store keeps for `previous_response_id` and `input_items`. The conversion to parts
@@ -39,6 +40,7 @@ from proxy.core.request import (
 )
 from proxy.core.sealing import BoundSealer, SealError
 from proxy.hosted.mcp_items import read_back
+from proxy.hosted.python_tool import NO_OUTPUT
 
 Item = dict[str, Any]
 
@@ -90,6 +92,8 @@ def normalise_input(
             )
         elif kind in MCP_ITEM_TYPES:
             items.append(normalise_mcp_item(kind, item, param))
+        elif kind in ("code_interpreter_call", "web_search_call"):
+            items.append(_read_builtin_call(item, param))
         elif kind == "item_reference":
             raise InvalidRequest(
                 "item_reference items are not supported: send the item itself, or continue "
@@ -190,6 +194,23 @@ def to_parts(
                 parts.append(ToolResult(item["approval_request_id"], DECLINED, where(i)))
         elif kind == "mcp_list_tools":
             continue  # (the tools are declared from the request's `tools`)
+        elif kind == "code_interpreter_call":
+            # gpt-oss's python tool: its call and what it printed, as the model saw them.
+            calls.add(item["id"])
+            assistant(i).calls.append(PastCall(item["id"], "python", item.get("code") or ""))
+            flush()
+            parts.append(ToolResult(item["id"], _logs(item) or NO_OUTPUT, where(i)))
+        elif kind == "web_search_call":
+            # The browser call and the page the model read, when the item carries them (ours
+            # do: `arguments`, `output`); OpenAI's own items do not, and are left out.
+            if item.get("arguments") is None or item.get("output") is None:
+                continue
+            action = (item.get("action") or {}).get("type")
+            key = f"browser.{_BROWSER_FUNCTIONS.get(action, 'search')}"
+            calls.add(item["id"])
+            assistant(i).calls.append(PastCall(item["id"], key, item["arguments"]))
+            flush()
+            parts.append(ToolResult(item["id"], item["output"], where(i)))
         else:  # a tool's output
             flush()
             if item["call_id"] not in calls:
@@ -220,6 +241,42 @@ class _Turn:
             phase=self.phase,
             calls=tuple(self.calls),
         )
+
+
+def _read_builtin_call(item: Item, param: str) -> Item:
+    """A `code_interpreter_call` or `web_search_call` item sent back (clients that keep the
+    history themselves): its id, and the code and logs or the action."""
+    kind = item["type"]
+    out: Item = {
+        "type": kind,
+        "id": _optional_str(item, "id", param) or new_id("ci"),
+        "status": "completed",
+    }
+    if kind == "web_search_call":
+        action = item.get("action")
+        out["action"] = action if isinstance(action, dict) else {"type": "search"}
+        for field in ("arguments", "output"):
+            if isinstance(item.get(field), str):
+                out[field] = item[field]
+        return out
+    out["code"] = _optional_str(item, "code", param) or ""
+    out["container_id"] = _optional_str(item, "container_id", param) or ""
+    outputs = item.get("outputs")
+    if outputs is not None and not isinstance(outputs, list):
+        raise InvalidRequest("`outputs` must be a list.", param=f"{param}.outputs")
+    out["outputs"] = [
+        {"type": "logs", "logs": o["logs"]}
+        for o in outputs or []
+        if isinstance(o, dict) and o.get("type") == "logs" and isinstance(o.get("logs"), str)
+    ]
+    return out
+
+
+_BROWSER_FUNCTIONS = {"search": "search", "open_page": "open", "find_in_page": "find"}
+
+
+def _logs(item: Item) -> str:
+    return "".join(o["logs"] for o in item.get("outputs") or [] if o.get("type") == "logs")
 
 
 def _message(role: str, content: list[Item], item_id: str | None) -> Item:

@@ -105,9 +105,15 @@ def _tool_choice(choice: str | dict[str, Any] | None) -> tuple[Any, str | None]:
         if isinstance(name, str) and name:
             return None, f"{choice['server_label']}.{name}"
         return "required", None
+    # gpt-oss's built-in tools (proxy/hosted/): a forced web search starts with a search.
+    if kind == "code_interpreter":
+        return None, "python"
+    if kind in ("web_search", "web_search_preview", "web_search_preview_2025_03_11"):
+        return None, "browser.search"
     raise InvalidRequest(
-        f"Unsupported tool_choice type {kind!r}: this server runs function, custom and mcp "
-        'tools (use auto, none, required, or {"type": "function", "name": ...}).',
+        f"Unsupported tool_choice type {kind!r}: this server runs function, custom, mcp, "
+        "code_interpreter and web_search tools (use auto, none, required, or "
+        '{"type": "function", "name": ...}).',
         param="tool_choice",
     )
 

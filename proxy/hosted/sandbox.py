@@ -18,6 +18,7 @@ lost), a process killed by its CPU or memory limit, or code that exited the inte
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 import weakref
@@ -28,7 +29,10 @@ from proxy.hosted.sandbox_process import (
     IsolationUnavailable,
     ProcessLimits,
     ReplProcess,
+    SandboxStartFailed,
 )
+
+logger = logging.getLogger("proxy")
 
 __all__ = [
     "Execution",
@@ -122,7 +126,16 @@ class Sandbox:
         async with container.lock:
             container.last_used = time.monotonic()
             if container.process is None or not container.process.alive:
-                container.process = await ReplProcess.start(self.settings.process)
+                try:
+                    container.process = await ReplProcess.start(self.settings.process)
+                except (OSError, SandboxStartFailed):
+                    # The host's trouble, not the code's: logged, and the model told so.
+                    logger.exception("a python sandbox did not start")
+                    return Execution(
+                        container_id,
+                        "[the python session could not be started; nothing was run]",
+                        error="sandbox_failed",
+                    )
             try:
                 result = await container.process.run(
                     code,
@@ -260,8 +273,10 @@ async def check_isolation(settings: SandboxSettings) -> None:
     )
     try:
         process = await ReplProcess.start(settings.process)
-    except OSError as exc:
-        raise IsolationUnavailable(f"the sandbox could not start: {exc}") from exc
+    except (OSError, SandboxStartFailed) as exc:
+        raise IsolationUnavailable(
+            f"the sandbox could not start (it needs user, mount, pid and network namespaces): {exc}"
+        ) from exc
     try:
         result = await process.run(probe, timeout=30.0, max_output=4096)
     finally:

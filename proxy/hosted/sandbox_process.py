@@ -124,6 +124,14 @@ class IsolationUnavailable(RuntimeError):
     """The sandbox's isolation cannot be set up here (missing tools, namespaces refused)."""
 
 
+class SandboxStartFailed(RuntimeError):
+    """A sandbox did not come up (its set-up failed, or it took longer than STARTUP_SECONDS)."""
+
+
+# How long a sandbox may take to come up, apart from its cells' own timeout.
+STARTUP_SECONDS = 30.0
+
+
 @dataclass(frozen=True)
 class ProcessLimits:
     """What one sandbox process may use."""
@@ -210,7 +218,14 @@ class ReplProcess:
             env=env,
             start_new_session=True,
         )
-        return cls(process)
+        # An empty first cell: the mounts and the interpreter's start (seconds on a loaded
+        # host) are not charged to the user's first cell's timeout.
+        repl = cls(process)
+        ready = await repl.run("", timeout=STARTUP_SECONDS, max_output=4096)
+        if ready.timed_out or ready.exit_code is not None or ready.text:
+            await repl.kill()
+            raise SandboxStartFailed(f"the sandbox did not start: {ready.text[:300]!r}")
+        return repl
 
     @property
     def alive(self) -> bool:

@@ -16,7 +16,6 @@ from fastapi.responses import JSONResponse, Response
 from proxy.api.chat_request import generation_request
 from proxy.api.chat_schema import ChatCompletionRequest
 from proxy.api.chat_stream import ChatChunks, fold
-from proxy.core.cache_salt import cache_salt
 from proxy.core.caller import caller_of
 from proxy.core.gate import check_unicode
 from proxy.core.service import ClientGone, GenerationService
@@ -48,11 +47,9 @@ class ChatCompletions:
             ) as generation:
                 raw = await request.body()
                 check_unicode(raw, lambda: body.model_dump(by_alias=True, exclude_none=True))
-                salt = cache_salt(caller_of(request), shared=self.config.shared_prefix_cache)
                 wanted = generation_request(
                     body,
                     f"chatcmpl-{request_id}",
-                    salt,
                     refuse_reasoning=self.config.require_sealed_reasoning,
                 )
                 run = await generation.open(wanted)

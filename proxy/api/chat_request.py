@@ -58,11 +58,10 @@ _REFUSED = {
 def generation_request(
     body: ChatCompletionRequest,
     completion_id: str,
-    cache_salt: str | None = None,
     *,
     refuse_reasoning: bool = False,
 ) -> GenerationRequest:
-    """The neutral request for `body` (salted by its caller: proxy/core/cache_salt.py); 400 for
+    """The neutral request for `body` (the service salts it for its caller); 400 for
     what chat completions cannot honour. `refuse_reasoning` (`--require-sealed-reasoning`):
     chat has no sealed form of reasoning, so an assistant message's reasoning is refused."""
     refuse_unsupported(body)
@@ -102,7 +101,6 @@ def generation_request(
         user=user if isinstance(user, str) else None,
         names=ParamNames(max_tokens=budget),
         completion_id=completion_id,
-        cache_salt=cache_salt,
     )
 
 

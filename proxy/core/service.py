@@ -27,6 +27,7 @@ everything recorded (usage, the usage hook, the request log) is the runs' sum.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, TypeVar
 from proxy.backends.base import EngineBackend
 from proxy.core import gate
 from proxy.core.admission import Admission
+from proxy.core.cache_salt import cache_salt
 from proxy.core.caller import Caller
 from proxy.core.coalesce import StreamInterval
 from proxy.core.conversation import (
@@ -82,6 +84,8 @@ class ServiceSettings:
     request_log: bool = True
     # Floors of every stream's writes (proxy/core/coalesce.py); none by default.
     stream_interval: StreamInterval = field(default_factory=StreamInterval)
+    # One prefix cache for every caller (`--shared-prefix-cache`); else each owner's own salt.
+    shared_prefix_cache: bool = False
 
 
 class ClientGone(Exception):
@@ -262,9 +266,12 @@ class Generation:
         return await self._plan_and_start(request)
 
     async def _plan_and_start(self, request: GenerationRequest) -> CompletionRun:
-        """Plan `request` and start its run (the slot is held)."""
+        """Plan `request` and start its run (the slot is held). Every run is salted for the
+        generation's caller here, whatever surface built it (proxy/core/cache_salt.py)."""
         service = self.service
         metrics = service.metrics
+        salt = cache_salt(self.record.caller, shared=service.settings.shared_prefix_cache)
+        request = dataclasses.replace(request, cache_salt=salt)
         abandoned = threading.Event()
         if plans_quickly(request):
             plan = service.plan(request, abandoned)

@@ -343,4 +343,5 @@ class ProxyConfig:
             plan_workers=self.plan_workers,
             request_log=self.request_log,
             stream_interval=self.stream_interval,
+            shared_prefix_cache=self.shared_prefix_cache,
         )

@@ -21,7 +21,6 @@ from proxy.api.messages.output import PING, MessageBuilder
 from proxy.api.messages.request import generation_request
 from proxy.api.messages.schema import CountTokensRequest, MessagesRequest
 from proxy.core import gate
-from proxy.core.cache_salt import cache_salt
 from proxy.core.caller import caller_of
 from proxy.core.conversation import (
     SystemDefaults,
@@ -71,8 +70,7 @@ class MessagesEndpoint:
                 message_id = f"msg_{secrets.token_hex(12)}"
                 caller = caller_of(request)
                 sealer = self.sealer.bound(caller.owner, body.model)
-                salt = cache_salt(caller, shared=self.config.shared_prefix_cache)
-                run = await generation.open(generation_request(body, message_id, sealer, salt))
+                run = await generation.open(generation_request(body, message_id, sealer))
                 builder = MessageBuilder(
                     message_id,
                     body.model,

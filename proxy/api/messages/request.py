@@ -65,9 +65,8 @@ def generation_request(
     body: MessagesRequest | CountTokensRequest,
     message_id: str,
     sealer: BoundSealer | None,
-    cache_salt: str | None = None,
 ) -> GenerationRequest:
-    """The neutral request for `body` (salted by its caller: proxy/core/cache_salt.py); 400
+    """The neutral request for `body` (the service salts it for its caller); 400
     (naming the field) for what cannot be honoured."""
     tools = read_tools(body.tools, loaded_tools(body))
     choice, named, parallel = tool_choice(body.tool_choice)
@@ -104,7 +103,6 @@ def generation_request(
         user=user,  # (`metadata.user_id`: bounded by the gate as `user` is)
         names=NAMES,
         completion_id=message_id,
-        cache_salt=cache_salt,
     )
 
 

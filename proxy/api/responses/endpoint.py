@@ -39,7 +39,6 @@ from proxy.api.responses.schema import ResponsesRequest
 from proxy.api.responses.store import ResponseStore, StoredResponse
 from proxy.api.responses.tools import read_tools
 from proxy.api.responses.turn import Stored, ToolRounds, Turn
-from proxy.core.cache_salt import cache_salt
 from proxy.core.caller import caller_of
 from proxy.core.errors import InvalidRequest, ResponseNotFound
 from proxy.core.gate import check_unicode
@@ -156,9 +155,8 @@ class ResponsesEndpoint:
         generation.add_cleanup(hosted.aclose)
         check_collisions(tools, hosted)
         approved = await generation.watch(run_approved(hosted, history, items))
-        salt = cache_salt(caller, shared=self.config.shared_prefix_cache)
         offered = [*tools, *hosted.tools()]
-        wanted = generation_request(body, items + approved, history, offered, response_id, salt)
+        wanted = generation_request(body, items + approved, history, offered, response_id)
         seal = None
         if ENCRYPTED_REASONING in include and sealer is not None:
             seal = sealer.seal

@@ -40,10 +40,9 @@ def generation_request(
     history: list[Item],
     tools: list[FunctionTool],
     response_id: str,
-    cache_salt: str | None = None,
 ) -> GenerationRequest:
-    """The neutral request for `body` continuing `history` with `items` (salted by its caller:
-    proxy/core/cache_salt.py)."""
+    """The neutral request for `body` continuing `history` with `items` (the service salts it
+    for its caller)."""
     for param, value, limit in (
         ("prompt_cache_key", body.prompt_cache_key, MAX_PROMPT_CACHE_KEY_LENGTH),
         ("safety_identifier", body.safety_identifier, MAX_SAFETY_IDENTIFIER_LENGTH),
@@ -81,7 +80,6 @@ def generation_request(
         user=body.user,
         names=NAMES,
         completion_id=response_id,
-        cache_salt=cache_salt,
     )
 
 

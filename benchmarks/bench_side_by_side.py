@@ -49,7 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,8 +266,11 @@ def proxy_system(args: argparse.Namespace, logs: Path) -> Iterator[System]:
 
 
 @contextmanager
-def vllm_system(args: argparse.Namespace, logs: Path, stream_interval: int = 1) -> Iterator[System]:
-    """`stream_interval`: vLLM's `--stream-interval N` (one write per N tokens per stream)."""
+def vllm_system(
+    args: argparse.Namespace, logs: Path, stream_interval: int = 1, extra_args: Sequence[str] = ()
+) -> Iterator[System]:
+    """`stream_interval`: vLLM's `--stream-interval N` (one write per N tokens per stream);
+    `extra_args`: more `vllm serve` flags (benchmarks/bench_compat_suite.py's completion budget)."""
     from proxy.demo_model import ensure_demo_model
     from proxy.vllm_serve import replica_args
 
@@ -277,6 +280,7 @@ def vllm_system(args: argparse.Namespace, logs: Path, stream_interval: int = 1) 
     extra += ["--stream-interval", str(stream_interval)]
     extra += ["--enable-auto-tool-choice", "--max-num-seqs", str(args.max_num_seqs)]
     extra += ["--enable-prefix-caching", "--dtype", args.dtype]
+    extra += list(extra_args)
     vllm_args = replica_args(
         str(ensure_demo_model(progress=lambda _: None)),
         port=port,

@@ -7,9 +7,12 @@ and a proxy that falls behind finds several outputs waiting. This benchmark serv
 realistic completions (tests/support/replay.py) from a *paced* scripted engine
 (`scripted_serve --pace-ms M`: token k of each stream is due k·M ms after its request
 started; tokens due by the time the proxy reads are handed over together, `more_ready`),
-twice: with `--no-merge-ready-outputs` (one write per engine output, as before issue 21) and
-with merging on (the default). Both servers run at once and each level alternates between
-them, so both see the same machine.
+in up to three set-ups: `off`, with `--no-merge-ready-outputs` (one write per engine output, as
+before issue 21); `merged`, the proxy merging the outputs that are ready together (the default,
+what the remote path does with a replica's events); `collector`, the engine itself handing the
+tokens due as one output (`--pace-merged`: what vLLM's in-process output collector does for a
+request that lags). The servers run at once and each level goes through them in turn, so all
+see the same machine; ratios are to the first set-up.
 
 Per level and set-up: streamed tokens/s; the server's CPU per token and **tokens per second
 of server CPU** ("per core": tokens / CPU seconds, what one core would stream); SSE events per
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import multiprocessing
 import os
@@ -128,7 +132,7 @@ def row(name: str, level: Level, base: Level | None) -> str:
     itl = 1000 * statistics.median(level.gaps) if level.gaps else float("nan")
     rel = f"{itl / (1000 * statistics.median(base.gaps)):5.2f}x" if base and base.gaps else "   - "
     return (
-        f"  {level.streams:>6} {name:<8} {level.tokens / level.seconds:>9,.0f} "
+        f"  {level.streams:>6} {name:<10} {level.tokens / level.seconds:>9,.0f} "
         f"{1000 * level.server_cpu / max(1, level.tokens):>8.4f} {level.per_core:>9,.0f} {ratio} "
         f"{level.events / max(1, level.tokens):>6.3f} {itl:>7.2f} {rel} "
         f"{1000 * _pct(level.gaps, 0.99):>7.2f} {1000 * statistics.median(level.ttfb):>7.1f}"
@@ -145,6 +149,12 @@ def main() -> None:
         "--requests", type=int, default=3, help="requests per stream and level (1 at >= 1024)"
     )
     parser.add_argument("--client-procs", type=int, default=1)
+    parser.add_argument(
+        "--setups",
+        default="off,merged,collector",
+        help="off (one write per engine output), merged (ready outputs merged by the proxy), "
+        "collector (the engine hands the due tokens over as one output, as vLLM's does)",
+    )
     args = parser.parse_args()
     levels = [int(s) for s in args.streams.split(",")]
     print(
@@ -155,31 +165,40 @@ def main() -> None:
     )
     logs = Path(tempfile.mkdtemp(prefix="bench-paced-"))
     pace = ("--pace-ms", str(args.pace_ms))
+    extra = {
+        "off": (*pace, "--no-merge-ready-outputs"),
+        "merged": pace,
+        "collector": (*pace, "--pace-merged"),
+    }
+    setups = [s for s in args.setups.split(",") if s]
     context = multiprocessing.get_context("fork")
-    out: dict[str, list[Level]] = {"unmerged": [], "merged": []}
+    out: dict[str, list[Level]] = {name: [] for name in setups}
     with (
         concurrent.futures.ProcessPoolExecutor(args.client_procs, mp_context=context) as pool,
-        scripted_server(
-            args.tokens, logs, extra=(*pace, "--no-merge-ready-outputs"), label=", unmerged"
-        ) as unmerged,
-        scripted_server(args.tokens, logs, extra=pace, label=", merged") as merged,
+        contextlib.ExitStack() as stack,
     ):
-        warm_up(unmerged.url)
-        warm_up(merged.url)
+        servers = {
+            name: stack.enter_context(
+                scripted_server(args.tokens, logs, extra=extra[name], label=f", {name}")
+            )
+            for name in setups
+        }
+        for server in servers.values():
+            warm_up(server.url)
         print(
-            "  streams set-up  tokens/s  server  tok/s per  vs     events  ITL p50  vs    "
+            "  streams set-up     tokens/s  server  tok/s per  vs     events  ITL p50  vs    "
             "ITL p99   TTFB\n"
-            "                           ms/tok  server core unmerged /token   ms   unmerged"
+            "                              ms/tok  server core first  /token   ms    first "
             "    ms      p50 ms"
         )
         for streams in levels:
             requests = 1 if streams >= 1024 else args.requests
-            off = run_level(pool, unmerged, streams, requests, args.client_procs)
-            on = run_level(pool, merged, streams, requests, args.client_procs)
-            out["unmerged"].append(off)
-            out["merged"].append(on)
-            print(row("off", off, None))
-            print(row("merged", on, off))
+            base: Level | None = None
+            for name, server in servers.items():
+                level = run_level(pool, server, streams, requests, args.client_procs)
+                out[name].append(level)
+                print(row(name, level, base))
+                base = base or level
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; logs: {logs}")
     summary = {
         name: [{k: v for k, v in vars(lv).items() if k not in ("gaps", "ttfb")} for lv in levels_]

@@ -52,6 +52,10 @@ class Script:
     # finds every chunk due by then handed over together (`more_ready`), as a loaded engine's
     # output queue holds them; one that keeps up waits for each (0: no pace).
     pace: float = 0.0
+    # With `pace` (one choice): the tokens due are handed over as one chunk, as vLLM's
+    # in-process output collector merges a lagging request's deltas, instead of as a group of
+    # chunks (`more_ready`), as a replica's events arrive in one socket read.
+    pace_merged: bool = False
 
 
 @dataclass
@@ -148,8 +152,17 @@ class ScriptedBackend:
                         await asyncio.sleep(script.pauses[emitted])
                     if self.dead:
                         raise EngineError("the engine died while generating")
+                    first = emitted == 0
                     tokens, finish = plan.popleft()
                     emitted += 1
+                    if paced is not None and script.pace_merged and len(plans) == 1:
+                        # vLLM's per-request output collector: what fell due meanwhile
+                        # comes as one delta.
+                        tokens = list(tokens)
+                        while plan and paced.due(emitted):
+                            later, finish = plan.popleft()
+                            tokens += later
+                            emitted += 1
                     if not any(plans):  # the last chunk: the request is complete once it is out
                         done = True
                         if self.record:
@@ -161,7 +174,7 @@ class ScriptedBackend:
                         index=index,
                         token_ids=tokens,
                         finish_reason=finish,
-                        cached_prompt_tokens=0 if emitted == 1 else None,
+                        cached_prompt_tokens=0 if first else None,
                         logprobs=_fake_logprobs(tokens, sampling.logprobs),
                         more_ready=more,
                     )

@@ -48,6 +48,11 @@ def main() -> int:
         "every M ms, backlogged when the server falls behind (an engine's fixed step)",
     )
     parser.add_argument(
+        "--pace-merged",
+        action="store_true",
+        help="with --pace-ms: tokens due together come as one engine output (vLLM's collector)",
+    )
+    parser.add_argument(
         "--no-merge-ready-outputs", action="store_true", help="one write per engine output"
     )
     parser.add_argument("--log-level", default="info")
@@ -60,7 +65,9 @@ def main() -> int:
         backend = ScriptedBackend(
             model_name="gpt-oss-demo",
             script_for=lambda prompt: Script(
-                [list(completion_for(prompt, size))], pace=args.pace_ms / 1000
+                [list(completion_for(prompt, size))],
+                pace=args.pace_ms / 1000,
+                pace_merged=args.pace_merged,
             ),
             record=False,
         )

@@ -114,6 +114,40 @@ steps (the answer repeats the first operand; the poem names a training topic). N
 fit probability at 0.7 and the tool share of the mix at the old level, continue much longer
 (`--resume` keeps the optimizer), and consider a wider model only with the tokens/s measured.
 
+Issue 22, second session (2026-12-03; these weights were again *not* replaced; runs and logs in
+/work/model-runs/2026-12-03-b). Diagnosis of the drop: of final-2700's 16 fit misses, 11 are
+answers ("Sorry, I cannot ...") and 5 a wrong tool; its mix had diluted the tool requests (60% of
+the examples -> 51%, calls of a fitting tool 27% -> 20%, fit probability 0.6). Two runs tested
+that: (b) from final-2700 with the tool weight raised 6.0 -> 9.0 (tool requests 61%, calls 27%,
+no-fit answers 18%, as the committed weights had), seed 2, lr 1.5e-3, 2,200 steps (schedule cut
+from 5,144 when the load rose), 3,015 s; (c) from (b), a fitting tool declared in 85% of training
+tool requests (calls 34%, no-fit answers 9%), seed 3, lr 1e-3, 700 steps, 597 s. As served:
+
+    | held-out, served, T=0 (`--count 120`)  | these weights | warm 2,700 | (b) 2,200 | (c) +700 |
+    |----------------------------------------|---------------|------------|-----------|----------|
+    | well formed                            | 119/120       | 119/120    | 120/120   | 120/120  |
+    | call decision (call iff a tool fits)   | 92/120 (77%)  | 103 (86%)  | 105 (88%) | 103 (86%)|
+    | right tool, one fits                   | 18/29 (62%)   | 13 (45%)   | 13 (45%)  | 13 (45%) |
+    | right tool among 2+ declared           | 13/23 (57%)   | 8 (35%)    | 9 (39%)   | 8 (35%)  |
+    | answers when no tool fits              | 40/63 (63%)   | 56 (89%)   | 58 (92%)  | 56 (89%) |
+    | answers after a tool result            | 28/28         | 28/28      | 28/28     | 28/28    |
+    | arguments exactly / user's values      | 2/29, 2/29    | 2, 2       | 2, 2      | 2, 2     |
+    | undeclared calls                       | 0             | 0          | 0         | 0        |
+    | client scenarios (scenarios.py)        | 6/10          | 7/10       | 7/10      | 7/10     |
+    | arithmetic exact / README / writing    | 0/40, 1/2, 1/8| 1, 1, 0    | 2, 1, 0   | 1, 1, 0  |
+
+(the first three columns in one `evaluate_served --weights` run, the committed weights and (c)
+in a second; the committed weights measured the same in both.) The rule, fixed before training:
+keep new weights only if the decision and no-fit rows hold or rise and the right-tool rows drop
+by at most one binomial standard error (9 points of 29, 10 of 23: >= 16/29 and >= 11/23). Both
+fail it. What it shows: the mix is not what holds the right tool down. Even three calls to every
+no-fit answer for 700 steps left 10 refusals among (c)'s 16 misses, and the refusals name the
+wrong capability ("I am not able to send messages" for a news request with `fetch_top_stories`
+declared): on unseen tools the model misreads what the tool does, and final-2700's habit of
+refusing when unsure is not a prior that the mix shifts in a short run. Neither data change is
+committed. Next: start from these weights rather than final-2700, and look at how a held-out
+description is matched to the request (the tool name seems to weigh more than the description).
+
 Reproducibility: seeds are fixed. With a wall-clock budget the number of steps depends on the
 machine, so the run records the step count it chose; `--max-steps N` (no budget) replays it, and
 `--schedule-steps` replays a run cut short (or a `--checkpoint-every` snapshot) mid-schedule.

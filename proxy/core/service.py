@@ -12,7 +12,8 @@ gate (proxy/core/gate.py) before any work; refusing while draining or loading; t
 slot (and the drain's in-flight count) and its release; planning (schema validation, the
 Harmony render, the grammar) in a bounded executor of its own; starting the engine; closing the
 run (which aborts an unfinished engine request); and recording the outcome once, in metrics and
-the request log, whether the request was refused, cut by a disconnect, crashed or completed.
+the request log (proxy/core/outcome.py), whether the request was refused, cut by a disconnect,
+crashed or completed.
 
 Planning (proxy/core/planning.py) runs on the loop for small requests, else in the plan
 executor's threads. A request whose client disconnects during planning keeps its admission slot
@@ -47,11 +48,9 @@ from proxy.core.conversation import (
 from proxy.core.errors import (
     EngineLoading,
     ModelNotFound,
-    ProxyError,
-    ServerDraining,
-    TooManyRequests,
 )
 from proxy.core.events import Usage
+from proxy.core.outcome import record_outcome, summed_usage
 from proxy.core.planning import PlanExecutor, plan_request, plans_quickly
 from proxy.core.request import GenerationRequest
 from proxy.core.run import CompletionPlan, CompletionRun
@@ -178,7 +177,7 @@ class Generation:
         self._closed = False
         self._streamed = False
         # An outcome the surface decided itself (a refusal it answered as a 200 stream).
-        self._settled: tuple[int, str | None, str | None] | None = None
+        self.settled: tuple[int, str | None, str | None] | None = None
         self._cleanups: list[Callable[[], Awaitable[None]]] = []
 
     async def __aenter__(self) -> Generation:
@@ -227,10 +226,7 @@ class Generation:
     @property
     def usage(self) -> Usage | None:
         """The runs' usage summed; None until the last run's steps are exhausted."""
-        usages = [run.usage for run in self._runs]
-        if not usages or any(usage is None for usage in usages):
-            return None
-        return summed([u for u in usages if u is not None])
+        return summed_usage(self._runs)
 
     async def until_drained(self, work: Awaitable[T]) -> T:
         """Await `work` (a hosted tool's run, the next round's planning), cancelling it when
@@ -334,7 +330,7 @@ class Generation:
     def settle(self, status: int, *, finish: str | None = None, error: str | None = None) -> None:
         """Record this outcome instead of the one the exit would infer (a refusal the surface
         answered itself, e.g. as a failed stream)."""
-        self._settled = (status, finish, error)
+        self.settled = (status, finish, error)
 
     def add_cleanup(self, cleanup: Callable[[], Awaitable[None]]) -> None:
         """Await `cleanup` when the generation closes, however it ends (refused, cut, streamed
@@ -380,78 +376,4 @@ class Generation:
         service.lifecycle.closed()
 
     def _record(self, completed: bool, error: BaseException | None) -> None:
-        metrics = self.service.metrics
-        run = self.run
-        api, key = self.record.api, self.record.caller.name
-        self._report_usage()
-        if self._settled is not None:
-            status, finish, code = self._settled
-            metrics.requests.labels(api, str(status), finish or "", key).inc()
-            self._log(status, finish=None, error=code)
-        elif isinstance(error, ProxyError):
-            metrics.requests.labels(api, str(error.status_code), "", key).inc()
-            if isinstance(error, TooManyRequests | ServerDraining):
-                reason = "rate_limit" if isinstance(error, TooManyRequests) else "draining"
-                metrics.rejected.labels(reason).inc()
-            self._log(error.status_code, error=error.code or error.error_type)
-        elif isinstance(error, ClientGone) or (error is None and not completed):
-            if isinstance(error, ClientGone):
-                metrics.client_disconnects.inc()
-            metrics.requests.labels(api, "499", "client_disconnect", key).inc()
-            self._log(499, finish="client_disconnect")
-        elif error is not None:
-            self._log(500, error="internal_error")  # counted by the 500 handler
-        else:
-            first = run.finish_reasons[0] if run is not None else None
-            reason = "error" if run is not None and run.error is not None else (first or "")
-            metrics.requests.labels(api, "200", reason, key).inc()
-            self._log(200, finish=first)
-
-    def _report_usage(self) -> None:
-        """The generation's tokens to the usage hook: prompt plus completion of every run,
-        also of a run that did not finish (a stream abandoned mid-way is charged what it
-        read)."""
-        on_usage = self.service.on_usage
-        if not self._runs or on_usage is None:
-            return
-        tokens = 0
-        for run in self._runs:
-            usage = run.usage
-            if usage is not None:
-                tokens += usage.prompt_tokens + usage.completion_tokens
-            else:
-                tokens += run.tokens_so_far
-        on_usage(self.record.caller, tokens)
-
-    def _log(self, status: int, *, finish: str | None = None, error: str | None = None) -> None:
-        if not self.service.settings.request_log:
-            return
-        record = self.record
-        record.status = status
-        record.error = error
-        record.finish_reason = finish
-        run = self.run
-        if run is not None:
-            usage = self.usage
-            if usage is not None:
-                record.prompt_tokens = usage.prompt_tokens
-                record.completion_tokens = usage.completion_tokens
-                record.reasoning_tokens = usage.reasoning_tokens
-            else:
-                record.prompt_tokens = sum(len(r.plan.prompt_token_ids) for r in self._runs)
-            if run.ttft is not None:
-                record.ttft_ms = round(run.ttft * 1000, 1)
-            if run.error is not None and error is None:
-                record.error = run.error.code or run.error.error_type
-        record.emit()
-
-
-def summed(usages: list[Usage]) -> Usage:
-    """Several runs' usage as one (a response whose hosted tools took several runs)."""
-    cached = [u.cached_tokens for u in usages if u.cached_tokens is not None]
-    return Usage(
-        prompt_tokens=sum(u.prompt_tokens for u in usages),
-        completion_tokens=sum(u.completion_tokens for u in usages),
-        reasoning_tokens=sum(u.reasoning_tokens for u in usages),
-        cached_tokens=sum(cached) if cached else None,
-    )
+        record_outcome(self, completed, error)

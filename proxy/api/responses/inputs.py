@@ -18,7 +18,6 @@ commentary call per function; earlier analysis is dropped before the last final 
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,6 +26,20 @@ from proxy.api.responses.hosted_items import (
     MCP_ITEM_TYPES,
     mcp_key,
     normalise_mcp_item,
+)
+from proxy.api.responses.input_items import (
+    BROWSER_FUNCTIONS,
+    Item,
+    logs_text,
+    message_item,
+    new_id,
+    optional_string,
+    output_text,
+    parts_text,
+    read_builtin_call,
+    read_message,
+    read_reasoning,
+    string_field,
 )
 from proxy.core.errors import InvalidRequest
 from proxy.core.request import (
@@ -38,15 +51,9 @@ from proxy.core.request import (
     ToolResult,
     UserText,
 )
-from proxy.core.sealing import BoundSealer, SealError
+from proxy.core.sealing import BoundSealer
 from proxy.hosted.mcp_items import read_back
 from proxy.hosted.python_tool import NO_OUTPUT
-
-Item = dict[str, Any]
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(16)}"
 
 
 def normalise_input(
@@ -55,7 +62,7 @@ def normalise_input(
     """The request's `input` (or a conversation's `items`: `name`) as normalised items; 400
     for anything malformed."""
     if isinstance(raw, str):
-        return [_message("user", [{"type": "input_text", "text": raw}], None)]
+        return [message_item("user", [{"type": "input_text", "text": raw}], None)]
     items = []
     for i, item in enumerate(raw):
         param = f"{name}[{i}]"
@@ -63,21 +70,21 @@ def normalise_input(
             raise InvalidRequest("Each input item must be an object.", param=param)
         kind = item.get("type", "message" if "role" in item else None)
         if kind == "message":
-            items.append(_read_message(item, param))
+            items.append(read_message(item, param))
         elif kind == "reasoning":
-            items.append(_read_reasoning(item, param, sealer))
+            items.append(read_reasoning(item, param, sealer))
         elif kind in ("function_call", "custom_tool_call"):
             field = "arguments" if kind == "function_call" else "input"
             call: Item = {
                 "type": kind,
-                "id": _optional_str(item, "id", param)
+                "id": optional_string(item, "id", param)
                 or new_id("fc" if field == "arguments" else "ctc"),
-                "call_id": _str(item, "call_id", param),
-                "name": _str(item, "name", param),
-                field: _str(item, field, param),
+                "call_id": string_field(item, "call_id", param),
+                "name": string_field(item, "name", param),
+                field: string_field(item, field, param),
                 "status": "completed",
             }
-            namespace = _optional_str(item, "namespace", param)
+            namespace = optional_string(item, "namespace", param)
             if namespace:
                 call["namespace"] = namespace
             items.append(call)
@@ -85,15 +92,15 @@ def normalise_input(
             items.append(
                 {
                     "type": kind,
-                    "id": _optional_str(item, "id", param) or new_id("fco"),
-                    "call_id": _str(item, "call_id", param),
-                    "output": _output_text(item.get("output"), f"{param}.output"),
+                    "id": optional_string(item, "id", param) or new_id("fco"),
+                    "call_id": string_field(item, "call_id", param),
+                    "output": output_text(item.get("output"), f"{param}.output"),
                 }
             )
         elif kind in MCP_ITEM_TYPES:
             items.append(normalise_mcp_item(kind, item, param))
         elif kind in ("code_interpreter_call", "web_search_call"):
-            items.append(_read_builtin_call(item, param))
+            items.append(read_builtin_call(item, param))
         elif kind == "item_reference":
             raise InvalidRequest(
                 "item_reference items are not supported: send the item itself, or continue "
@@ -147,7 +154,7 @@ def to_parts(
         kind = item["type"]
         if kind == "message" and item["role"] != "assistant":
             flush()
-            text = _parts_text(item)
+            text = parts_text(item)
             if item["role"] in ("system", "developer"):
                 # The first message of all, with no `instructions`, is the instructions.
                 first = not parts
@@ -158,7 +165,7 @@ def to_parts(
                 parts.append(UserText(text, where(i)))
         elif kind == "message":
             current = assistant(i, new_turn=True)
-            current.text = _parts_text(item)
+            current.text = parts_text(item)
             if item.get("phase") == "commentary":
                 # A preamble: rendered on the commentary channel, never as a final answer
                 # (which would also drop the reasoning before it).
@@ -199,14 +206,14 @@ def to_parts(
             calls.add(item["id"])
             assistant(i).calls.append(PastCall(item["id"], "python", item.get("code") or ""))
             flush()
-            parts.append(ToolResult(item["id"], _logs(item) or NO_OUTPUT, where(i)))
+            parts.append(ToolResult(item["id"], logs_text(item) or NO_OUTPUT, where(i)))
         elif kind == "web_search_call":
             # The browser call and the page the model read, when the item carries them (ours
             # do: `arguments`, `output`); OpenAI's own items do not, and are left out.
             if item.get("arguments") is None or item.get("output") is None:
                 continue
             action = (item.get("action") or {}).get("type")
-            key = f"browser.{_BROWSER_FUNCTIONS.get(action, 'search')}"
+            key = f"browser.{BROWSER_FUNCTIONS.get(action, 'search')}"
             calls.add(item["id"])
             assistant(i).calls.append(PastCall(item["id"], key, item["arguments"]))
             flush()
@@ -241,181 +248,3 @@ class _Turn:
             phase=self.phase,
             calls=tuple(self.calls),
         )
-
-
-def _read_builtin_call(item: Item, param: str) -> Item:
-    """A `code_interpreter_call` or `web_search_call` item sent back (clients that keep the
-    history themselves): its id, and the code and logs or the action."""
-    kind = item["type"]
-    out: Item = {
-        "type": kind,
-        "id": _optional_str(item, "id", param) or new_id("ci"),
-        "status": "completed",
-    }
-    if kind == "web_search_call":
-        action = item.get("action")
-        out["action"] = action if isinstance(action, dict) else {"type": "search"}
-        for field in ("arguments", "output"):
-            if isinstance(item.get(field), str):
-                out[field] = item[field]
-        return out
-    out["code"] = _optional_str(item, "code", param) or ""
-    out["container_id"] = _optional_str(item, "container_id", param) or ""
-    outputs = item.get("outputs")
-    if outputs is not None and not isinstance(outputs, list):
-        raise InvalidRequest("`outputs` must be a list.", param=f"{param}.outputs")
-    out["outputs"] = [
-        {"type": "logs", "logs": o["logs"]}
-        for o in outputs or []
-        if isinstance(o, dict) and o.get("type") == "logs" and isinstance(o.get("logs"), str)
-    ]
-    return out
-
-
-_BROWSER_FUNCTIONS = {"search": "search", "open_page": "open", "find_in_page": "find"}
-
-
-def _logs(item: Item) -> str:
-    return "".join(o["logs"] for o in item.get("outputs") or [] if o.get("type") == "logs")
-
-
-def _message(role: str, content: list[Item], item_id: str | None) -> Item:
-    return {
-        "type": "message",
-        "id": item_id or new_id("msg"),
-        "role": role,
-        "content": content,
-        "status": "completed",
-    }
-
-
-_PART_TYPES = {"input_text", "output_text", "text", "refusal"}
-
-
-def _read_message(item: Item, param: str) -> Item:
-    role = item.get("role")
-    if role not in ("user", "assistant", "system", "developer"):
-        raise InvalidRequest(
-            f"Unsupported message role {role!r}: use user, assistant, system or developer.",
-            param=f"{param}.role",
-        )
-    content = item.get("content")
-    if isinstance(content, str):
-        kind = "output_text" if role == "assistant" else "input_text"
-        parts = [{"type": kind, "text": content}]
-    elif isinstance(content, list):
-        parts = []
-        for j, part in enumerate(content):
-            where = f"{param}.content[{j}]"
-            if not isinstance(part, dict) or part.get("type") not in _PART_TYPES:
-                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise InvalidRequest(
-                    f"Unsupported content part type {kind!r}: this model reads text only "
-                    "(input_text, output_text).",
-                    param=f"{where}.type",
-                )
-            text_field = "refusal" if part["type"] == "refusal" else "text"
-            text = part.get(text_field)
-            if not isinstance(text, str):
-                raise InvalidRequest(
-                    f"`{text_field}` must be a string.", param=f"{where}.{text_field}"
-                )
-            kind = "output_text" if role == "assistant" else "input_text"
-            parts.append({"type": kind, "text": text})
-    else:
-        raise InvalidRequest(
-            "`content` must be a string or a list of parts.", param=f"{param}.content"
-        )
-    message = _message(role, parts, _optional_str(item, "id", param))
-    phase = item.get("phase")
-    if phase is not None:
-        if role != "assistant" or phase not in ("commentary", "final_answer"):
-            raise InvalidRequest(
-                "`phase` is commentary or final_answer, on assistant messages only.",
-                param=f"{param}.phase",
-            )
-        message["phase"] = phase
-    return message
-
-
-def _read_reasoning(item: Item, param: str, sealer: BoundSealer | None) -> Item:
-    text = ""
-    sealed = item.get("encrypted_content")
-    if sealed is not None:
-        if not isinstance(sealed, str):
-            raise InvalidRequest(
-                "`encrypted_content` must be a string.", param=f"{param}.encrypted_content"
-            )
-        if sealer is None:
-            raise InvalidRequest(
-                "This server has no reasoning key, so it cannot open encrypted_content.",
-                param=f"{param}.encrypted_content",
-            )
-        try:
-            text = sealer.open(sealed)
-        except SealError as exc:
-            raise InvalidRequest(
-                f"Invalid encrypted_content: {exc}.",
-                param=f"{param}.encrypted_content",
-                code="invalid_encrypted_content",
-            ) from exc
-    else:
-        content = item.get("content")
-        if content is not None and not isinstance(content, list):
-            raise InvalidRequest("`content` must be a list.", param=f"{param}.content")
-        for j, part in enumerate(content or []):
-            if not isinstance(part, dict) or not isinstance(part.get("text"), str):
-                raise InvalidRequest(
-                    "Reasoning content parts need a string `text`.",
-                    param=f"{param}.content[{j}]",
-                )
-            text += part["text"]
-        if text and sealer is not None and sealer.require_sealed:
-            raise InvalidRequest(
-                "This server accepts only reasoning it sealed: send the reasoning item's "
-                '`encrypted_content` (ask for it with `include: ["reasoning.encrypted_content"]`)'
-                ", or leave the reasoning out.",
-                param=param,
-                code="unsealed_reasoning",
-            )
-    return {
-        "type": "reasoning",
-        "id": _optional_str(item, "id", param) or new_id("rs"),
-        "summary": [],
-        "content": [{"type": "reasoning_text", "text": text}] if text else [],
-    }
-
-
-def _output_text(output: Any, param: str) -> str:
-    """A tool output: a string, or a list of text parts (images are not readable here)."""
-    if isinstance(output, str):
-        return output
-    if isinstance(output, list):
-        texts = []
-        for j, part in enumerate(output):
-            if not isinstance(part, dict) or part.get("type") not in ("input_text", "output_text"):
-                raise InvalidRequest(
-                    "Tool output parts must be input_text: this model reads text only.",
-                    param=f"{param}[{j}]",
-                )
-            texts.append(str(part.get("text", "")))
-        return "".join(texts)
-    raise InvalidRequest("`output` must be a string or a list of parts.", param=param)
-
-
-def _parts_text(item: Item) -> str:
-    return "".join(part["text"] for part in item["content"])
-
-
-def _str(item: Item, field: str, param: str) -> str:
-    value = item.get(field)
-    if not isinstance(value, str):
-        raise InvalidRequest(f"`{field}` must be a string.", param=f"{param}.{field}")
-    return value
-
-
-def _optional_str(item: Item, field: str, param: str) -> str | None:
-    value = item.get(field)
-    if value is not None and not isinstance(value, str):
-        raise InvalidRequest(f"`{field}` must be a string.", param=f"{param}.{field}")
-    return value

@@ -170,7 +170,9 @@ class Sandbox:
         if len(mine) >= self.settings.max_per_owner:
             self._retire(mine)
         if len(self._containers) >= self.settings.max_total:
-            self._retire(list(self._containers.values()))
+            # Only the owner's own idle containers give way: another key's state is not
+            # this key's to destroy (full: the call fails and says so).
+            self._retire([c for c in self._containers.values() if c.owner == owner])
 
     def _retire(self, candidates: list[_Container]) -> None:
         idle = [c for c in candidates if not c.busy]

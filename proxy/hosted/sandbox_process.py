@@ -103,6 +103,22 @@ def run(source, name):
     if os.getpid() != driver_pid:
         os._exit(0)
 
+def end_strays():
+    # Processes a cell started do not outlive it: this REPL is its pid namespace's only
+    # resident between cells (no CPU or memory kept busy behind the notebook's back).
+    me = os.getpid()
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) != me:
+            try:
+                os.kill(int(name), 9)
+            except OSError:
+                pass
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+
 count = 0
 while True:
     header = control.readline()
@@ -116,6 +132,7 @@ while True:
         sys.stderr.flush()
     except BaseException:
         pass
+    end_strays()
     os.write(marker_fd, b"\0" + nonce + b"\0")
 """
 
@@ -221,7 +238,11 @@ class ReplProcess:
         # An empty first cell: the mounts and the interpreter's start (seconds on a loaded
         # host) are not charged to the user's first cell's timeout.
         repl = cls(process)
-        ready = await repl.run("", timeout=STARTUP_SECONDS, max_output=4096)
+        try:
+            ready = await repl.run("", timeout=STARTUP_SECONDS, max_output=4096)
+        except BaseException:  # (cancelled while starting: the process must not outlive it)
+            repl.terminate()
+            raise
         if ready.timed_out or ready.exit_code is not None or ready.text:
             await repl.kill()
             raise SandboxStartFailed(f"the sandbox did not start: {ready.text[:300]!r}")

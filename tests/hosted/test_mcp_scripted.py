@@ -292,3 +292,57 @@ def test_a_conversation_keeps_the_hosted_items_and_lists_a_server_once(proxy, cl
     kept = [item.type for item in client.conversations.items.list(conversation.id, order="asc")]
     assert kept.count("mcp_list_tools") == 1 and kept.count("mcp_call") == 2
     assert f"<|start|>calc.add{RESULT_MARK}5<|end|>" in prompts(proxy.backend)[-1]
+
+
+def _approved(request_id: str) -> list[dict[str, object]]:
+    """A stateless client's replay: its own copy of an approval request, and the approval."""
+    return [
+        {
+            "type": "mcp_approval_request",
+            "id": request_id,
+            "server_label": "calc",
+            "name": "add",
+            "arguments": '{"a": 2, "b": 3}',
+        },
+        {"type": "mcp_approval_response", "approval_request_id": request_id, "approve": True},
+    ]
+
+
+def test_an_approval_sent_twice_runs_its_call_once(proxy, client, mcp_server):
+    calling(proxy.backend, [])
+    twice = [*_approved("mcpr_1"), _approved("mcpr_1")[1]]
+    response = client.responses.create(
+        model=proxy.model, input=twice, tools=[mcp_tool(mcp_server.url)]
+    )
+    assert [item.type for item in response.output].count("mcp_call") == 1
+
+
+def test_more_approved_calls_than_the_cap_are_refused_before_any_runs(proxy, mcp_server):
+    items = [item for i in range(17) for item in _approved(f"mcpr_{i}")]
+    response = httpx.post(
+        f"{proxy.base_url}/responses",
+        json={"model": proxy.model, "input": items, "tools": [mcp_tool(mcp_server.url)]},
+        timeout=60,
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "input"
+    assert len(proxy.backend.requests) == 0  # refused before generation
+
+
+@pytest.mark.parametrize("action", [{"type": [1]}, {"type": "teleport"}, "search", 3])
+def test_a_malformed_web_search_call_in_the_input_is_a_400(proxy, action):
+    item = {
+        "type": "web_search_call",
+        "id": "ws_1",
+        "status": "completed",
+        "action": action,
+        "arguments": "{}",
+        "output": "page",
+    }
+    response = httpx.post(
+        f"{proxy.base_url}/responses",
+        json={"model": proxy.model, "input": [item, {"role": "user", "content": "Hi"}]},
+        timeout=60,
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "input[0].action"

@@ -193,3 +193,19 @@ async def test_a_cancelled_cell_takes_its_sandbox_with_it(sandbox):
         await running
     after = await sandbox.execute("alice", container, "print('fresh', 'kept' in globals())")
     assert after.output == "fresh False\n"
+
+
+async def test_processes_a_cell_started_do_not_outlive_it(sandbox):
+    container = sandbox.new_container("alice")
+    await sandbox.execute(
+        "alice",
+        container,
+        "import subprocess\nspinners = [subprocess.Popen(['/bin/sh', '-c', 'while :; do :; done'])"
+        " for _ in range(3)]\nkept = 1",
+    )
+    after = await sandbox.execute(
+        "alice",
+        container,
+        "import os\nprint(len([p for p in os.listdir('/proc') if p.isdigit()]), kept)",
+    )
+    assert after.output == "1 1\n"  # the notebook alone, its state kept

@@ -136,7 +136,8 @@ class BackgroundResponses:
         await asyncio.wait({task, accepted}, return_when=asyncio.FIRST_COMPLETED)
         accepted.cancel()
         if not runner.generation.accepted.is_set():  # refused: answered as a synchronous one
-            raise task.exception() or RuntimeError("a background response ended unaccepted")
+            failure = None if task.cancelled() else task.exception()
+            raise failure or RuntimeError("a background response ended unaccepted")
         if body.stream:
             return self._stream(runner.response_id, caller.owner, -1)
         return JSONResponse(queued)

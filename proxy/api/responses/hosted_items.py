@@ -74,6 +74,10 @@ def normalise_mcp_item(kind: str, item: Item, param: str) -> Item:
     return out
 
 
+# Approved calls one request may run (they run before the response's first round, at once).
+MAX_APPROVED_CALLS = 16
+
+
 async def run_approved(hosted: HostedTools, history: list[Item], items: list[Item]) -> list[Item]:
     """The `mcp_call` items of the calls this request's input approves, run (concurrently);
     400 for an approval of an unknown request or of a server not among the request's tools."""
@@ -86,10 +90,14 @@ async def run_approved(hosted: HostedTools, history: list[Item], items: list[Ite
         if item["type"] == "mcp_call" and item.get("approval_request_id")
     }
     wanted = []
+    seen: set[str] = set()
     for i, item in enumerate(items):
         if item["type"] != "mcp_approval_response":
             continue
         request_id = item["approval_request_id"]
+        if request_id in seen:
+            continue  # (one approval runs its call once)
+        seen.add(request_id)
         request = requests.get(request_id)
         if request is None:
             raise InvalidRequest(
@@ -109,6 +117,12 @@ async def run_approved(hosted: HostedTools, history: list[Item], items: list[Ite
         wanted.append((request, HostedCall(request_id, key, request["arguments"]), toolset))
     if not wanted:
         return []
+    if len(wanted) > MAX_APPROVED_CALLS:
+        raise InvalidRequest(
+            f"The input approves {len(wanted)} calls; at most {MAX_APPROVED_CALLS} approved "
+            "calls run per request.",
+            param="input",
+        )
     results = await asyncio.gather(*(toolset.run(call) for _, call, toolset in wanted))
     out = []
     for (request, call, toolset), result in zip(wanted, results, strict=True):

@@ -31,7 +31,15 @@ def read_builtin_call(item: Item, param: str) -> Item:
     }
     if kind == "web_search_call":
         action = item.get("action")
-        out["action"] = action if isinstance(action, dict) else {"type": "search"}
+        if action is None:
+            action = {"type": "search"}
+        action_type = action.get("type") if isinstance(action, dict) else None
+        if not isinstance(action_type, str) or action_type not in BROWSER_FUNCTIONS:
+            raise InvalidRequest(
+                "`action` must be an object whose `type` is search, open_page or find_in_page.",
+                param=f"{param}.action",
+            )
+        out["action"] = action
         for field in ("arguments", "output"):
             if isinstance(item.get(field), str):
                 out[field] = item[field]

@@ -366,3 +366,23 @@ def test_hostile_resume_parameters_are_400s_or_clamped_never_500s(server, client
     assert [e["type"] for e in huge] == ["response.completed"]
     below = events_of(raw.get(path, params={"stream": "true", "starting_after": -(10**30)}))
     assert below[0]["sequence_number"] == 0
+
+
+def test_one_key_follows_at_most_16_streams_at_once(server, client, raw, backend):
+    backend.script = slow(0.05)
+    created = client.responses.create(model=server.model, input="Hi", background=True)
+    url = f"/v1/responses/{created.id}"
+    readers = []  # (held: a dropped iterator closes its stream)
+    with contextlib.ExitStack() as streams:
+        for _ in range(16):
+            stream = streams.enter_context(raw.stream("GET", url, params={"stream": "true"}))
+            assert stream.status_code == 200
+            readers.append(stream.iter_bytes())
+            next(readers[-1])  # following now
+        refused = raw.get(url, params={"stream": "true"})
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["type"] == "rate_limit_error"
+    client.responses.cancel(created.id)
+    again = raw.get(url, params={"stream": "true"})  # the closed streams gave their places back
+    assert again.status_code == 200
+    assert events_of(again)[-1]["type"] == "response.cancelled"

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Request
@@ -172,12 +172,18 @@ class BackgroundResponses:
             )
         # (Clamped to what a database integer holds: past the end is past the end.)
         after = -1 if starting_after is None else max(-1, min(starting_after, 2**62))
-        return self._stream(response_id, owner, after)
+        return self._stream(response_id, owner, after, close=self._tail.admit(owner))
 
-    def _stream(self, response_id: str, owner: str, after: int) -> SseResponse:
+    def _stream(
+        self,
+        response_id: str,
+        owner: str,
+        after: int,
+        close: Callable[[bool], Awaitable[None]] | None = None,
+    ) -> SseResponse:
         config = self.responses.config
         return SseResponse(
-            SseStream(self._tail.follow(response_id, owner, after), close=_nothing),
+            SseStream(self._tail.follow(response_id, owner, after), close=close or _nothing),
             ping=config.sse_ping_seconds or 0,
             send_timeout=config.send_timeout_seconds,
         )

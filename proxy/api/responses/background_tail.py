@@ -9,13 +9,17 @@ the same replica (the POST's own `stream: true`) is not held back by the polling
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from proxy.api.responses.background_run import TERMINAL_EVENTS, event_kind
 from proxy.api.responses.background_store import BackgroundRow, BackgroundStore
+from proxy.core.errors import TooManyRequests
 
 _POLL_FIRST, _POLL_MAX = 0.02, 0.5
 _PAGE = 256  # events read per query
+# Streams one owner may follow at once on this replica (each polls the store): past it, 429.
+MAX_READERS_PER_OWNER = 16
 
 
 class EventTail:
@@ -30,6 +34,30 @@ class EventTail:
         self.log = log
         self.row = row
         self._wakeups: dict[str, asyncio.Event] = {}
+        self._readers: Counter[str] = Counter()  # per response id: whose wake-up stays
+        self._owners: Counter[str] = Counter()  # per owner: streams followed now
+
+    def admit(self, owner: str) -> Callable[[bool], Awaitable[None]]:
+        """Take one of the owner's reader places (429 past the cap, before the response
+        starts); the returned close gives it back, once, however the stream ends."""
+        if self._owners[owner] >= MAX_READERS_PER_OWNER:
+            raise TooManyRequests(
+                f"At most {MAX_READERS_PER_OWNER} streams of background responses may be "
+                "followed at once per API key; close one first.",
+                retry_after=1,
+            )
+        self._owners[owner] += 1
+        held = True
+
+        async def release(_completed: bool) -> None:
+            nonlocal held
+            if held:
+                held = False
+                self._owners[owner] -= 1
+                if self._owners[owner] <= 0:
+                    del self._owners[owner]
+
+        return release
 
     def notify(self, response_id: str) -> None:
         """New events (or a new status) for `response_id`: wake its readers on this replica."""
@@ -40,11 +68,15 @@ class EventTail:
     async def follow(self, response_id: str, owner: str, after: int) -> AsyncGenerator[bytes, None]:
         """The events after sequence number `after`, as they are written, to the closing event
         (past the end of a finished response: its closing event)."""
+        self._readers[response_id] += 1
         try:
             async for chunk in self._follow(response_id, owner, after):
                 yield chunk
         finally:
-            self._wakeups.pop(response_id, None)  # (other readers fall back to polling)
+            self._readers[response_id] -= 1
+            if self._readers[response_id] <= 0:  # the last reader here: its wake-up goes
+                del self._readers[response_id]
+                self._wakeups.pop(response_id, None)
 
     async def _follow(
         self, response_id: str, owner: str, after: int

@@ -8,31 +8,17 @@ Checked against the real server on 127.0.0.1 replaying bench_ceiling's tool-call
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import openai
 import pytest
 
 from benchmarks.bench_compat_suite import SuiteRun, _read_exchanges, recording_relay
-from proxy.backends.scripted import Script, ScriptedBackend
-from tests.support.replay import WEATHER_TOOL, completion_for
+from tests.support.replay import WEATHER_TOOL
 from tests.support.server_fixtures import RunningServer
 
 QUESTION = "What's the weather in Paris, and what to wear?"
 RESPONSES_TOOL = {"type": "function", **WEATHER_TOOL["function"]}
-
-
-@pytest.fixture
-def replaying(scripted_server: RunningServer) -> Iterator[RunningServer]:
-    """The scripted server replaying a reasoning-then-tool-call completion when tools are sent."""
-    backend = scripted_server.backend
-    assert isinstance(backend, ScriptedBackend)
-    backend.script_for = lambda prompt: Script([list(completion_for(prompt, 64))])
-    try:
-        yield scripted_server
-    finally:
-        backend.script_for = None
 
 
 def test_relay_counts_the_tool_calls_the_client_received(

@@ -12,33 +12,19 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from benchmarks.raw_sse_client import RawConnection, RawResult, StreamFailed
-from proxy.backends.scripted import Script, ScriptedBackend
 from proxy.server.probe import wait_until_ok
-from tests.support.replay import chat_request, completion_for
+from tests.support.replay import chat_request
 from tests.support.replicas import free_port
 from tests.support.server_fixtures import RunningServer
 
 ROOT = Path(__file__).resolve().parents[2]
 URL = "/v1/chat/completions"
-
-
-@pytest.fixture
-def replaying(scripted_server: RunningServer) -> Iterator[RunningServer]:
-    """The scripted server replaying bench_ceiling's completions (64 tokens each)."""
-    backend = scripted_server.backend
-    assert isinstance(backend, ScriptedBackend)
-    backend.script_for = lambda prompt: Script([list(completion_for(prompt, 64))])
-    try:
-        yield scripted_server
-    finally:
-        backend.script_for = None
 
 
 def _raw(server: RunningServer, bodies: list[dict]) -> list[RawResult]:

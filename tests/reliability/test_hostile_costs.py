@@ -375,3 +375,41 @@ def test_the_loop_lag_gauge_shows_the_recent_maximum(server):
     lag = server.loop_lag()
     print(f"loop lag gauge after the attacks: {lag * 1000:.1f} ms")
     assert 0 < lag < 1.0
+
+
+# -- the shapes issue 18 added: conversations, hosted tools, approvals, background resume ------
+
+
+def post(path: str, payload: dict[str, Any]) -> Callable[[httpx.Client], httpx.Response]:
+    data = json.dumps(payload).encode()
+    return lambda client: client.post(
+        path, content=data, headers={"content-type": "application/json"}
+    )
+
+
+def test_a_conversation_of_a_hundred_thousand_items_is_refused_cheaply(server):
+    items = [{"type": "message", "role": "user", "content": "x"}] * 100_000
+    error = refused(server, post("/v1/conversations", {"items": items}))
+    assert error["param"] == "items"
+
+
+def test_thousands_of_mcp_tools_and_approvals_are_refused_cheaply(server):
+    mcp = {"type": "mcp", "server_label": "s", "server_url": "http://10.0.0.1/mcp"}
+    error = refused(
+        server,
+        post("/v1/responses", {"model": server.model, "input": "Hi", "tools": [mcp] * 5_000}),
+    )
+    assert error["param"] == "tools"
+    approvals = [
+        {"type": "mcp_approval_response", "approval_request_id": f"mcpr_{i}", "approve": True}
+        for i in range(50_000)
+    ]
+    error = refused(server, post("/v1/responses", {"model": server.model, "input": approvals}))
+    assert error["param"] == "input"
+
+
+def test_a_megabyte_conversation_id_is_refused_cheaply(server):
+    body = {"model": server.model, "input": "Hi", "conversation": "conv_" + "x" * 1_000_000}
+    run = server.attack(post("/v1/responses", body))
+    assert run.response.status_code in (400, 404), run.response.text[:300]
+    assert_no_stall(run, _parse_allowance(len(run.response.request.content)))

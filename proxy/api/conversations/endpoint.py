@@ -40,6 +40,7 @@ from proxy.api.conversations.records import (
     NoSuchItem,
 )
 from proxy.api.conversations.store import ConversationStore
+from proxy.api.paging import check_page, list_page
 from proxy.api.responses.endpoint import ENCRYPTED_REASONING, KNOWN_INCLUDES
 from proxy.api.responses.inputs import Item
 from proxy.core.caller import caller_of
@@ -149,10 +150,7 @@ class ConversationsEndpoint:
         after: str | None = None,
     ) -> JSONResponse:
         include = _include(request)
-        if order not in ("asc", "desc"):
-            raise InvalidRequest("`order` must be asc or desc.", param="order")
-        if not 1 <= limit <= 100:
-            raise InvalidRequest("`limit` must be between 1 and 100.", param="limit")
+        check_page(limit, order)
         store = self._store(conversation_id)
         owner = _owner(request)
         try:
@@ -243,15 +241,7 @@ class ConversationsEndpoint:
         self, items: list[Item], owner: str, include: set[str], *, has_more: bool
     ) -> JSONResponse:
         data = [self._shown(item, owner, include) for item in items]
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": data,
-                "first_id": data[0]["id"] if data else None,
-                "last_id": data[-1]["id"] if data else None,
-                "has_more": has_more,
-            }
-        )
+        return JSONResponse(list_page(data, has_more=has_more))
 
     def _shown(self, item: Item, owner: str, include: set[str]) -> Item:
         """The item as the client sees it: reasoning sealed too when it asked for that."""

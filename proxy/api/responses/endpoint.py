@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse, Response
 
 from proxy.api.conversations.link import ConversationLink
 from proxy.api.conversations.store import ConversationStore
+from proxy.api.paging import check_page, list_page
 from proxy.api.responses.hosted_items import run_approved
 from proxy.api.responses.inputs import Item, normalise_input
 from proxy.api.responses.output import ResponseBuilder
@@ -224,10 +225,7 @@ class ResponsesEndpoint:
     ) -> JSONResponse:
         # Found first: another owner's id is a 404 whatever the other parameters say.
         items = list((await self._get(response_id, caller_of(request).owner)).input_items)
-        if order not in ("asc", "desc"):
-            raise InvalidRequest("`order` must be asc or desc.", param="order")
-        if not 1 <= limit <= 100:
-            raise InvalidRequest("`limit` must be between 1 and 100.", param="limit")
+        check_page(limit, order)
         if order == "desc":
             items.reverse()
         if after is not None:
@@ -235,16 +233,7 @@ class ResponsesEndpoint:
             if after not in ids:
                 raise InvalidRequest(f"No input item with id {after!r}.", param="after")
             items = items[ids.index(after) + 1 :]
-        page = items[:limit]
-        return JSONResponse(
-            {
-                "object": "list",
-                "data": page,
-                "first_id": page[0]["id"] if page else None,
-                "last_id": page[-1]["id"] if page else None,
-                "has_more": len(items) > limit,
-            }
-        )
+        return JSONResponse(list_page(items[:limit], has_more=len(items) > limit))
 
     async def delete(self, response_id: str, request: Request) -> JSONResponse:
         """Delete the response and every later response that copied it (store.py)."""

@@ -231,7 +231,7 @@ def test_sighup_reloads_the_key_file_of_a_running_server(fake_url, tmp_path):
     path = key_file(tmp_path, f"{ALICE} alice\n")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "stderr.log").open("w+")
+    log = (tmp_path / "stderr.log").open("a+")
     process = subprocess.Popen(
         [sys.executable, "-m", "proxy", "serve", "--port", str(port)]
         + ["--backend-url", fake_url, "--api-key-file", str(path)],

@@ -129,7 +129,7 @@ def test_serve_starts_the_demo_model_answers_and_stops_quietly(demo_model_path, 
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("VLLM_LOGGING_LEVEL", None)
-    log = (tmp_path / "serve.log").open("w+")
+    log = (tmp_path / "serve.log").open("a+")
     process = subprocess.Popen(
         [
             "harmony-proxy",

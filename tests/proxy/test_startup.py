@@ -60,8 +60,8 @@ class Server:
     def __init__(self, argv: list[str], logs: Path, preamble: str = "") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.stdout = (logs / "stdout.log").open("w+")
-        self.stderr = (logs / "stderr.log").open("w+")
+        self.stdout = (logs / "stdout.log").open("a+")
+        self.stderr = (logs / "stderr.log").open("a+")
         # The real command's entry point, after `preamble` (e.g. an import the engine would do).
         code = f"{preamble}\nfrom proxy.server.cli import main\nraise SystemExit(main())"
         self.process = subprocess.Popen(

@@ -46,7 +46,7 @@ def test_serve_in_front_of_replicas_loads_no_engine(background_loop, tmp_path):
     fakes = [background_loop.run(start_fake(FakeBehaviour())) for _ in range(2)]
     port = free_port()
     env = {**os.environ, "HARMONY_PROXY_BACKEND_URL": ",".join(f.url for f in fakes)}
-    log = (tmp_path / "serve.log").open("w+")
+    log = (tmp_path / "serve.log").open("a+")
     process = subprocess.Popen(
         [sys.executable, "-m", "proxy", "serve", "--port", str(port), "--date", "2026-01-15"],
         stdout=log,

@@ -41,7 +41,7 @@ def test_two_workers_serve_requests_in_two_processes(background_loop, tmp_path):
         pytest.skip("SO_REUSEADDR sharing and PR_SET_PDEATHSIG are Linux behaviour")
     fake = background_loop.run(start_fake(FakeBehaviour(replay_tokens=48)))
     port = free_port()
-    log = (tmp_path / "serve.log").open("w+")
+    log = (tmp_path / "serve.log").open("a+")
     process = subprocess.Popen(
         [sys.executable, "-m", "proxy", "serve", "--port", str(port), "--date", "2026-01-15"]
         + ["--backend-url", fake.url, "--workers", "2", "--health-check-interval", "0.5"],
@@ -118,7 +118,7 @@ def test_workers_without_replicas_share_one_engine_process(tmp_path):
     if not sys.platform.startswith("linux"):
         pytest.skip("SO_REUSEADDR sharing and PR_SET_PDEATHSIG are Linux behaviour")
     port = free_port()
-    log = (tmp_path / "serve.log").open("w+")
+    log = (tmp_path / "serve.log").open("a+")
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     env["VLLM_CPU_KVCACHE_SPACE"] = "1"
     process = subprocess.Popen(

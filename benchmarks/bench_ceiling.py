@@ -58,7 +58,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -227,6 +227,9 @@ class Level:
     ttfb_p50: float
     complete: bool
     retries: int = 0
+    # With the raw client: SSE events seen, and the gaps between reads that carried events.
+    events: int = 0
+    gaps: list[float] = field(default_factory=list, repr=False)
 
     @property
     def tokens_per_s(self) -> float:
@@ -270,6 +273,8 @@ def run_level(
         ttfb_p50=statistics.median(r.ttfb for r in results),
         complete=all(r.done for r in results),
         retries=sum(r.retries for r in results),
+        events=sum(getattr(r, "events", 0) for r in results),
+        gaps=[g for r in results for g in getattr(r, "gaps", ())],
     )
 
 
@@ -377,9 +382,19 @@ def print_level(level: Level, base: Level | None) -> None:
         f"  {level.streams:>7} {level.requests:>6} {level.tokens_per_s:>10,.0f} {ratio} "
         f"{level.server_ms_per_token:>10.3f} {level.server_cpu / level.seconds:>6.2f} "
         f"{1000 * level.client_cpu / max(1, level.tokens):>9.3f} {helper} "
-        f"{1000 * level.ttfb_p50:>9.1f}{'' if level.complete else '  INCOMPLETE'}"
+        f"{1000 * level.ttfb_p50:>9.1f} {_raw_columns(level)}"
+        f"{'' if level.complete else '  INCOMPLETE'}"
         f"{f'  ({level.retries} retried)' if level.retries else ''}"
     )
+
+
+def _raw_columns(level: Level) -> str:
+    """Chunks per token and the ITL a reader sees (p50/p99 ms), measured by the raw client."""
+    if not level.gaps:
+        return "       -        -        -"
+    gaps = sorted(level.gaps)
+    p50, p99 = gaps[len(gaps) // 2], gaps[min(len(gaps) - 1, int(0.99 * len(gaps)))]
+    return f"{level.events / max(1, level.tokens):8.3f} {1000 * p50:8.2f} {1000 * p99:8.1f}"
 
 
 def bench(
@@ -393,8 +408,10 @@ def bench(
         f"p90 {1000 * p90:.2f} ms"
     )
     print(
-        "  streams   reqs   tokens/s  vs 1   server      server client    replica  TTFB p50\n"
+        "  streams   reqs   tokens/s  vs 1   server      server client    replica  TTFB p50"
+        "   chunks  ITL p50  ITL p99\n"
         "                                   ms/token    cores ms/token  ms/token       ms"
+        "  /token       ms       ms"
     )
     levels: list[Level] = []
     for streams in args.streams:
@@ -449,7 +466,8 @@ def main() -> None:
         default="scripted,floor,remote",
         help="scripted, floor (bare uvicorn replaying the scripted server's bytes), remote, "
         "remote-unmerged (remote with --no-merge-ready-outputs: one write per replica event), "
-        "and scripted-asyncio (the scripted server on asyncio + h11)",
+        "scripted-asyncio (the scripted server on asyncio + h11), and scripted-unmerged "
+        "(--no-merge-ready-outputs: one write per engine output, no merging when behind)",
     )
     parser.add_argument("--streams", default="1,4,16,64,256", help="concurrent streams per level")
     parser.add_argument("--processes", default="1,2", help="proxy processes for `remote`")
@@ -498,6 +516,10 @@ def main() -> None:
         if args.compare_root:
             compare(pool, args, logs)
             return
+        if "scripted-unmerged" in setups:  # one write per engine output: merging off
+            extra = ("--no-merge-ready-outputs",)
+            with scripted_server(args.tokens, logs, extra=extra, label=", unmerged") as server:
+                results[server.name] = bench(pool, args, server, logs)
         if "scripted-asyncio" in setups:
             with scripted_server(args.tokens, logs, "asyncio") as server:
                 results[server.name] = bench(pool, args, server, logs)
@@ -533,7 +555,12 @@ def main() -> None:
             print(f"  {streams:>4} streams  {cells}")
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; logs: {logs}")
     print(
-        json.dumps({n: [vars(lv) for lv in levels] for n, levels in results.items()}),
+        json.dumps(
+            {
+                n: [{k: v for k, v in vars(lv).items() if k != "gaps"} for lv in levels]
+                for n, levels in results.items()
+            }
+        ),
         file=open(logs / "results.json", "w"),
     )
 

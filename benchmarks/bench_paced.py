@@ -7,9 +7,11 @@ and a proxy that falls behind finds several outputs waiting. This benchmark serv
 realistic completions (tests/support/replay.py) from a *paced* scripted engine
 (`scripted_serve --pace-ms M`: token k of each stream is due k·M ms after its request
 started; tokens due by the time the proxy reads are handed over together, `more_ready`),
-in up to three set-ups: `off`, with `--no-merge-ready-outputs` (one write per engine output, as
-before issue 21); `merged`, the proxy merging the outputs that are ready together (the default,
-what the remote path does with a replica's events); `collector`, the engine itself handing the
+in up to four set-ups: `off`, with `--no-merge-ready-outputs` (one write per engine output, as
+before issue 21); `ready`, the proxy merging only the outputs that are ready together (what the
+remote path does with a replica's events; `--no-merge-when-behind`); `merged`, the default: that,
+and while the serving loop runs late, each stream writing once per few late iterations
+(proxy/core/loop_pressure.py); `collector`, the default with the engine itself handing the
 tokens due as one output (`--pace-merged`: what vLLM's in-process output collector does for a
 request that lags). The servers run at once and each level goes through them in turn, so all
 see the same machine; ratios are to the first set-up.
@@ -151,9 +153,10 @@ def main() -> None:
     parser.add_argument("--client-procs", type=int, default=1)
     parser.add_argument(
         "--setups",
-        default="off,merged,collector",
-        help="off (one write per engine output), merged (ready outputs merged by the proxy), "
-        "collector (the engine hands the due tokens over as one output, as vLLM's does)",
+        default="off,ready,merged,collector",
+        help="off (one write per engine output), ready (ready outputs merged by the proxy), "
+        "merged (and fewer writes while the loop runs late: the default), collector (the "
+        "default, the engine handing the due tokens over as one output, as vLLM's does)",
     )
     args = parser.parse_args()
     levels = [int(s) for s in args.streams.split(",")]
@@ -167,6 +170,7 @@ def main() -> None:
     pace = ("--pace-ms", str(args.pace_ms))
     extra = {
         "off": (*pace, "--no-merge-ready-outputs"),
+        "ready": (*pace, "--no-merge-when-behind"),
         "merged": pace,
         "collector": (*pace, "--pace-merged"),
     }

@@ -13,7 +13,7 @@ import json
 import re
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -32,6 +32,8 @@ class Result:
     events: int
     done: bool
     retries: int = 0
+    # The raw client's gaps between reads that carried events (the ITL a reader sees).
+    gaps: list[float] = field(default_factory=list, repr=False)
 
 
 async def one_stream(client: httpx.AsyncClient, url: str, body: dict) -> Result:
@@ -108,7 +110,7 @@ async def _client_main(
                 for _ in range(requests):
                     body = encoded[next_body()]
                     r = await connection.stream("/v1/chat/completions", body)
-                    out.append(Result(r.tokens, r.ttfb, r.seconds, r.events, r.done))
+                    out.append(Result(r.tokens, r.ttfb, r.seconds, r.events, r.done, gaps=r.gaps))
             finally:
                 await connection.close()
             return out

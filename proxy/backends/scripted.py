@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -184,13 +183,11 @@ class ScriptedBackend:
             if not done and self.record and request_id not in self.aborted:
                 self.aborted.append(request_id)
 
-    def _plan(
-        self, script: Script, index: int, sampling: SamplingConfig
-    ) -> deque[tuple[list[int], FinishReason | None]]:
-        tokens = list(script.choices[index % len(script.choices)]) if script.choices else []
+    def _plan(self, script: Script, index: int, sampling: SamplingConfig) -> _Chunks:
+        tokens = script.choices[index % len(script.choices)] if script.choices else []
         finish: FinishReason = "stop"
-        if not script.ignore_stop_tokens:
-            stops = frozenset(sampling.stop_token_ids)
+        stops = frozenset(sampling.stop_token_ids)
+        if not script.ignore_stop_tokens and not stops.isdisjoint(tokens):
             for i, token in enumerate(tokens):
                 if token in stops:
                     tokens = tokens[: i + 1]
@@ -199,18 +196,7 @@ class ScriptedBackend:
             tokens, finish = tokens[: sampling.max_tokens], "length"
         if script.finish_reason is not None:
             finish = script.finish_reason
-        sizes = itertools.cycle(script.chunk_sizes or (1,))
-        chunks: list[tuple[list[int], FinishReason | None]] = []
-        pos = 0
-        while pos < len(tokens):
-            size = max(1, next(sizes))
-            chunks.append((tokens[pos : pos + size], None))
-            pos += size
-        if not chunks:
-            chunks.append(([], None))
-        last_tokens, _ = chunks[-1]
-        chunks[-1] = (last_tokens, finish)
-        return deque(chunks)
+        return _Chunks(tokens, script.chunk_sizes or (1,), finish)
 
     async def abort(self, request_id: str) -> None:
         if request_id not in self.aborted and request_id not in self.finished:
@@ -218,6 +204,29 @@ class ScriptedBackend:
 
     async def shutdown(self) -> None:
         self.shutdown_called = True
+
+
+class _Chunks:
+    """One choice's chunks, cut from its tokens as they are handed over (a benchmark's
+    instant engine streams hundreds of thousands of tokens: no object per token up front)."""
+
+    def __init__(self, tokens: Sequence[int], sizes: Sequence[int], finish: FinishReason) -> None:
+        self._tokens = tokens
+        self._sizes = itertools.cycle([max(1, size) for size in sizes])
+        self._finish = finish
+        self._pos = 0
+        self._left = True  # a choice without tokens still hands over one (empty) chunk
+
+    def __bool__(self) -> bool:
+        return self._left
+
+    def popleft(self) -> tuple[list[int], FinishReason | None]:
+        if not self._left:
+            raise IndexError("no chunks left")
+        start = self._pos
+        self._pos = min(len(self._tokens), start + next(self._sizes))
+        self._left = self._pos < len(self._tokens)
+        return list(self._tokens[start : self._pos]), None if self._left else self._finish
 
 
 class _Pace:

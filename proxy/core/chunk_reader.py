@@ -6,7 +6,13 @@ happens to come. Cancelling the wait on an engine stream would close the stream 
 cancellation is thrown into the backend's generator), so the stream is read in one task per
 run instead: chunks go into a queue, and the consumer waits on a future with one timer, never a
 task or `wait_for` per chunk. The queue also tells what is ready without waiting, which the run
-merges like chunks a backend marks `more_ready`. Only runs with a time floor pay for this.
+merges like chunks a backend marks `more_ready`; the chunks of one choice queued together are
+handed over as one (one parse, one step for what would have been written together anyway).
+Only runs with a time floor pay for this (an operator's, a request's, or the loop's own
+backlog: proxy/core/loop_pressure.py).
+
+A *patient* wait (the loop's backlog) sleeps until its deadline while chunks pile up, rather
+than waking the run for each: under that pressure a wake-up per token is the cost being cut.
 """
 
 from __future__ import annotations
@@ -36,21 +42,26 @@ class ChunkReader:
         self._error: BaseException | None = None
         self._done = False
         self._waiter: asyncio.Future[None] | None = None
+        self._patient = False  # the waiter wakes at its deadline or the end, not per chunk
         self._task = self._loop.create_task(self._read(source))
 
     def ready(self) -> bool:
         """A chunk is queued: `next()` returns it without waiting."""
         return bool(self._queue)
 
-    async def next(self, deadline: float | None) -> GenerationChunk | _End | None:
-        """The next chunk; END when the stream is exhausted; None when `deadline` (monotonic
-        seconds) passed first. The source's error is raised here."""
+    async def next(
+        self, deadline: float | None, *, patient: bool = False
+    ) -> GenerationChunk | _End | None:
+        """The next chunk (a choice's queued chunks as one); END when the stream is exhausted;
+        None when `deadline` (monotonic seconds) passed first. `patient`: with a deadline, wait
+        for it even when chunks arrive meanwhile. The source's error is raised here."""
         while not self._queue:
             if self._error is not None:
                 raise self._error
             if self._done:
                 return self.END
             waiter = self._waiter = self._loop.create_future()
+            self._patient = patient and deadline is not None
             timer = None
             if deadline is not None:  # (monotonic: the loop's own clock may be uvloop's)
                 timer = self._loop.call_later(deadline - time.monotonic(), _wake, waiter)
@@ -62,7 +73,33 @@ class ChunkReader:
                     timer.cancel()
             if not self._queue and not self._done and self._error is None:
                 return None  # woken by the timer
-        return self._queue.popleft()
+        return self._take()
+
+    def _take(self) -> GenerationChunk:
+        """The first queued chunk joined with the ones of its choice right after it."""
+        queue = self._queue
+        first = queue.popleft()
+        if first.finish_reason is not None or not queue or queue[0].index != first.index:
+            return first
+        tokens = list(first.token_ids)
+        logprobs = list(first.logprobs) if first.logprobs is not None else None
+        last = first
+        while queue and queue[0].index == first.index and last.finish_reason is None:
+            last = queue.popleft()
+            tokens += last.token_ids
+            if last.logprobs is not None:
+                if logprobs is None:
+                    logprobs = []
+                logprobs.extend(last.logprobs)
+        return GenerationChunk(
+            index=first.index,
+            token_ids=tokens,
+            finish_reason=last.finish_reason,
+            stop_token_id=last.stop_token_id,
+            cached_prompt_tokens=first.cached_prompt_tokens,
+            logprobs=logprobs,
+            more_ready=last.more_ready,
+        )
 
     async def close(self) -> None:
         """Stop reading (the run's close; the source is closed by its owner)."""
@@ -75,7 +112,7 @@ class ChunkReader:
         try:
             async for chunk in source:
                 self._queue.append(chunk)
-                if self._waiter is not None:
+                if self._waiter is not None and not self._patient:
                     _wake(self._waiter)
         except asyncio.CancelledError:
             self._error = asyncio.CancelledError()

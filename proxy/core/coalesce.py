@@ -22,6 +22,7 @@ the time floor ever waits past the next output (proxy/core/chunk_reader.py).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,12 +37,15 @@ SANE_INTERVAL_MS = 60_000.0
 class StreamInterval:
     """The floors of one stream's writes: `tokens` per choice (1: none), `ms` between the
     stream's writes (0: none); `max_ms` bounds what a request may ask for. `merge`: merge the
-    outputs that are ready together (off: one write per engine output, for comparison)."""
+    outputs that are ready together (off: one write per engine output, for comparison).
+    `when_behind`: while the serving loop lags, hold text for a few of its iterations
+    (proxy/core/loop_pressure.py; only with `merge`)."""
 
     tokens: int = 1
     ms: float = 0.0
     max_ms: float = 1000.0
     merge: bool = True
+    when_behind: bool = True
 
     @property
     def floored(self) -> bool:
@@ -55,7 +59,7 @@ class StreamInterval:
         wanted = min(float(ms), self.max_ms)
         if wanted <= self.ms:
             return self
-        return StreamInterval(self.tokens, wanted, self.max_ms, self.merge)
+        return dataclasses.replace(self, ms=wanted)
 
 
 def join_events(events: list[Event]) -> list[Event]:

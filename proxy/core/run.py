@@ -18,7 +18,8 @@ aborts the request in the engine.
 A step is yielded as soon as nothing more is ready; outputs that are already at hand together
 are merged into one step per choice, and operators' floors can hold steps longer
 (proxy/core/coalesce.py). A time floor reads the engine ahead in one task per run
-(`ChunkReader`), so that held text is written when the next output is late.
+(`ChunkReader`), so that held text is written when the next output is late; while the serving
+loop itself lags, its backlog is such a floor (proxy/core/loop_pressure.py).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from proxy.core.errors import EngineFailure, EngineLoading, InvalidRequest, Prox
 from proxy.core.events import Step, Usage
 from proxy.core.interrupt import Interrupted, until_interrupted
 from proxy.core.logprobs import TokenLogprob, token_logprob
+from proxy.core.loop_pressure import LoopPressure
 from proxy.core.output_rules import OutputRules
 from proxy.core.tool_names import ToolNames
 
@@ -91,11 +93,15 @@ class CompletionRun:
         stop: asyncio.Event | None = None,
         stop_error: Callable[[], ProxyError] | None = None,
         interval: StreamInterval | None = None,
+        pressure: LoopPressure | None = None,
     ) -> None:
+        """`pressure`: the serving loop's backlog, a further time floor while it lags (None or
+        `interval.merge` off: never)."""
         self.plan = plan
         # The floors of the stream's writes (None or 1 token, 0 ms: merge only what is ready);
         # an API may replace it with a request's own before reading `steps()`.
         self.interval = interval or StreamInterval()
+        self._pressure = pressure
         # Set (server draining, engine dead) to end the generation early with an error event.
         self._stop = stop
         self._stop_error = stop_error or (lambda: ProxyError("The request was interrupted."))
@@ -186,25 +192,21 @@ class CompletionRun:
         pending = PendingSteps(self.plan.sampling.n)
         try:
             floored = self.interval.floored
-            reading_ahead = self.interval.ms > 0
-            if reading_ahead:
-                chunks = self._read_ahead(pending)
-            else:
-                chunks = self._engine_chunks()
-            async for gen in chunks:
+            async for gen in self._chunks(pending):
                 if gen is None:  # the time floor's deadline passed with nothing new
                     steps = pending.release()
                 else:
                     steps = self._consume(gen)
-                    # (The common case, nothing held and nothing more ready, skips all this.)
-                    if floored or gen.more_ready or pending:
+                    # (The common case, nothing held, nothing more ready and the loop keeping
+                    # up, skips all this.)
+                    if floored or gen.more_ready or pending or self._reader is not None:
                         if self._hold(gen, steps, pending):
                             pending.hold(steps, len(gen.token_ids), gen.index)
                             continue
                         steps = pending.release(steps)
                 for step in steps:
                     yield step
-                if reading_ahead and steps:
+                if self._reader is not None and steps:
                     self._written_at = time.monotonic()
                 # Every choice finished; if one ended early (stop string, tokens past a stop
                 # token), stop reading so that close() aborts what the engine still generates.
@@ -248,15 +250,48 @@ class CompletionRun:
             return False  # a choice's first output is never held (time to first token)
         if interval.tokens > 1 and pending.tokens[gen.index] + len(gen.token_ids) < interval.tokens:
             return True
-        return interval.ms > 0 and time.monotonic() < self._written_at + interval.ms / 1000
+        floor = self._time_floor()
+        return floor > 0 and time.monotonic() < self._written_at + floor
 
-    async def _read_ahead(self, pending: PendingSteps) -> AsyncIterator[GenerationChunk | None]:
-        """The engine's chunks read ahead by a `ChunkReader`, and None when the time floor's
-        deadline passes while steps are held (they are written then, however late the engine)."""
-        reader = self._reader = ChunkReader(self._engine_chunks())
+    def _time_floor(self) -> float:
+        """Seconds between the stream's writes now: the operator's or request's floor, or the
+        loop's backlog (proxy/core/loop_pressure.py) when that is longer."""
         floor = self.interval.ms / 1000
+        pressure = self._backlog()
+        if pressure is not None and pressure.hold > floor:
+            return pressure.hold
+        return floor
+
+    def _backlog(self) -> LoopPressure | None:
+        """The loop's backlog, unless turned off (`--no-merge-when-behind`, or all merging)."""
+        interval = self.interval
+        return self._pressure if interval.merge and interval.when_behind else None
+
+    async def _chunks(self, pending: PendingSteps) -> AsyncIterator[GenerationChunk | None]:
+        """The engine's chunks; read ahead by a `ChunkReader` once a time floor applies (from
+        the start for a configured one, from when the loop falls behind for the backlog's), and
+        then None when the floor's deadline passes while steps are held (they are written then,
+        however late the engine)."""
+        source = self._engine_chunks()
+        pressure = self._backlog()
+        if self.interval.ms > 0:
+            self._reader = ChunkReader(source)
+        while self._reader is None:
+            if pressure is not None and pressure.hold > 0:
+                self._reader = ChunkReader(source)
+                break
+            try:
+                gen = await anext(source)
+            except StopAsyncIteration:
+                return
+            yield gen
+        reader = self._reader
+        configured = self.interval.ms / 1000
         while True:
-            gen = await reader.next(self._written_at + floor if pending else None)
+            floor = self._time_floor()
+            deadline = self._written_at + floor if pending else None
+            # Under the backlog's floor, sleep to the deadline rather than wake per chunk.
+            gen = await reader.next(deadline, patient=floor > configured)
             if gen is ChunkReader.END:
                 return
             yield gen
@@ -338,9 +373,7 @@ class CompletionRun:
             self.ttft = now - self._started_at
             self._metrics.ttft.observe(self.ttft)
         elif tokens:
-            gap = (now - self._last_token_at) / tokens
-            for _ in range(tokens):
-                self._metrics.inter_token.observe(gap)
+            self._metrics.inter_token.observe_n((now - self._last_token_at) / tokens, tokens)
         self._last_token_at = now
 
     @property

@@ -50,6 +50,7 @@ from proxy.core.errors import (
     ModelNotFound,
 )
 from proxy.core.events import Usage
+from proxy.core.loop_pressure import LoopPressure
 from proxy.core.outcome import record_outcome, summed_usage
 from proxy.core.planning import PlanExecutor, plan_request, plans_quickly
 from proxy.core.request import GenerationRequest
@@ -115,6 +116,8 @@ class GenerationService:
             settings.queue_timeout_seconds,
         )
         self.executor = PlanExecutor(settings.plan_workers)
+        # The loop's backlog as a write floor; the server's lag monitor feeds it.
+        self.pressure = LoopPressure()
         self.encoding_loaded = False
         self.startup_done = False
         self.startup_error: str | None = None
@@ -291,6 +294,7 @@ class Generation:
             stop=lifecycle.expired,
             stop_error=lifecycle.interrupt_error,
             interval=service.settings.stream_interval,
+            pressure=service.pressure,
         )
         self.run = run
         self._runs.append(run)

@@ -183,7 +183,9 @@ def create_app(
         watchdog = asyncio.create_task(watch_engine()) if exit_on_engine_failure else None
         mirror = asyncio.create_task(mirror_replica_metrics()) if metrics.mirror else None
         lag = asyncio.create_task(
-            LoopLagMonitor(metrics.loop_lag, metrics.loop_lateness).run(after=startup.task)
+            LoopLagMonitor(
+                metrics.loop_lag, metrics.loop_lateness, observer=service.pressure.observe
+            ).run(after=startup.task)
         )
         lifecycle.on_drain = lambda: service.admission.reject_waiting(lifecycle.interrupt_error())
         await background.sweep()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from collections.abc import Callable
 
 from prometheus_client import Gauge, Histogram
 
@@ -29,8 +30,12 @@ class LoopLagMonitor:
         *,
         interval: float = 0.02,
         window: float = 15.0,
+        observer: Callable[[float], None] | None = None,
     ) -> None:
+        """`observer(lateness)`: told every wake-up (the streams' backlog floor,
+        proxy/core/loop_pressure.py)."""
         self.gauge = gauge
+        self.observer = observer
         self.histogram = histogram
         self.interval = interval
         self.window = window
@@ -56,6 +61,8 @@ class LoopLagMonitor:
             lag = max(0.0, now - asked - self.interval)
             if self.histogram is not None:
                 self.histogram.observe(lag)
+            if self.observer is not None:
+                self.observer(lag)
             # Only lateness above a millisecond is kept: the deque stays tiny on an idle loop.
             if lag > 0.001:
                 while self._late and self._late[-1][1] <= lag:

@@ -324,6 +324,14 @@ class ServingFlags(HostedFlags, StateFlags):
         group=GROUP_LIMITS,
         kind="switch",
     )
+    merge_when_behind: bool = flag(
+        True,
+        "while the serving loop runs late (a sustained backlog), every stream writes at most "
+        "every few of its late iterations (20-100 ms) rather than per output (default: on; "
+        "off, or --no-merge-ready-outputs: only outputs already waiting are merged)",
+        group=GROUP_LIMITS,
+        kind="switch",
+    )
     warm_tools: str | None = flag(
         None,
         "JSON file of tool sets whose grammars the engine compiles before the server reports "

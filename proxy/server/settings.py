@@ -188,6 +188,7 @@ class Settings(EngineFlags, ServingFlags):
                 self.stream_interval_ms,
                 self.max_stream_interval_ms,
                 self.merge_ready_outputs,
+                self.merge_when_behind,
             ),
             code_interpreter=self.sandbox_settings(),
             web_search_backend=self.web_search_backend,

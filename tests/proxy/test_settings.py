@@ -85,6 +85,7 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "stream_interval_ms": ("20", 20.0),
     "max_stream_interval_ms": ("250", 250.0),
     "merge_ready_outputs": ("off", False),
+    "merge_when_behind": ("off", False),
     "warm_tools": (str(_WARM_TOOLS), str(_WARM_TOOLS)),
     "conversation_max_bytes": ("1048576", 1048576),
     "conversation_max_item_bytes": ("65536", 65536),

@@ -9,6 +9,8 @@ fewer chunks. proxy/core/coalesce.py says what is merged and what is never held 
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import time
 from typing import Any
@@ -18,6 +20,7 @@ import pytest
 
 from proxy.backends.scripted import Script, ScriptedBackend
 from proxy.core.coalesce import StreamInterval
+from proxy.core.loop_pressure import LoopPressure
 from proxy.server.settings import ProxyConfig
 from tests.proxy.helpers import (
     WEATHER_TOOL,
@@ -54,7 +57,7 @@ CASES = [
 
 @pytest.fixture
 def server(make_server) -> RunningServer:
-    return make_server()
+    return _server_with(make_server, StreamInterval())
 
 
 def _backend(server: RunningServer) -> ScriptedBackend:
@@ -189,12 +192,16 @@ def test_with_the_loop_idle_every_output_is_its_own_chunk(server: RunningServer)
 # -- floors ------------------------------------------------------------------------------------
 
 
-def _server_with(make_server, interval: StreamInterval) -> RunningServer:
+def _server_with(
+    make_server, interval: StreamInterval, *, when_behind: bool = False
+) -> RunningServer:
+    """A server with these floors. Chunk counts are asserted, so the loop's own backlog floor
+    is off unless asked for: the test loop is shared, and a stall there must not merge."""
     backend = ScriptedBackend()
     config = ProxyConfig(
         served_model_names=(backend.model_name,),
         conversation_date=TEST_DATE,
-        stream_interval=interval,
+        stream_interval=dataclasses.replace(interval, when_behind=when_behind),
     )
     return make_server(config, backend)
 
@@ -300,6 +307,8 @@ def test_the_flags_reach_every_worker_config() -> None:
     argv += ["--max-stream-interval-ms", "300", "--no-merge-ready-outputs"]
     config = parse_settings(argv, environ={}).proxy_config(None)
     assert config.stream_interval == StreamInterval(4, 25.0, 300.0, merge=False)
+    config = parse_settings(["serve", "--no-merge-when-behind"], environ={}).proxy_config(None)
+    assert config.stream_interval == StreamInterval(when_behind=False)
     assert config.service_settings().stream_interval == config.stream_interval
 
 
@@ -393,3 +402,101 @@ def test_a_paced_engine_hands_over_its_backlog_together() -> None:
     assert behind == tokens
     assert all(behind_more[4:-1])  # the whole backlog came as one group
     assert behind_more[-1] is False
+
+
+# -- the loop's own backlog (proxy/core/loop_pressure.py) ---------------------------------------
+
+
+class _LoopHog:
+    """Holds the server's event loop 8 ms at a time, yielding between: a sustained backlog
+    that the server's lag monitor measures, as hundreds of streams would make it."""
+
+    def __init__(self) -> None:
+        self.running = True
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._hog())
+
+    async def _hog(self) -> None:
+        while self.running:
+            time.sleep(0.008)
+            await asyncio.sleep(0)
+
+    async def stop(self) -> None:
+        self.running = False
+        assert self.task is not None
+        await self.task
+
+
+@pytest.mark.parametrize("case", ["answer-logprobs", "tool-call"])
+def test_while_the_loop_runs_late_streams_write_fewer_chunks_with_the_same_text(
+    make_server, background_loop, case: str
+) -> None:
+    server = _server_with(make_server, StreamInterval(), when_behind=True)
+    pressure = server.app.state.service.pressure
+    script, extra = (
+        (Script(choices=[ANSWER]), {"logprobs": True, "top_logprobs": 2})
+        if case == "answer-logprobs"
+        else (Script(choices=[TOOL_CALL]), {"tools": [WEATHER_TOOL]})
+    )
+    _backend(server).script = script
+    plain = _chat(server, **extra)
+    hog = _LoopHog()
+    background_loop.run(hog.start())
+    try:
+        deadline = time.monotonic() + 10
+        while pressure.hold == 0:
+            assert time.monotonic() < deadline, "the lag monitor never saw the backlog"
+            time.sleep(0.05)
+        behind = _chat(server, **extra)
+    finally:
+        background_loop.run(hog.stop())
+    assert joined_stream(behind, 1) == joined_stream(plain, 1)
+    assert delta_chunks(behind) <= delta_chunks(plain) // 3
+    if case == "tool-call":  # the call's id and name still come before any of its arguments
+        calls = [
+            c["choices"][0]["delta"]["tool_calls"][0]
+            for c in behind
+            if c["choices"] and c["choices"][0]["delta"].get("tool_calls")
+        ]
+        assert calls[0]["function"]["name"] == "get_weather" and calls[0]["id"]
+    # Once the loop keeps up again, every output is its own chunk again.
+    deadline = time.monotonic() + 10
+    while pressure.hold > 0:
+        assert time.monotonic() < deadline, "the backlog floor outlived the backlog"
+        time.sleep(0.05)
+    assert delta_chunks(_chat(server, **extra)) == delta_chunks(plain)
+
+
+def test_the_backlog_floor_can_be_turned_off(make_server, background_loop) -> None:
+    server = _server_with(make_server, StreamInterval(), when_behind=False)
+    pressure = server.app.state.service.pressure
+    _backend(server).script = Script(choices=[ANSWER])
+    plain = _chat(server)
+    hog = _LoopHog()
+    background_loop.run(hog.start())
+    try:
+        deadline = time.monotonic() + 10
+        while pressure.hold == 0:
+            assert time.monotonic() < deadline, "the lag monitor never saw the backlog"
+            time.sleep(0.05)
+        behind = _chat(server)
+    finally:
+        background_loop.run(hog.stop())
+    assert delta_chunks(behind) == delta_chunks(plain)
+
+
+def test_loop_pressure_needs_a_sustained_backlog() -> None:
+    pressure = LoopPressure()
+    for _ in range(pressure.sustain - 1):
+        pressure.observe(0.050)
+    assert pressure.hold == 0  # a few stalls are not a backlog
+    pressure.observe(0.050)
+    assert pressure.hold == pytest.approx(min(pressure.most, 4 * 0.050))
+    pressure.observe(0.002)  # still late: stays
+    assert pressure.hold == pressure.least
+    pressure.observe(0.0005)  # on time: leaves at once
+    assert pressure.hold == 0
+    pressure.observe(0.050)
+    assert pressure.hold == 0  # and needs a sustained backlog again

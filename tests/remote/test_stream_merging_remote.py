@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from proxy.backends.pool import ReplicaPool
 from proxy.backends.scripted import Script
+from proxy.core.coalesce import StreamInterval
 from proxy.server.settings import ProxyConfig
 from tests.proxy.helpers import delta_chunks, joined_stream, stream_chunks
 from tests.remote.fake_replica import FakeBehaviour, fake_replica_app
@@ -97,7 +98,11 @@ def replica(background_loop) -> Iterator[tuple[str, Pacing]]:
 @pytest.fixture
 def proxy(make_server, background_loop, replica) -> Iterator[RunningServer]:
     pool = ReplicaPool([replica[0]], health_interval=5.0)
-    yield make_server(ProxyConfig(conversation_date=TEST_DATE), pool)
+    # (Chunk counts are asserted: the loop's backlog floor off, as a shared test loop may stall.)
+    config = ProxyConfig(
+        conversation_date=TEST_DATE, stream_interval=StreamInterval(when_behind=False)
+    )
+    yield make_server(config, pool)
     background_loop.run(pool.shutdown())
 
 
@@ -139,7 +144,13 @@ def test_an_idle_proxy_writes_every_replica_event_as_its_own_chunk(
     pacing.burst, pacing.pause = 1, 0.01
     remote = _chat(proxy)
     tokens = list(completion_for([], 96))  # (the replayed answer does not depend on the prompt)
-    scripted = make_server()
+    scripted = make_server(
+        ProxyConfig(
+            served_model_names=("scripted-gpt-oss",),
+            conversation_date=TEST_DATE,
+            stream_interval=StreamInterval(when_behind=False),
+        )
+    )
     scripted.backend.script = Script(choices=[tokens])
     local = _chat(scripted, model=scripted.backend.model_name)
     remote_text, local_text = (joined_stream(c)["choices"][0] for c in (remote, local))

@@ -55,6 +55,11 @@ def main() -> int:
     parser.add_argument(
         "--no-merge-ready-outputs", action="store_true", help="one write per engine output"
     )
+    parser.add_argument(
+        "--no-merge-when-behind",
+        action="store_true",
+        help="merge only outputs already waiting, not while the loop runs late",
+    )
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--loop", default="auto", help="uvicorn's loop: auto (uvloop), asyncio")
     parser.add_argument("--http", default="auto", help="uvicorn's http: auto (httptools), h11")
@@ -80,7 +85,9 @@ def main() -> int:
     config = ProxyConfig(
         served_model_names=(backend.model_name,),
         conversation_date="2026-01-15",
-        stream_interval=StreamInterval(merge=not args.no_merge_ready_outputs),
+        stream_interval=StreamInterval(
+            merge=not args.no_merge_ready_outputs, when_behind=not args.no_merge_when_behind
+        ),
     )
     lifecycle = Lifecycle(grace_seconds=args.grace, farewell_seconds=2.0)
     app = create_app(

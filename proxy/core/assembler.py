@@ -101,6 +101,7 @@ class DeltaAssembler:
         # the allowed number of tool calls was reached.
         self.done = False
         self.stopped_by_string = False
+        self.consumed = 0  # tokens of the last fed chunk that were parsed (the rest: after done)
         # Which stop string it was (the Messages API's `stop_sequence` names it).
         self.stop_string: str | None = None
         # Positions (in the last fed chunk) of tokens that added answer text: their logprobs
@@ -114,15 +115,20 @@ class DeltaAssembler:
 
     def feed(self, token_ids: list[int]) -> list[Event]:
         """Parse new tokens; return what they add to the response (maybe nothing)."""
-        self.completion_tokens += len(token_ids)
         self.content_positions = []
+        consumed = 0
         for position, token in enumerate(token_ids):
             if self.done:
                 break
+            consumed += 1
             self._position = position
             self._feed_token(token)
             if token in self._stop_token_ids:
                 self.done = True
+        # Tokens after the choice ended (a stop string, the tool-call limit) are not its own,
+        # however the engine's outputs were cut into chunks.
+        self.completion_tokens += consumed
+        self.consumed = consumed
         return self._take()
 
     def finish(self) -> list[Event]:

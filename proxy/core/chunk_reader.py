@@ -12,7 +12,13 @@ Only runs with a time floor pay for this (an operator's, a request's, or the loo
 backlog: proxy/core/loop_pressure.py).
 
 A *patient* wait (the loop's backlog) sleeps until its deadline while chunks pile up, rather
-than waking the run for each: under that pressure a wake-up per token is the cost being cut.
+than waking the run for each: under that pressure a wake-up per token is the cost being cut. A
+choice's first chunk, a chunk that finishes a choice, the end and an error still wake it at
+once; a tool call's header is only known once parsed, so it waits for the deadline at most.
+
+At most `MAX_QUEUED` chunks are read ahead: past that the reader waits for the run to take
+them, so a client that stops reading still holds the engine stream back (the backpressure
+the run's own reads gave) rather than having the whole completion buffered for it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from collections.abc import AsyncIterator
 from typing import Final
 
 from proxy.backends.base import GenerationChunk
+
+# Chunks read ahead at most (a real engine hands over one per step: seconds of output).
+MAX_QUEUED = 256
 
 
 class _End:
@@ -43,6 +52,8 @@ class ChunkReader:
         self._done = False
         self._waiter: asyncio.Future[None] | None = None
         self._patient = False  # the waiter wakes at its deadline or the end, not per chunk
+        self._handed: set[int] = set()  # choices with a chunk handed over already
+        self._room = asyncio.Event()  # set when the queue has room again
         self._task = self._loop.create_task(self._read(source))
 
     def ready(self) -> bool:
@@ -79,12 +90,14 @@ class ChunkReader:
         """The first queued chunk joined with the ones of its choice right after it."""
         queue = self._queue
         first = queue.popleft()
-        if first.finish_reason is not None or not queue or queue[0].index != first.index:
+        self._handed.add(first.index)
+        self._room.set()
+        if not _joins(first, queue):
             return first
         tokens = list(first.token_ids)
         logprobs = list(first.logprobs) if first.logprobs is not None else None
         last = first
-        while queue and queue[0].index == first.index and last.finish_reason is None:
+        while _joins(last, queue):
             last = queue.popleft()
             tokens += last.token_ids
             if last.logprobs is not None:
@@ -112,8 +125,15 @@ class ChunkReader:
         try:
             async for chunk in source:
                 self._queue.append(chunk)
-                if self._waiter is not None and not self._patient:
+                if self._waiter is not None and (
+                    not self._patient
+                    or chunk.finish_reason is not None
+                    or chunk.index not in self._handed
+                ):
                     _wake(self._waiter)
+                while len(self._queue) >= MAX_QUEUED:
+                    self._room.clear()
+                    await self._room.wait()
         except asyncio.CancelledError:
             self._error = asyncio.CancelledError()
             raise
@@ -123,6 +143,25 @@ class ChunkReader:
             self._done = True
             if self._waiter is not None:
                 _wake(self._waiter)
+
+
+def _joins(last: GenerationChunk, queue: deque[GenerationChunk]) -> bool:
+    """Whether the next queued chunk continues `last` as one chunk: the same choice, `last`
+    not finishing it, and logprobs that stay aligned with their tokens (both without, or both
+    one per token)."""
+    if not queue or last.finish_reason is not None:
+        return False
+    following = queue[0]
+    if following.index != last.index:
+        return False
+    if last.logprobs is None and following.logprobs is None:
+        return True
+    return (
+        last.logprobs is not None
+        and following.logprobs is not None
+        and len(last.logprobs) == len(last.token_ids)
+        and len(following.logprobs) == len(following.token_ids)
+    )
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

@@ -6,16 +6,19 @@ fast engine, or an instant one), every stream still gets one output per loop ite
 writes it, so the loop spends most of its time on socket writes (about 10 µs each on loopback)
 and falls further behind. The loop's lateness says so directly: the server's lag monitor
 (proxy/server/loop_lag.py) reports each wake-up's lateness here, and while the loop runs late,
-every stream holds its text for a few of those late iterations (`hold`) and writes it once,
-read ahead meanwhile (proxy/core/chunk_reader.py). The time a reader waits between writes was
-already spent by the backlog; what changes is how many tokens each write carries.
+every stream holds its text for a few of those late iterations (`hold`: four times the
+lateness, 20 to 100 ms) and writes it once, read ahead meanwhile (proxy/core/chunk_reader.py).
+A reader then sees fewer, larger writes, further apart than the loop's own lateness (about 4x),
+and the server streams more tokens per CPU second, which is what brings the lateness down.
 
 Only a sustained backlog counts: pressure starts after `sustain` wake-ups in a row each at least
-`enter` seconds late (one slow request or a descheduled process is not a backlog), and ends at
-the first wake-up less than `leave` late. An idle or keeping-up server (lateness well under a
-millisecond) never enters it, so latency at low load is unchanged. Never held, as for every
-floor: a choice's first output, a tool call's id and name, a finish. `--no-merge-ready-outputs`
-turns this off with the rest of the merging.
+`enter` seconds late (one slow request or a descheduled process is not a backlog), and ends
+after `settle` wake-ups in a row less than `leave` late. A server keeping up wakes well under a
+millisecond late and does not enter it, so latency at low load is unchanged; a host starved of
+CPU by other processes can, which only merges writes. The same rules as for every floor hold
+(coalesce.py): a choice's first output and its finish are written as soon as read, a tool
+call's id and name in the first write after its header (at most `hold` later).
+`--no-merge-when-behind` (or `--no-merge-ready-outputs`) turns it off.
 """
 
 from __future__ import annotations
@@ -28,23 +31,30 @@ class LoopPressure:
         self,
         *,
         enter: float = 0.005,
-        leave: float = 0.001,
+        leave: float = 0.002,
         factor: float = 4.0,
         least: float = 0.02,
         most: float = 0.1,
         sustain: int = 5,
+        settle: int = 2,
     ) -> None:
-        self.sustain = sustain
-        self._late = 0  # wake-ups in a row at least `enter` late
         self.enter = enter
         self.leave = leave
         self.factor = factor
         self.least = least
         self.most = most
+        self.sustain = sustain
+        self.settle = settle
         self.hold = 0.0
+        self._late = 0  # wake-ups in a row at least `enter` late
+        self._on_time = 0  # wake-ups in a row less than `leave` late
 
     def observe(self, lateness: float) -> None:
         """One wake-up of the lag monitor, `lateness` seconds late."""
         self._late = self._late + 1 if lateness >= self.enter else 0
-        behind = self._late >= self.sustain or (self.hold > 0 and lateness >= self.leave)
+        self._on_time = self._on_time + 1 if lateness < self.leave else 0
+        if self.hold > 0:
+            behind = self._on_time < self.settle
+        else:
+            behind = self._late >= self.sustain
         self.hold = min(self.most, max(self.least, lateness * self.factor)) if behind else 0.0

@@ -278,7 +278,12 @@ class CompletionRun:
             self._reader = ChunkReader(source)
         while self._reader is None:
             if pressure is not None and pressure.hold > 0:
-                self._reader = ChunkReader(source)
+                # The reader's task must drive the engine from its first pull: the drain's
+                # interrupt cancels the task that awaits the engine (proxy/core/interrupt.py),
+                # and this one's is the response's. (`source` is paused at a yield: closing it
+                # leaves the engine stream itself open.)
+                await source.aclose()
+                self._reader = ChunkReader(self._engine_chunks())
                 break
             try:
                 gen = await anext(source)
@@ -297,8 +302,10 @@ class CompletionRun:
             yield gen
 
     async def _engine_chunks(self) -> AsyncIterator[GenerationChunk]:
+        """The engine's chunks from where the run is (the first, read by `start()`, once)."""
         if self._first is not None:
-            yield self._first
+            first, self._first = self._first, None
+            yield first
         assert self._engine is not None
         async for gen in until_interrupted(self._engine, self._stop, self._stop_error):
             self._raise_if_failed(gen)
@@ -333,7 +340,9 @@ class CompletionRun:
         if events:
             out.append(Step(gen.index, events, None, self._take_logprobs(gen.index)))
         if gen.finish_reason is not None or assembler.done:
-            out.append(self._finish_choice(gen.index, gen.finish_reason))
+            # The engine's reason is this choice's only if it ran to the chunk's last token.
+            ended_early = assembler.consumed < len(gen.token_ids)
+            out.append(self._finish_choice(gen.index, None if ended_early else gen.finish_reason))
         return out
 
     def _finish_choice(self, index: int, engine_reason: str | None) -> Step:

@@ -88,7 +88,9 @@ class ProxyMetrics:
         )
         self.inter_token = TokenHistogram(
             "harmony_proxy_inter_token_seconds",
-            "Time between generated tokens (engine chunk gaps divided by their tokens).",
+            "Time between generated tokens (the gaps between the engine outputs the proxy "
+            "reads, divided by their tokens; while the loop runs late, outputs are read in "
+            "batches, so this shows the proxy's batching).",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )

@@ -60,9 +60,9 @@ def test_a_message_cut_by_eos_mid_header_is_recovered_as_content():
 def test_generation_stops_at_the_first_stop_token():
     _, assembler = feed_all("<|channel|>final<|message|>x<|call|>ignored text")
     assert assembler.done
-    assert assembler.completion_tokens == len(
-        toks("<|channel|>final<|message|>x<|call|>ignored text")
-    )
+    # Tokens after the end are not the choice's, however the engine's outputs were cut (one
+    # chunk here, or the same tokens merged from several when the loop ran late).
+    assert assembler.completion_tokens == len(toks("<|channel|>final<|message|>x<|call|>"))
 
 
 def test_reasoning_tokens_count_analysis_text_only():

@@ -441,7 +441,9 @@ def test_while_the_loop_runs_late_streams_write_fewer_chunks_with_the_same_text(
         else (Script(choices=[TOOL_CALL]), {"tools": [WEATHER_TOOL]})
     )
     _backend(server).script = script
-    plain = _chat(server, **extra)
+    reference = _server_with(make_server, StreamInterval())  # (no backlog floor: one per output)
+    _backend(reference).script = script
+    plain = _chat(reference, **extra)
     hog = _LoopHog()
     background_loop.run(hog.start())
     try:
@@ -494,9 +496,52 @@ def test_loop_pressure_needs_a_sustained_backlog() -> None:
     assert pressure.hold == 0  # a few stalls are not a backlog
     pressure.observe(0.050)
     assert pressure.hold == pytest.approx(min(pressure.most, 4 * 0.050))
-    pressure.observe(0.002)  # still late: stays
+    pressure.observe(0.003)  # still late: stays
     assert pressure.hold == pressure.least
-    pressure.observe(0.0005)  # on time: leaves at once
+    pressure.observe(0.0005)  # on time once: stays
+    assert pressure.hold == pressure.least
+    pressure.observe(0.0005)  # on time twice: leaves
     assert pressure.hold == 0
     pressure.observe(0.050)
     assert pressure.hold == 0  # and needs a sustained backlog again
+
+
+def test_a_drain_after_the_loop_fell_behind_mid_stream_ends_the_stream_cleanly(
+    make_server, background_loop
+) -> None:
+    """The read-ahead starts mid-stream when the loop falls behind; the drain's end must still
+    reach the engine wait (in the reader's task now) and end the stream with the error event,
+    a finish chunk and [DONE], not cancel the response."""
+    server = _server_with(make_server, StreamInterval(), when_behind=True)
+    pressure = server.app.state.service.pressure
+    _backend(server).script = Script(choices=[list(answer_completion(400))], delay=0.01)
+    payload = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+    hog = _LoopHog()
+    lines: list[str] = []
+    with httpx.stream(
+        "POST", f"{server.base_url}/chat/completions", json=payload, timeout=60
+    ) as response:
+        events = (line for line in response.iter_lines() if line.startswith("data: "))
+        lines += [next(events) for _ in range(5)]  # streaming, the loop keeping up
+        background_loop.run(hog.start())
+        try:
+            deadline = time.monotonic() + 10
+            while pressure.hold == 0:
+                assert time.monotonic() < deadline, "the lag monitor never saw the backlog"
+                lines.append(next(events))
+            lines += [next(events) for _ in range(2)]  # written by the read-ahead now
+
+            async def expire() -> None:
+                server.app.state.lifecycle.expired.set()
+
+            background_loop.run(expire())
+            lines += list(events)
+        finally:
+            background_loop.run(hog.stop())
+    assert lines[-1] == "data: [DONE]"
+    chunks = [json.loads(line[6:]) for line in lines[:-1]]
+    errors = [c["error"] for c in chunks if "error" in c]
+    assert len(errors) == 1, errors
+    finishes = [c["choices"][0]["finish_reason"] for c in chunks if c.get("choices")]
+    assert finishes[-1] == "stop"
+    assert _backend(server).aborted  # and the engine was told

@@ -10,15 +10,17 @@ generation.
 Failures are values, not exceptions: `McpFailure` carries the `mcp_call.error` object of
 OpenAI's shape (`http_error` with a status, `mcp_protocol_error` with a JSON-RPC code,
 `mcp_tool_execution_error` with the tool's content), so the loop shows it in the item and tells
-the model, and the response goes on. The client's redirects stay on the server's origin (the
-`mcp` package's rule), so an allowed URL cannot bounce the proxy elsewhere.
+the model, and the response goes on. Every request of a session (redirects, which the `mcp`
+package keeps on the server's origin, and an SSE server's POST endpoint) must itself fall under
+the `--mcp-allow` prefix, not only the URL the request named: a hook on the session's HTTP
+client refuses anything else before it is sent (`http_error` 403).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -31,7 +33,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
-from proxy.hosted.mcp_entry import McpServerAddress
+from proxy.hosted.mcp_entry import McpServerAddress, url_allowed
 
 logger = logging.getLogger("proxy")
 T = TypeVar("T")
@@ -115,16 +117,43 @@ async def call_tool(
     return await _guarded(fetch(), timeout, server)
 
 
+class OutsideAllowlist(Exception):
+    """A session's request left the `--mcp-allow` prefixes (a redirect, an SSE endpoint)."""
+
+
+def _client_factory(allow: tuple[str, ...]) -> Callable[..., httpx2.AsyncClient]:
+    """`create_mcp_http_client`, with every request checked against `allow` first."""
+
+    async def within_allowlist(request: httpx2.Request) -> None:
+        if allow and not url_allowed(str(request.url), allow):
+            raise OutsideAllowlist(_origin(str(request.url)))
+
+    def factory(
+        headers: dict[str, str] | None = None,
+        timeout: httpx2.Timeout | None = None,
+        auth: httpx2.Auth | None = None,
+    ) -> httpx2.AsyncClient:
+        client = create_mcp_http_client(headers=headers, timeout=timeout, auth=auth)
+        client.event_hooks["request"].append(within_allowlist)
+        return client
+
+    return factory
+
+
 @asynccontextmanager
 async def _session(server: McpServerAddress, timeout: float) -> AsyncIterator[Client]:
     headers = dict(server.headers)
-    http_timeout = httpx2.Timeout(timeout)
+    factory = _client_factory(server.allow)
     if server.sse:
         transport = sse_client(
-            server.url, headers=headers, timeout=timeout, sse_read_timeout=timeout
+            server.url,
+            headers=headers,
+            timeout=timeout,
+            sse_read_timeout=timeout,
+            httpx_client_factory=factory,
         )
     else:
-        http = create_mcp_http_client(headers=headers, timeout=http_timeout)
+        http = factory(headers=headers, timeout=httpx2.Timeout(timeout))
         transport = streamable_http_client(server.url, http_client=http)
     async with Client(transport, read_timeout_seconds=timeout) as client:
         yield client
@@ -141,6 +170,8 @@ async def _guarded(work: Awaitable[T], timeout: float, server: McpServerAddress)
         leaf = _leaf(exc)
         if isinstance(leaf, TimeoutError):
             return _http(TIMED_OUT, f"the MCP server did not answer within {timeout:g} seconds")
+        if isinstance(leaf, OutsideAllowlist):
+            return _http(403, "the MCP server sent the session outside the allowed URL prefix")
         if isinstance(leaf, MCPError):
             message = leaf.message.splitlines()[0] if leaf.message else "protocol error"
             return McpFailure(

@@ -38,6 +38,10 @@ class McpServerAddress:
 
     url: str
     headers: tuple[tuple[str, str], ...] = ()
+    # The operator's `--mcp-allow` prefixes every request of a session must stay under (a
+    # redirect or an SSE server's endpoint elsewhere is refused); empty: the operator's own
+    # server (a search backend), not checked.
+    allow: tuple[str, ...] = ()
 
     @property
     def sse(self) -> bool:
@@ -95,7 +99,7 @@ def read_entry(tool: dict[str, Any], param: str, allow: tuple[str, ...]) -> McpE
     return McpEntry(
         param=param,
         label=label,
-        address=McpServerAddress(url, headers),
+        address=McpServerAddress(url, headers, allow),
         allowed=allowed,
         read_only_only=read_only,
         approval_always=always,

@@ -117,3 +117,20 @@ def test_a_connector_id_without_url_is_refused(mcp_server):
     with pytest.raises(InvalidRequest) as caught:
         _open(mcp_server, server_url=None, connector_id="connector_gmail")
     assert caught.value.param == "tools[0].server_url"
+
+
+def test_a_redirect_out_of_the_allowed_prefix_is_refused_before_it_is_followed(mcp_server):
+    """`/hop/mcp` redirects to `/mcp` on the same origin: under an allowlist of `/hop` only,
+    the session's second request is refused (403) rather than sent; allowing the whole origin,
+    the same URL lists the tools through the redirect."""
+    from proxy.hosted.mcp_client import McpFailure, list_tools
+    from proxy.hosted.mcp_entry import McpServerAddress
+
+    hop = f"{mcp_server.origin}/hop/mcp"
+    narrow = asyncio.run(list_tools(McpServerAddress(hop, allow=(f"{mcp_server.origin}/hop",)), 10))
+    assert isinstance(narrow, McpFailure)
+    assert narrow.error["type"] == "http_error" and narrow.error["code"] == 403
+    assert "outside the allowed URL prefix" in narrow.message
+    wide = asyncio.run(list_tools(McpServerAddress(hop, allow=(mcp_server.origin,)), 10))
+    assert not isinstance(wide, McpFailure)
+    assert "add" in {tool.name for tool in wide}

@@ -23,7 +23,7 @@ import json
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 CITIES = {"paris": "Paris is the capital of France.", "lima": "Lima is the capital of Peru."}
@@ -63,6 +63,12 @@ def repeat(text: str, times: int) -> str:
 @server.custom_route("/garbage", methods=["GET", "POST"])
 async def garbage(request: Request) -> Response:
     return Response(b'{"jsonrpc": "2.0", "res', media_type="application/json")
+
+
+@server.custom_route("/hop/mcp", methods=["GET", "POST", "DELETE"])
+async def hop(request: Request) -> Response:
+    """A same-origin redirect to the real endpoint, out of the `/hop` prefix."""
+    return RedirectResponse("/mcp", status_code=307)
 
 
 @server.custom_route("/seen", methods=["GET"])

@@ -141,7 +141,13 @@ def create_app(
     store, sealer, scratch = open_response_state(config)
     lifecycle.reloaders.append(sealer.reload)  # SIGHUP: a rotated reasoning key file
     conversation_store = (
-        open_conversation_store(store, max_bytes=config.conversation_max_bytes) if store else None
+        open_conversation_store(
+            store,
+            max_bytes=config.conversation_max_bytes,
+            max_per_owner=config.conversation_max_per_key,
+        )
+        if store
+        else None
     )
     responses = ResponsesEndpoint(service, config, store, sealer, conversation_store)
     conversations = ConversationsEndpoint(

@@ -171,6 +171,7 @@ class Settings(EngineFlags, ServingFlags):
             response_retention_bytes=self.response_retention_bytes or None,
             response_max_row_bytes=self.response_max_row_bytes or None,
             conversation_max_bytes=self.conversation_max_bytes or None,
+            conversation_max_per_key=self.conversation_max_per_key or None,
             conversation_max_item_bytes=self.conversation_max_item_bytes or None,
             reasoning_key=self.reasoning_key,
             reasoning_key_file=key_file,
@@ -296,6 +297,7 @@ class ProxyConfig:
     # Conversations (in the response store's database): the bytes of one conversation's items
     # and of one item (None: no limit).
     conversation_max_bytes: int | None = 4 * 1024 * 1024
+    conversation_max_per_key: int | None = 1000
     conversation_max_item_bytes: int | None = 1024 * 1024
     # The key sealing reasoning for stateless replay (`reasoning.encrypted_content`): base64 of
     # 32 bytes, the same on every replica. None: read (or create) `reasoning_key_file`; with

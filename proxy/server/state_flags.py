@@ -63,6 +63,14 @@ class StateFlags:
         convert=int,
         minimum=0,
     )
+    conversation_max_per_key: int = flag(
+        1000,
+        "most conversations one API key identity keeps; creating another is a 400 until it "
+        "deletes some (default: 1000; 0: no limit)",
+        group=GROUP_RESPONSES,
+        convert=int,
+        minimum=0,
+    )
     conversation_max_item_bytes: int = flag(
         1024 * 1024,
         "largest item a conversation takes (default: 1 MiB; 0: no limit)",

@@ -128,3 +128,29 @@ def _filled(body: Any, conversation_id: str) -> Any:
     if isinstance(body, dict):
         return {key: _filled(value, conversation_id) for key, value in body.items()}
     return conversation_id if body == "{}" else body
+
+
+def test_each_key_keeps_at_most_its_quota_of_conversations(
+    make_server: Any, location: str, tmp_path: Path
+) -> None:
+    """`--conversation-max-per-key`: past it a key's create is a 400 (nothing stored), another
+    key is not affected, and deleting one makes room."""
+    backend = ScriptedBackend(Script([toks(ANSWER)]))
+    config = ProxyConfig(
+        served_model_names=(backend.model_name,),
+        conversation_date=TEST_DATE,
+        api_keys=(ALICE, BOB),
+        response_store=location,
+        reasoning_key_file=str(tmp_path / "reasoning.key"),
+        conversation_max_per_key=3,
+    )
+    tenants = Tenants(make_server(config, backend), backend)
+    alice, bob = tenants.client(ALICE), tenants.client(BOB)
+    made = [alice.conversations.create(metadata={"n": str(i)}) for i in range(3)]
+    with pytest.raises(openai.BadRequestError) as refused:
+        alice.conversations.create(items=[{"role": "user", "content": "one more"}])
+    assert refused.value.body["code"] == "limit_exceeded"
+    assert "3 conversations" in refused.value.body["message"]
+    assert bob.conversations.create().id  # another key's quota is its own
+    alice.conversations.delete(made[0].id)
+    assert alice.conversations.create().id

@@ -89,6 +89,7 @@ SAMPLES: dict[str, tuple[str, object]] = {
     "warm_tools": (str(_WARM_TOOLS), str(_WARM_TOOLS)),
     "conversation_max_bytes": ("1048576", 1048576),
     "conversation_max_item_bytes": ("65536", 65536),
+    "conversation_max_per_key": ("50", 50),
     "model": ("/models/m", "/models/m"),
     "served_model_name": ("m", "m"),
     "cache": ("/c", "/c"),

@@ -38,6 +38,7 @@ from proxy.api.conversations.records import (
     DuplicateItem,
     NoSuchConversation,
     NoSuchItem,
+    TooManyConversations,
 )
 from proxy.api.conversations.store import ConversationStore
 from proxy.api.paging import check_page, list_page
@@ -236,6 +237,8 @@ class ConversationsEndpoint:
             raise InvalidRequest(str(exc), param="items", code="limit_exceeded") from None
         except CallHasOutput as exc:
             raise InvalidRequest(str(exc), param="item_id") from None
+        except TooManyConversations as exc:
+            raise InvalidRequest(str(exc), code="limit_exceeded") from None
 
     def _list(
         self, items: list[Item], owner: str, include: set[str], *, has_more: bool

@@ -24,6 +24,9 @@ ITEMS = "harmony_proxy_conversation_items"
 # A conversation's items in all, as stored JSON: 4 MiB, the response store's row cap, since a
 # response continuing the conversation is stored with a copy of it.
 DEFAULT_MAX_CONVERSATION_BYTES = 4 * 1024 * 1024
+# Conversations one API key keeps at most (with the byte budget, what one key can make the
+# store hold: 1,000 x 4 MiB); deleting some makes room.
+DEFAULT_MAX_CONVERSATIONS_PER_OWNER = 1000
 # One item: a tool output or a pasted document, well below the conversation's budget.
 DEFAULT_MAX_ITEM_BYTES = 1024 * 1024
 # OpenAI's limit on the items of one create request.
@@ -89,6 +92,16 @@ class ConversationFull(ValueError):
         )
 
 
+class TooManyConversations(ValueError):
+    """The owner already keeps as many conversations as the server allows one key."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"This API key already has {limit} conversations, the most this server keeps per "
+            "key. Delete conversations it no longer needs, then create this one."
+        )
+
+
 class CallHasOutput(ValueError):
     """A tool call whose output is still in the conversation cannot be deleted alone."""
 
@@ -143,4 +156,6 @@ def schema(dialect: Dialect) -> tuple[str, ...]:
         " PRIMARY KEY (conversation_id, position))",
         f"CREATE UNIQUE INDEX IF NOT EXISTS {ITEMS}_by_id ON {ITEMS} (conversation_id, id)",
         f"CREATE INDEX IF NOT EXISTS {ITEMS}_by_call ON {ITEMS} (conversation_id, call_id)",
+        # (Last: the one a PostgreSQL replica checks to know the schema is complete.)
+        f"CREATE INDEX IF NOT EXISTS {CONVERSATIONS}_by_owner ON {CONVERSATIONS} (owner)",
     )

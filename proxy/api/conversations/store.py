@@ -21,13 +21,15 @@ from typing import Any, TypeVar
 
 from proxy.api.conversations import tables
 from proxy.api.conversations.records import (
+    CONVERSATIONS,
     DEFAULT_MAX_CONVERSATION_BYTES,
-    ITEMS,
+    DEFAULT_MAX_CONVERSATIONS_PER_OWNER,
     POSTGRES,
     SQLITE,
     Conversation,
     Dialect,
     ItemPage,
+    TooManyConversations,
     schema,
 )
 from proxy.api.responses.store import (
@@ -58,16 +60,18 @@ class ConversationStore:
         dialect: Dialect,
         *,
         max_bytes: int | None = DEFAULT_MAX_CONVERSATION_BYTES,
+        max_per_owner: int | None = DEFAULT_MAX_CONVERSATIONS_PER_OWNER,
     ) -> None:
         self._transaction = transaction
         self._dialect = dialect
         self.max_bytes = max_bytes
+        self.max_per_owner = max_per_owner
         with self._transaction(True) as conn:
             if dialect is POSTGRES:
                 # As the response store: nothing to do (and no CREATE privilege needed) once
                 # the last index exists; else one replica at a time creates what is missing.
                 done = conn.execute(
-                    "SELECT to_regclass(%s) IS NOT NULL", (f"{ITEMS}_by_call",)
+                    "SELECT to_regclass(%s) IS NOT NULL", (f"{CONVERSATIONS}_by_owner",)
                 ).fetchone()
                 if done and done[0]:
                     return
@@ -80,9 +84,15 @@ class ConversationStore:
             return operation(conn, self._dialect, *args, **kwargs)
 
     def create(self, conversation: Conversation, items: list[Item]) -> Conversation:
-        """Store a new conversation with its first items (all or nothing)."""
+        """Store a new conversation with its first items (all or nothing); past the owner's
+        `max_per_owner` conversations, TooManyConversations. (Counted in the write transaction:
+        SQLite's are serial; on PostgreSQL concurrent creates of one key can pass it by their
+        number.)"""
 
         def create(conn: Any, d: Dialect) -> Conversation:
+            limit = self.max_per_owner
+            if limit is not None and tables.count_owned(conn, d, conversation.owner) >= limit:
+                raise TooManyConversations(limit)
             tables.insert_conversation(conn, d, conversation)
             return tables.append(
                 conn, d, conversation.id, conversation.owner, items, self.max_bytes
@@ -142,7 +152,10 @@ class ConversationStore:
 
 
 def open_conversation_store(
-    responses: ResponseStore, *, max_bytes: int | None = DEFAULT_MAX_CONVERSATION_BYTES
+    responses: ResponseStore,
+    *,
+    max_bytes: int | None = DEFAULT_MAX_CONVERSATION_BYTES,
+    max_per_owner: int | None = DEFAULT_MAX_CONVERSATIONS_PER_OWNER,
 ) -> ConversationStore:
     """The conversation store in `responses`' database, on its connections."""
     if isinstance(responses, SQLiteResponseStore):
@@ -156,7 +169,9 @@ def open_conversation_store(
                 with responses._write(conn):
                     yield conn
 
-        return ConversationStore(sqlite_transaction, SQLITE, max_bytes=max_bytes)
+        return ConversationStore(
+            sqlite_transaction, SQLITE, max_bytes=max_bytes, max_per_owner=max_per_owner
+        )
     if isinstance(responses, PostgresResponseStore):
 
         @contextmanager
@@ -164,5 +179,7 @@ def open_conversation_store(
             with responses._pool.connection() as conn, conn.transaction():
                 yield conn
 
-        return ConversationStore(postgres_transaction, POSTGRES, max_bytes=max_bytes)
+        return ConversationStore(
+            postgres_transaction, POSTGRES, max_bytes=max_bytes, max_per_owner=max_per_owner
+        )
     raise TypeError(f"no conversation store for a {type(responses).__name__}")

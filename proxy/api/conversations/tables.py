@@ -47,6 +47,14 @@ def insert_conversation(conn: Any, d: Dialect, conversation: Conversation) -> No
     )
 
 
+def count_owned(conn: Any, d: Dialect, owner: str) -> int:
+    """How many conversations `owner` keeps (one range of the owner index)."""
+    row = conn.execute(
+        f"SELECT COUNT(*) FROM {CONVERSATIONS} WHERE owner = {d.mark}", (owner,)
+    ).fetchone()
+    return int(row[0])
+
+
 def find(
     conn: Any, d: Dialect, conversation_id: str, owner: str, *, lock: bool = False
 ) -> Conversation:

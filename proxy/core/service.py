@@ -205,6 +205,12 @@ class Generation:
         self.run = await self.watch(self._admit_and_start(request), service.lifecycle)
         return self.run
 
+    async def still_wanted(self) -> bool:
+        """Whether the finished result is still to be kept (stored, added to a conversation):
+        always for a client's request; a background one asks its store whether it was
+        cancelled or deleted meanwhile (proxy/api/responses/background_run.py)."""
+        return True
+
     async def continue_with(self, request: GenerationRequest) -> CompletionRun:
         """The next run of the same response (a hosted tool's results fed back): the current
         run is closed, the admission slot kept, `request` gated and planned afresh, and the

@@ -4,6 +4,7 @@ SQLite store."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from typing import Any
@@ -386,3 +387,31 @@ def test_one_key_follows_at_most_16_streams_at_once(server, client, raw, backend
     again = raw.get(url, params={"stream": "true"})  # the closed streams gave their places back
     assert again.status_code == 200
     assert events_of(again)[-1]["type"] == "response.cancelled"
+
+
+def test_a_cancel_on_another_replica_as_the_response_finishes_leaves_nothing_stored(
+    server, client, monkeypatch
+):
+    """Another replica cancels (it closes the row in the shared store; this runner is not told)
+    after the last text was logged, just before the result is kept: the response ends
+    `cancelled`, with no conversation turn left behind."""
+    from proxy.api.responses.background_run import BackgroundRunner
+
+    checked = BackgroundRunner._active
+
+    async def cancelled_elsewhere_first(runner: BackgroundRunner) -> bool:
+        closed = await asyncio.to_thread(
+            runner.log.close, runner.response_id, "cancelled", "response.cancelled"
+        )
+        assert closed is not None and closed.status == "cancelled"
+        return await checked(runner)
+
+    monkeypatch.setattr(BackgroundRunner, "_active", cancelled_elsewhere_first)
+    chat = client.conversations.create()
+    created = client.responses.create(
+        model=server.model, input="Hi", background=True, conversation=chat.id
+    )
+    assert poll(client, created.id).status == "cancelled"
+    time.sleep(0.5)  # (what the runner would still have stored by now)
+    assert client.responses.retrieve(created.id).status == "cancelled"
+    assert list(client.conversations.items.list(chat.id)) == []

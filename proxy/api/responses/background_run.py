@@ -62,11 +62,24 @@ class BackgroundGeneration(Generation):
         service: GenerationService,
         record: RequestRecord,
         accept: Callable[[str], Awaitable[None]],
+        active: Callable[[], Awaitable[bool]],
     ) -> None:
+        """`active()`: whether the store still has the response running (not cancelled,
+        deleted or expired on any replica)."""
         self.stop = asyncio.Event()
         self.accepted = asyncio.Event()
         self._accept = accept
+        self._active = active
         super().__init__(service, record, self.stop.wait)
+
+    async def still_wanted(self) -> bool:
+        """Asked just before the result is stored: a cancel or DELETE that landed since the
+        last logged event must not leave a stored copy or a conversation turn behind. (Left: one
+        landing between this check and the store's write, milliseconds.)"""
+        if self.stop.is_set() or not await self._active():
+            self.stop.set()
+            return False
+        return True
 
     async def _admit_and_start(self, request: GenerationRequest) -> CompletionRun:
         if not self.accepted.is_set():  # (the first run: a response may take several)
@@ -100,7 +113,7 @@ class BackgroundRunner:
         """`keep(response_id, runner)` stores the queued response once the request is accepted
         (raising the refusal when over the caps)."""
         self.log = log
-        self.generation = BackgroundGeneration(service, record, self._accept)
+        self.generation = BackgroundGeneration(service, record, self._accept, self._active)
         self.response_id = ""  # known once accepted
         self.lease_seconds = lease_seconds
         self.notify = notify
@@ -111,6 +124,10 @@ class BackgroundRunner:
 
     def lease_until(self) -> float:
         return time.time() + self.lease_seconds
+
+    async def _active(self) -> bool:
+        """Whether the response is still running in the store (a renewal: it also says so)."""
+        return await asyncio.to_thread(self.log.renew, self.response_id, self.lease_until())
 
     async def _accept(self, response_id: str) -> None:
         await self._keep(response_id, self)

@@ -174,9 +174,11 @@ class Turn:
             run.interval = interval
         self.builder.settle(self.finish, self.generation.usage, self.error, self.incomplete)
         response = self.builder.response
-        if response["store"] and self.error is None:  # (a failed response is never kept)
+        # (A failed response is never kept; nor one cancelled or deleted while it finished.)
+        keep = self.error is None and await self.generation.still_wanted()
+        if response["store"] and keep:
             response["store"] = await self._put(response)
-        if self.error is None and self.stored.conversation is not None:
+        if keep and self.stored.conversation is not None:
             await self.stored.conversation.append(response)
         yield b"".join(self.builder.terminal())
 

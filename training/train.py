@@ -148,6 +148,49 @@ refusing when unsure is not a prior that the mix shifts in a short run. Neither 
 committed. Next: start from these weights rather than final-2700, and look at how a held-out
 description is matched to the request (the tool name seems to weigh more than the description).
 
+Issue 22, third session (2026-12-03; weights again *not* replaced; run, logs and the data diff in
+/work/model-runs/2026-12-03-d). Warm start from these weights with the committed mix restored
+(tool requests 60% of the examples: tool weight 6.6, sums 1.0, writing 0.4; fit probability 0.7)
+plus training-only declarations whose names say nothing of the tool's job (`tool_3`, `get_info`,
+`river_lemon`, never a held-out name, always with a description): all of a request's tools in 10%
+of requests, 12% of the other tools, so that only the description tells several tools apart. The
+held-out stream was byte-identical before and after (sha256 of its tokens). One run on one
+unloaded core (load 1-2.6): 80,000 examples in 90 s, 5,967 steps planned from 0.60 s/step
+(0.65 s/step on average), lr 1.5e-3 -> 1.5e-4 annealed to its end, 3,869 s; weighted training
+loss 0.77 at step 1 (these weights on the new data), 0.40 at 500, 0.34 at 2,000, 0.31 at 4,000,
+0.27-0.29 at the end; plain final loss 0.307:
+
+    python -m training.train --init <these weights> --examples 80000 --seed 4 --hidden 64 \
+        --layers 3 --heads 2 --batch-size 32 --lr 0.0015 --header-weight 3.0 --threads 1 \
+        --budget-seconds 4800 --pace-margin 0.75 --checkpoint-minutes 10
+
+    | held-out, served, T=0 (`--count 120`, one run) | these weights | opaque-name run |
+    |------------------------------------------------|---------------|-----------------|
+    | well formed                                    | 119/120 (99%) | 120/120 (100%)  |
+    | call decision (call iff a tool fits)           | 92/120 (77%)  | 103/120 (86%)   |
+    | right tool, one fits                           | 18/29 (62%)   | 9/29 (31%)      |
+    | right tool among 2+ declared                   | 13/23 (57%)   | 5/23 (22%)      |
+    | answers when no tool fits                      | 40/63 (63%)   | 61/63 (97%)     |
+    | answers after a tool result                    | 28/28         | 28/28           |
+    | arguments exactly / user's values              | 2/29, 2/29    | 3/29, 3/29      |
+    | undeclared calls                               | 0             | 0               |
+    | client scenarios (scenarios.py)                | 6/10          | 5/10            |
+    | arithmetic exact / README / writing            | 0/40, 1/2, 1/8| 1/40, 1/2, 1/8  |
+    | tokens/s, 8 at a time                          | 415.6         | 401.9           |
+
+Rejected by the rule fixed before it (right tool >= 16/29 and >= 11/23, among others). Of its 20
+fit misses 15 are refusals, and most name the request's capability correctly ("Sorry, I cannot
+get the news right now." with `latest_news` declared): the model understands the request but no
+longer accepts the declared tool. Teaching it to look past names to descriptions hurts on the
+held-out set because the held-out descriptions are written in words training never ties to the
+job ("Top stories from today's press about a subject.", "Deliver a note to someone's inbox."):
+a model trained from nothing on synthetic data has no prior that "press" means news, so the
+description it is now told to trust does not match, and it refuses. The name, built from family
+words it knows, was the better signal. Four runs now (2,200 to 5,967 steps) agree: every data
+change raised the no-fit answers (63% -> 89-97%) and lowered the right tool (62% -> 31-45%); the
+decision moves, the matching of unseen descriptions does not. The data change is not committed
+(its diff is in the run directory).
+
 Reproducibility: seeds are fixed. With a wall-clock budget the number of steps depends on the
 machine, so the run records the step count it chose; `--max-steps N` (no budget) replays it, and
 `--schedule-steps` replays a run cut short (or a `--checkpoint-every` snapshot) mid-schedule.

@@ -22,18 +22,24 @@ from tests.responses.test_ownership import ALICE, ANSWER, BOB, Tenants, answer
 from tests.support.server_fixtures import TEST_DATE, RunningServer
 
 
-@pytest.fixture
-def tenants(make_server: Any, location: str, tmp_path: Path) -> Tenants:
-    """The real server with two keys, storing at `location` (SQLite, then PostgreSQL)."""
+def _tenants(make_server: Any, location: str, tmp_path: Path, **config: Any) -> Tenants:
+    """The real server with two keys, storing at `location`, with `config`'s other fields."""
     backend = ScriptedBackend(Script([toks(ANSWER)]))
-    config = ProxyConfig(
+    settings = ProxyConfig(
         served_model_names=(backend.model_name,),
         conversation_date=TEST_DATE,
         api_keys=(ALICE, BOB),
         response_store=location,
         reasoning_key_file=str(tmp_path / "reasoning.key"),
+        **config,
     )
-    return Tenants(make_server(config, backend), backend)
+    return Tenants(make_server(settings, backend), backend)
+
+
+@pytest.fixture
+def tenants(make_server: Any, location: str, tmp_path: Path) -> Tenants:
+    """The real server with two keys, storing at `location` (SQLite, then PostgreSQL)."""
+    return _tenants(make_server, location, tmp_path)
 
 
 def test_another_key_gets_exactly_the_unknown_id_answer(tenants: Tenants) -> None:
@@ -135,16 +141,7 @@ def test_each_key_keeps_at_most_its_quota_of_conversations(
 ) -> None:
     """`--conversation-max-per-key`: past it a key's create is a 400 (nothing stored), another
     key is not affected, and deleting one makes room."""
-    backend = ScriptedBackend(Script([toks(ANSWER)]))
-    config = ProxyConfig(
-        served_model_names=(backend.model_name,),
-        conversation_date=TEST_DATE,
-        api_keys=(ALICE, BOB),
-        response_store=location,
-        reasoning_key_file=str(tmp_path / "reasoning.key"),
-        conversation_max_per_key=3,
-    )
-    tenants = Tenants(make_server(config, backend), backend)
+    tenants = _tenants(make_server, location, tmp_path, conversation_max_per_key=3)
     alice, bob = tenants.client(ALICE), tenants.client(BOB)
     made = [alice.conversations.create(metadata={"n": str(i)}) for i in range(3)]
     with pytest.raises(openai.BadRequestError) as refused:

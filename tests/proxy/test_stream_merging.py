@@ -10,9 +10,11 @@ fewer chunks. proxy/core/coalesce.py says what is merged and what is never held 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -429,6 +431,32 @@ class _LoopHog:
         await self.task
 
 
+def _wait_until(
+    condition: Callable[[], bool],
+    failure: str,
+    step: Callable[[], object] = lambda: time.sleep(0.05),
+) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        step()
+
+
+@contextlib.contextmanager
+def _loop_behind(
+    background_loop, pressure: LoopPressure, step: Callable[[], object] = lambda: time.sleep(0.05)
+) -> Iterator[None]:
+    """The server's loop hogged (`_LoopHog`) from when its lag monitor reports the backlog
+    until the block ends; `step` runs while waiting for the report."""
+    hog = _LoopHog()
+    background_loop.run(hog.start())
+    try:
+        _wait_until(lambda: pressure.hold > 0, "the lag monitor never saw the backlog", step)
+        yield
+    finally:
+        background_loop.run(hog.stop())
+
+
 @pytest.mark.parametrize("case", ["answer-logprobs", "tool-call"])
 def test_while_the_loop_runs_late_streams_write_fewer_chunks_with_the_same_text(
     make_server, background_loop, case: str
@@ -444,16 +472,8 @@ def test_while_the_loop_runs_late_streams_write_fewer_chunks_with_the_same_text(
     reference = _server_with(make_server, StreamInterval())  # (no backlog floor: one per output)
     _backend(reference).script = script
     plain = _chat(reference, **extra)
-    hog = _LoopHog()
-    background_loop.run(hog.start())
-    try:
-        deadline = time.monotonic() + 10
-        while pressure.hold == 0:
-            assert time.monotonic() < deadline, "the lag monitor never saw the backlog"
-            time.sleep(0.05)
+    with _loop_behind(background_loop, pressure):
         behind = _chat(server, **extra)
-    finally:
-        background_loop.run(hog.stop())
     assert joined_stream(behind, 1) == joined_stream(plain, 1)
     assert delta_chunks(behind) <= delta_chunks(plain) // 3
     if case == "tool-call":  # the call's id and name still come before any of its arguments
@@ -464,10 +484,7 @@ def test_while_the_loop_runs_late_streams_write_fewer_chunks_with_the_same_text(
         ]
         assert calls[0]["function"]["name"] == "get_weather" and calls[0]["id"]
     # Once the loop keeps up again, every output is its own chunk again.
-    deadline = time.monotonic() + 10
-    while pressure.hold > 0:
-        assert time.monotonic() < deadline, "the backlog floor outlived the backlog"
-        time.sleep(0.05)
+    _wait_until(lambda: pressure.hold == 0, "the backlog floor outlived the backlog")
     assert delta_chunks(_chat(server, **extra)) == delta_chunks(plain)
 
 
@@ -476,16 +493,8 @@ def test_the_backlog_floor_can_be_turned_off(make_server, background_loop) -> No
     pressure = server.app.state.service.pressure
     _backend(server).script = Script(choices=[ANSWER])
     plain = _chat(server)
-    hog = _LoopHog()
-    background_loop.run(hog.start())
-    try:
-        deadline = time.monotonic() + 10
-        while pressure.hold == 0:
-            assert time.monotonic() < deadline, "the lag monitor never saw the backlog"
-            time.sleep(0.05)
+    with _loop_behind(background_loop, pressure):
         behind = _chat(server)
-    finally:
-        background_loop.run(hog.stop())
     assert delta_chunks(behind) == delta_chunks(plain)
 
 
@@ -516,19 +525,13 @@ def test_a_drain_after_the_loop_fell_behind_mid_stream_ends_the_stream_cleanly(
     pressure = server.app.state.service.pressure
     _backend(server).script = Script(choices=[list(answer_completion(400))], delay=0.01)
     payload = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "stream": True}
-    hog = _LoopHog()
     lines: list[str] = []
     with httpx.stream(
         "POST", f"{server.base_url}/chat/completions", json=payload, timeout=60
     ) as response:
         events = (line for line in response.iter_lines() if line.startswith("data: "))
         lines += [next(events) for _ in range(5)]  # streaming, the loop keeping up
-        background_loop.run(hog.start())
-        try:
-            deadline = time.monotonic() + 10
-            while pressure.hold == 0:
-                assert time.monotonic() < deadline, "the lag monitor never saw the backlog"
-                lines.append(next(events))
+        with _loop_behind(background_loop, pressure, step=lambda: lines.append(next(events))):
             lines += [next(events) for _ in range(2)]  # written by the read-ahead now
 
             async def expire() -> None:
@@ -536,8 +539,6 @@ def test_a_drain_after_the_loop_fell_behind_mid_stream_ends_the_stream_cleanly(
 
             background_loop.run(expire())
             lines += list(events)
-        finally:
-            background_loop.run(hog.stop())
     assert lines[-1] == "data: [DONE]"
     chunks = [json.loads(line[6:]) for line in lines[:-1]]
     errors = [c["error"] for c in chunks if "error" in c]

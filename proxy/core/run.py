@@ -128,6 +128,7 @@ class CompletionRun:
         self._first: GenerationChunk | None = None
         self._started_at = time.monotonic()
         self._last_token_at: float | None = None
+        self._gaps = metrics.inter_token.tally()  # flushed at close() and about every second
         self._cached_tokens: int | None = None
         self._engine_done = [False] * plan.sampling.n
         self._encoding = encoding
@@ -181,6 +182,7 @@ class CompletionRun:
                 await aclose()
             if not self.engine_finished:
                 await self._backend.abort(self.plan.engine_request_id)
+        self._gaps.flush()
         for assembler in self._assemblers:
             self._metrics.parse_recoveries.inc(len(assembler.recoveries))
             for recovery in assembler.tool_call_recoveries:
@@ -382,7 +384,10 @@ class CompletionRun:
             self.ttft = now - self._started_at
             self._metrics.ttft.observe(self.ttft)
         elif tokens:
-            self._metrics.inter_token.observe_n((now - self._last_token_at) / tokens, tokens)
+            gaps = self._gaps
+            gaps.add((now - self._last_token_at) / tokens, tokens)
+            if now - gaps.flushed_at > gaps.FLUSH_SECONDS:
+                gaps.flush(now)
         self._last_token_at = now
 
     @property

@@ -272,6 +272,31 @@ def test_metrics_expose_requests_latency_tokens_and_in_flight(scripted_server):
         assert name in text
 
 
+def _metric(server, name: str) -> float:
+    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} is not in /metrics")
+
+
+def test_inter_token_gaps_count_every_token_after_the_first_once_the_stream_ends(
+    scripted_server,
+):
+    """Streams tally their gaps locally (proxy/server/metrics.py `GapTally`): what reaches
+    /metrics must still be one observation per token after the first, nothing lost or twice."""
+    scripted_server.backend.script = Script([ANSWER])
+    before = _metric(scripted_server, "harmony_proxy_inter_token_seconds_count")
+    tokens_before = _metric(scripted_server, "harmony_proxy_completion_tokens_total")
+    payload = body(scripted_server.model, stream=True)
+    with httpx.stream("POST", f"{scripted_server.url}/v1/chat/completions", json=payload) as r:
+        assert r.status_code == 200
+        r.read()
+    tokens = _metric(scripted_server, "harmony_proxy_completion_tokens_total") - tokens_before
+    assert tokens == len(ANSWER)
+    gaps = _metric(scripted_server, "harmony_proxy_inter_token_seconds_count") - before
+    assert gaps == tokens - 1  # the first output's token is the time to first token
+
+
 # ---------------------------------------------------------------- auth and CORS
 
 

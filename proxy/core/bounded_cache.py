@@ -6,20 +6,42 @@ tuples and dataclasses), the least recently used entries are dropped to stay wit
 and an entry heavier than `max_entry_bytes` is computed but never kept. (cachetools, present
 in the environment only as another package's dependency, weighs values but not keys and needs
 a lock of its own: not worth a new runtime dependency for these few lines.)
+
+Inside `cache_hits_only()`, a miss raises `NotCached` instead of computing: a request is
+planned on the event loop only while everything slow it needs (a schema check, a grammar
+build) is already cached, and in the plan executor otherwise (proxy/core/planning.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import functools
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import Generic, TypeVar
 
 V = TypeVar("V")
 MiB = 1 << 20
+
+_HITS_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("cache_hits_only", default=False)
+
+
+class NotCached(Exception):
+    """A cached function missed inside `cache_hits_only()`: the caller does the work elsewhere."""
+
+
+@contextlib.contextmanager
+def cache_hits_only() -> Iterator[None]:
+    """Within this block (this thread or task), a `BoundedCache` miss raises `NotCached`."""
+    token = _HITS_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _HITS_ONLY.reset(token)
 
 
 def weight(value: object) -> int:
@@ -53,6 +75,8 @@ class BoundedCache(Generic[V]):
             if entry is not None:
                 self._entries.move_to_end(args)
                 return entry[0]
+        if _HITS_ONLY.get():
+            raise NotCached(self.__name__)
         value = self._function(*args)  # outside the lock: two threads may both compute it
         size = weight(args) + weight(value)
         if size > self.max_entry_bytes:

@@ -3,11 +3,13 @@
 `plan_request` turns a `GenerationRequest` into a `CompletionPlan`: the context pre-check, the
 tools' schemas validated, the Harmony prompt rendered, the grammar for tool_choice and the
 answer's format, the sampling budget. Small requests are planned on the event loop (a thread
-hop costs more than their render); anything else in `PlanExecutor`, a small thread pool of its
-own: a burst of hostile requests queues there instead of starving the store and other
-`to_thread` users, and the event loop never runs it. Large schema checks and grammar compiles
-go further, to a worker process (proxy/core/isolated.py). A plan whose client has gone stops
-at its next step (`Abandoned`).
+hop costs more than their render), as long as the slow parts they need, their schema checks
+and grammar, are already cached: an agent resends the same tools every turn, so only a new
+tool set's first request pays for the hop (`plan_on_loop`). Anything else is planned in
+`PlanExecutor`, a small thread pool of its own: a burst of hostile requests queues there
+instead of starving the store and other `to_thread` users, and the event loop never runs it.
+Large schema checks and grammar compiles go further, to a worker process
+(proxy/core/isolated.py). A plan whose client has gone stops at its next step (`Abandoned`).
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+import orjson
+
 from proxy.backends.base import EngineBackend
 from proxy.core import gate
+from proxy.core.bounded_cache import NotCached, cache_hits_only
 from proxy.core.conversation import (
     SystemDefaults,
     build_conversation,
@@ -42,12 +47,14 @@ T = TypeVar("T")
 # Rendering costs about 75 us plus 30 us per 1,000 characters (measured, tiktoken included),
 # while a hop to a worker thread and back costs more than a short render (the GIL handoff and
 # the executor's queue: py-spy put concurrent.futures at 19% of the instant-backend server's
-# samples with 30-token answers). Up to this size a request without tools or an answer schema
-# is planned on the event loop (at most about half a millisecond for the other streams);
-# anything else in the plan executor: a new tool set's schema check and grammar compile can
-# take hundreds of milliseconds, whatever the number of tools.
+# samples with 30-token answers; with one small tool in every request, the hop doubled the
+# server's CPU per token at 64-token answers). Up to this size (texts, tool declarations and
+# schemas together) a request is planned on the event loop, at most about half a millisecond
+# for the other streams, unless its schema check or grammar is not cached yet: that can take
+# hundreds of milliseconds, whatever the number of tools, and goes to the plan executor.
 INLINE_RENDER_CHARS = 16_000
 INLINE_PAST_CALLS = 64
+INLINE_TOOLS = 32
 
 
 class Abandoned(Exception):
@@ -102,17 +109,42 @@ def plan_request(
 
 
 def plans_quickly(request: GenerationRequest) -> bool:
-    """Is this request small enough to plan on the event loop?"""
-    if request.tools or request.final_schema is not None:
-        return False
+    """Is this request small enough to plan on the event loop (when its schema checks and
+    grammar are cached: `plan_on_loop`)?"""
     if request.past_calls() > INLINE_PAST_CALLS:
         return False  # each renders a header and registers a name: small texts, long prompt
+    if len(request.tools) > INLINE_TOOLS:
+        return False
     size = 0
+    try:
+        for tool in request.tools:  # (measured in C; the gate has measured them already)
+            size += len(tool.name) + len(tool.description) + len(tool.namespace_description)
+            if tool.parameters:
+                size += len(orjson.dumps(tool.parameters))
+            if tool.grammar is not None:
+                size += len(tool.grammar[1])
+        if request.final_schema is not None:
+            size += len(orjson.dumps(request.final_schema))
+    except (orjson.JSONEncodeError, TypeError):
+        return False  # not JSON (the gate refuses it): let the executor's plan say why
+    if size > INLINE_RENDER_CHARS:
+        return False
     for text in request.texts():
         size += len(text)
         if size > INLINE_RENDER_CHARS:
             return False
     return True
+
+
+def plan_on_loop(plan: Callable[[], CompletionPlan]) -> CompletionPlan | None:
+    """`plan()` here, on the event loop, if nothing slow it needs is missing from the caches
+    (None: something was; plan it in the executor). A request `plans_quickly` renders in well
+    under a millisecond; a miss costs the few tens of microseconds spent before it."""
+    with cache_hits_only():
+        try:
+            return plan()
+        except NotCached:
+            return None
 
 
 class PlanExecutor:

@@ -52,7 +52,7 @@ from proxy.core.errors import (
 from proxy.core.events import Usage
 from proxy.core.loop_pressure import LoopPressure
 from proxy.core.outcome import record_outcome, summed_usage
-from proxy.core.planning import PlanExecutor, plan_request, plans_quickly
+from proxy.core.planning import PlanExecutor, plan_on_loop, plan_request, plans_quickly
 from proxy.core.request import GenerationRequest
 from proxy.core.run import CompletionPlan, CompletionRun
 
@@ -278,9 +278,10 @@ class Generation:
         salt = cache_salt(self.record.caller, shared=service.settings.shared_prefix_cache)
         request = dataclasses.replace(request, cache_salt=salt)
         abandoned = threading.Event()
+        plan = None
         if plans_quickly(request):
-            plan = service.plan(request, abandoned)
-        else:
+            plan = plan_on_loop(lambda: service.plan(request, abandoned))
+        if plan is None:
             work = service.executor.submit(lambda: service.plan(request, abandoned))
             try:
                 plan = await asyncio.shield(work)

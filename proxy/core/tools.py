@@ -43,7 +43,7 @@ class FunctionTool:
     parameters_param: str
     # Canonical JSON of the arguments' schema (an object of anything when none is given): the
     # grammar's input and the key of every cache below. Empty until `validate_schemas` (run
-    # after admission, off the event loop) has checked the schema.
+    # after admission; on the event loop only when the check is cached) has checked it.
     schema_json: str = ""
     # A Responses `namespace` tool's member: rendered in its own `namespace` block, called as
     # `namespace.name`. None: `namespace functions`.

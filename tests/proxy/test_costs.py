@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from proxy.core import grammar, tools
 from proxy.core.assembler import DeltaAssembler
-from proxy.core.bounded_cache import BoundedCache, MiB, weight
+from proxy.core.bounded_cache import BoundedCache, MiB, NotCached, cache_hits_only, weight
 from proxy.core.conversation import load_encoding
 from proxy.core.errors import InvalidRequest
 from proxy.core.events import CallStart, Event, Text
@@ -421,6 +421,29 @@ def test_the_least_recently_used_entry_goes_first() -> None:
     for key in (a, b, c, a, d):  # touching `a` makes `b` the oldest
         cache(key)
     assert sorted(k[0] for k, _ in _entries(cache)) == ["a", "c", "d"]
+
+
+def test_inside_cache_hits_only_a_miss_raises_and_computes_nothing() -> None:
+    """What lets a request be planned on the event loop only while its schema checks and grammar
+    are cached (proxy/core/planning.py `plan_on_loop`)."""
+    calls = []
+    cache = BoundedCache(lambda s: calls.append(s) or s.upper(), 1 * MiB, 256 * 1024)
+    assert cache("known") == "KNOWN"
+    with cache_hits_only():
+        assert cache("known") == "KNOWN"  # a hit is served
+        with pytest.raises(NotCached):
+            cache("new")
+        with pytest.raises(NotCached):  # an entry too large to keep always misses
+            cache("z" * (300 * 1024))
+    assert calls == ["known"]
+    assert cache("new") == "NEW"  # outside the block, misses compute again
+    # The flag is per thread: another thread computes as usual meanwhile.
+    results = []
+    with cache_hits_only():
+        worker = threading.Thread(target=lambda: results.append(cache("other")))
+        worker.start()
+        worker.join()
+    assert results == ["OTHER"]
 
 
 def test_the_cache_is_consistent_under_threads() -> None:

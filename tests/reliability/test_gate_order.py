@@ -8,9 +8,11 @@ running, not the clients still connected.
 
 from __future__ import annotations
 
+import copy
 import socket
 import threading
 import time
+import uuid
 
 import httpx
 
@@ -66,7 +68,9 @@ def test_a_client_gone_during_planning_keeps_its_slot_until_the_plan_ends(make_s
     real_plan = service.GenerationService.plan
 
     def slow_plan(self, request, abandoned):  # noqa: ANN001, ANN202
-        if request.tools:  # only the first request declares tools
+        # Only the first request declares tools; a new tool set is planned in the executor
+        # (after an attempt on the loop that finds its schema check not cached).
+        if request.tools and threading.current_thread().name.startswith("plan"):
             planning.set()
             release.wait(30)
         return real_plan(self, request, abandoned)
@@ -87,12 +91,19 @@ def test_a_client_gone_during_planning_keeps_its_slot_until_the_plan_ends(make_s
         try:
             httpx.post(
                 f"{server.url}/v1/chat/completions",
-                json=body(server.model, "Weather?", tools=[WEATHER_TOOL]),
+                json=body(server.model, "Weather?", tools=[new_tool]),
                 timeout=httpx.Timeout(30, read=1.0),
             )
         except httpx.ReadTimeout:
             pass  # the client gives up: the connection closes
 
+    # A tool set no earlier test sent: its schema check is not cached yet.
+    new_tool = copy.deepcopy(WEATHER_TOOL)
+    new_tool["function"]["description"] = f"Weather ({uuid.uuid4().hex})"
+    new_tool["function"]["parameters"]["properties"]["unit"] = {
+        "type": "string",
+        "description": uuid.uuid4().hex,
+    }
     leaver = threading.Thread(target=leave_while_planned)
     leaver.start()
     assert planning.wait(10)

@@ -116,6 +116,35 @@ def test_d_tokens_after_return_are_not_part_of_the_answer(scripted_server):
     assert out["content"] == "Hi" and out["finish_reason"] == "stop"
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 64])
+def test_d_an_answer_ended_before_the_engine_stopped_is_not_cut_by_its_length(
+    scripted_server, chunk
+):
+    """The engine ran to its token budget ("length") after the answer's <|return|>: the answer
+    itself ended, so its finish_reason is "stop", and the tokens after it are not usage. Also
+    when <|return|> and the budget's last token come in one engine output (a merged or
+    multi-token chunk): the engine's reason applies only to a chunk the choice ran through."""
+    answer = toks("<|channel|>final<|message|>Hi<|return|>")
+    tail = toks("<|start|>assistant<|channel|>final<|message|>more text<|return|>")
+    script = Script(
+        [answer + tail], ignore_stop_tokens=True, finish_reason="length", chunk_sizes=(chunk,)
+    )
+    out = run(scripted_server, script)
+    assert out["content"] == "Hi" and out["finish_reason"] == "stop"
+    scripted_server.backend.script = script
+    whole = httpx.post(f"{scripted_server.url}{URL}", json=body(scripted_server.model))
+    assert whole.json()["usage"]["completion_tokens"] == len(answer)
+
+
+def test_d_an_answer_cut_by_the_budget_is_length(scripted_server):
+    """The counterpart: the budget ran out inside the answer, in a multi-token chunk too."""
+    script = Script(
+        [toks("<|channel|>final<|message|>Hello there")], finish_reason="length", chunk_sizes=(4,)
+    )
+    out = run(scripted_server, script)
+    assert out["content"] == "Hello there" and out["finish_reason"] == "length"
+
+
 def test_e_bare_name_tool_call_on_the_analysis_channel_is_a_tool_call(scripted_server):
     out = run(
         scripted_server,

@@ -34,6 +34,11 @@ class NotCached(Exception):
     """A cached function missed inside `cache_hits_only()`: the caller does the work elsewhere."""
 
 
+def hits_only() -> bool:
+    """Whether this thread or task is inside `cache_hits_only()`."""
+    return _HITS_ONLY.get()
+
+
 @contextlib.contextmanager
 def cache_hits_only() -> Iterator[None]:
     """Within this block (this thread or task), a `BoundedCache` miss raises `NotCached`."""

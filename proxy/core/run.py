@@ -174,6 +174,7 @@ class CompletionRun:
         if self._closed:
             return
         self._closed = True
+        self._gaps.flush()  # first: the awaits below can be cancelled
         if self._reader is not None:
             await self._reader.close()
         if self._engine is not None:
@@ -182,7 +183,6 @@ class CompletionRun:
                 await aclose()
             if not self.engine_finished:
                 await self._backend.abort(self.plan.engine_request_id)
-        self._gaps.flush()
         for assembler in self._assemblers:
             self._metrics.parse_recoveries.inc(len(assembler.recoveries))
             for recovery in assembler.tool_call_recoveries:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import openai
@@ -10,6 +11,7 @@ import pytest
 
 from proxy.backends.base import DEFAULT_STOP_TOKEN_IDS
 from proxy.backends.scripted import Script, ScriptedBackend
+from proxy.server.metrics import GapTally
 from proxy.server.settings import ProxyConfig
 from tests.proxy.helpers import body, fold_content, stream_chunks, toks
 from tests.support.server_fixtures import TEST_DATE
@@ -291,10 +293,38 @@ def test_inter_token_gaps_count_every_token_after_the_first_once_the_stream_ends
     with httpx.stream("POST", f"{scripted_server.url}/v1/chat/completions", json=payload) as r:
         assert r.status_code == 200
         r.read()
+    # (The run closes, and flushes, just after the last byte: wait for it.)
+    _wait_for_metric(scripted_server, "harmony_proxy_completion_tokens_total", tokens_before)
     tokens = _metric(scripted_server, "harmony_proxy_completion_tokens_total") - tokens_before
     assert tokens == len(ANSWER)
     gaps = _metric(scripted_server, "harmony_proxy_inter_token_seconds_count") - before
     assert gaps == tokens - 1  # the first output's token is the time to first token
+
+
+def _wait_for_metric(server, name: str, past: float) -> None:
+    deadline = time.monotonic() + 10
+    while _metric(server, name) <= past and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_a_long_stream_reaches_the_inter_token_histogram_while_it_runs(
+    scripted_server, monkeypatch
+):
+    """A stream's tally is flushed about once a second while it runs, not only at its end: a
+    scrape during a long generation sees its gaps so far."""
+    monkeypatch.setattr(GapTally, "FLUSH_SECONDS", 0.0)  # every output past the first flushes
+    scripted_server.backend.script = Script([ANSWER], pauses={len(ANSWER) - 1: 2.0})
+    before = _metric(scripted_server, "harmony_proxy_inter_token_seconds_count")
+    payload = body(scripted_server.model, stream=True)
+    with httpx.stream("POST", f"{scripted_server.url}/v1/chat/completions", json=payload) as r:
+        lines = r.iter_lines()
+        while '"content":"Hi' not in next(lines):
+            pass  # the answer has begun: the engine pauses before its last token
+        time.sleep(0.5)  # within the pause
+        during = _metric(scripted_server, "harmony_proxy_inter_token_seconds_count") - before
+        for _ in lines:
+            pass
+    assert 0 < during < len(ANSWER) - 1
 
 
 # ---------------------------------------------------------------- auth and CORS

@@ -9,12 +9,20 @@ and the same grammar.
 
 from __future__ import annotations
 
+import copy
 import threading
+import uuid
 
 import httpx
 
 from proxy.backends.scripted import Script
-from proxy.core.planning import INLINE_RENDER_CHARS, INLINE_TOOLS, plans_quickly
+from proxy.core.planning import (
+    INLINE_PART_CHARS,
+    INLINE_RENDER_CHARS,
+    INLINE_SCHEMA_WEIGHT,
+    INLINE_TOOLS,
+    plans_quickly,
+)
 from tests.proxy.helpers import body, fold_content, neutral, stream_chunks, toks
 
 ANSWER = toks("<|channel|>final<|message|>Done.<|return|>")
@@ -31,14 +39,22 @@ def _request(content: str, tools: int = 0, **extra: object) -> object:
 
 def test_a_short_request_plans_on_the_loop_and_a_long_one_does_not():
     assert plans_quickly(_request("Hi"))
-    assert plans_quickly(_request("x" * INLINE_RENDER_CHARS))
-    assert not plans_quickly(_request("x" * (INLINE_RENDER_CHARS + 1)))
+    # A message costs its header's worth of characters besides its text.
+    assert plans_quickly(_request("x" * (INLINE_RENDER_CHARS - INLINE_PART_CHARS)))
+    assert not plans_quickly(_request("x" * (INLINE_RENDER_CHARS - INLINE_PART_CHARS + 1)))
+    # Many tiny messages are a long render too (2,047 one-character ones took 14-30 ms).
+    tiny = [{"role": "user", "content": "x"}] * (INLINE_RENDER_CHARS // INLINE_PART_CHARS)
+    assert not plans_quickly(neutral({"model": "m", "messages": tiny}))
+    assert plans_quickly(neutral({"model": "m", "messages": tiny[:100]}))
     # Small tool sets and answer schemas are small enough (whether their schema checks and
     # grammar are cached is `plan_on_loop`'s to find out); their bytes count with the texts.
     assert plans_quickly(_request("Hi", tools=1))
     assert plans_quickly(_request("Hi", response_format={"type": "json_object"}))
     assert not plans_quickly(_request("Hi", tools=INLINE_TOOLS + 1))
-    big_schema = {"type": "object", "description": "d" * INLINE_RENDER_CHARS}
+    # A schema's characters weigh INLINE_SCHEMA_WEIGHT of a message's: a schema of a few
+    # thousand characters is planned in the executor.
+    schema_room = INLINE_RENDER_CHARS // INLINE_SCHEMA_WEIGHT
+    big_schema = {"type": "object", "description": "d" * schema_room}
     assert not plans_quickly(
         neutral(
             body(
@@ -101,18 +117,54 @@ def test_both_placements_send_the_engine_the_same_prompt(scripted_server, monkey
     assert prompts[0] == prompts[1]
 
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string", "description": "placement-test"}},
-            "required": ["city"],
+def _weather(name: str = "get_weather") -> dict:
+    """A weather tool whose schema no earlier request in this process sent (a uuid in it)."""
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": "The weather in a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string", "description": uuid.uuid4().hex}},
+                "required": ["city"],
+            },
         },
-    },
-}
+    }
+
+
+def _spy_on_plans(monkeypatch) -> tuple[list[str], list[str]]:  # noqa: ANN001
+    """The threads `GenerationService.plan` and the render ran on, in order."""
+    import proxy.core.planning
+    import proxy.core.service
+
+    planned_on: list[str] = []
+    rendered_on: list[str] = []
+    real_plan = proxy.core.service.GenerationService.plan
+    real_render = proxy.core.planning.render_prompt
+
+    def plan(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        planned_on.append(threading.current_thread().name)
+        return real_plan(self, *args, **kwargs)
+
+    def render(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        rendered_on.append(threading.current_thread().name)
+        return real_render(*args, **kwargs)
+
+    monkeypatch.setattr(proxy.core.service.GenerationService, "plan", plan)
+    monkeypatch.setattr(proxy.core.planning, "render_prompt", render)
+    return planned_on, rendered_on
+
+
+def _ask(server, tool: dict) -> tuple[list[int], object]:  # noqa: ANN001
+    server.backend.script = Script([ANSWER])
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        chunks = stream_chunks(
+            client, "/v1/chat/completions", body(server.model, "Weather in Oslo?", tools=[tool])
+        )
+    assert fold_content(chunks)["content"] == "Done."
+    request = server.backend.requests[-1]
+    return request.prompt_token_ids, request.sampling.structured_outputs
 
 
 def test_a_tool_set_is_planned_in_the_executor_first_and_on_the_loop_once_cached(
@@ -120,35 +172,38 @@ def test_a_tool_set_is_planned_in_the_executor_first_and_on_the_loop_once_cached
 ):
     """The first request with a new tool set has its schema checked and grammar built in the
     executor (they can take hundreds of milliseconds); the next ones, with everything cached,
-    are planned on the loop, and the engine gets the same prompt and grammar both times."""
-    backend = scripted_server.backend
-    planned_on: list[str] = []
-    import proxy.core.service
-
-    real_plan = proxy.core.service.GenerationService.plan
-
-    def spy(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        planned_on.append(threading.current_thread().name)
-        return real_plan(self, *args, **kwargs)
-
-    monkeypatch.setattr(proxy.core.service.GenerationService, "plan", spy)
-    seen = []
-    with httpx.Client(base_url=scripted_server.url, timeout=30) as client:
-        for _ in range(3):
-            backend.script = Script([ANSWER])
-            chunks = stream_chunks(
-                client,
-                "/v1/chat/completions",
-                body(scripted_server.model, "Weather in Oslo?", tools=[WEATHER]),
-            )
-            assert fold_content(chunks)["content"] == "Done."
-            request = backend.requests[-1]
-            seen.append((request.prompt_token_ids, request.sampling.structured_outputs))
-    # First: an attempt on the loop that misses the cache, then the executor's plan.
+    are planned on the loop, and the engine gets the same prompt and grammar each time."""
+    planned_on, rendered_on = _spy_on_plans(monkeypatch)
+    tool = _weather()
+    seen = [_ask(scripted_server, tool) for _ in range(3)]
+    # First: an attempt on the loop that misses the schema check, then the executor's plan.
     loop = planned_on[0]
     assert not loop.startswith("plan")
     assert planned_on[1].startswith("plan")
     # Then on the loop only: one plan per request.
     assert planned_on[2:] == [loop, loop]
+    assert rendered_on == [planned_on[1], loop, loop]  # the missed attempt rendered nothing
     assert seen[0] == seen[1] == seen[2]
     assert seen[0][1] is not None  # the grammar that makes the call's arguments valid
+
+
+def test_a_known_schema_under_a_new_name_misses_the_grammar_before_rendering(
+    scripted_server, monkeypatch
+):
+    """The schema check is cached, the grammar (keyed by the tools' names too) is not: the
+    miss is found before the prompt is rendered on the loop, and the executor plans it."""
+    planned_on, rendered_on = _spy_on_plans(monkeypatch)
+    tool = _weather()
+    _ask(scripted_server, tool)  # schema and grammar cached under this name
+    renamed = copy.deepcopy(tool)
+    renamed["function"]["name"] = "weather_" + uuid.uuid4().hex[:8]
+    del planned_on[:], rendered_on[:]
+    prompt, grammar = _ask(scripted_server, renamed)
+    loop, executor = planned_on
+    assert not loop.startswith("plan") and executor.startswith("plan")
+    assert rendered_on == [executor]
+    assert renamed["function"]["name"] in str(grammar)
+    # Planned once more, now on the loop, to the same prompt and grammar.
+    del planned_on[:], rendered_on[:]
+    assert _ask(scripted_server, renamed) == (prompt, grammar)
+    assert planned_on == rendered_on == [loop]

@@ -104,6 +104,15 @@ class EngineBackend(Protocol):
         """Can it enforce structured outputs (grammars)? False: calls are checked afterwards."""
         ...
 
+    @property
+    def buffers_while_unread(self) -> bool:
+        """Does a stream keep generating, and hold what it made, while nobody reads it (vLLM's
+        per-request output collector, merging; a replica's socket)? Then a run behind a busy
+        loop reads it once per hold (proxy/core/run.py); otherwise (an engine that makes its
+        next output only when asked) it reads ahead in a task of its own. Optional: absent
+        means False."""
+        ...
+
     def collect(self) -> Iterable[Metric]:
         """Scrape-time metrics of its own (a pool's per-replica figures); none for most."""
         ...

@@ -107,6 +107,11 @@ class ReplicaPool:
         return self._max_model_len
 
     @property
+    def buffers_while_unread(self) -> bool:
+        """Every replica's stream does (RemoteBackend)."""
+        return True
+
+    @property
     def supports_grammar(self) -> bool:
         """Whether grammars can be enforced: some replica loads a tokenizer to compile them.
 

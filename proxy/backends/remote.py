@@ -146,6 +146,11 @@ class RemoteBackend:
         return self._max_model_len
 
     @property
+    def buffers_while_unread(self) -> bool:
+        """The replica's events wait in the socket and are read as one burst."""
+        return True
+
+    @property
     def supports_grammar(self) -> bool:
         """A replica without a tokenizer cannot compile grammars."""
         return self.has_tokenizer

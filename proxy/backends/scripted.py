@@ -79,7 +79,8 @@ class ScriptedBackend:
     ) -> None:
         self.script = script or Script()
         # Pick the script per request from its prompt (benchmarks: a tool call when the prompt
-        # declares functions); `record=False` keeps no per-request records (long load runs).
+        # declares functions; `script`'s pace is then theirs too: `buffers_while_unread`);
+        # `record=False` keeps no per-request records (long load runs).
         self.script_for = script_for
         self.record = record
         self._model_name = model_name
@@ -105,6 +106,12 @@ class ScriptedBackend:
     @property
     def max_model_len(self) -> int:
         return self._max_model_len
+
+    @property
+    def buffers_while_unread(self) -> bool:
+        """A paced script's tokens fall due whether or not they are read; an unpaced one makes
+        each output when asked (the instant backend)."""
+        return self.script.pace > 0
 
     @property
     def supports_grammar(self) -> bool:

@@ -124,6 +124,11 @@ class VllmBackend:
         return self._max_model_len
 
     @property
+    def buffers_while_unread(self) -> bool:
+        """vLLM's output collector merges a request's outputs until they are read."""
+        return True
+
+    @property
     def supports_grammar(self) -> bool:
         return True
 

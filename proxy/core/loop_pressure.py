@@ -7,7 +7,9 @@ writes it, so the loop spends most of its time on socket writes (about 10 µs ea
 and falls further behind. The loop's lateness says so directly: the server's lag monitor
 (proxy/server/loop_lag.py) reports each wake-up's lateness here, and while the loop runs late,
 every stream holds its text for a few of those late iterations (`hold`: four times the
-lateness, 20 to 100 ms) and writes it once, read ahead meanwhile (proxy/core/chunk_reader.py).
+lateness, 20 to 100 ms) and writes it once. An engine that keeps its outputs until read (vLLM's
+collector, a replica's socket) is read once per hold; one that makes each output when asked is
+read ahead meanwhile (proxy/core/chunk_reader.py).
 A reader then sees fewer, larger writes, further apart than the loop's own lateness (about 4x),
 and the server streams more tokens per CPU second, which is what brings the lateness down.
 
@@ -16,8 +18,9 @@ Only a sustained backlog counts: pressure starts after `sustain` wake-ups in a r
 after `settle` wake-ups in a row less than `leave` late. A server keeping up wakes well under a
 millisecond late and does not enter it, so latency at low load is unchanged; a host starved of
 CPU by other processes can, which only merges writes. The same rules as for every floor hold
-(coalesce.py): a choice's first output and its finish are written as soon as read, a tool
-call's id and name in the first write after its header (at most `hold` later).
+(coalesce.py): a choice's first output and its finish are written as soon as read (on an engine
+read once per hold, that is at most `hold` after the engine made them), a tool call's id and
+name in the first write after its header (at most `hold` later).
 `--no-merge-when-behind` (or `--no-merge-ready-outputs`) turns it off.
 """
 

@@ -19,7 +19,9 @@ A step is yielded as soon as nothing more is ready; outputs that are already at 
 are merged into one step per choice, and operators' floors can hold steps longer
 (proxy/core/coalesce.py). A time floor reads the engine ahead in one task per run
 (`ChunkReader`), so that held text is written when the next output is late; while the serving
-loop itself lags, its backlog is such a floor (proxy/core/loop_pressure.py).
+loop itself lags, its backlog is such a floor (proxy/core/loop_pressure.py). An engine that
+keeps what it makes until read (vLLM's output collector, a replica's socket) is not read ahead
+for the backlog: the run writes, sleeps out the hold and reads everything made meanwhile.
 """
 
 from __future__ import annotations
@@ -208,7 +210,7 @@ class CompletionRun:
                         steps = pending.release(steps)
                 for step in steps:
                     yield step
-                if self._reader is not None and steps:
+                if steps:
                     self._written_at = time.monotonic()
                 # Every choice finished; if one ended early (stop string, tokens past a stop
                 # token), stop reading so that close() aborts what the engine still generates.
@@ -273,13 +275,22 @@ class CompletionRun:
         """The engine's chunks; read ahead by a `ChunkReader` once a time floor applies (from
         the start for a configured one, from when the loop falls behind for the backlog's), and
         then None when the floor's deadline passes while steps are held (they are written then,
-        however late the engine)."""
+        however late the engine). Under the backlog's floor an engine that `buffers_while_unread`
+        is not read ahead: the run sleeps out each hold after a write and then reads what the
+        engine made meanwhile, one wake-up per hold instead of one per output."""
         source = self._engine_chunks()
         pressure = self._backlog()
         if self.interval.ms > 0:
             self._reader = ChunkReader(source)
+        buffers = getattr(self._backend, "buffers_while_unread", False)
         while self._reader is None:
-            if pressure is not None and pressure.hold > 0:
+            if pressure is not None and pressure.hold > 0 and buffers:
+                # The engine holds what it makes until read (vLLM's collector merges it): wait
+                # out the hold and read it all at once, rather than wake per output.
+                wait = self._written_at + pressure.hold - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            elif pressure is not None and pressure.hold > 0:
                 # The reader's task must drive the engine from its first pull: the drain's
                 # interrupt cancels the task that awaits the engine (proxy/core/interrupt.py),
                 # and this one's is the response's. (`source` is paused at a yield: closing it

@@ -488,6 +488,45 @@ def test_while_the_loop_runs_late_streams_write_fewer_chunks_with_the_same_text(
     assert delta_chunks(_chat(server, **extra)) == delta_chunks(plain)
 
 
+def test_an_engine_that_buffers_is_read_once_per_hold_not_ahead(
+    make_server, background_loop, monkeypatch
+) -> None:
+    """An engine that keeps its outputs until read (here a paced script whose due tokens come
+    as one output, as vLLM's collector merges them) is not read ahead while the loop runs late:
+    no read-ahead task, and one read per hold, with the same text and the finish."""
+    import proxy.core.run
+
+    readers: list[object] = []
+
+    class Counted(proxy.core.run.ChunkReader):
+        def __init__(self, *args: Any) -> None:
+            readers.append(args)
+            super().__init__(*args)
+
+    monkeypatch.setattr(proxy.core.run, "ChunkReader", Counted)
+    script = Script(choices=[ANSWER], pace=0.002, pace_merged=True)
+    server = _server_with(make_server, StreamInterval(), when_behind=True)
+    assert _backend(server).buffers_while_unread is False  # (its default script: not paced)
+    _backend(server).script = script
+    assert _backend(server).buffers_while_unread
+    pressure = server.app.state.service.pressure
+    reference = _server_with(make_server, StreamInterval())
+    _backend(reference).script = Script(choices=[ANSWER])
+    plain = _chat(reference)
+    with _loop_behind(background_loop, pressure):
+        behind = _chat(server)
+        assert pressure.hold > 0
+    assert readers == []
+    assert joined_stream(behind, 1) == joined_stream(plain, 1)
+    assert delta_chunks(behind) <= delta_chunks(plain) // 3
+    assert behind[-2]["choices"][0]["finish_reason"] == "stop"  # then the usage chunk
+    # An engine that makes its outputs only when asked is still read ahead.
+    _backend(server).script = Script(choices=[ANSWER])
+    with _loop_behind(background_loop, pressure):
+        assert joined_stream(_chat(server), 1) == joined_stream(plain, 1)
+    assert len(readers) == 1
+
+
 def test_the_backlog_floor_can_be_turned_off(make_server, background_loop) -> None:
     server = _server_with(make_server, StreamInterval(), when_behind=False)
     pressure = server.app.state.service.pressure
@@ -515,15 +554,22 @@ def test_loop_pressure_needs_a_sustained_backlog() -> None:
     assert pressure.hold == 0  # and needs a sustained backlog again
 
 
+@pytest.mark.parametrize("engine", ["asked", "buffering"])
 def test_a_drain_after_the_loop_fell_behind_mid_stream_ends_the_stream_cleanly(
-    make_server, background_loop
+    make_server, background_loop, engine: str
 ) -> None:
     """The read-ahead starts mid-stream when the loop falls behind; the drain's end must still
     reach the engine wait (in the reader's task now) and end the stream with the error event,
-    a finish chunk and [DONE], not cancel the response."""
+    a finish chunk and [DONE], not cancel the response. An engine that buffers is not read
+    ahead (the run sleeps out its holds): the drain reaches it at its next read."""
     server = _server_with(make_server, StreamInterval(), when_behind=True)
     pressure = server.app.state.service.pressure
-    _backend(server).script = Script(choices=[list(answer_completion(400))], delay=0.01)
+    tokens = list(answer_completion(400))
+    _backend(server).script = (
+        Script(choices=[tokens], delay=0.01)
+        if engine == "asked"
+        else Script(choices=[tokens], pace=0.01, pace_merged=True)
+    )
     payload = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}], "stream": True}
     lines: list[str] = []
     with httpx.stream(

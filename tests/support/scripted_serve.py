@@ -68,6 +68,7 @@ def main() -> int:
     if args.replay_tokens:
         size = args.replay_tokens
         backend = ScriptedBackend(
+            Script(pace=args.pace_ms / 1000),  # (the scripts' pace: what the backend reports)
             model_name="gpt-oss-demo",
             script_for=lambda prompt: Script(
                 [list(completion_for(prompt, size))],

@@ -174,8 +174,8 @@ class ScriptedBackend:
                         if self.record:
                             self.finished.append(request_id)
                     more = not done and emitted % together != 0
-                    if paced is not None:
-                        more = not done and paced.due(emitted)
+                    if paced is not None:  # (a chunk the engine stalls before is not ready)
+                        more = not done and paced.due(emitted) and emitted not in script.pauses
                     yield GenerationChunk(
                         index=index,
                         token_ids=tokens,

@@ -253,10 +253,12 @@ class VllmBackend:
         try:
             async for output in stream:
                 cached = getattr(output, "num_cached_tokens", None)
-                for choice in output.outputs:
-                    chunk = self._chunk(choice, sampling, cached, first)
-                    if chunk.token_ids or chunk.finish_reason is not None:
-                        yield chunk
+                chunks = [self._chunk(choice, sampling, cached, first) for choice in output.outputs]
+                chunks = [c for c in chunks if c.token_ids or c.finish_reason is not None]
+                for chunk in chunks[:-1]:  # one output carries every choice's delta (n > 1)
+                    chunk.more_ready = True
+                for chunk in chunks:
+                    yield chunk
         except EngineDeadError as exc:
             self._dead = True
             raise EngineError("the engine died while generating") from exc

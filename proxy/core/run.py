@@ -283,13 +283,14 @@ class CompletionRun:
         if self.interval.ms > 0:
             self._reader = ChunkReader(source)
         buffers = getattr(self._backend, "buffers_while_unread", False)
+        ready = False  # the last chunk said the next one is at hand
         while self._reader is None:
             if pressure is not None and pressure.hold > 0 and buffers:
-                # The engine holds what it makes until read (vLLM's collector merges it): wait
-                # out the hold and read it all at once, rather than wake per output.
-                wait = self._written_at + pressure.hold - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                if not ready and not all(r is not None for r in self._finish):
+                    await self._sleep_out_hold(pressure.hold)
+                    if pending:  # held (the hold grew meanwhile): write it before a read
+                        yield None  # that can wait for the engine's next step
+                        continue
             elif pressure is not None and pressure.hold > 0:
                 # The reader's task must drive the engine from its first pull: the drain's
                 # interrupt cancels the task that awaits the engine (proxy/core/interrupt.py),
@@ -302,6 +303,7 @@ class CompletionRun:
                 gen = await anext(source)
             except StopAsyncIteration:
                 return
+            ready = gen.more_ready
             yield gen
         reader = self._reader
         configured = self.interval.ms / 1000
@@ -313,6 +315,15 @@ class CompletionRun:
             if gen is ChunkReader.END:
                 return
             yield gen
+
+    async def _sleep_out_hold(self, hold: float) -> None:
+        """Wait until `hold` after the last write: the engine keeps what it makes meanwhile
+        (`buffers_while_unread`: vLLM's collector merges it), so the next read takes it all
+        and the stream writes once per hold instead of waking per output. Not while the rest
+        of a burst is at hand, nor once every choice has finished (only the end is left)."""
+        wait = self._written_at + hold - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def _engine_chunks(self) -> AsyncIterator[GenerationChunk]:
         """The engine's chunks from where the run is (the first, read by `start()`, once)."""

@@ -518,7 +518,8 @@ def test_an_engine_that_buffers_is_read_once_per_hold_not_ahead(
         assert pressure.hold > 0
     assert readers == []
     assert joined_stream(behind, 1) == joined_stream(plain, 1)
-    assert delta_chunks(behind) <= delta_chunks(plain) // 3
+    # (The hog alone merges a third away; reading once per hold leaves a few chunks.)
+    assert delta_chunks(behind) <= delta_chunks(plain) // 10
     assert behind[-2]["choices"][0]["finish_reason"] == "stop"  # then the usage chunk
     # An engine that makes its outputs only when asked is still read ahead.
     _backend(server).script = Script(choices=[ANSWER])

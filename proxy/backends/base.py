@@ -105,12 +105,12 @@ class EngineBackend(Protocol):
         ...
 
     @property
-    def buffers_while_unread(self) -> bool:
-        """Does a stream keep generating, and hold what it made, while nobody reads it (vLLM's
-        per-request output collector, merging; a replica's socket)? Then a run behind a busy
-        loop reads it once per hold (proxy/core/run.py); otherwise (an engine that makes its
-        next output only when asked) it reads ahead in a task of its own. Optional: absent
-        means False."""
+    def merges_while_unread(self) -> bool:
+        """Does a stream keep generating while nobody reads it, and hand over what it made
+        meanwhile as one output (vLLM's per-request output collector)? Then a run behind a
+        busy loop reads it once per hold (proxy/core/run.py); otherwise (an engine that makes
+        its next output only when asked, or a replica's events, separate even in a burst) it
+        reads ahead in a task of its own. Optional: absent means False."""
         ...
 
     def collect(self) -> Iterable[Metric]:

@@ -107,9 +107,9 @@ class ReplicaPool:
         return self._max_model_len
 
     @property
-    def buffers_while_unread(self) -> bool:
-        """Every replica's stream does (RemoteBackend)."""
-        return True
+    def merges_while_unread(self) -> bool:
+        """No replica's stream does (RemoteBackend)."""
+        return False
 
     @property
     def supports_grammar(self) -> bool:

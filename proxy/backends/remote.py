@@ -146,9 +146,10 @@ class RemoteBackend:
         return self._max_model_len
 
     @property
-    def buffers_while_unread(self) -> bool:
-        """The replica's events wait in the socket and are read as one burst."""
-        return True
+    def merges_while_unread(self) -> bool:
+        """A replica's events wait in the socket but stay separate events (a burst, marked
+        `more_ready`): read ahead, as measured better at 1,024 streams (bench_paced.py)."""
+        return False
 
     @property
     def supports_grammar(self) -> bool:

@@ -79,7 +79,7 @@ class ScriptedBackend:
     ) -> None:
         self.script = script or Script()
         # Pick the script per request from its prompt (benchmarks: a tool call when the prompt
-        # declares functions; `script`'s pace is then theirs too: `buffers_while_unread`);
+        # declares functions; `script`'s pace is then theirs too: `merges_while_unread`);
         # `record=False` keeps no per-request records (long load runs).
         self.script_for = script_for
         self.record = record
@@ -108,10 +108,11 @@ class ScriptedBackend:
         return self._max_model_len
 
     @property
-    def buffers_while_unread(self) -> bool:
-        """A paced script's tokens fall due whether or not they are read; an unpaced one makes
-        each output when asked (the instant backend)."""
-        return self.script.pace > 0
+    def merges_while_unread(self) -> bool:
+        """A paced script's tokens fall due whether or not they are read, and `pace_merged`
+        hands them over as one output, as vLLM's collector does; an unpaced one makes each
+        output when asked (the instant backend)."""
+        return self.script.pace > 0 and self.script.pace_merged
 
     @property
     def supports_grammar(self) -> bool:
@@ -165,7 +166,7 @@ class ScriptedBackend:
                         # vLLM's per-request output collector: what fell due meanwhile
                         # comes as one delta.
                         tokens = list(tokens)
-                        while plan and paced.due(emitted):
+                        while plan and paced.due(emitted) and emitted not in script.pauses:
                             later, finish = plan.popleft()
                             tokens += later
                             emitted += 1

@@ -124,7 +124,7 @@ class VllmBackend:
         return self._max_model_len
 
     @property
-    def buffers_while_unread(self) -> bool:
+    def merges_while_unread(self) -> bool:
         """vLLM's output collector merges a request's outputs until they are read."""
         return True
 

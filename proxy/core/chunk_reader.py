@@ -9,9 +9,9 @@ task or `wait_for` per chunk. The queue also tells what is ready without waiting
 merges like chunks a backend marks `more_ready`; the chunks of one choice queued together are
 handed over as one (one parse, one step for what would have been written together anyway).
 Only runs with a time floor pay for this (an operator's, a request's, or the loop's own
-backlog: proxy/core/loop_pressure.py); under the backlog's, only runs on an engine that makes
-its next output when asked (the instant benchmark backend): one that keeps its outputs until
-read (`EngineBackend.buffers_while_unread`) is simply read once per hold (proxy/core/run.py).
+backlog: proxy/core/loop_pressure.py); under the backlog's, not runs on an engine that hands
+over what it made while unread as one output (`EngineBackend.merges_while_unread`: vLLM's
+collector), which is simply read once per hold (proxy/core/run.py).
 
 A *patient* wait (the loop's backlog) sleeps until its deadline while chunks pile up, rather
 than waking the run for each: under that pressure a wake-up per token is the cost being cut. A

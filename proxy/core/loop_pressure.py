@@ -7,9 +7,9 @@ writes it, so the loop spends most of its time on socket writes (about 10 µs ea
 and falls further behind. The loop's lateness says so directly: the server's lag monitor
 (proxy/server/loop_lag.py) reports each wake-up's lateness here, and while the loop runs late,
 every stream holds its text for a few of those late iterations (`hold`: four times the
-lateness, 20 to 100 ms) and writes it once. An engine that keeps its outputs until read (vLLM's
-collector, a replica's socket) is read once per hold; one that makes each output when asked is
-read ahead meanwhile (proxy/core/chunk_reader.py).
+lateness, 20 to 100 ms) and writes it once. An engine that merges its outputs until read
+(vLLM's collector) is read once per hold; others (an engine that makes each output when asked,
+a replica's events) are read ahead meanwhile (proxy/core/chunk_reader.py).
 A reader then sees fewer, larger writes, further apart than the loop's own lateness (about 4x),
 and the server streams more tokens per CPU second, which is what brings the lateness down.
 

@@ -20,7 +20,7 @@ are merged into one step per choice, and operators' floors can hold steps longer
 (proxy/core/coalesce.py). A time floor reads the engine ahead in one task per run
 (`ChunkReader`), so that held text is written when the next output is late; while the serving
 loop itself lags, its backlog is such a floor (proxy/core/loop_pressure.py). An engine that
-keeps what it makes until read (vLLM's output collector, a replica's socket) is not read ahead
+merges what it makes until read into one output (vLLM's output collector) is not read ahead
 for the backlog: the run writes, sleeps out the hold and reads everything made meanwhile.
 """
 
@@ -275,17 +275,18 @@ class CompletionRun:
         """The engine's chunks; read ahead by a `ChunkReader` once a time floor applies (from
         the start for a configured one, from when the loop falls behind for the backlog's), and
         then None when the floor's deadline passes while steps are held (they are written then,
-        however late the engine). Under the backlog's floor an engine that `buffers_while_unread`
-        is not read ahead: the run sleeps out each hold after a write and then reads what the
-        engine made meanwhile, one wake-up per hold instead of one per output."""
+        however late the engine). Under the backlog's floor an engine that
+        `merges_while_unread` is not read ahead: the run sleeps out each hold after a write and
+        then reads what the engine made meanwhile, one wake-up per hold instead of one per
+        output."""
         source = self._engine_chunks()
         pressure = self._backlog()
         if self.interval.ms > 0:
             self._reader = ChunkReader(source)
-        buffers = getattr(self._backend, "buffers_while_unread", False)
+        merges = getattr(self._backend, "merges_while_unread", False)
         ready = False  # the last chunk said the next one is at hand
         while self._reader is None:
-            if pressure is not None and pressure.hold > 0 and buffers:
+            if pressure is not None and pressure.hold > 0 and merges:
                 if not ready and not all(r is not None for r in self._finish):
                     await self._sleep_out_hold(pressure.hold)
                     if pending:  # held (the hold grew meanwhile): write it before a read
@@ -318,7 +319,7 @@ class CompletionRun:
 
     async def _sleep_out_hold(self, hold: float) -> None:
         """Wait until `hold` after the last write: the engine keeps what it makes meanwhile
-        (`buffers_while_unread`: vLLM's collector merges it), so the next read takes it all
+        (`merges_while_unread`: vLLM's collector merges it), so the next read takes it all
         and the stream writes once per hold instead of waking per output. Not while the rest
         of a burst is at hand, nor once every choice has finished (only the end is left)."""
         wait = self._written_at + hold - time.monotonic()

@@ -1,8 +1,8 @@
-"""Reading an engine that buffers once per hold while the loop runs late (proxy/core/run.py).
+"""Reading an engine that merges once per hold while the loop runs late (proxy/core/run.py).
 
-An engine that keeps a stream's outputs until read (`buffers_while_unread`: vLLM's collector,
-a replica's socket, a paced script) is not read ahead under the loop's backlog: the run writes,
-sleeps out the hold and reads what was made meanwhile. These drive `CompletionRun` directly
+An engine that merges a stream's outputs until read into one (`merges_while_unread`: vLLM's
+collector, a paced script with `pace_merged`) is not read ahead under the loop's backlog: the
+run writes, sleeps out the hold and reads what was made meanwhile. These drive `CompletionRun` directly
 with the backlog's hold set by hand, so the timings are the run's own, not a loaded loop's.
 """
 
@@ -25,6 +25,14 @@ from tests.support.replay import answer_completion
 
 TOKENS = list(answer_completion(60))
 PACE = 0.002  # seconds per token: the stream takes about 0.12 s of engine time
+
+
+class _Merging(ScriptedBackend):
+    """A scripted engine the run reads once per hold whatever its script."""
+
+    @property
+    def merges_while_unread(self) -> bool:
+        return True
 
 
 def _plan(n: int) -> CompletionPlan:
@@ -86,9 +94,9 @@ def _text(steps: list[tuple[float, Step]], choice: int = 0) -> str:
     )
 
 
-def test_a_buffering_engine_is_read_once_per_hold_with_the_same_text() -> None:
+def test_a_merging_engine_is_read_once_per_hold_with_the_same_text() -> None:
     script = Script([TOKENS], pace=PACE, pace_merged=True)
-    assert ScriptedBackend(script).buffers_while_unread
+    assert ScriptedBackend(script).merges_while_unread
     plain, _ = _run(script, hold=0.0)
     held, _ = _run(script, hold=0.05)
     assert _text(held) == _text(plain) and _text(plain)
@@ -127,8 +135,9 @@ def test_text_held_when_the_hold_grows_is_written_before_an_engine_stall() -> No
     second is held to 0.8 s (0.2 s, the last write, plus 0.6 s) and written then."""
 
     async def go() -> tuple[float, list[tuple[float, Step]]]:
-        script = Script([TOKENS], pace=0.01, pauses={41: 1.0})  # due tokens come as a burst
-        backend = ScriptedBackend(script)
+        # Due tokens come as a burst of chunks (`more_ready`), the last before the stall not;
+        # the run reads it as it reads vLLM (`merges_while_unread`).
+        backend = _Merging(Script([TOKENS], pace=0.01, pauses={41: 1.0}))
         pressure = LoopPressure()
         pressure.hold = 0.2
         run = CompletionRun(

@@ -488,7 +488,7 @@ def test_while_the_loop_runs_late_streams_write_fewer_chunks_with_the_same_text(
     assert delta_chunks(_chat(server, **extra)) == delta_chunks(plain)
 
 
-def test_an_engine_that_buffers_is_read_once_per_hold_not_ahead(
+def test_an_engine_that_merges_is_read_once_per_hold_not_ahead(
     make_server, background_loop, monkeypatch
 ) -> None:
     """An engine that keeps its outputs until read (here a paced script whose due tokens come
@@ -506,9 +506,9 @@ def test_an_engine_that_buffers_is_read_once_per_hold_not_ahead(
     monkeypatch.setattr(proxy.core.run, "ChunkReader", Counted)
     script = Script(choices=[ANSWER], pace=0.002, pace_merged=True)
     server = _server_with(make_server, StreamInterval(), when_behind=True)
-    assert _backend(server).buffers_while_unread is False  # (its default script: not paced)
+    assert _backend(server).merges_while_unread is False  # (its default script: not paced)
     _backend(server).script = script
-    assert _backend(server).buffers_while_unread
+    assert _backend(server).merges_while_unread
     pressure = server.app.state.service.pressure
     reference = _server_with(make_server, StreamInterval())
     _backend(reference).script = Script(choices=[ANSWER])
@@ -555,13 +555,13 @@ def test_loop_pressure_needs_a_sustained_backlog() -> None:
     assert pressure.hold == 0  # and needs a sustained backlog again
 
 
-@pytest.mark.parametrize("engine", ["asked", "buffering"])
+@pytest.mark.parametrize("engine", ["asked", "merging"])
 def test_a_drain_after_the_loop_fell_behind_mid_stream_ends_the_stream_cleanly(
     make_server, background_loop, engine: str
 ) -> None:
     """The read-ahead starts mid-stream when the loop falls behind; the drain's end must still
     reach the engine wait (in the reader's task now) and end the stream with the error event,
-    a finish chunk and [DONE], not cancel the response. An engine that buffers is not read
+    a finish chunk and [DONE], not cancel the response. An engine that merges is not read
     ahead (the run sleeps out its holds): the drain reaches it at its next read."""
     server = _server_with(make_server, StreamInterval(), when_behind=True)
     pressure = server.app.state.service.pressure

@@ -50,9 +50,10 @@ T = TypeVar("T")
 # the executor's queue: py-spy put concurrent.futures at 19% of the instant-backend server's
 # samples with 30-token answers; with one small tool in every request, the hop doubled the
 # server's CPU per token at 64-token answers). Up to this size (texts, tool declarations and
-# schemas together) a request is planned on the event loop, at most about half a millisecond
-# for the other streams, unless its schema check or grammar is not cached yet: that can take
-# hundreds of milliseconds, whatever the number of tools, and goes to the plan executor.
+# schemas together, weighed as below) a request is planned on the event loop, under a
+# millisecond for the other streams, unless its schema check or grammar is not cached yet:
+# that can take hundreds of milliseconds, whatever the number of tools, and goes to the plan
+# executor.
 # A tool declaration's or schema's character costs about 8 of a message's to plan (a schema
 # is checked, walked for its canonical form and rendered as TypeScript; with all caches hit,
 # 1,400 characters of schemas planned in 0.4 ms, and a new description made it 0.8 ms), and a

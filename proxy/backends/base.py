@@ -110,7 +110,7 @@ class EngineBackend(Protocol):
         meanwhile as one output (vLLM's per-request output collector)? Then a run behind a
         busy loop reads it once per hold (proxy/core/run.py); otherwise (an engine that makes
         its next output only when asked, or a replica's events, separate even in a burst) it
-        reads ahead in a task of its own. Optional: absent means False."""
+        reads ahead in a task of its own."""
         ...
 
     def collect(self) -> Iterable[Metric]:

@@ -131,19 +131,23 @@ def plans_quickly(request: GenerationRequest) -> bool:
         return False  # each renders a header and registers a name: small texts, long prompt
     if len(request.tools) > INLINE_TOOLS:
         return False
-    size = 0
+    size = INLINE_PART_CHARS * len(request.parts)
+    schemas = [tool.parameters for tool in request.tools if tool.parameters]
+    if request.final_schema is not None:
+        schemas.append(request.final_schema)
+    for tool in request.tools:
+        size += INLINE_SCHEMA_WEIGHT * (
+            len(tool.name) + len(tool.description) + len(tool.namespace_description)
+        )
+        if tool.grammar is not None:
+            size += INLINE_SCHEMA_WEIGHT * len(tool.grammar[1])
     try:
-        for tool in request.tools:  # (measured in C; the gate has measured them already)
-            size += len(tool.name) + len(tool.description) + len(tool.namespace_description)
-            if tool.parameters:
-                size += len(orjson.dumps(tool.parameters))
-            if tool.grammar is not None:
-                size += len(tool.grammar[1])
-        if request.final_schema is not None:
-            size += len(orjson.dumps(request.final_schema))
+        for schema in schemas:  # (in C; stops at the first schema past the budget)
+            if size > INLINE_RENDER_CHARS:
+                return False
+            size += INLINE_SCHEMA_WEIGHT * len(orjson.dumps(schema))
     except (orjson.JSONEncodeError, TypeError):
         return False  # not JSON (the gate refuses it): let the executor's plan say why
-    size = size * INLINE_SCHEMA_WEIGHT + INLINE_PART_CHARS * len(request.parts)
     if size > INLINE_RENDER_CHARS:
         return False
     for text in request.texts():

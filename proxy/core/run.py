@@ -283,7 +283,7 @@ class CompletionRun:
         pressure = self._backlog()
         if self.interval.ms > 0:
             self._reader = ChunkReader(source)
-        merges = getattr(self._backend, "merges_while_unread", False)
+        merges = self._backend.merges_while_unread
         ready = False  # the last chunk said the next one is at hand
         while self._reader is None:
             if pressure is not None and pressure.hold > 0 and merges:

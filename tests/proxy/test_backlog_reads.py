@@ -35,8 +35,9 @@ class _Merging(ScriptedBackend):
         return True
 
 
-def _plan(n: int) -> CompletionPlan:
-    return CompletionPlan(
+def _new_run(backend: ScriptedBackend, pressure: LoopPressure, n: int = 1) -> CompletionRun:
+    """A run of `n` choices on `backend`, under the backlog `pressure` (its hold set by hand)."""
+    plan = CompletionPlan(
         completion_id="chatcmpl-test",
         engine_request_id="engine-test",
         model="m",
@@ -44,6 +45,14 @@ def _plan(n: int) -> CompletionPlan:
         sampling=SamplingConfig(max_tokens=4096, n=n),
         rules=OutputRules(tool_choice="none"),
         names=ToolNames(),
+    )
+    return CompletionRun(
+        plan,
+        backend,
+        load_encoding(),
+        ProxyMetrics(),
+        interval=StreamInterval(),
+        pressure=pressure,
     )
 
 
@@ -55,23 +64,7 @@ def _run(script: Script, hold: float, n: int = 1) -> tuple[list[tuple[float, Ste
         backend = ScriptedBackend(script)
         pressure = LoopPressure()
         pressure.hold = hold
-        plan = CompletionPlan(
-            completion_id="chatcmpl-test",
-            engine_request_id="engine-test",
-            model="m",
-            prompt_token_ids=[1, 2, 3],
-            sampling=SamplingConfig(max_tokens=4096, n=n),
-            rules=OutputRules(tool_choice="none"),
-            names=ToolNames(),
-        )
-        run = CompletionRun(
-            plan,
-            backend,
-            load_encoding(),
-            ProxyMetrics(),
-            interval=StreamInterval(),
-            pressure=pressure,
-        )
+        run = _new_run(backend, pressure, n)
         await run.start()
         steps = []
         try:
@@ -140,14 +133,7 @@ def test_text_held_when_the_hold_grows_is_written_before_an_engine_stall() -> No
         backend = _Merging(Script([TOKENS], pace=0.01, pauses={41: 1.0}))
         pressure = LoopPressure()
         pressure.hold = 0.2
-        run = CompletionRun(
-            _plan(1),
-            backend,
-            load_encoding(),
-            ProxyMetrics(),
-            interval=StreamInterval(),
-            pressure=pressure,
-        )
+        run = _new_run(backend, pressure)
         await run.start()
         started = time.monotonic()
 

@@ -108,7 +108,7 @@ class EngineBackend(Protocol):
     def merges_while_unread(self) -> bool:
         """Does a stream keep generating while nobody reads it, and hand over what it made
         meanwhile as one output (vLLM's per-request output collector)? Then a run behind a
-        busy loop reads it once per hold (proxy/core/run.py); otherwise (an engine that makes
+        busy loop reads it once per hold (proxy/core/pacing.py); otherwise (an engine that makes
         its next output only when asked, or a replica's events, separate even in a burst) it
         reads ahead in a task of its own."""
         ...

@@ -11,7 +11,7 @@ handed over as one (one parse, one step for what would have been written togethe
 Only runs with a time floor pay for this (an operator's, a request's, or the loop's own
 backlog: proxy/core/loop_pressure.py); under the backlog's, not runs on an engine that hands
 over what it made while unread as one output (`EngineBackend.merges_while_unread`: vLLM's
-collector), which is simply read once per hold (proxy/core/run.py).
+collector), which is simply read once per hold (proxy/core/pacing.py).
 
 A *patient* wait (the loop's backlog) sleeps until its deadline while chunks pile up, rather
 than waking the run for each: under that pressure a wake-up per token is the cost being cut. A

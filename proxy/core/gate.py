@@ -80,7 +80,16 @@ def count_limit(count: int, limit: int | None, what: str, param: str) -> None:
         )
 
 
-def check_request(request: GenerationRequest, limits: Limits) -> None:
+@dataclass(frozen=True, slots=True)
+class Measured:
+    """What the gate measured of an admitted request, for the planner to weigh without
+    measuring it again (planning.plans_quickly)."""
+
+    # Characters of the tool declarations: names, descriptions, schemas as JSON.
+    tool_bytes: int = 0
+
+
+def check_request(request: GenerationRequest, limits: Limits) -> Measured:
     """400 for the first limit `request` exceeds; nothing else is done to it here."""
     names = request.names
     if len(request.model) > limits.max_model_length:
@@ -113,9 +122,10 @@ def check_request(request: GenerationRequest, limits: Limits) -> None:
     if request.sampling.n > limits.max_n:
         raise _refuse(f"`n` is {request.sampling.n}; the limit is {limits.max_n}.", "n")
     _check_stop(request, limits)
-    _check_tools(request, limits)
+    tool_bytes = _check_tools(request, limits)
     if request.final_schema is not None:
         _check_depth(request.final_schema, names.output_format, limits.max_schema_depth)
+    return Measured(tool_bytes=tool_bytes)
 
 
 def check_metadata(metadata: dict[str, Any] | None, limits: Limits) -> None:
@@ -165,7 +175,8 @@ def _check_stop(request: GenerationRequest, limits: Limits) -> None:
             )
 
 
-def _check_tools(request: GenerationRequest, limits: Limits) -> None:
+def _check_tools(request: GenerationRequest, limits: Limits) -> int:
+    """400 for too many, too large or too deep tools; else their declarations' size."""
     tools = request.tools
     if limits.max_tools is not None and len(tools) > limits.max_tools:
         raise _refuse(
@@ -205,6 +216,7 @@ def _check_tools(request: GenerationRequest, limits: Limits) -> None:
                     f"{limits.max_grammar_bytes} bytes together.",
                     f"{tool.param}.format",
                 )
+    return size
 
 
 def _check_depth(value: Any, param: str, limit: int | None) -> None:

@@ -124,32 +124,30 @@ def plan_request(
     )
 
 
-def plans_quickly(request: GenerationRequest) -> bool:
+def plans_quickly(request: GenerationRequest, measured: gate.Measured) -> bool:
     """Is this request small enough to plan on the event loop (when its schema checks and
-    grammar are cached: `plan_on_loop`)?"""
+    grammar are cached: `plan_on_loop`)? `measured`: the gate's measure of it (its tools'
+    sizes are not taken again)."""
     if request.past_calls() > INLINE_PAST_CALLS:
         return False  # each renders a header and registers a name: small texts, long prompt
     if len(request.tools) > INLINE_TOOLS:
         return False
     size = INLINE_PART_CHARS * len(request.parts)
-    schemas = [tool.parameters for tool in request.tools if tool.parameters]
-    if request.final_schema is not None:
-        schemas.append(request.final_schema)
+    tool_chars = measured.tool_bytes
     for tool in request.tools:
-        size += INLINE_SCHEMA_WEIGHT * (
-            len(tool.name) + len(tool.description) + len(tool.namespace_description)
-        )
+        tool_chars += len(tool.namespace_description)
         if tool.grammar is not None:
-            size += INLINE_SCHEMA_WEIGHT * len(tool.grammar[1])
-    try:
-        for schema in schemas:  # (in C; stops at the first schema past the budget)
-            if size > INLINE_RENDER_CHARS:
-                return False
-            size += INLINE_SCHEMA_WEIGHT * len(orjson.dumps(schema))
-    except (orjson.JSONEncodeError, TypeError):
-        return False  # not JSON (the gate refuses it): let the executor's plan say why
+            tool_chars += len(tool.grammar[1])
+    size += INLINE_SCHEMA_WEIGHT * tool_chars
     if size > INLINE_RENDER_CHARS:
         return False
+    if request.final_schema is not None:  # (in C; the gate walked only its depth)
+        try:
+            size += INLINE_SCHEMA_WEIGHT * len(orjson.dumps(request.final_schema))
+        except (orjson.JSONEncodeError, TypeError):
+            return False  # not JSON: let the executor's plan say why
+        if size > INLINE_RENDER_CHARS:
+            return False
     for text in request.texts():
         size += len(text)
         if size > INLINE_RENDER_CHARS:

@@ -16,12 +16,8 @@ Closing the run before the engine finished (client gone, all choices stopped by 
 aborts the request in the engine.
 
 A step is yielded as soon as nothing more is ready; outputs that are already at hand together
-are merged into one step per choice, and operators' floors can hold steps longer
-(proxy/core/coalesce.py). A time floor reads the engine ahead in one task per run
-(`ChunkReader`), so that held text is written when the next output is late; while the serving
-loop itself lags, its backlog is such a floor (proxy/core/loop_pressure.py). An engine that
-merges what it makes until read into one output (vLLM's output collector) is not read ahead
-for the backlog: the run writes, sleeps out the hold and reads everything made meanwhile.
+are merged into one step per choice, and operators' floors or the loop's backlog can hold steps
+longer: `WritePacing` (proxy/core/pacing.py) decides when, and how the engine is read meanwhile.
 """
 
 from __future__ import annotations
@@ -43,14 +39,14 @@ from proxy.backends.base import (
     SamplingConfig,
 )
 from proxy.core.assembler import DeltaAssembler
-from proxy.core.chunk_reader import ChunkReader
-from proxy.core.coalesce import PendingSteps, StreamInterval, urgent
+from proxy.core.coalesce import PendingSteps, StreamInterval
 from proxy.core.errors import EngineFailure, EngineLoading, InvalidRequest, ProxyError
 from proxy.core.events import Step, Usage
 from proxy.core.interrupt import Interrupted, until_interrupted
 from proxy.core.logprobs import TokenLogprob, token_logprob
 from proxy.core.loop_pressure import LoopPressure
 from proxy.core.output_rules import OutputRules
+from proxy.core.pacing import WritePacing
 from proxy.core.tool_names import ToolNames
 
 if TYPE_CHECKING:
@@ -136,8 +132,7 @@ class CompletionRun:
         self._encoding = encoding
         self._logprobs: list[list[TokenLogprob]] = [[] for _ in range(plan.sampling.n)]
         self._closed = False
-        self._reader: ChunkReader | None = None
-        self._written_at = 0.0  # when steps were last released (the time floor's clock)
+        self._pacing: WritePacing | None = None  # set by steps()
         self.engine_finished = False
 
     @property
@@ -177,8 +172,8 @@ class CompletionRun:
             return
         self._closed = True
         self._gaps.flush()  # first: the awaits below can be cancelled
-        if self._reader is not None:
-            await self._reader.close()
+        if self._pacing is not None:
+            await self._pacing.close()
         if self._engine is not None:
             aclose = getattr(self._engine, "aclose", None)
             if aclose is not None:
@@ -194,27 +189,30 @@ class CompletionRun:
         """What the engine produced, one `Step` per choice it touched per write (outputs ready
         together merged); `usage` is set at the end."""
         pending = PendingSteps(self.plan.sampling.n)
+        pacing = self._pacing = WritePacing(
+            self.interval, self._pressure, merges_while_unread=self._backend.merges_while_unread
+        )
         try:
             floored = self.interval.floored
-            async for gen in self._chunks(pending):
+            async for gen in pacing.chunks(self._engine_chunks, pending, self._all_finished):
                 if gen is None:  # the time floor's deadline passed with nothing new
                     steps = pending.release()
                 else:
                     steps = self._consume(gen)
                     # (The common case, nothing held, nothing more ready and the loop keeping
                     # up, skips all this.)
-                    if floored or gen.more_ready or pending or self._reader is not None:
-                        if self._hold(gen, steps, pending):
+                    if floored or gen.more_ready or pending or pacing.reader is not None:
+                        if pacing.hold(gen, steps, pending):
                             pending.hold(steps, len(gen.token_ids), gen.index)
                             continue
                         steps = pending.release(steps)
                 for step in steps:
                     yield step
                 if steps:
-                    self._written_at = time.monotonic()
+                    pacing.wrote()
                 # Every choice finished; if one ended early (stop string, tokens past a stop
                 # token), stop reading so that close() aborts what the engine still generates.
-                if all(r is not None for r in self._finish) and not all(self._engine_done):
+                if self._all_finished() and not all(self._engine_done):
                     break
         except Exception as exc:  # noqa: BLE001 - after the first byte, errors are events
             for step in pending.release():  # what was parsed before the failure goes first
@@ -241,90 +239,8 @@ class CompletionRun:
                 yield self._finish_choice(index, "stop")
         self.usage = self._usage()
 
-    def _hold(self, gen: GenerationChunk, steps: list[Step], pending: PendingSteps) -> bool:
-        """Whether `steps` wait for what follows rather than being written now."""
-        if urgent(steps):
-            return False
-        interval = self.interval
-        if interval.merge and (
-            gen.more_ready or (self._reader is not None and self._reader.ready())
-        ):
-            return True  # adaptive: the next output is at hand, write both at once
-        if not pending.written[gen.index]:
-            return False  # a choice's first output is never held (time to first token)
-        if interval.tokens > 1 and pending.tokens[gen.index] + len(gen.token_ids) < interval.tokens:
-            return True
-        floor = self._time_floor()
-        return floor > 0 and time.monotonic() < self._written_at + floor
-
-    def _time_floor(self) -> float:
-        """Seconds between the stream's writes now: the operator's or request's floor, or the
-        loop's backlog (proxy/core/loop_pressure.py) when that is longer."""
-        floor = self.interval.ms / 1000
-        pressure = self._backlog()
-        if pressure is not None and pressure.hold > floor:
-            return pressure.hold
-        return floor
-
-    def _backlog(self) -> LoopPressure | None:
-        """The loop's backlog, unless turned off (`--no-merge-when-behind`, or all merging)."""
-        interval = self.interval
-        return self._pressure if interval.merge and interval.when_behind else None
-
-    async def _chunks(self, pending: PendingSteps) -> AsyncIterator[GenerationChunk | None]:
-        """The engine's chunks; read ahead by a `ChunkReader` once a time floor applies (from
-        the start for a configured one, from when the loop falls behind for the backlog's), and
-        then None when the floor's deadline passes while steps are held (they are written then,
-        however late the engine). Under the backlog's floor an engine that
-        `merges_while_unread` is not read ahead: the run sleeps out each hold after a write and
-        then reads what the engine made meanwhile, one wake-up per hold instead of one per
-        output."""
-        source = self._engine_chunks()
-        pressure = self._backlog()
-        if self.interval.ms > 0:
-            self._reader = ChunkReader(source)
-        merges = self._backend.merges_while_unread
-        ready = False  # the last chunk said the next one is at hand
-        while self._reader is None:
-            if pressure is not None and pressure.hold > 0 and merges:
-                if not ready and not all(r is not None for r in self._finish):
-                    await self._sleep_out_hold(pressure.hold)
-                    if pending:  # held (the hold grew meanwhile): write it before a read
-                        yield None  # that can wait for the engine's next step
-                        continue
-            elif pressure is not None and pressure.hold > 0:
-                # The reader's task must drive the engine from its first pull: the drain's
-                # interrupt cancels the task that awaits the engine (proxy/core/interrupt.py),
-                # and this one's is the response's. (`source` is paused at a yield: closing it
-                # leaves the engine stream itself open.)
-                await source.aclose()
-                self._reader = ChunkReader(self._engine_chunks())
-                break
-            try:
-                gen = await anext(source)
-            except StopAsyncIteration:
-                return
-            ready = gen.more_ready
-            yield gen
-        reader = self._reader
-        configured = self.interval.ms / 1000
-        while True:
-            floor = self._time_floor()
-            deadline = self._written_at + floor if pending else None
-            # Under the backlog's floor, sleep to the deadline rather than wake per chunk.
-            gen = await reader.next(deadline, patient=floor > configured)
-            if gen is ChunkReader.END:
-                return
-            yield gen
-
-    async def _sleep_out_hold(self, hold: float) -> None:
-        """Wait until `hold` after the last write: the engine keeps what it makes meanwhile
-        (`merges_while_unread`: vLLM's collector merges it), so the next read takes it all
-        and the stream writes once per hold instead of waking per output. Not while the rest
-        of a burst is at hand, nor once every choice has finished (only the end is left)."""
-        wait = self._written_at + hold - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+    def _all_finished(self) -> bool:
+        return all(r is not None for r in self._finish)
 
     async def _engine_chunks(self) -> AsyncIterator[GenerationChunk]:
         """The engine's chunks from where the run is (the first, read by `start()`, once)."""

@@ -177,6 +177,8 @@ class Generation:
         self._disconnected = disconnected
         self._holds_slot = False
         self._slot_deferred = False  # an abandoned plan thread gives the slot back
+        # The gate's measure of the request being planned (None: not gated: plan off the loop).
+        self._measured: gate.Measured | None = None
         self._closed = False
         self._streamed = False
         # An outcome the surface decided itself (a refusal it answered as a 200 stream).
@@ -196,7 +198,7 @@ class Generation:
         """Gate, admission, plan and the engine's first output; raises the refusal if any."""
         service = self.service
         self.request = request
-        gate.check_request(request, service.settings.limits)
+        self._measured = gate.check_request(request, service.settings.limits)
         if request.model not in service.model_names():
             raise ModelNotFound(request.model)
         service.lifecycle.refuse_if_draining()
@@ -221,7 +223,7 @@ class Generation:
         if self.run is not None:
             await self.run.close()
         self.request = request
-        gate.check_request(request, service.settings.limits)
+        self._measured = gate.check_request(request, service.settings.limits)
         # (A drain lets in-flight responses finish, their later rounds too, until it expires.)
         if not service.backend.ready:
             raise EngineLoading(service.unavailable_reason())
@@ -279,7 +281,7 @@ class Generation:
         request = dataclasses.replace(request, cache_salt=salt)
         abandoned = threading.Event()
         plan = None
-        if plans_quickly(request):
+        if self._measured is not None and plans_quickly(request, self._measured):
             plan = plan_on_loop(lambda: service.plan(request, abandoned))
         if plan is None:
             work = service.executor.submit(lambda: service.plan(request, abandoned))

@@ -1,9 +1,10 @@
-"""Reading an engine that merges once per hold while the loop runs late (proxy/core/run.py).
+"""Reading an engine that merges once per hold while the loop runs late (proxy/core/pacing.py).
 
 An engine that merges a stream's outputs until read into one (`merges_while_unread`: vLLM's
 collector, a paced script with `pace_merged`) is not read ahead under the loop's backlog: the
-run writes, sleeps out the hold and reads what was made meanwhile. These drive `CompletionRun` directly
-with the backlog's hold set by hand, so the timings are the run's own, not a loaded loop's.
+run writes, sleeps out the hold and reads what was made meanwhile. These drive `CompletionRun`
+directly with the backlog's hold set by hand, so the timings are the run's own, not a loaded
+loop's.
 """
 
 from __future__ import annotations

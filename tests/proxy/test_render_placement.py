@@ -16,6 +16,7 @@ import uuid
 import httpx
 
 from proxy.backends.scripted import Script
+from proxy.core.gate import Limits, check_request
 from proxy.core.planning import (
     INLINE_PART_CHARS,
     INLINE_RENDER_CHARS,
@@ -23,6 +24,7 @@ from proxy.core.planning import (
     INLINE_TOOLS,
     plans_quickly,
 )
+from proxy.core.request import GenerationRequest
 from tests.proxy.helpers import body, fold_content, neutral, stream_chunks, toks
 
 ANSWER = toks("<|channel|>final<|message|>Done.<|return|>")
@@ -37,25 +39,30 @@ def _request(content: str, tools: int = 0, **extra: object) -> object:
     return neutral(body("m", content, **extra))
 
 
+def _quick(request: GenerationRequest) -> bool:
+    """`plans_quickly` with the gate's measure, as the service calls it."""
+    return plans_quickly(request, check_request(request, Limits()))
+
+
 def test_a_short_request_plans_on_the_loop_and_a_long_one_does_not():
-    assert plans_quickly(_request("Hi"))
+    assert _quick(_request("Hi"))
     # A message costs its header's worth of characters besides its text.
-    assert plans_quickly(_request("x" * (INLINE_RENDER_CHARS - INLINE_PART_CHARS)))
-    assert not plans_quickly(_request("x" * (INLINE_RENDER_CHARS - INLINE_PART_CHARS + 1)))
+    assert _quick(_request("x" * (INLINE_RENDER_CHARS - INLINE_PART_CHARS)))
+    assert not _quick(_request("x" * (INLINE_RENDER_CHARS - INLINE_PART_CHARS + 1)))
     # Many tiny messages are a long render too (2,047 one-character ones took 14-30 ms).
     tiny = [{"role": "user", "content": "x"}] * (INLINE_RENDER_CHARS // INLINE_PART_CHARS)
-    assert not plans_quickly(neutral({"model": "m", "messages": tiny}))
-    assert plans_quickly(neutral({"model": "m", "messages": tiny[:100]}))
+    assert not _quick(neutral({"model": "m", "messages": tiny}))
+    assert _quick(neutral({"model": "m", "messages": tiny[:100]}))
     # Small tool sets and answer schemas are small enough (whether their schema checks and
     # grammar are cached is `plan_on_loop`'s to find out); their bytes count with the texts.
-    assert plans_quickly(_request("Hi", tools=1))
-    assert plans_quickly(_request("Hi", response_format={"type": "json_object"}))
-    assert not plans_quickly(_request("Hi", tools=INLINE_TOOLS + 1))
+    assert _quick(_request("Hi", tools=1))
+    assert _quick(_request("Hi", response_format={"type": "json_object"}))
+    assert not _quick(_request("Hi", tools=INLINE_TOOLS + 1))
     # A schema's characters weigh INLINE_SCHEMA_WEIGHT of a message's: a schema of a few
     # thousand characters is planned in the executor.
     schema_room = INLINE_RENDER_CHARS // INLINE_SCHEMA_WEIGHT
     big_schema = {"type": "object", "description": "d" * schema_room}
-    assert not plans_quickly(
+    assert not _quick(
         neutral(
             body(
                 "m",
@@ -84,7 +91,7 @@ def test_a_short_request_plans_on_the_loop_and_a_long_one_does_not():
             ],
         }
     )
-    assert not plans_quickly(many)
+    assert not _quick(many)
 
 
 def test_both_placements_send_the_engine_the_same_prompt(scripted_server, monkeypatch):
@@ -207,3 +214,38 @@ def test_a_known_schema_under_a_new_name_misses_the_grammar_before_rendering(
     del planned_on[:], rendered_on[:]
     assert _ask(scripted_server, renamed) == (prompt, grammar)
     assert planned_on == rendered_on == [loop]
+
+
+def test_tool_schemas_are_weighed_by_the_gates_measure_not_dumped_again(monkeypatch):
+    """The gate has dumped every tool schema once to measure it (in C, but a megabyte is still
+    a millisecond): the placement weighs its measure and dumps only the answer's schema."""
+    import proxy.core.planning
+
+    dumped: list[object] = []
+
+    class Counting:
+        JSONEncodeError = proxy.core.planning.orjson.JSONEncodeError
+
+        @staticmethod
+        def dumps(value: object) -> bytes:
+            dumped.append(value)
+            return proxy.core.gate.orjson.dumps(value)
+
+    import proxy.core.gate
+
+    monkeypatch.setattr(proxy.core.planning, "orjson", Counting)
+    request = _request("Hi", tools=3)
+    measured = check_request(request, Limits())
+    assert measured.tool_bytes > 0
+    assert plans_quickly(request, measured) and dumped == []
+    # The measure decides: the same request weighed as if its tools were large is not quick.
+    big = INLINE_RENDER_CHARS // INLINE_SCHEMA_WEIGHT + 1
+    assert not plans_quickly(request, type(measured)(tool_bytes=big)) and dumped == []
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    with_answer = _request("Hi", response_format=_json_schema(schema))
+    assert plans_quickly(with_answer, check_request(with_answer, Limits()))
+    assert dumped == [schema]
+
+
+def _json_schema(schema: dict) -> dict:
+    return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}

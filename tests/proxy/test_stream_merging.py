@@ -494,16 +494,16 @@ def test_an_engine_that_merges_is_read_once_per_hold_not_ahead(
     """An engine that keeps its outputs until read (here a paced script whose due tokens come
     as one output, as vLLM's collector merges them) is not read ahead while the loop runs late:
     no read-ahead task, and one read per hold, with the same text and the finish."""
-    import proxy.core.run
+    import proxy.core.pacing
 
     readers: list[object] = []
 
-    class Counted(proxy.core.run.ChunkReader):
+    class Counted(proxy.core.pacing.ChunkReader):
         def __init__(self, *args: Any) -> None:
             readers.append(args)
             super().__init__(*args)
 
-    monkeypatch.setattr(proxy.core.run, "ChunkReader", Counted)
+    monkeypatch.setattr(proxy.core.pacing, "ChunkReader", Counted)
     script = Script(choices=[ANSWER], pace=0.002, pace_merged=True)
     server = _server_with(make_server, StreamInterval(), when_behind=True)
     assert _backend(server).merges_while_unread is False  # (its default script: not paced)

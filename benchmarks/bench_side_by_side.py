@@ -30,6 +30,8 @@ measured in the same run.
     python benchmarks/bench_side_by_side.py --dtype-compare --clients 1,8   # bf16 vs float32
     python benchmarks/bench_side_by_side.py --systems proxy,vllm,http-floor,driver --clients 32
     python benchmarks/bench_side_by_side.py --systems proxy,vllm,vllm-si10 --clients 32
+    python benchmarks/bench_side_by_side.py --systems proxy,proxy-base,vllm --clients 32 \
+        --compare-root ../wt-base                                    # A/B against an old commit
 
 `--dtype-compare` runs only the driver, once per `--dtypes` entry, alternating `--rounds` times:
 the demo engine's own speed by dtype (AVX-512/AMX hosts have a bf16 fast path, AVX2-only hosts
@@ -127,15 +129,19 @@ def _wait_http(url: str, path: str, process: subprocess.Popen[bytes], log: Path)
         raise RuntimeError(f"{process.args[:4]}: {exc}; see {log}") from None
 
 
-def _popen(args: list[str], log: Path, **kwargs: object) -> subprocess.Popen[bytes]:
-    """A system's process, in a process group of its own (see `_stop`)."""
+def _popen(
+    args: list[str], log: Path, root: Path = ROOT, **kwargs: object
+) -> subprocess.Popen[bytes]:
+    """A system's process, in a process group of its own (see `_stop`), run from `root`."""
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
+    if root != ROOT:  # (`python -m proxy` imports the package from the working directory)
+        env["PYTHONPATH"] = str(root)
     with open(log, "ab") as out:
         return subprocess.Popen(
             args,
             stdout=out,
             stderr=subprocess.STDOUT,
-            cwd=ROOT,
+            cwd=root,
             env=env,
             start_new_session=True,
             **kwargs,
@@ -253,14 +259,18 @@ class DriverSystem(System):
 
 
 @contextmanager
-def proxy_system(args: argparse.Namespace, logs: Path) -> Iterator[System]:
+def proxy_system(
+    args: argparse.Namespace, logs: Path, root: Path = ROOT, name: str = "harmony-proxy"
+) -> Iterator[System]:
+    """`harmony-proxy serve` from the checkout at `root` (`--compare-root`: an older commit,
+    A/B on the same engine settings in the same run)."""
     port = free_port()
-    log = logs / "proxy.log"
+    log = logs / f"{name}.log"
     command = [sys.executable, "-m", "proxy", "serve", "--port", str(port), "--date", DATE]
-    process = _popen([*command, *_engine_flags(args), "--log-level", "warning"], log)
+    process = _popen([*command, *_engine_flags(args), "--log-level", "warning"], log, root=root)
     try:
         _wait_http(f"http://127.0.0.1:{port}", "/ready", process, log)
-        yield HttpSystem("harmony-proxy", f"http://127.0.0.1:{port}", process.pid)
+        yield HttpSystem(name, f"http://127.0.0.1:{port}", process.pid)
     finally:
         _stop(process)
 
@@ -403,7 +413,13 @@ def main() -> None:
     parser.add_argument(
         "--systems",
         default="proxy,vllm,driver",
-        help="any of proxy, vllm, vllm-si10 (`vllm serve --stream-interval 10`), http-floor, driver",
+        help="any of proxy, proxy-base (the proxy from --compare-root), vllm, vllm-si10 "
+        "(`vllm serve --stream-interval 10`), http-floor, driver",
+    )
+    parser.add_argument(
+        "--compare-root",
+        type=Path,
+        help="another checkout (a worktree of an older commit): its proxy is `proxy-base`",
     )
     parser.add_argument("--rounds", type=int, default=1, help="interleaved repetitions")
     parser.add_argument(
@@ -441,6 +457,9 @@ def main() -> None:
             wanted = args.systems.split(",")
             starters = {
                 "proxy": lambda: proxy_system(args, logs),
+                "proxy-base": lambda: proxy_system(
+                    args, logs, root=args.compare_root.resolve(), name="proxy (base)"
+                ),
                 "vllm": lambda: vllm_system(args, logs),
                 "vllm-si10": lambda: vllm_system(args, logs, stream_interval=10),
                 "driver": lambda: driver_system(args, logs, args.dtype),

@@ -109,20 +109,28 @@ class ChatChunks:
         ]
 
     async def events(self) -> AsyncGenerator[bytes, None]:
-        for index in range(self._run.plan.sampling.n):
-            yield self._chunk(index, {"role": "assistant", "content": ""}, None, None)
+        """The chunks, those the run yields at once (`Step.more`) joined into one write: the
+        role chunks go with the first step's, the last text with its finish, usage and
+        `[DONE]`."""
+        out = [
+            self._chunk(index, {"role": "assistant", "content": ""}, None, None)
+            for index in range(self._run.plan.sampling.n)
+        ]
         async for item in self._run.steps():
             if isinstance(item, StreamError):
-                yield b"data: " + orjson.dumps(item.error.body()) + b"\n\n"
+                out.append(b"data: " + orjson.dumps(item.error.body()) + b"\n\n")
                 continue
             delta = self._choices[item.choice].delta(item.events)
             if delta is not None or item.finish is not None or item.logprobs:
-                yield self._chunk(item.choice, delta or {}, item.logprobs, item.finish)
+                out.append(self._chunk(item.choice, delta or {}, item.logprobs, item.finish))
+            if out and not item.more:
+                yield b"".join(out)
+                out = []
         if self._include_usage and self._run.usage is not None:
-            yield (
-                self._usage_head + orjson.dumps(usage_out(self._run.usage).model_dump()) + b"}\n\n"
-            )
-        yield DONE
+            usage = orjson.dumps(usage_out(self._run.usage).model_dump())
+            out.append(self._usage_head + usage + b"}\n\n")
+        out.append(DONE)
+        yield b"".join(out)
 
     def _chunk(
         self,

@@ -66,12 +66,17 @@ class Step:
 
     `logprobs` are the answer tokens' log-probabilities gathered since the last step that carried
     some (only when requested); `finish` is the OpenAI finish_reason once the choice is over.
+    `more`: the run yields its next step (or ends) right after this one, without waiting for
+    the engine, so a writer may send both in one socket write (a write costs the server more
+    than the bytes in it: the role chunk goes out with the first token, the last text with the
+    finish, usage and `[DONE]`).
     """
 
     choice: int
     events: list[Event] = field(default_factory=list)
     finish: str | None = None
     logprobs: list | None = None
+    more: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -187,7 +187,8 @@ class CompletionRun:
 
     async def steps(self) -> AsyncIterator[Step | StreamError]:
         """What the engine produced, one `Step` per choice it touched per write (outputs ready
-        together merged); `usage` is set at the end."""
+        together merged); `usage` is set at the end. A step marked `more` is followed at once,
+        with no wait on the engine, by the next step or the end (a `StreamError` always is)."""
         pending = PendingSteps(self.plan.sampling.n)
         pacing = self._pacing = WritePacing(
             self.interval, self._pressure, merges_while_unread=self._backend.merges_while_unread
@@ -206,7 +207,11 @@ class CompletionRun:
                             pending.hold(steps, len(gen.token_ids), gen.index)
                             continue
                         steps = pending.release(steps)
-                for step in steps:
+                # Steps yielded at once may be written at once (`Step.more`); once every
+                # choice has finished, only the engine's end is left to read.
+                last = len(steps) - 1 if not self._all_finished() else len(steps)
+                for k, step in enumerate(steps):
+                    step.more = k < last
                     yield step
                 if steps:
                     pacing.wrote()
@@ -215,7 +220,9 @@ class CompletionRun:
                 if self._all_finished() and not all(self._engine_done):
                     break
         except Exception as exc:  # noqa: BLE001 - after the first byte, errors are events
+            # (From here on nothing waits for the engine: every step is `more` until the end.)
             for step in pending.release():  # what was parsed before the failure goes first
+                step.more = True
                 yield step
             if isinstance(exc, Interrupted):
                 error = exc.error
@@ -231,12 +238,15 @@ class CompletionRun:
             for index, reason in enumerate(self._finish):
                 if reason is None:
                     self._finish[index] = "stop"
-                    yield Step(index, [], "stop", self._take_logprobs(index))
+                    yield Step(index, [], "stop", self._take_logprobs(index), more=True)
         for step in pending.release():
+            step.more = True
             yield step
         for index, reason in enumerate(self._finish):
             if reason is None:  # the engine stream ended without finishing this choice
-                yield self._finish_choice(index, "stop")
+                step = self._finish_choice(index, "stop")
+                step.more = True
+                yield step
         self.usage = self._usage()
 
     def _all_finished(self) -> bool:

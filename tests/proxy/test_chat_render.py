@@ -60,8 +60,10 @@ def rendered(run: FakeRun, include_usage: bool) -> list[str]:
             ).events()
         ]
 
-    out = asyncio.run(collect())
-    assert all(e.startswith(b"data: ") and e.endswith(b"\n\n") for e in out)
+    writes = asyncio.run(collect())  # (steps yielded at once share a write: `Step.more`)
+    assert all(w.startswith(b"data: ") and w.endswith(b"\n\n") for w in writes)
+    out = [e + b"\n\n" for w in writes for e in w.split(b"\n\n") if e]
+    assert all(e.startswith(b"data: ") for e in out)
     return [e[6:-2].decode() for e in out]
 
 

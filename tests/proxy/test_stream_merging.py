@@ -413,8 +413,9 @@ class _LoopHog:
     """Holds the server's event loop 8 ms at a time, yielding between: a sustained backlog
     that the server's lag monitor measures, as hundreds of streams would make it."""
 
-    def __init__(self) -> None:
+    def __init__(self, block: float = 0.008) -> None:
         self.running = True
+        self.block = block  # seconds held at a time
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -422,7 +423,7 @@ class _LoopHog:
 
     async def _hog(self) -> None:
         while self.running:
-            time.sleep(0.008)
+            time.sleep(self.block)
             await asyncio.sleep(0)
 
     async def stop(self) -> None:
@@ -444,11 +445,14 @@ def _wait_until(
 
 @contextlib.contextmanager
 def _loop_behind(
-    background_loop, pressure: LoopPressure, step: Callable[[], object] = lambda: time.sleep(0.05)
+    background_loop,
+    pressure: LoopPressure,
+    step: Callable[[], object] = lambda: time.sleep(0.05),
+    block: float = 0.008,
 ) -> Iterator[None]:
-    """The server's loop hogged (`_LoopHog`) from when its lag monitor reports the backlog
-    until the block ends; `step` runs while waiting for the report."""
-    hog = _LoopHog()
+    """The server's loop hogged (`_LoopHog`, `block` seconds at a time) from when its lag
+    monitor reports the backlog until the block ends; `step` runs while waiting for the report."""
+    hog = _LoopHog(block)
     background_loop.run(hog.start())
     try:
         _wait_until(lambda: pressure.hold > 0, "the lag monitor never saw the backlog", step)
@@ -526,6 +530,54 @@ def test_an_engine_that_merges_is_read_once_per_hold_not_ahead(
     with _loop_behind(background_loop, pressure):
         assert joined_stream(_chat(server), 1) == joined_stream(plain, 1)
     assert len(readers) == 1
+
+
+@pytest.mark.engine
+def test_the_vllm_engine_is_read_once_per_hold_while_the_loop_runs_late(
+    make_server, background_loop, vllm_backend, monkeypatch
+) -> None:
+    """The real engine (its output collector merges what a request made until read) under a
+    loop held 25 ms at a time: no read-ahead task, fewer chunks than with the loop idle, and
+    the same greedy text and finish."""
+    import proxy.core.pacing
+
+    readers: list[object] = []
+
+    class Counted(proxy.core.pacing.ChunkReader):
+        def __init__(self, *args: Any) -> None:
+            readers.append(args)
+            super().__init__(*args)
+
+    monkeypatch.setattr(proxy.core.pacing, "ChunkReader", Counted)
+    assert vllm_backend.merges_while_unread
+    config = ProxyConfig(
+        served_model_names=(vllm_backend.model_name,),
+        conversation_date=TEST_DATE,
+        stream_interval=StreamInterval(when_behind=True),
+    )
+    server = make_server(config, vllm_backend)
+    pressure = server.app.state.service.pressure
+    payload = {
+        "model": vllm_backend.model_name,
+        "messages": [{"role": "user", "content": "Write a short poem about the sea."}],
+        "stream_options": {"include_usage": True},
+        "max_tokens": 96,
+        "temperature": 0,
+    }
+
+    def chat() -> list[dict[str, Any]]:
+        with httpx.Client(timeout=300) as client:
+            return stream_chunks(client, f"{server.base_url}/chat/completions", payload)
+
+    _wait_until(lambda: pressure.hold == 0, "the loop was behind before the test")
+    plain = chat()
+    with _loop_behind(background_loop, pressure, block=0.025):
+        behind = chat()
+    assert readers == []
+    assert joined_stream(behind, 1) == joined_stream(plain, 1)
+    assert behind[-1]["usage"] == plain[-1]["usage"]
+    # (A hold of about 100 ms takes several of the CPU engine's tokens at a time.)
+    assert delta_chunks(behind) <= delta_chunks(plain) * 3 // 4
 
 
 def test_the_backlog_floor_can_be_turned_off(make_server, background_loop) -> None:

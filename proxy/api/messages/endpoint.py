@@ -124,22 +124,24 @@ class _Turn:
         self.error: ProxyError | None = None
 
     async def events(self) -> AsyncGenerator[bytes, None]:
-        """The message's SSE events, those of one engine step written at once."""
+        """The message's SSE events, those of steps the run yields at once (`Step.more`) in
+        one write: the opening events with the first step's, the last text with the end."""
         run = self.run
-        yield b"".join(self.builder.begin(len(run.plan.prompt_token_ids)))
+        out = self.builder.begin(len(run.plan.prompt_token_ids))
         finish = None
         async for step in run.steps():
             if isinstance(step, StreamError):
                 self.error = step.error
                 continue
-            if step.choice != 0:
-                continue
-            if step.finish is not None:
-                finish = step.finish
-            events = self.builder.step(step)
-            if events:
-                yield b"".join(events)
-        yield b"".join(self.builder.finish(finish, run.stop_string(0), run.usage, self.error))
+            if step.choice == 0:
+                if step.finish is not None:
+                    finish = step.finish
+                out.extend(self.builder.step(step))
+            if out and not step.more:
+                yield b"".join(out)
+                out = []
+        out.extend(self.builder.finish(finish, run.stop_string(0), run.usage, self.error))
+        yield b"".join(out)
 
     async def drain(self) -> None:
         """The non-streamed answer: every event built, none sent."""

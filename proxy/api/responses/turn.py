@@ -131,13 +131,15 @@ class Turn:
         self._calls_run = 0
 
     async def events(self) -> AsyncGenerator[bytes, None]:
-        """The response's SSE events, those of one engine step written at once (one socket
-        write, not one per event); the terminal event only once the store has the response."""
-        yield b"".join(self.builder.begin(self.leading))
+        """The response's SSE events, those of steps the run yields at once written at once
+        (one socket write, not one per event; the opening events with the first step's); the
+        terminal event only once the store has the response."""
         run, rounds = self.run, 0
+        began = self.builder.begin(self.leading)  # (written with the first step's events)
         while True:
-            async for chunk in self._steps(run):
+            async for chunk in self._steps(run, began):
                 yield chunk
+            began = []
             if self.error is not None or self.finish == "length":
                 break
             yield b"".join(self.builder.end_round())
@@ -187,19 +189,24 @@ class Turn:
         async for _ in self.events():
             pass
 
-    async def _steps(self, run: CompletionRun) -> AsyncGenerator[bytes, None]:
+    async def _steps(self, run: CompletionRun, began: list[bytes]) -> AsyncGenerator[bytes, None]:
+        """The run's events after `began`, those of steps yielded at once (`Step.more`) in
+        one write."""
         self.finish = None
+        out = list(began)
         async for step in run.steps():
             if isinstance(step, StreamError):
                 self.error = step.error
                 continue
-            if step.choice != 0:
-                continue
-            if step.finish is not None:
-                self.finish = step.finish
-            events = self.builder.step(step)
-            if events:
-                yield b"".join(events)
+            if step.choice == 0:
+                if step.finish is not None:
+                    self.finish = step.finish
+                out.extend(self.builder.step(step))
+            if out and not step.more:
+                yield b"".join(out)
+                out = []
+        if out:
+            yield b"".join(out)
 
     def _within_limits(self, rounds: int, calls: int) -> bool:
         limit = self.rounds.max_calls

@@ -1,0 +1,149 @@
+"""Events the run yields at once go out in one socket write (`Step.more`, proxy/core/events.py).
+
+A write costs the server more than the bytes in it, and a stream's fixed events come in bursts:
+the opening events with the first token (the run has the engine's first output before the
+response starts), a choice's last text with its finish, then usage and the end. These tests
+record the body writes of the real server's SSE responses (chat, Responses, Messages) and check
+that those bursts are single writes, that the bytes are the same as the client reads, and that
+a slow engine's tokens are still written one by one (nothing waits for a later token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from proxy.backends.base import SamplingConfig
+from proxy.backends.scripted import Script, ScriptedBackend
+from proxy.core.coalesce import StreamInterval
+from proxy.core.conversation import load_encoding
+from proxy.core.output_rules import OutputRules
+from proxy.core.run import CompletionPlan, CompletionRun
+from proxy.core.tool_names import ToolNames
+from proxy.server.metrics import ProxyMetrics
+from proxy.server.sse import SseResponse
+from tests.proxy.helpers import body, sse_events, toks
+
+ANSWER = toks("<|channel|>final<|message|>Hello there, friend.<|return|>")
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
+    """The body writes of every SSE response served meanwhile, in order."""
+    recorded: list[bytes] = []
+    original = SseResponse.__call__
+
+    async def recording(self: SseResponse, scope: Any, receive: Any, send: Any) -> None:
+        async def recorded_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                recorded.append(message["body"])
+            await send(message)
+
+        await original(self, scope, receive, recorded_send)
+
+    monkeypatch.setattr(SseResponse, "__call__", recording)
+    yield recorded
+
+
+def _post(server: Any, path: str, payload: dict[str, Any]) -> str:
+    response = httpx.post(f"{server.url}{path}", json=payload, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def test_chat_writes_the_role_with_the_first_token_and_the_end_at_once(
+    scripted_server: Any, writes: list[bytes]
+) -> None:
+    scripted_server.backend.script = Script(choices=[ANSWER])
+    payload = body(scripted_server.model, stream=True, stream_options={"include_usage": True})
+    text = _post(scripted_server, "/v1/chat/completions", payload)
+    assert b"".join(writes).decode() == text
+    first, last = sse_events(writes[0].decode()), sse_events(writes[-1].decode())
+    assert '"role":"assistant"' in first[0] and '"content":"Hello"' in first[1]
+    # The last token's text, the finish chunk, usage and [DONE]: one write.
+    assert '"finish_reason":"stop"' in last[-3] and '"usage":{' in last[-2]
+    assert last[-1] == "[DONE]"
+    # Between them, one write per token, as before.
+    texts = [t for w in writes[1:-1] for t in sse_events(w.decode())]
+    assert len(texts) == len(writes) - 2
+
+
+def test_responses_and_messages_write_their_opening_with_the_first_token(
+    scripted_server: Any, writes: list[bytes]
+) -> None:
+    scripted_server.backend.script = Script(choices=[ANSWER])
+    model = scripted_server.model
+    text = _post(scripted_server, "/v1/responses", {"model": model, "input": "Hi", "stream": True})
+    assert b"".join(writes).decode() == text
+    opening = writes[0].decode()
+    assert opening.index("response.created") < opening.index("response.output_text.delta")
+    writes.clear()
+    payload = {
+        "model": model,
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "Hi"}],
+        "stream": True,
+    }
+    text = _post(scripted_server, "/v1/messages", payload)
+    assert b"".join(writes).decode() == text
+    opening, end = writes[0].decode(), writes[-1].decode()
+    assert opening.index("message_start") < opening.index("text_delta")
+    assert "content_block_stop" in end and "message_stop" in end
+
+
+def test_a_slow_engines_tokens_are_written_as_they_come(
+    scripted_server: Any, writes: list[bytes]
+) -> None:
+    """`more` joins only what is at hand: with a pause before every token, each token's
+    chunk is its own write (the first with the role, the last with the end)."""
+    scripted_server.backend.script = Script(choices=[ANSWER], delay=0.01)
+    payload = body(scripted_server.model, stream=True)
+    _post(scripted_server, "/v1/chat/completions", payload)
+    contents = [w for w in writes if b'"content":"' in w and b'"role"' not in w]
+    assert all(len(sse_events(w.decode())) == 1 for w in contents[:-1])
+    assert len(contents) >= 4
+
+
+def _steps_of(script: Script, n: int = 1) -> list[Any]:
+    plan = CompletionPlan(
+        completion_id="chatcmpl-test",
+        engine_request_id="engine-test",
+        model="m",
+        prompt_token_ids=[1, 2, 3],
+        sampling=SamplingConfig(max_tokens=4096, n=n),
+        rules=OutputRules(tool_choice="none"),
+        names=ToolNames(),
+    )
+    run = CompletionRun(
+        plan, ScriptedBackend(script), load_encoding(), ProxyMetrics(), interval=StreamInterval()
+    )
+
+    async def collect() -> list[Any]:
+        await run.start()
+        try:
+            return [step async for step in run.steps()]
+        finally:
+            await run.close()
+
+    return asyncio.run(collect())
+
+
+def test_the_run_marks_only_steps_followed_at_once() -> None:
+    # Token by token: the finish (on `<|return|>`, an output of its own) is followed at once
+    # by the engine's end; no text step is followed by anything but a wait for the engine.
+    steps = _steps_of(Script(choices=[ANSWER]))
+    *texts, finish = steps
+    assert finish.finish == "stop" and finish.more
+    assert texts and not any(step.more for step in texts)
+    # One output with the last text and its end: both followed at once.
+    text, finish = _steps_of(Script(choices=[ANSWER], chunk_sizes=(len(ANSWER),)))
+    assert text.events and text.more and finish.finish == "stop" and finish.more
+    # Two choices: a choice's finish is followed at once only when the other is over too.
+    other = toks("<|channel|>final<|message|>Hi.<|return|>")
+    steps = _steps_of(Script(choices=[ANSWER, other]), n=2)
+    finishes = [step for step in steps if step.finish is not None]
+    assert [step.more for step in finishes] == [False, True]

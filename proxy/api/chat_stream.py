@@ -29,6 +29,7 @@ from proxy.api.chat_schema import (
 )
 from proxy.core.events import CallArguments, CallStart, Text
 from proxy.core.run import CompletionRun, StreamError
+from proxy.server.sse import LastWrite
 
 DONE = b"data: [DONE]\n\n"
 
@@ -130,7 +131,7 @@ class ChatChunks:
             usage = orjson.dumps(usage_out(self._run.usage).model_dump())
             out.append(self._usage_head + usage + b"}\n\n")
         out.append(DONE)
-        yield b"".join(out)
+        yield LastWrite(b"".join(out))
 
     def _chunk(
         self,

@@ -34,6 +34,12 @@ from starlette.types import Receive, Scope, Send
 logger = logging.getLogger("proxy")
 
 
+class LastWrite(bytes):
+    """A stream's last bytes (chat's `[DONE]`, Responses' terminal event, Messages'
+    `message_stop`): written with the end of the body, one socket write instead of two. It must
+    be the source's last item."""
+
+
 class SseStream:
     """The events of one streamed answer, and its once-only close.
 
@@ -104,15 +110,23 @@ class SseResponse(Response):
         self._arm(loop, task, send)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            ended = False
             async for chunk in events:
                 self._writing_since = loop.time()
+                if type(chunk) is LastWrite:
+                    # The end of the body: no ping after it, and the disconnect the listener
+                    # then sees is the response's own end (the write is still timed).
+                    self._finished = ended = True
+                    await send({"type": "http.response.body", "body": chunk, "more_body": False})
+                    break
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 self._writing_since = None
                 self._last_write = loop.time()
             self.stream.completed = True
-            self._finished = True  # (no ping after the end; the last write is still timed)
-            self._writing_since = loop.time()
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if not ended:
+                self._finished = True  # (no ping after the end; the last write is still timed)
+                self._writing_since = loop.time()
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if self._gone is None or task.uncancel() > 0:
                 raise  # not ours: the server is cancelling this request

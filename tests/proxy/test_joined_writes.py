@@ -31,16 +31,28 @@ from tests.proxy.helpers import body, sse_events, toks
 ANSWER = toks("<|channel|>final<|message|>Hello there, friend.<|return|>")
 
 
+class Writes(list[bytes]):
+    """Body writes in order; `ends`: how many ended the body (`more_body` false), `empty`: how
+    many carried no bytes (a write of its own only for the end of the body)."""
+
+    ends = 0
+    empty = 0
+
+
 @pytest.fixture
-def writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
+def writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[Writes]:
     """The body writes of every SSE response served meanwhile, in order."""
-    recorded: list[bytes] = []
+    recorded = Writes()
     original = SseResponse.__call__
 
     async def recording(self: SseResponse, scope: Any, receive: Any, send: Any) -> None:
         async def recorded_send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.body" and message.get("body"):
-                recorded.append(message["body"])
+            if message["type"] == "http.response.body":
+                if message.get("body"):
+                    recorded.append(message["body"])
+                else:
+                    recorded.empty += 1
+                recorded.ends += not message.get("more_body", False)
             await send(message)
 
         await original(self, scope, receive, recorded_send)
@@ -56,7 +68,7 @@ def _post(server: Any, path: str, payload: dict[str, Any]) -> str:
 
 
 def test_chat_writes_the_role_with_the_first_token_and_the_end_at_once(
-    scripted_server: Any, writes: list[bytes]
+    scripted_server: Any, writes: Writes
 ) -> None:
     scripted_server.backend.script = Script(choices=[ANSWER])
     payload = body(scripted_server.model, stream=True, stream_options={"include_usage": True})
@@ -67,13 +79,15 @@ def test_chat_writes_the_role_with_the_first_token_and_the_end_at_once(
     # The last token's text, the finish chunk, usage and [DONE]: one write.
     assert '"finish_reason":"stop"' in last[-3] and '"usage":{' in last[-2]
     assert last[-1] == "[DONE]"
+    # ... and the end of the body (the chunked encoding's last chunk) goes with it.
+    assert writes.ends == 1 and writes.empty == 0
     # Between them, one write per token, as before.
     texts = [t for w in writes[1:-1] for t in sse_events(w.decode())]
     assert len(texts) == len(writes) - 2
 
 
 def test_responses_and_messages_write_their_opening_with_the_first_token(
-    scripted_server: Any, writes: list[bytes]
+    scripted_server: Any, writes: Writes
 ) -> None:
     scripted_server.backend.script = Script(choices=[ANSWER])
     model = scripted_server.model
@@ -93,10 +107,11 @@ def test_responses_and_messages_write_their_opening_with_the_first_token(
     opening, end = writes[0].decode(), writes[-1].decode()
     assert opening.index("message_start") < opening.index("text_delta")
     assert "content_block_stop" in end and "message_stop" in end
+    assert writes.ends == 2 and writes.empty == 0  # (both responses ended with their last bytes)
 
 
 def test_a_slow_engines_tokens_are_written_as_they_come(
-    scripted_server: Any, writes: list[bytes]
+    scripted_server: Any, writes: Writes
 ) -> None:
     """`more` joins only what is at hand: with a pause before every token, each token's
     chunk is its own write (the first with the role, the last with the end)."""

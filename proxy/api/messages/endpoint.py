@@ -37,7 +37,7 @@ from proxy.core.service import ClientGone, GenerationService
 from proxy.core.tools import validate_schemas
 from proxy.server.request_log import RequestRecord
 from proxy.server.settings import ProxyConfig
-from proxy.server.sse import SseResponse, SseStream, wait_for_disconnect
+from proxy.server.sse import LastWrite, SseResponse, SseStream, wait_for_disconnect
 
 # Thinking signatures are sealed apart from the Responses API's encrypted reasoning.
 SIGNATURE_PURPOSE = "anthropic thinking"
@@ -141,7 +141,7 @@ class _Turn:
                 yield b"".join(out)
                 out = []
         out.extend(self.builder.finish(finish, run.stop_string(0), run.usage, self.error))
-        yield b"".join(out)
+        yield LastWrite(b"".join(out))
 
     async def drain(self) -> None:
         """The non-streamed answer: every event built, none sent."""

@@ -35,6 +35,7 @@ from proxy.core.run import CompletionRun, StreamError
 from proxy.core.service import Generation
 from proxy.hosted.base import HostedResult
 from proxy.server.metrics import ProxyMetrics
+from proxy.server.sse import LastWrite
 
 logger = logging.getLogger("proxy")
 
@@ -182,7 +183,7 @@ class Turn:
             response["store"] = await self._put(response)
         if keep and self.stored.conversation is not None:
             await self.stored.conversation.append(response)
-        yield b"".join(self.builder.terminal())
+        yield LastWrite(b"".join(self.builder.terminal()))
 
     async def drain(self) -> None:
         """The non-streamed answer: every event built, none sent."""

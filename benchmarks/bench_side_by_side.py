@@ -265,7 +265,7 @@ def proxy_system(
     """`harmony-proxy serve` from the checkout at `root` (`--compare-root`: an older commit,
     A/B on the same engine settings in the same run)."""
     port = free_port()
-    log = logs / f"{name}.log"
+    log = logs / ("proxy.log" if root == ROOT else "proxy-base.log")
     command = [sys.executable, "-m", "proxy", "serve", "--port", str(port), "--date", DATE]
     process = _popen([*command, *_engine_flags(args), "--log-level", "warning"], log, root=root)
     try:
@@ -433,6 +433,8 @@ def main() -> None:
     parser.add_argument("--dtype-compare", action="store_true", help="driver only, by dtype")
     parser.add_argument("--dtypes", default="bfloat16,float32")
     args = parser.parse_args()
+    if "proxy-base" in args.systems.split(",") and args.compare_root is None:
+        parser.error("proxy-base runs the proxy of --compare-root: name the checkout")
     clients = [int(c) for c in args.clients.split(",")]
     logs = Path(tempfile.mkdtemp(prefix="bench-side-by-side-"))
     flags = Path("/proc/cpuinfo").read_text().split("flags")[1].split("\n")[0].split()

@@ -68,8 +68,9 @@ class Step:
     some (only when requested); `finish` is the OpenAI finish_reason once the choice is over.
     `more`: the run yields its next step (or ends) right after this one, without waiting for
     the engine, so a writer may send both in one socket write (a write costs the server more
-    than the bytes in it: the role chunk goes out with the first token, the last text with the
-    finish, usage and `[DONE]`).
+    than the bytes in it: a finish goes out with the text of its output, usage and `[DONE]`).
+    The run's first step always comes with its first output, even with no events, so the
+    writers' opening events go out then.
     """
 
     choice: int

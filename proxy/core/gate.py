@@ -85,7 +85,8 @@ class Measured:
     """What the gate measured of an admitted request, for the planner to weigh without
     measuring it again (planning.plans_quickly)."""
 
-    # Characters of the tool declarations: names, descriptions, schemas as JSON.
+    # The size of the tool declarations as `max_tool_bytes` limits it: the characters of the
+    # names and descriptions plus the bytes of the schemas as JSON.
     tool_bytes: int = 0
 
 

@@ -193,6 +193,9 @@ class CompletionRun:
         pacing = self._pacing = WritePacing(
             self.interval, self._pressure, merges_while_unread=self._backend.merges_while_unread
         )
+        # Steps yielded at once may share a write (`Step.more`; not with merging turned off).
+        joins = self.interval.merge
+        opened = False
         try:
             floored = self.interval.floored
             async for gen in pacing.chunks(self._engine_chunks, pending, self._all_finished):
@@ -200,6 +203,12 @@ class CompletionRun:
                     steps = pending.release()
                 else:
                     steps = self._consume(gen)
+                    if not (opened or steps):
+                        # The first output is often a header token alone (`<|channel|>`): an
+                        # empty step still lets the writers send their opening events now,
+                        # not with the first text a few engine steps later.
+                        steps = [Step(gen.index)]
+                    opened = True
                     # (The common case, nothing held, nothing more ready and the loop keeping
                     # up, skips all this.)
                     if floored or gen.more_ready or pending or pacing.reader is not None:
@@ -207,11 +216,11 @@ class CompletionRun:
                             pending.hold(steps, len(gen.token_ids), gen.index)
                             continue
                         steps = pending.release(steps)
-                # Steps yielded at once may be written at once (`Step.more`); once every
-                # choice has finished, only the engine's end is left to read.
+                # Once every choice has finished, only the engine's end is left to read (at
+                # once in process; a replica's end follows its last event).
                 last = len(steps) - 1 if not self._all_finished() else len(steps)
                 for k, step in enumerate(steps):
-                    step.more = k < last
+                    step.more = joins and k < last
                     yield step
                 if steps:
                     pacing.wrote()
@@ -222,7 +231,7 @@ class CompletionRun:
         except Exception as exc:  # noqa: BLE001 - after the first byte, errors are events
             # (From here on nothing waits for the engine: every step is `more` until the end.)
             for step in pending.release():  # what was parsed before the failure goes first
-                step.more = True
+                step.more = joins
                 yield step
             if isinstance(exc, Interrupted):
                 error = exc.error
@@ -238,14 +247,14 @@ class CompletionRun:
             for index, reason in enumerate(self._finish):
                 if reason is None:
                     self._finish[index] = "stop"
-                    yield Step(index, [], "stop", self._take_logprobs(index), more=True)
+                    yield Step(index, [], "stop", self._take_logprobs(index), more=joins)
         for step in pending.release():
-            step.more = True
+            step.more = joins
             yield step
         for index, reason in enumerate(self._finish):
             if reason is None:  # the engine stream ended without finishing this choice
                 step = self._finish_choice(index, "stop")
-                step.more = True
+                step.more = joins
                 yield step
         self.usage = self._usage()
 

@@ -1,8 +1,8 @@
 """Events the run yields at once go out in one socket write (`Step.more`, proxy/core/events.py).
 
 A write costs the server more than the bytes in it, and a stream's fixed events come in bursts:
-the opening events with the first token (the run has the engine's first output before the
-response starts), a choice's last text with its finish, then usage and the end. These tests
+the opening events with the engine's first output (which the run has before the response
+starts), a finish with the text of its output, then usage and the end. These tests
 record the body writes of the real server's SSE responses (chat, Responses, Messages) and check
 that those bursts are single writes, that the bytes are the same as the client reads, and that
 a slow engine's tokens are still written one by one (nothing waits for a later token).
@@ -25,8 +25,10 @@ from proxy.core.output_rules import OutputRules
 from proxy.core.run import CompletionPlan, CompletionRun
 from proxy.core.tool_names import ToolNames
 from proxy.server.metrics import ProxyMetrics
+from proxy.server.settings import ProxyConfig
 from proxy.server.sse import SseResponse
 from tests.proxy.helpers import body, sse_events, toks
+from tests.support.server_fixtures import TEST_DATE
 
 ANSWER = toks("<|channel|>final<|message|>Hello there, friend.<|return|>")
 
@@ -67,26 +69,45 @@ def _post(server: Any, path: str, payload: dict[str, Any]) -> str:
     return response.text
 
 
-def test_chat_writes_the_role_with_the_first_token_and_the_end_at_once(
+def test_chat_writes_the_role_at_the_first_output_and_the_end_at_once(
     scripted_server: Any, writes: Writes
 ) -> None:
     scripted_server.backend.script = Script(choices=[ANSWER])
     payload = body(scripted_server.model, stream=True, stream_options={"include_usage": True})
     text = _post(scripted_server, "/v1/chat/completions", payload)
     assert b"".join(writes).decode() == text
+    # The first output is `<|channel|>` alone: the role chunk goes out then, not with the text
+    # three engine steps later.
     first, last = sse_events(writes[0].decode()), sse_events(writes[-1].decode())
-    assert '"role":"assistant"' in first[0] and '"content":"Hello"' in first[1]
-    # The last token's text, the finish chunk, usage and [DONE]: one write.
-    assert '"finish_reason":"stop"' in last[-3] and '"usage":{' in last[-2]
-    assert last[-1] == "[DONE]"
-    # ... and the end of the body (the chunked encoding's last chunk) goes with it.
+    assert len(first) == 1 and '"role":"assistant"' in first[0]
+    assert '"content":"Hello"' in writes[1].decode()
+    # The finish chunk, usage and [DONE] (`<|return|>`, an output of its own): one write...
+    assert len(last) == 3 and last[-1] == "[DONE]"
+    assert '"finish_reason":"stop"' in last[0] and '"usage":{' in last[1]
+    # ... with the end of the body (the chunked encoding's last chunk).
     assert writes.ends == 1 and writes.empty == 0
     # Between them, one write per token, as before.
-    texts = [t for w in writes[1:-1] for t in sse_events(w.decode())]
-    assert len(texts) == len(writes) - 2
+    assert all(len(sse_events(w.decode())) == 1 for w in writes[1:-1])
 
 
-def test_responses_and_messages_write_their_opening_with_the_first_token(
+def test_each_choices_role_and_an_errors_end_are_one_write_each(
+    scripted_server: Any, writes: Writes
+) -> None:
+    scripted_server.backend.script = Script(choices=[ANSWER, ANSWER])
+    payload = body(scripted_server.model, stream=True, n=2)
+    _post(scripted_server, "/v1/chat/completions", payload)
+    first = sse_events(writes[0].decode())
+    assert len(first) == 2 and all('"role":"assistant"' in e for e in first)
+    # An engine failure mid-stream: the error event, every choice's finish and [DONE] at once.
+    writes.clear()
+    scripted_server.backend.script = Script(choices=[ANSWER], fail_after=6)
+    _post(scripted_server, "/v1/chat/completions", body(scripted_server.model, stream=True))
+    last = sse_events(writes[-1].decode())
+    assert '"error"' in last[0] and '"finish_reason":"stop"' in last[1] and last[2] == "[DONE]"
+    assert len(last) == 3
+
+
+def test_responses_and_messages_write_their_opening_at_the_first_output(
     scripted_server: Any, writes: Writes
 ) -> None:
     scripted_server.backend.script = Script(choices=[ANSWER])
@@ -94,7 +115,8 @@ def test_responses_and_messages_write_their_opening_with_the_first_token(
     text = _post(scripted_server, "/v1/responses", {"model": model, "input": "Hi", "stream": True})
     assert b"".join(writes).decode() == text
     opening = writes[0].decode()
-    assert opening.index("response.created") < opening.index("response.output_text.delta")
+    assert "response.created" in opening and "response.in_progress" in opening
+    assert "response.output_text.delta" not in opening  # (the text came in later outputs)
     writes.clear()
     payload = {
         "model": model,
@@ -105,7 +127,7 @@ def test_responses_and_messages_write_their_opening_with_the_first_token(
     text = _post(scripted_server, "/v1/messages", payload)
     assert b"".join(writes).decode() == text
     opening, end = writes[0].decode(), writes[-1].decode()
-    assert opening.index("message_start") < opening.index("text_delta")
+    assert "message_start" in opening and "text_delta" not in opening
     assert "content_block_stop" in end and "message_stop" in end
     assert writes.ends == 2 and writes.empty == 0  # (both responses ended with their last bytes)
 
@@ -114,13 +136,29 @@ def test_a_slow_engines_tokens_are_written_as_they_come(
     scripted_server: Any, writes: Writes
 ) -> None:
     """`more` joins only what is at hand: with a pause before every token, each token's
-    chunk is its own write (the first with the role, the last with the end)."""
+    chunk is its own write."""
     scripted_server.backend.script = Script(choices=[ANSWER], delay=0.01)
     payload = body(scripted_server.model, stream=True)
     _post(scripted_server, "/v1/chat/completions", payload)
     contents = [w for w in writes if b'"content":"' in w and b'"role"' not in w]
-    assert all(len(sse_events(w.decode())) == 1 for w in contents[:-1])
+    assert all(len(sse_events(w.decode())) == 1 for w in contents)
     assert len(contents) >= 4
+
+
+def test_with_merging_off_every_event_is_its_own_write(make_server: Any, writes: Writes) -> None:
+    """`--no-merge-ready-outputs` (the comparison setup): one write per chunk, but the end
+    of the body still goes with the last."""
+    backend = ScriptedBackend(Script(choices=[ANSWER]))
+    config = ProxyConfig(
+        served_model_names=(backend.model_name,),
+        conversation_date=TEST_DATE,
+        stream_interval=StreamInterval(merge=False),
+    )
+    server = make_server(config, backend)
+    payload = body(backend.model_name, stream=True, stream_options={"include_usage": True})
+    _post(server, "/v1/chat/completions", payload)
+    assert all(len(sse_events(w.decode())) == 1 for w in writes[:-1])
+    assert sse_events(writes[-1].decode())[-1] == "[DONE]"
 
 
 def _steps_of(script: Script, n: int = 1) -> list[Any]:
@@ -154,6 +192,8 @@ def test_the_run_marks_only_steps_followed_at_once() -> None:
     *texts, finish = steps
     assert finish.finish == "stop" and finish.more
     assert texts and not any(step.more for step in texts)
+    # The first output (`<|channel|>`) adds no events: its step is empty, for the writers.
+    assert texts[0].events == [] and all(step.events for step in texts[1:])
     # One output with the last text and its end: both followed at once.
     text, finish = _steps_of(Script(choices=[ANSWER], chunk_sizes=(len(ANSWER),)))
     assert text.events and text.more and finish.finish == "stop" and finish.more

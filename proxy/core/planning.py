@@ -45,23 +45,26 @@ from proxy.core.tools import validate_schemas
 
 T = TypeVar("T")
 
-# Rendering costs about 75 us plus 30 us per 1,000 characters (measured, tiktoken included),
-# while a hop to a worker thread and back costs more than a short render (the GIL handoff and
-# the executor's queue: py-spy put concurrent.futures at 19% of the instant-backend server's
-# samples with 30-token answers; with one small tool in every request, the hop doubled the
-# server's CPU per token at 64-token answers). Up to this size (texts, tool declarations and
-# schemas together, weighed as below) a request is planned on the event loop, under a
-# millisecond for the other streams, unless its schema check or grammar is not cached yet:
-# that can take hundreds of milliseconds, whatever the number of tools, and goes to the plan
-# executor.
+# Rendering costs about 75 us plus 30 us per 1,000 characters of prose (measured, tiktoken
+# included), up to three times that for text that is a token every other character ("x x x",
+# chosen by a client), while a hop to a worker thread and back costs more than a short render
+# (the GIL handoff and the executor's queue: py-spy put concurrent.futures at 19% of the
+# instant-backend server's samples with 30-token answers; with one small tool in every
+# request, the hop doubled the server's CPU per token at 64-token answers). Up to this size
+# (texts, tool declarations and schemas together, weighed as below) a request is planned on
+# the event loop, in about a millisecond at most for the other streams (benchmarks/
+# bench_plan_on_loop.py: at 16,000 characters the worst cases took 2-3 ms, so the budget is
+# half that), unless its schema check or grammar is not cached yet: that can take hundreds of
+# milliseconds, whatever the number of tools, and goes to the plan executor.
 # A tool declaration's or schema's character costs about 8 of a message's to plan (a schema
 # is checked, walked for its canonical form and rendered as TypeScript; with all caches hit,
 # 1,400 characters of schemas planned in 0.4 ms, and a new description made it 0.8 ms), and a
-# message costs a header of its own: so at most 2,000 characters of tools go on the loop.
-INLINE_RENDER_CHARS = 16_000
+# message costs a header of its own: so at most 1,000 characters of tools go on the loop.
+# Each past call renders a header and registers a name (64 of them took 1.6 ms).
+INLINE_RENDER_CHARS = 8_000
 INLINE_SCHEMA_WEIGHT = 8
 INLINE_PART_CHARS = 64
-INLINE_PAST_CALLS = 64
+INLINE_PAST_CALLS = 32
 INLINE_TOOLS = 32
 
 

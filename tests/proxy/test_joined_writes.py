@@ -117,6 +117,11 @@ def test_responses_and_messages_write_their_opening_at_the_first_output(
     opening = writes[0].decode()
     assert "response.created" in opening and "response.in_progress" in opening
     assert "response.output_text.delta" not in opening  # (the text came in later outputs)
+    # The run's end and the items it closes: one write; then the terminal event alone (after
+    # the store has the response) with the end of the body.
+    closing = [w.decode() for w in writes if b"response.output_text.done" in w]
+    assert len(closing) == 1 and "response.output_item.done" in closing[0]
+    assert "response.completed" in writes[-1].decode() and len(writes[-1].split(b"\n\n")) == 2
     writes.clear()
     payload = {
         "model": model,

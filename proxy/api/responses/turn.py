@@ -138,12 +138,17 @@ class Turn:
         run, rounds = self.run, 0
         began = self.builder.begin(self.leading)  # (written with the first step's events)
         while True:
-            async for chunk in self._steps(run, began):
+            tail: list[bytes] = []  # the run's last events, written with the round's end
+            async for chunk in self._steps(run, began, tail):
                 yield chunk
             began = []
             if self.error is not None or self.finish == "length":
+                if tail:
+                    yield b"".join(tail)
                 break
-            yield b"".join(self.builder.end_round())
+            tail.extend(self.builder.end_round())
+            if tail:
+                yield b"".join(tail)
             pending = self.builder.hosted.take()
             if not pending:
                 break
@@ -190,9 +195,11 @@ class Turn:
         async for _ in self.events():
             pass
 
-    async def _steps(self, run: CompletionRun, began: list[bytes]) -> AsyncGenerator[bytes, None]:
+    async def _steps(
+        self, run: CompletionRun, began: list[bytes], tail: list[bytes]
+    ) -> AsyncGenerator[bytes, None]:
         """The run's events after `began`, those of steps yielded at once (`Step.more`) in
-        one write."""
+        one write; those the run's end follows at once are left in `tail` for the caller."""
         self.finish = None
         out = list(began)
         async for step in run.steps():
@@ -206,8 +213,7 @@ class Turn:
             if out and not step.more:
                 yield b"".join(out)
                 out = []
-        if out:
-            yield b"".join(out)
+        tail.extend(out)
 
     def _within_limits(self, rounds: int, calls: int) -> bool:
         limit = self.rounds.max_calls

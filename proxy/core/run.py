@@ -218,7 +218,8 @@ class CompletionRun:
                         steps = pending.release(steps)
                 # Once every choice has finished, only the engine's end is left to read (at
                 # once in process; a replica's end follows its last event).
-                last = len(steps) - 1 if not self._all_finished() else len(steps)
+                finished = self._all_finished()
+                last = len(steps) if finished else len(steps) - 1
                 for k, step in enumerate(steps):
                     step.more = joins and k < last
                     yield step
@@ -226,7 +227,7 @@ class CompletionRun:
                     pacing.wrote()
                 # Every choice finished; if one ended early (stop string, tokens past a stop
                 # token), stop reading so that close() aborts what the engine still generates.
-                if self._all_finished() and not all(self._engine_done):
+                if finished and not all(self._engine_done):
                     break
         except Exception as exc:  # noqa: BLE001 - after the first byte, errors are events
             # (From here on nothing waits for the engine: every step is `more` until the end.)
@@ -259,7 +260,7 @@ class CompletionRun:
         self.usage = self._usage()
 
     def _all_finished(self) -> bool:
-        return all(r is not None for r in self._finish)
+        return None not in self._finish
 
     async def _engine_chunks(self) -> AsyncIterator[GenerationChunk]:
         """The engine's chunks from where the run is (the first, read by `start()`, once)."""

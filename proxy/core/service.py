@@ -177,8 +177,6 @@ class Generation:
         self._disconnected = disconnected
         self._holds_slot = False
         self._slot_deferred = False  # an abandoned plan thread gives the slot back
-        # The gate's measure of the request being planned (None: not gated: plan off the loop).
-        self._measured: gate.Measured | None = None
         self._closed = False
         self._streamed = False
         # An outcome the surface decided itself (a refusal it answered as a 200 stream).
@@ -198,13 +196,13 @@ class Generation:
         """Gate, admission, plan and the engine's first output; raises the refusal if any."""
         service = self.service
         self.request = request
-        self._measured = gate.check_request(request, service.settings.limits)
+        measured = gate.check_request(request, service.settings.limits)
         if request.model not in service.model_names():
             raise ModelNotFound(request.model)
         service.lifecycle.refuse_if_draining()
         if not (service.encoding_loaded and service.backend.ready):
             raise EngineLoading(service.unavailable_reason())
-        self.run = await self.watch(self._admit_and_start(request), service.lifecycle)
+        self.run = await self.watch(self._admit_and_start(request, measured), service.lifecycle)
         return self.run
 
     async def still_wanted(self) -> bool:
@@ -223,11 +221,11 @@ class Generation:
         if self.run is not None:
             await self.run.close()
         self.request = request
-        self._measured = gate.check_request(request, service.settings.limits)
+        measured = gate.check_request(request, service.settings.limits)
         # (A drain lets in-flight responses finish, their later rounds too, until it expires.)
         if not service.backend.ready:
             raise EngineLoading(service.unavailable_reason())
-        return await self.until_drained(self._plan_and_start(request))
+        return await self.until_drained(self._plan_and_start(request, measured))
 
     @property
     def runs(self) -> tuple[CompletionRun, ...]:
@@ -259,7 +257,9 @@ class Generation:
             raise lifecycle.interrupt_error()
         return task.result()
 
-    async def _admit_and_start(self, request: GenerationRequest) -> CompletionRun:
+    async def _admit_and_start(
+        self, request: GenerationRequest, measured: gate.Measured
+    ) -> CompletionRun:
         service = self.service
         metrics = service.metrics
         metrics.queued.inc()
@@ -270,10 +270,12 @@ class Generation:
         self._holds_slot = True
         service.lifecycle.opened()
         metrics.in_flight.inc()
-        return await self._plan_and_start(request)
+        return await self._plan_and_start(request, measured)
 
-    async def _plan_and_start(self, request: GenerationRequest) -> CompletionRun:
-        """Plan `request` and start its run (the slot is held). Every run is salted for the
+    async def _plan_and_start(
+        self, request: GenerationRequest, measured: gate.Measured
+    ) -> CompletionRun:
+        """Plan `request` (`measured` by the gate) and start its run (the slot is held). Every run is salted for the
         generation's caller here, whatever surface built it (proxy/core/cache_salt.py)."""
         service = self.service
         metrics = service.metrics
@@ -281,7 +283,7 @@ class Generation:
         request = dataclasses.replace(request, cache_salt=salt)
         abandoned = threading.Event()
         plan = None
-        if self._measured is not None and plans_quickly(request, self._measured):
+        if plans_quickly(request, measured):
             plan = plan_on_loop(lambda: service.plan(request, abandoned))
         if plan is None:
             work = service.executor.submit(lambda: service.plan(request, abandoned))

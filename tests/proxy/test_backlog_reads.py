@@ -12,17 +12,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from proxy.backends.base import SamplingConfig
 from proxy.backends.scripted import Script, ScriptedBackend
-from proxy.core.coalesce import StreamInterval
-from proxy.core.conversation import load_encoding
 from proxy.core.events import Step
 from proxy.core.loop_pressure import LoopPressure
-from proxy.core.output_rules import OutputRules
-from proxy.core.run import CompletionPlan, CompletionRun
-from proxy.core.tool_names import ToolNames
-from proxy.server.metrics import ProxyMetrics
 from tests.support.replay import answer_completion
+from tests.support.runs import new_run
 
 TOKENS = list(answer_completion(60))
 PACE = 0.002  # seconds per token: the stream takes about 0.12 s of engine time
@@ -36,27 +30,6 @@ class _Merging(ScriptedBackend):
         return True
 
 
-def _new_run(backend: ScriptedBackend, pressure: LoopPressure, n: int = 1) -> CompletionRun:
-    """A run of `n` choices on `backend`, under the backlog `pressure` (its hold set by hand)."""
-    plan = CompletionPlan(
-        completion_id="chatcmpl-test",
-        engine_request_id="engine-test",
-        model="m",
-        prompt_token_ids=[1, 2, 3],
-        sampling=SamplingConfig(max_tokens=4096, n=n),
-        rules=OutputRules(tool_choice="none"),
-        names=ToolNames(),
-    )
-    return CompletionRun(
-        plan,
-        backend,
-        load_encoding(),
-        ProxyMetrics(),
-        interval=StreamInterval(),
-        pressure=pressure,
-    )
-
-
 def _run(script: Script, hold: float, n: int = 1) -> tuple[list[tuple[float, Step]], float]:
     """The steps of one run with the backlog's hold fixed at `hold` (monotonic times), and
     when the run ended."""
@@ -65,7 +38,7 @@ def _run(script: Script, hold: float, n: int = 1) -> tuple[list[tuple[float, Ste
         backend = ScriptedBackend(script)
         pressure = LoopPressure()
         pressure.hold = hold
-        run = _new_run(backend, pressure, n)
+        run = new_run(backend, n=n, pressure=pressure)
         await run.start()
         steps = []
         try:
@@ -134,7 +107,7 @@ def test_text_held_when_the_hold_grows_is_written_before_an_engine_stall() -> No
         backend = _Merging(Script([TOKENS], pace=0.01, pauses={41: 1.0}))
         pressure = LoopPressure()
         pressure.hold = 0.2
-        run = _new_run(backend, pressure)
+        run = new_run(backend, pressure=pressure)
         await run.start()
         started = time.monotonic()
 

@@ -17,17 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
-from proxy.backends.base import SamplingConfig
 from proxy.backends.scripted import Script, ScriptedBackend
 from proxy.core.coalesce import StreamInterval
-from proxy.core.conversation import load_encoding
-from proxy.core.output_rules import OutputRules
-from proxy.core.run import CompletionPlan, CompletionRun
-from proxy.core.tool_names import ToolNames
-from proxy.server.metrics import ProxyMetrics
 from proxy.server.settings import ProxyConfig
 from proxy.server.sse import SseResponse
 from tests.proxy.helpers import body, sse_events, toks
+from tests.support.runs import new_run
 from tests.support.server_fixtures import TEST_DATE
 
 ANSWER = toks("<|channel|>final<|message|>Hello there, friend.<|return|>")
@@ -167,18 +162,7 @@ def test_with_merging_off_every_event_is_its_own_write(make_server: Any, writes:
 
 
 def _steps_of(script: Script, n: int = 1) -> list[Any]:
-    plan = CompletionPlan(
-        completion_id="chatcmpl-test",
-        engine_request_id="engine-test",
-        model="m",
-        prompt_token_ids=[1, 2, 3],
-        sampling=SamplingConfig(max_tokens=4096, n=n),
-        rules=OutputRules(tool_choice="none"),
-        names=ToolNames(),
-    )
-    run = CompletionRun(
-        plan, ScriptedBackend(script), load_encoding(), ProxyMetrics(), interval=StreamInterval()
-    )
+    run = new_run(ScriptedBackend(script), n=n)
 
     async def collect() -> list[Any]:
         await run.start()

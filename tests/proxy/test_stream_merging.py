@@ -492,22 +492,28 @@ def test_while_the_loop_runs_late_streams_write_fewer_chunks_with_the_same_text(
     assert delta_chunks(_chat(server, **extra)) == delta_chunks(plain)
 
 
+@pytest.fixture
+def readers(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The read-ahead tasks (`ChunkReader`s) runs start meanwhile, one entry each."""
+    import proxy.core.pacing
+
+    started: list[object] = []
+
+    class Counted(proxy.core.pacing.ChunkReader):
+        def __init__(self, *args: Any) -> None:
+            started.append(args)
+            super().__init__(*args)
+
+    monkeypatch.setattr(proxy.core.pacing, "ChunkReader", Counted)
+    return started
+
+
 def test_an_engine_that_merges_is_read_once_per_hold_not_ahead(
-    make_server, background_loop, monkeypatch
+    make_server, background_loop, readers: list[object]
 ) -> None:
     """An engine that keeps its outputs until read (here a paced script whose due tokens come
     as one output, as vLLM's collector merges them) is not read ahead while the loop runs late:
     no read-ahead task, and one read per hold, with the same text and the finish."""
-    import proxy.core.pacing
-
-    readers: list[object] = []
-
-    class Counted(proxy.core.pacing.ChunkReader):
-        def __init__(self, *args: Any) -> None:
-            readers.append(args)
-            super().__init__(*args)
-
-    monkeypatch.setattr(proxy.core.pacing, "ChunkReader", Counted)
     script = Script(choices=[ANSWER], pace=0.002, pace_merged=True)
     server = _server_with(make_server, StreamInterval(), when_behind=True)
     assert _backend(server).merges_while_unread is False  # (its default script: not paced)
@@ -534,21 +540,11 @@ def test_an_engine_that_merges_is_read_once_per_hold_not_ahead(
 
 @pytest.mark.engine
 def test_the_vllm_engine_is_read_once_per_hold_while_the_loop_runs_late(
-    make_server, background_loop, vllm_backend, monkeypatch
+    make_server, background_loop, vllm_backend, readers: list[object]
 ) -> None:
     """The real engine (its output collector merges what a request made until read) under a
     loop held 25 ms at a time: no read-ahead task, fewer chunks than with the loop idle, and
     the same greedy text and finish."""
-    import proxy.core.pacing
-
-    readers: list[object] = []
-
-    class Counted(proxy.core.pacing.ChunkReader):
-        def __init__(self, *args: Any) -> None:
-            readers.append(args)
-            super().__init__(*args)
-
-    monkeypatch.setattr(proxy.core.pacing, "ChunkReader", Counted)
     assert vllm_backend.merges_while_unread
     config = ProxyConfig(
         served_model_names=(vllm_backend.model_name,),

@@ -30,6 +30,10 @@ import httpx
 import psutil
 import pytest
 
+from proxy.core.gate import Limits, check_request
+from proxy.core.planning import INLINE_PAST_CALLS, INLINE_RENDER_CHARS, plans_quickly
+from tests.proxy.helpers import neutral
+
 HEALTH_TARGET = 0.100
 LAG_TARGET = 0.050
 REFUSAL_CPU_TARGET = 0.050
@@ -316,6 +320,27 @@ def test_too_many_past_tool_calls_are_refused_cheaply(server):
 
 def test_colliding_tool_names_cost_linear_time(server):
     answered(server, chat(server, messages=_past_calls(4_000)))
+
+
+def test_a_burst_at_the_on_loop_planning_budget_does_not_stall(server):
+    """The largest requests planned on the event loop itself (proxy/core/planning.py): a text
+    right under the budget that is a token every other character, and the most past calls,
+    twenty of each back to back, all served with no wake-up late past the target."""
+    text = "x " * ((INLINE_RENDER_CHARS - 200) // 2)
+    conversations = [[{"role": "user", "content": text}], _past_calls(INLINE_PAST_CALLS)]
+    for messages in conversations:  # (both within the budget: planned on the loop)
+        request = neutral({"model": "m", "messages": messages})
+        assert plans_quickly(request, check_request(request, Limits()))
+    requests = [chat(server, messages=messages, max_tokens=1) for messages in conversations]
+
+    def burst(client: httpx.Client) -> httpx.Response:
+        for _ in range(20):
+            for send in requests:
+                response = send(client)
+                assert response.status_code == 200, response.text[:300]
+        return response
+
+    served(server, burst)
 
 
 def test_long_stop_strings_are_refused_and_legal_ones_do_not_stall(server):

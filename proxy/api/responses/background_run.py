@@ -30,6 +30,7 @@ import orjson
 from starlette.responses import Response
 
 from proxy.api.responses.background_store import BackgroundStore, EventLogFull
+from proxy.core import gate
 from proxy.core.errors import ProxyError
 from proxy.core.request import GenerationRequest
 from proxy.core.run import CompletionRun
@@ -81,11 +82,13 @@ class BackgroundGeneration(Generation):
             return False
         return True
 
-    async def _admit_and_start(self, request: GenerationRequest) -> CompletionRun:
+    async def _admit_and_start(
+        self, request: GenerationRequest, measured: gate.Measured
+    ) -> CompletionRun:
         if not self.accepted.is_set():  # (the first run: a response may take several)
             await self._accept(request.completion_id)
             self.accepted.set()
-        return await super()._admit_and_start(request)
+        return await super()._admit_and_start(request, measured)
 
 
 def event_kind(event: bytes) -> str:

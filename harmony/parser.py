@@ -25,6 +25,7 @@ Every repair is named in `recoveries`, so a server can count them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -115,6 +116,45 @@ class StreamableParser:
         else:
             raise HarmonyError(f"Unexpected token {token} while expecting start token {tk.START}")
         return self
+
+    def process_text_run(
+        self, tokens: Sequence[int], start: int, breakers: frozenset[int]
+    ) -> tuple[int, str]:
+        """An extension for servers: the ordinary text tokens of the current message from
+        `tokens[start]` on, at once. Returns how many were taken and their joined text (also
+        `last_content_delta`); (0, "") when the parser is not inside a message's content.
+
+        Taking them one `process()` each is the same (messages, `state_data`, `tokens`), but a
+        server's engine hands over several tokens per step, and most are plain text: one call
+        per run of them instead of one per token. The run stops before the first token that
+        needs `process()`'s care: one in `breakers` (every special token, and any stop token
+        the caller watches for), one outside the vocabulary, or one whose bytes are not whole
+        UTF-8 on their own (a character split across tokens), and while such bytes are held.
+        """
+        if (
+            self._state is not StreamState.CONTENT
+            or self._undecoded_tokens
+            or self._undecoded_bytes
+        ):
+            return 0, ""
+        table = self._encoding._tables.token_text
+        end, limit = start, len(tokens)
+        pieces: list[str] = []
+        while end < limit:
+            token = tokens[end]
+            if type(token) is not int or token in breakers or not 0 <= token < tk.N_VOCAB:
+                break
+            text = table[token]
+            if text is None:
+                break
+            pieces.append(text)
+            end += 1
+        if end == start:
+            return 0, ""
+        self._tokens.extend(tokens[start:end])
+        self._deltas.extend(pieces)  # one delta per token, as process() keeps them
+        joined = self._last_delta = "".join(pieces)
+        return end - start, joined
 
     def process_eos(self) -> StreamableParser:
         self._last_delta = None

@@ -85,6 +85,10 @@ class DeltaAssembler:
         self._names = names
         self._stop_token_ids = frozenset(stop_token_ids)
         self._special_ids = encoding.special_token_ids()
+        # Runs of plain text tokens are parsed at once (`_feed_text_run`) unless stop strings
+        # are watched; a run ends before any special or stop token.
+        self._text_runs = not any(stop_strings)
+        self._run_breakers = self._special_ids | self._stop_token_ids
         self._stop_strings = tuple(s for s in stop_strings if s)
         self._tools_callable = tools_callable
         self._calls_enforced = calls_enforced
@@ -123,14 +127,22 @@ class DeltaAssembler:
         """Parse new tokens; return what they add to the response (maybe nothing)."""
         self.content_positions = []
         consumed = 0
-        for position, token in enumerate(token_ids):
-            if self.done:
-                break
+        position, end = 0, len(token_ids)
+        parser = self._parser
+        while position < end and not self.done:
+            if self._text_runs and parser.state is StreamState.CONTENT:
+                taken = self._feed_text_run(token_ids, position)
+                if taken:
+                    position += taken
+                    consumed += taken
+                    continue
+            token = token_ids[position]
             consumed += 1
             self._position = position
             self._feed_token(token)
             if token in self._stop_token_ids:
                 self.done = True
+            position += 1
         # Tokens after the choice ended (a stop string, the tool-call limit) are not its own,
         # however the engine's outputs were cut into chunks.
         self.completion_tokens += consumed
@@ -151,6 +163,29 @@ class DeltaAssembler:
         return self._take()
 
     # ------------------------------------------------------------------ per token
+
+    def _feed_text_run(self, token_ids: list[int], start: int) -> int:
+        """The plain text tokens of the current message from `start` on, routed as one piece
+        of text: what routing them one by one would add, joined (the writers join adjacent
+        text anyway), for one call instead of one per token. Returns how many were taken.
+
+        Only without stop strings: one can end the choice on any token of the run, and the
+        tokens after it are not the choice's. Nothing else can end it inside a message's text
+        (stop tokens and special tokens are never part of a run)."""
+        parser = self._parser
+        taken, text = parser.process_text_run(token_ids, start, self._run_breakers)
+        if not taken:
+            return 0
+        index = parser.message_count
+        channel, recipient = parser.current_channel, parser.current_recipient
+        kind, _ = self._kind(index, channel, recipient)
+        self._position = None  # positions are added here, all at once
+        self._route(index, channel, recipient, text)
+        if kind == "reasoning":
+            self.reasoning_tokens += taken
+        elif kind != "tool":  # answer text: these tokens' logprobs are shown
+            self.content_positions.extend(range(start, start + taken))
+        return taken
 
     def _feed_token(self, token: int) -> None:
         parser = self._parser

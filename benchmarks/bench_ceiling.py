@@ -426,7 +426,8 @@ def bench(
 
 def compare(pool: concurrent.futures.Executor, args: argparse.Namespace, logs: Path) -> None:
     """This checkout's scripted server against `--compare-root`'s, level by level, alternating
-    `--rounds` times, so both see the same machine: CPU per token and its ratio."""
+    `--rounds` times (A B, B A, ...), so both see the same machine: CPU per token and its
+    ratio."""
     with (
         scripted_server(args.tokens, logs, root=args.compare_root) as other,
         scripted_server(args.tokens, logs) as this,
@@ -447,8 +448,9 @@ def compare(pool: concurrent.futures.Executor, args: argparse.Namespace, logs: P
             per_stream = max(1, math.ceil(args.level_tokens / (streams * per_request)))
             cpu = {other.name: [0.0, 0], this.name: [0.0, 0]}
             rate = {other.name: [0.0, 0.0], this.name: [0.0, 0.0]}
-            for _ in range(args.rounds):
-                for server in (other, this):
+            for round_ in range(args.rounds):
+                # A B, then B A: neither set-up always runs on a machine the other warmed.
+                for server in (other, this) if round_ % 2 == 0 else (this, other):
                     level = run_level(pool, args, server, streams, per_stream)
                     cpu[server.name][0] += level.server_cpu
                     cpu[server.name][1] += level.tokens

@@ -27,9 +27,19 @@ class Interrupted(Exception):
 
 
 async def until_interrupted(
-    source: AsyncIterator[T], stop: asyncio.Event | None, error: Callable[[], ProxyError]
+    source: AsyncIterator[T],
+    stop: asyncio.Event | None,
+    error: Callable[[], ProxyError],
+    *,
+    first: T | None = None,
+    check: Callable[[T], None] | None = None,
 ) -> AsyncIterator[T]:
     """Items of `source` until `stop` is set; then `source` is cancelled and Interrupted raised.
+
+    `first`: an item already taken from `source` (the run waits for the engine's first output
+    before it answers), yielded before the rest; `check` sees every later item before it is
+    yielded, and may raise. Both save the caller a generator of its own around this one: the
+    engine's every output passes through here.
 
     A wait on `source` is cancelled mid-wait when `stop` is set (which closes the engine stream
     and aborts the request), e.g. a slow reasoning step when the grace period ends. The source
@@ -37,8 +47,12 @@ async def until_interrupted(
     once per engine step of every stream); one watcher per request cancels that task, only
     while it waits on the source, and the cancellation is turned into Interrupted.
     """
+    if first is not None:
+        yield first
     if stop is None:
         async for item in source:
+            if check is not None:
+                check(item)
             yield item
         return
     if stop.is_set():
@@ -73,6 +87,8 @@ async def until_interrupted(
                 raise
             finally:
                 waiting = None
+            if check is not None:
+                check(item)
             yield item
     finally:
         watcher.remove_done_callback(on_stop)

@@ -203,12 +203,14 @@ class CompletionRun:
                     steps = pending.release()
                 else:
                     steps = self._consume(gen)
-                    if not (opened or steps):
-                        # The first output is often a header token alone (`<|channel|>`): an
-                        # empty step still lets the writers send their opening events now,
-                        # not with the first text a few engine steps later.
-                        steps = [Step(gen.index)]
-                    opened = True
+                    if not opened:
+                        opened = True
+                        self._first = None  # taken: a source opened from now on starts after it
+                        if not steps:
+                            # The first output is often a header token alone (`<|channel|>`):
+                            # an empty step still lets the writers send their opening events
+                            # now, not with the first text a few engine steps later.
+                            steps = [Step(gen.index)]
                     # (The common case, nothing held, nothing more ready and the loop keeping
                     # up, skips all this.)
                     if floored or gen.more_ready or pending or pacing.reader is not None:
@@ -229,6 +231,8 @@ class CompletionRun:
                 # token), stop reading so that close() aborts what the engine still generates.
                 if finished and not all(self._engine_done):
                     break
+            else:
+                self.engine_finished = True  # its stream is exhausted: nothing to abort
         except Exception as exc:  # noqa: BLE001 - after the first byte, errors are events
             # (From here on nothing waits for the engine: every step is `more` until the end.)
             for step in pending.release():  # what was parsed before the failure goes first
@@ -262,16 +266,18 @@ class CompletionRun:
     def _all_finished(self) -> bool:
         return None not in self._finish
 
-    async def _engine_chunks(self) -> AsyncIterator[GenerationChunk]:
-        """The engine's chunks from where the run is (the first, read by `start()`, once)."""
-        if self._first is not None:
-            first, self._first = self._first, None
-            yield first
+    def _engine_chunks(self) -> AsyncIterator[GenerationChunk]:
+        """The engine's chunks from where the run is: the first, read by `start()`, until
+        `steps()` has taken it (a source opened before is closed unread when the loop's backlog
+        starts a reader). `steps()` marks the engine finished when they are exhausted."""
         assert self._engine is not None
-        async for gen in until_interrupted(self._engine, self._stop, self._stop_error):
-            self._raise_if_failed(gen)
-            yield gen
-        self.engine_finished = True
+        return until_interrupted(
+            self._engine,
+            self._stop,
+            self._stop_error,
+            first=self._first,
+            check=self._raise_if_failed,
+        )
 
     def _raise_if_failed(self, gen: GenerationChunk) -> None:
         """An engine that ends a choice with "error" or an unrequested "abort" has failed it."""

@@ -129,3 +129,31 @@ def test_text_held_when_the_hold_grows_is_written_before_an_engine_stall() -> No
     assert writes[-1][0] > 1.0  # the engine did stall
     during = [(t, step) for t, step in writes if 0.5 < t < 1.0]
     assert during and len(_text(during)) > 20, [(round(t, 3), _text([(t, s)])) for t, s in writes]
+
+
+def test_a_reader_started_before_the_first_output_is_taken_begins_with_it() -> None:
+    """An engine that makes each output when asked is read ahead under the backlog's hold
+    (proxy/core/chunk_reader.py); when the loop is already behind as the run starts, the run
+    closes its first source unread and opens the reader's, which must still begin with the
+    output `start()` took, and end with the engine's end (nothing left to abort)."""
+
+    async def go() -> tuple[list[tuple[float, Step]], bool, int]:
+        backend = ScriptedBackend(Script([TOKENS]))
+        pressure = LoopPressure()
+        pressure.hold = 0.02
+        run = new_run(backend, pressure=pressure)
+        await run.start()
+        steps = []
+        try:
+            async for step in run.steps():
+                steps.append((time.monotonic(), step))
+        finally:
+            await run.close()
+        assert run.usage is not None
+        return steps, run.engine_finished and not backend.aborted, run.usage.completion_tokens
+
+    held, finished, tokens = asyncio.run(go())
+    plain, _ = _run(Script([TOKENS]), hold=0.0)
+    assert tokens == len(TOKENS)  # the first output (a header token alone) included
+    assert _text(held) == _text(plain) and _text(plain)
+    assert finished

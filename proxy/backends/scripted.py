@@ -56,6 +56,17 @@ class Script:
     # chunks (`more_ready`), as a replica's events arrive in one socket read.
     pace_merged: bool = False
 
+    @property
+    def instant(self) -> bool:
+        """No timing and no faults: every chunk is handed over as soon as it is asked for."""
+        return (
+            self.delay == 0
+            and self.fail_after is None
+            and self.ready_together == 1
+            and not self.pauses
+            and self.pace == 0
+        )
+
 
 @dataclass
 class RecordedRequest:
@@ -130,14 +141,35 @@ class ScriptedBackend:
             await self.release.wait()
             self._ready = True
 
-    async def generate(
+    def generate(
         self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str
     ) -> AsyncIterator[GenerationChunk]:
+        """The script's chunks. A plain function returning the generator that hands them over
+        (a script with no timing or faults has its own), so that the run reads that generator
+        itself, not one around it; nothing happens until the first read, as with an engine's
+        own async generator (not loaded: EngineNotReady from that read)."""
+        script = self.script if self.script_for is None else self.script_for(prompt_token_ids)
+        if sampling.n == 1 and script.instant:
+            return self._instant(script, prompt_token_ids, sampling, request_id)
+        return self._timed(script, prompt_token_ids, sampling, request_id)
+
+    def _begin(
+        self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str
+    ) -> None:
         if not self._ready:
             raise EngineNotReady("scripted backend not started")
         if self.record:
             self.requests.append(RecordedRequest(list(prompt_token_ids), sampling, request_id))
-        script = self.script if self.script_for is None else self.script_for(prompt_token_ids)
+
+    async def _timed(
+        self,
+        script: Script,
+        prompt_token_ids: list[int],
+        sampling: SamplingConfig,
+        request_id: str,
+    ) -> AsyncIterator[GenerationChunk]:
+        """Any script: delays, pauses, a pace, groups of ready chunks, failures, n choices."""
+        self._begin(prompt_token_ids, sampling, request_id)
         plans = [self._plan(script, i, sampling) for i in range(sampling.n)]
         emitted = 0
         together = max(1, script.ready_together)
@@ -187,6 +219,43 @@ class ScriptedBackend:
                     )
                     if not more:
                         await asyncio.sleep(0)
+        finally:
+            if not done and self.record and request_id not in self.aborted:
+                self.aborted.append(request_id)
+
+    async def _instant(
+        self,
+        script: Script,
+        prompt_token_ids: list[int],
+        sampling: SamplingConfig,
+        request_id: str,
+    ) -> AsyncIterator[GenerationChunk]:
+        """One choice of a script with no timing or faults (`Script.instant`): the chunks
+        `_timed` would give, one turn of the loop after each, without its bookkeeping per
+        chunk. The ceiling benchmark's engine: what it costs per token is counted as the
+        server's, so it should be the least an engine's hand-over can cost."""
+        self._begin(prompt_token_ids, sampling, request_id)
+        plan = self._plan(script, 0, sampling)
+        first, done = True, False
+        top_n = sampling.logprobs
+        try:
+            while plan:
+                if self.dead:
+                    raise EngineError("the engine died while generating")
+                tokens, finish = plan.popleft()
+                if not plan:
+                    done = True
+                    if self.record:
+                        self.finished.append(request_id)
+                yield GenerationChunk(
+                    index=0,
+                    token_ids=tokens,
+                    finish_reason=finish,
+                    cached_prompt_tokens=0 if first else None,
+                    logprobs=None if top_n is None else _fake_logprobs(tokens, top_n),
+                )
+                first = False
+                await asyncio.sleep(0)
         finally:
             if not done and self.record and request_id not in self.aborted:
                 self.aborted.append(request_id)

@@ -101,6 +101,19 @@ def _skip_clone_kwargs() -> dict[str, bool]:
     return {"skip_clone": True} if "skip_clone" in fields else {}
 
 
+@functools.cache
+def _request_types() -> tuple[Any, Any, Any, type[BaseException]]:
+    """vLLM's classes every request uses: SamplingParams, RequestOutputKind,
+    StructuredOutputsParams, EngineDeadError. Imported on first use (vLLM loads lazily, and
+    only when the engine does) and then kept: a `from vllm import ...` per request goes
+    through vLLM's lazy module `__getattr__` again, about 20 µs each time."""
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    return SamplingParams, RequestOutputKind, StructuredOutputsParams, EngineDeadError
+
+
 class VllmBackend:
     """`EngineBackend` on vLLM's AsyncLLM, bound to the event loop that awaits `start()`."""
 
@@ -203,9 +216,7 @@ class VllmBackend:
     # -- generation ----------------------------------------------------------------------
     def sampling_params(self, sampling: SamplingConfig) -> Any:
         """The vLLM `SamplingParams` for a request."""
-        from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
-
+        SamplingParams, RequestOutputKind, StructuredOutputsParams, _ = _request_types()  # noqa: N806
         structured = None
         if sampling.structured_outputs is not None:
             structured = StructuredOutputsParams(**sampling.structured_outputs)
@@ -241,7 +252,7 @@ class VllmBackend:
             raise EngineNotReady(
                 "the engine is not loaded" if self._engine is None else "the engine is dead"
             )
-        from vllm.v1.engine.exceptions import EngineDeadError
+        EngineDeadError = _request_types()[3]  # noqa: N806
 
         try:
             params = self.sampling_params(sampling)

@@ -88,7 +88,11 @@ class DeltaAssembler:
         # Runs of plain text tokens are parsed at once (`_feed_text_run`) unless stop strings
         # are watched; a run ends before any special or stop token.
         self._text_runs = not any(stop_strings)
-        self._run_breakers = self._special_ids | self._stop_token_ids
+        self._run_breakers = (
+            self._special_ids  # the usual stop tokens are special: no set built per request
+            if self._stop_token_ids <= self._special_ids
+            else self._special_ids | self._stop_token_ids
+        )
         self._stop_strings = tuple(s for s in stop_strings if s)
         self._tools_callable = tools_callable
         self._calls_enforced = calls_enforced

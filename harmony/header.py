@@ -113,10 +113,70 @@ _UNICODE_17_RANGES = (
     (0x323B0, 0x33479),
 )
 
+# Assigned in Unicode 18.0 (known to `regex` since 2026.9.29), unassigned in Rust's 16.0: what
+# `regex` 2026.9.10 calls Cn and 2026.11.19 does not.
+_UNICODE_18_RANGES = (
+    (0x558, 0x558),
+    (0x58B, 0x58C),
+    (0x5C8, 0x5C9),
+    (0xB53, 0xB54),
+    (0x1ADE, 0x1ADF),
+    (0x1AEC, 0x1AF0),
+    (0x208F, 0x208F),
+    (0x209D, 0x209F),
+    (0x20C2, 0x20C4),
+    (0x2E60, 0x2E63),
+    (0xA7DD, 0xA7DD),
+    (0xA7E2, 0xA7E2),
+    (0xAB6C, 0xAB6D),
+    (0x107BB, 0x107BF),
+    (0x10EC9, 0x10ECF),
+    (0x10ED9, 0x10EEE),
+    (0x10EF0, 0x10EF9),
+    (0x11B0A, 0x11B0A),
+    (0x11DF0, 0x11DF1),
+    (0x1246F, 0x1246F),
+    (0x12475, 0x1247F),
+    (0x12550, 0x12686),
+    (0x18CD6, 0x18CDA),
+    (0x18D1F, 0x18D20),
+    (0x18E00, 0x19191),
+    (0x191A0, 0x191D2),
+    (0x1B123, 0x1B128),
+    (0x1B168, 0x1B168),
+    (0x1CED2, 0x1CED4),
+    (0x1CEDD, 0x1CEDF),
+    (0x1CEF1, 0x1CEFD),
+    (0x1D127, 0x1D128),
+    (0x1D1EB, 0x1D1FF),
+    (0x1D250, 0x1D281),
+    (0x1D6A6, 0x1D6A6),
+    (0x1DB00, 0x1DB1C),
+    (0x1DF1F, 0x1DF24),
+    (0x1DF2B, 0x1DF81),
+    (0x1DF90, 0x1DF96),
+    (0x1DFCD, 0x1DFFF),
+    (0x1F1AE, 0x1F1AE),
+    (0x1F6D9, 0x1F6D9),
+    (0x1F7DA, 0x1F7DB),
+    (0x1F7F1, 0x1F7FF),
+    (0x1FA8B, 0x1FA8D),
+    (0x1FACC, 0x1FACC),
+    (0x1FADD, 0x1FADD),
+    (0x1FAEB, 0x1FAEB),
+    (0x1FAF9, 0x1FAFA),
+    (0x2B81E, 0x2B81E),
+    (0x3D000, 0x3FC3F),
+)
+_ASSIGNED_AFTER_16 = tuple(sorted(_UNICODE_17_RANGES + _UNICODE_18_RANGES))
+_FIRST_AFTER_16 = _ASSIGNED_AFTER_16[0][0]
+
 
 def _assigned_after_unicode_16(char: str) -> bool:
+    """Assigned after Rust's Unicode 16.0, whichever newer version `regex`'s tables know (the
+    venv installs its latest release: 18.0 since 2026.9.29), so Cn, so escaped, to Rust."""
     code = ord(char)
-    return code >= 0x88F and any(lo <= code <= hi for lo, hi in _UNICODE_17_RANGES)
+    return code >= _FIRST_AFTER_16 and any(lo <= code <= hi for lo, hi in _ASSIGNED_AFTER_16)
 
 
 def rust_debug(text: str) -> str:

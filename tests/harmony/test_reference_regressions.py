@@ -54,6 +54,8 @@ def test_tool_description_keeps_a_carriage_return_not_followed_by_newline(
         "\x1b",  # Cc
         "\U000e0100",  # variation selector supplement
         "\u088f",  # assigned in Unicode 17, unassigned in Rust's Unicode 16
+        "\U0003d000",  # assigned in Unicode 18 (regex >= 2026.9.29), unassigned in Rust's 16
+        "\u0558",
         "\U0001fae9",  # assigned in Unicode 16: printable in Rust, Cn for Python 3.11
         "\U0001f6d8",
         "\ue000",  # private use

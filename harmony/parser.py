@@ -118,7 +118,7 @@ class StreamableParser:
         return self
 
     def process_text_run(
-        self, tokens: Sequence[int], start: int, breakers: frozenset[int]
+        self, tokens: Sequence[int], start: int, stops: frozenset[int] = frozenset()
     ) -> tuple[int, str]:
         """An extension for servers: the ordinary text tokens of the current message from
         `tokens[start]` on, at once. Returns how many were taken and their joined text (also
@@ -127,9 +127,10 @@ class StreamableParser:
         Taking them one `process()` each is the same (messages, `state_data`, `tokens`), but a
         server's engine hands over several tokens per step, and most are plain text: one call
         per run of them instead of one per token. The run stops before the first token that
-        needs `process()`'s care: one in `breakers` (every special token, and any stop token
-        the caller watches for), one outside the vocabulary, or one whose bytes are not whole
+        needs `process()`'s care: a special token, one in `stops` (ordinary tokens the caller
+        ends a generation on), one outside the vocabulary, or one whose bytes are not whole
         UTF-8 on their own (a character split across tokens), and while such bytes are held.
+        When it takes nothing, `last_content_delta` is left as it was.
         """
         if (
             self._state is not StreamState.CONTENT
@@ -138,11 +139,14 @@ class StreamableParser:
         ):
             return 0, ""
         table = self._encoding._tables.token_text
+        special = self._encoding._special_ids
         end, limit = start, len(tokens)
         pieces: list[str] = []
         while end < limit:
             token = tokens[end]
-            if type(token) is not int or token in breakers or not 0 <= token < tk.N_VOCAB:
+            if type(token) is not int or token in special or not 0 <= token < tk.N_VOCAB:
+                break
+            if token in stops:
                 break
             text = table[token]
             if text is None:

@@ -58,7 +58,8 @@ class Script:
 
     @property
     def instant(self) -> bool:
-        """No timing and no faults: every chunk is handed over as soon as it is asked for."""
+        """No delay, pauses, pace, groups of ready chunks or `fail_after`: every chunk is
+        handed over as soon as it is asked for (a `finish_reason` or `kill()` still apply)."""
         return (
             self.delay == 0
             and self.fail_after is None
@@ -146,8 +147,9 @@ class ScriptedBackend:
     ) -> AsyncIterator[GenerationChunk]:
         """The script's chunks. A plain function returning the generator that hands them over
         (a script with no timing or faults has its own), so that the run reads that generator
-        itself, not one around it; nothing happens until the first read, as with an engine's
-        own async generator (not loaded: EngineNotReady from that read)."""
+        itself, not one around it. The script is picked here; the request is checked (not
+        loaded: EngineNotReady) and recorded at the first read, as an engine's own async
+        generator would."""
         script = self.script if self.script_for is None else self.script_for(prompt_token_ids)
         if sampling.n == 1 and script.instant:
             return self._instant(script, prompt_token_ids, sampling, request_id)

@@ -88,11 +88,6 @@ class DeltaAssembler:
         # Runs of plain text tokens are parsed at once (`_feed_text_run`) unless stop strings
         # are watched; a run ends before any special or stop token.
         self._text_runs = not any(stop_strings)
-        self._run_breakers = (
-            self._special_ids  # the usual stop tokens are special: no set built per request
-            if self._stop_token_ids <= self._special_ids
-            else self._special_ids | self._stop_token_ids
-        )
         self._stop_strings = tuple(s for s in stop_strings if s)
         self._tools_callable = tools_callable
         self._calls_enforced = calls_enforced
@@ -170,14 +165,15 @@ class DeltaAssembler:
 
     def _feed_text_run(self, token_ids: list[int], start: int) -> int:
         """The plain text tokens of the current message from `start` on, routed as one piece
-        of text: what routing them one by one would add, joined (the writers join adjacent
-        text anyway), for one call instead of one per token. Returns how many were taken.
+        of text: what routing them one by one would add, joined, for one call instead of one
+        per token (chat joined a step's text anyway; the Responses and Messages APIs now send
+        one delta per run, not per token). Returns how many were taken.
 
         Only without stop strings: one can end the choice on any token of the run, and the
         tokens after it are not the choice's. Nothing else can end it inside a message's text
         (stop tokens and special tokens are never part of a run)."""
         parser = self._parser
-        taken, text = parser.process_text_run(token_ids, start, self._run_breakers)
+        taken, text = parser.process_text_run(token_ids, start, self._stop_token_ids)
         if not taken:
             return 0
         index = parser.message_count

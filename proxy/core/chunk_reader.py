@@ -52,6 +52,9 @@ class ChunkReader:
         self._queue: deque[GenerationChunk] = deque()
         self._error: BaseException | None = None
         self._done = False
+        # The source ran to its end (not an error or a cancel): the engine has nothing left
+        # to abort, even if the run stops before taking the END.
+        self.exhausted = False
         self._waiter: asyncio.Future[None] | None = None
         self._patient = False  # the waiter wakes at its deadline or the end, not per chunk
         self._handed: set[int] = set()  # choices with a chunk handed over already
@@ -136,6 +139,7 @@ class ChunkReader:
                 while len(self._queue) >= MAX_QUEUED:
                     self._room.clear()
                     await self._room.wait()
+            self.exhausted = True
         except asyncio.CancelledError:
             self._error = asyncio.CancelledError()
             raise

@@ -178,7 +178,8 @@ class CompletionRun:
             aclose = getattr(self._engine, "aclose", None)
             if aclose is not None:
                 await aclose()
-            if not self.engine_finished:
+            reader = self._pacing.reader if self._pacing is not None else None
+            if not (self.engine_finished or (reader is not None and reader.exhausted)):
                 await self._backend.abort(self.plan.engine_request_id)
         for assembler in self._assemblers:
             self._metrics.parse_recoveries.inc(len(assembler.recoveries))

@@ -142,19 +142,36 @@ def test_runs_of_text_tokens_parse_as_token_by_token(tokens: list[int], data: st
     assert _feed(_assembler(runs=True, enforced=enforced, stop_ids=stop_ids), chunks) == oracle
 
 
-def test_a_run_takes_a_messages_plain_text_and_stops_at_what_needs_care():
-    encoding = ENCODING
-    parser = StreamableParser(encoding, Role.ASSISTANT, recover=True)
+def _in_content() -> StreamableParser:
+    parser = StreamableParser(ENCODING, Role.ASSISTANT, recover=True)
     for token in toks("<|channel|>final<|message|>"):
         parser.process(token)
+    return parser
+
+
+def test_a_run_takes_a_messages_plain_text_and_stops_at_what_needs_care():
+    parser = _in_content()
     text = toks("Hello there")
-    split = encoding.encode("é", allowed_special="all")  # one token, whole UTF-8
-    rest = text + split + toks("<|return|>")
-    taken, joined = parser.process_text_run(rest, 0, encoding.special_token_ids())
-    assert (taken, joined) == (len(text) + len(split), "Hello thereé")
+    whole = ENCODING.encode("é", allowed_special="all")  # one token, whole UTF-8 on its own
+    split = ENCODING.encode("龘", allowed_special="all")  # two tokens, neither whole alone
+    assert len(whole) == 1 and len(split) == 2
+    tokens = text + whole + split + toks("<|return|>")
+    taken, joined = parser.process_text_run(tokens, 0)
+    assert (taken, joined) == (len(text) + 1, "Hello thereé")
     assert parser.last_content_delta == "Hello thereé"
-    # The stop token is left for process(); outside content a run takes nothing.
-    assert parser.process_text_run(rest, taken, encoding.special_token_ids()) == (0, "")
-    parser.process(rest[taken])
-    assert parser.process_text_run(text, 0, encoding.special_token_ids()) == (0, "")
-    assert parser.messages[-1].content[0].text == "Hello thereé"
+    # The split character is process()'s: while its first byte is held, no run starts.
+    parser.process(tokens[taken])
+    assert parser.process_text_run(tokens, taken + 1) == (0, "")
+    parser.process(tokens[taken + 1])
+    assert parser.last_content_delta == "龘"
+    # A special token is never part of a run; outside a message's content nothing is.
+    assert parser.process_text_run(tokens, taken + 2) == (0, "")
+    parser.process(tokens[taken + 2])
+    assert parser.process_text_run(text, 0) == (0, "")
+    assert parser.messages[-1].content[0].text == "Hello thereé龘"
+
+
+def test_a_run_stops_before_an_ordinary_token_the_caller_stops_on():
+    parser = _in_content()
+    text = toks("Hello there")
+    assert parser.process_text_run(text, 0, frozenset({text[1]})) == (1, "Hello")

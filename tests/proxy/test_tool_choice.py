@@ -28,10 +28,11 @@ def post(server, **extra) -> httpx.Response:
 def test_first_tool_call_fragment_carries_id_type_name_and_later_ones_only_arguments(
     scripted_server,
 ):
-    # The engine pauses before the arguments and within them, so that they come in writes of
+    # The engine pauses before the arguments and within them, longer than the longest hold
+    # of a loaded loop (proxy/core/loop_pressure.py: 0.1 s), so that they come in writes of
     # their own even when a loaded test host makes the server merge what is ready.
     arguments_at = CALL.index(toks("<|message|>")[0], CALL.index(toks("<|start|>")[0])) + 1
-    pauses = {arguments_at: 0.05, arguments_at + 2: 0.05}
+    pauses = {arguments_at: 0.15, arguments_at + 2: 0.15}
     scripted_server.backend.script = Script([CALL], pauses=pauses)
     with httpx.Client(base_url=scripted_server.url) as client:
         chunks = stream_chunks(client, URL, body(scripted_server.model, tools=[WEATHER_TOOL]))

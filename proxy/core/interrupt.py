@@ -39,8 +39,8 @@ async def until_interrupted(
     `first`: an item already taken from `source` (the run waits for the engine's first output
     before it answers), yielded before the rest, even when `stop` is already set (as any item
     already read); `check` sees every later item (not `first`) before it is yielded, and may
-    raise. Both save the caller a generator of its own around this one: the
-    engine's every output passes through here.
+    raise. Both save the caller a generator of its own around this one: every engine output
+    passes through here.
 
     A wait on `source` is cancelled mid-wait when `stop` is set (which closes the engine stream
     and aborts the request), e.g. a slow reasoning step when the grace period ends. The source

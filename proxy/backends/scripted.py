@@ -145,34 +145,32 @@ class ScriptedBackend:
     def generate(
         self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str
     ) -> AsyncIterator[GenerationChunk]:
-        """The script's chunks. A plain function returning the generator that hands them over
-        (a script with no timing or faults has its own), so that the run reads that generator
-        itself, not one around it. The script is picked here; the request is checked (not
-        loaded: EngineNotReady) and recorded at the first read, as an engine's own async
-        generator would."""
-        script = self.script if self.script_for is None else self.script_for(prompt_token_ids)
-        if sampling.n == 1 and script.instant:
-            return self._instant(script, prompt_token_ids, sampling, request_id)
-        return self._timed(script, prompt_token_ids, sampling, request_id)
-
-    def _begin(
-        self, prompt_token_ids: list[int], sampling: SamplingConfig, request_id: str
-    ) -> None:
+        """The script's chunks. A plain function (not loaded: EngineNotReady from the call)
+        returning the generator that hands them over, so that the run reads that generator
+        itself, not one around it: a script with no timing or faults has its own."""
         if not self._ready:
             raise EngineNotReady("scripted backend not started")
         if self.record:
             self.requests.append(RecordedRequest(list(prompt_token_ids), sampling, request_id))
+        script = self.script if self.script_for is None else self.script_for(prompt_token_ids)
+        plans = [self._plan(script, i, sampling) for i in range(sampling.n)]
+        if len(plans) == 1 and script.instant:
+            return self._instant(plans[0], sampling.logprobs, request_id)
+        return self._timed(script, plans, sampling.logprobs, request_id)
+
+    def _ended(self, request_id: str, complete: bool) -> None:
+        """Record how a request's stream ended: complete, or closed early (an abort)."""
+        if not self.record:
+            return
+        if complete:
+            self.finished.append(request_id)
+        elif request_id not in self.aborted:
+            self.aborted.append(request_id)
 
     async def _timed(
-        self,
-        script: Script,
-        prompt_token_ids: list[int],
-        sampling: SamplingConfig,
-        request_id: str,
+        self, script: Script, plans: list[_Chunks], top_n: int | None, request_id: str
     ) -> AsyncIterator[GenerationChunk]:
         """Any script: delays, pauses, a pace, groups of ready chunks, failures, n choices."""
-        self._begin(prompt_token_ids, sampling, request_id)
-        plans = [self._plan(script, i, sampling) for i in range(sampling.n)]
         emitted = 0
         together = max(1, script.ready_together)
         done = False
@@ -206,8 +204,7 @@ class ScriptedBackend:
                             emitted += 1
                     if not any(plans):  # the last chunk: the request is complete once it is out
                         done = True
-                        if self.record:
-                            self.finished.append(request_id)
+                        self._ended(request_id, complete=True)
                     more = not done and emitted % together != 0
                     if paced is not None:  # (a chunk the engine stalls before is not ready)
                         more = not done and paced.due(emitted) and emitted not in script.pauses
@@ -216,30 +213,23 @@ class ScriptedBackend:
                         token_ids=tokens,
                         finish_reason=finish,
                         cached_prompt_tokens=0 if first else None,
-                        logprobs=_fake_logprobs(tokens, sampling.logprobs),
+                        logprobs=_fake_logprobs(tokens, top_n),
                         more_ready=more,
                     )
                     if not more:
                         await asyncio.sleep(0)
         finally:
-            if not done and self.record and request_id not in self.aborted:
-                self.aborted.append(request_id)
+            if not done:
+                self._ended(request_id, complete=False)
 
     async def _instant(
-        self,
-        script: Script,
-        prompt_token_ids: list[int],
-        sampling: SamplingConfig,
-        request_id: str,
+        self, plan: _Chunks, top_n: int | None, request_id: str
     ) -> AsyncIterator[GenerationChunk]:
         """One choice of a script with no timing or faults (`Script.instant`): the chunks
         `_timed` would give, one turn of the loop after each, without its bookkeeping per
         chunk. The ceiling benchmark's engine: what it costs per token is counted as the
         server's, so it should be the least an engine's hand-over can cost."""
-        self._begin(prompt_token_ids, sampling, request_id)
-        plan = self._plan(script, 0, sampling)
         first, done = True, False
-        top_n = sampling.logprobs
         try:
             while plan:
                 if self.dead:
@@ -247,8 +237,7 @@ class ScriptedBackend:
                 tokens, finish = plan.popleft()
                 if not plan:
                     done = True
-                    if self.record:
-                        self.finished.append(request_id)
+                    self._ended(request_id, complete=True)
                 yield GenerationChunk(
                     index=0,
                     token_ids=tokens,
@@ -259,8 +248,8 @@ class ScriptedBackend:
                 first = False
                 await asyncio.sleep(0)
         finally:
-            if not done and self.record and request_id not in self.aborted:
-                self.aborted.append(request_id)
+            if not done:
+                self._ended(request_id, complete=False)
 
     def _plan(self, script: Script, index: int, sampling: SamplingConfig) -> _Chunks:
         tokens = script.choices[index % len(script.choices)] if script.choices else []

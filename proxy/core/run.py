@@ -144,13 +144,14 @@ class CompletionRun:
         return self._assemblers[choice].stop_string
 
     async def start(self) -> None:
-        """Submit to the engine and wait for its first output (errors here are HTTP errors)."""
-        self._engine = aiter(
-            self._backend.generate(
-                self.plan.prompt_token_ids, self.plan.sampling, self.plan.engine_request_id
-            )
-        )
+        """Submit to the engine and wait for its first output (errors here are HTTP errors,
+        whether the backend raises them on the call or on the first read)."""
         try:
+            self._engine = aiter(
+                self._backend.generate(
+                    self.plan.prompt_token_ids, self.plan.sampling, self.plan.engine_request_id
+                )
+            )
             self._first = await anext(self._engine)
             self._raise_if_failed(self._first)
         except StopAsyncIteration:

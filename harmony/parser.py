@@ -2,63 +2,26 @@
 
 Strict and non-strict modes reproduce the reference token for token, errors included. The
 `recover=True` mode is ours, for serving: it never raises on model output and keeps every piece
-of text. What each malformed shape recovers to:
-
-* text with no header (a refusal) -> a message with that text, channel None;
-* junk in the header (`<|channel|>commentary ––x to=functions.f`) -> channel, recipient and
-  content type picked out, the junk dropped;
-* `<|channel|>analysis text<|end|>` (no `<|message|>`) -> a message on that channel with the text;
-* a doubled `<|start|>` (or `<|start|>assistant<|start|>assistant`) -> ignored;
-* text or `<|channel|>` after `<|end|>` without `<|start|>` -> an implicit `<|start|>` with the
-  previous role; stray `<|end|>`/`<|return|>`/`<|call|>` there -> ignored;
-* `<|start|>` or `<|channel|>` inside content (missing `<|end|>`) -> the message ends there;
-* other special tokens inside content (`<|message|>`, `<|constrain|>`, reserved) -> dropped,
-  `<|endoftext|>` -> ends the message;
-* `to=functions.f<|constrain|>json`, recipients with `-` `.` `/`, bare tool names, tool calls on
-  the analysis channel -> parsed as written (recipient markup glued on is cut off);
-* EOS in the middle of a header -> its text, if any, becomes a message;
-* `<|message|>` spelled in ordinary tokens (`<`, `|`, `message`, `|`, `>`: a grammar-constrained
-  model may, xgrammar sees markers as text) -> the header ends there.
-
-Every repair is named in `recoveries`, so a server can count them.
+of text; how each malformed shape is repaired lives in harmony/recovery.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from . import _tokens as tk
+from . import recovery
 from ._errors import HarmonyError
 from ._token_args import as_token
-from .header import (
-    Header,
-    HeaderError,
-    header_words,
-    is_plausible_first_word,
-    parse_header,
-    parse_header_lenient,
-    recover_header,
-    text_after_channel,
-)
-from .models import Author, Message, Role, TextContent
+from .header import Header, HeaderError, parse_header, parse_header_lenient, recover_header
+from .models import Message, Role, TextContent
+from .recovery import STOP, StreamState
 
 if TYPE_CHECKING:
     from .encoding import HarmonyEncoding
 
-_STOP = frozenset({tk.RETURN, tk.CALL, tk.END})
 _REPLACEMENT = "\ufffd"
-# A header longer than this, or with more words, is taken to be text (recover mode).
-_MAX_HEADER_TOKENS = 32
-_MAX_HEADER_WORDS = 6
-_SPELLED_MESSAGE = b"<|message|>"
-
-
-class StreamState(Enum):
-    EXPECT_START = "ExpectStart"
-    HEADER = "Header"
-    CONTENT = "Content"
 
 
 class StreamableParser:
@@ -101,10 +64,10 @@ class StreamableParser:
         self._last_delta = None
         state = self._state
         if state is StreamState.CONTENT:
-            if token in _STOP:
+            if token in STOP:
                 self._finish_message()
             elif self._recover and self._encoding.is_special_token(token):
-                self._special_in_content(token)
+                recovery.special_in_content(self, token)
             else:
                 self._decode_content(token)
         elif state is StreamState.HEADER:
@@ -112,7 +75,7 @@ class StreamableParser:
         elif token == tk.START:
             self._begin_header()
         elif self._recover:
-            self._token_outside_message(token)
+            recovery.token_outside_message(self, token)
         else:
             raise HarmonyError(f"Unexpected token {token} while expecting start token {tk.START}")
         return self
@@ -167,8 +130,8 @@ class StreamableParser:
         elif self._state is StreamState.HEADER:
             if not self._recover:
                 raise HarmonyError("Unexpected EOS while waiting for message header to complete")
-            self._recovered("eos_in_header")
-            self._header_as_text_message()
+            self.recoveries.append("eos_in_header")
+            recovery.header_as_text_message(self)
         return self
 
     # -- header --------------------------------------------------------------------------------
@@ -180,18 +143,18 @@ class StreamableParser:
     def _header_token(self, token: int) -> None:
         if token == tk.MESSAGE:
             self._complete_header()
-        elif token in _STOP and not self._strict and not self._recover:
+        elif token in STOP and not self._strict and not self._recover:
             self._nonstrict_stop_in_header()
         elif self._recover:
-            self._recover_header_token(token)
+            recovery.header_token(self, token)
         else:
             self._header_tokens.append(token)
 
     def _complete_header(self) -> None:
         if self._recover:
-            header, repaired = recover_header(self._header_text(), self._next_role)
+            header, repaired = recover_header(recovery.header_text(self), self._next_role)
             if repaired:
-                self._recovered("header_repaired")
+                self.recoveries.append("header_repaired")
         else:
             # The reference leaves the header state before parsing it: after a header error the
             # parser is in ExpectStart (next_role kept), not still collecting header tokens.
@@ -219,101 +182,6 @@ class StreamableParser:
         self._state = StreamState.EXPECT_START
         self._next_role = None
 
-    def _header_bytes(self) -> bytes:
-        """The header so far as bytes, unknown ids skipped (recover mode only)."""
-        known = [t for t in self._header_tokens if 0 <= t < tk.N_VOCAB]
-        return self._token_bytes(known) or b""
-
-    def _header_text(self) -> str:
-        return self._header_bytes().decode("utf-8", errors="replace")
-
-    def _recover_header_token(self, token: int) -> None:
-        if token == tk.START:
-            if header_words(self._header_text()) in ([], [self._header_role().value]):
-                self._recovered("doubled_start")
-                self._header_tokens = []
-                return
-            self._recovered("missing_message")
-            self._header_as_text_message()
-            self._begin_header()
-            return
-        if token in _STOP or token == tk.ENDOFTEXT:
-            self._recovered("missing_message")
-            self._header_as_text_message()
-            return
-        self._header_tokens.append(token)
-        spelled = self._header_bytes().find(_SPELLED_MESSAGE)
-        if spelled != -1:
-            self._recovered("spelled_message")
-            self._complete_spelled_header(spelled)
-            return
-        if self._looks_like_text():
-            self._recovered("headerless_text")
-            self._header_into_content()
-
-    def _complete_spelled_header(self, at: int) -> None:
-        """`<|message|>` written as ordinary text (a grammar sees markers as their text, so a
-        constrained model may spell one): the header ends there, what follows is content."""
-        data = self._header_bytes()
-        head = data[:at].decode("utf-8", errors="replace")
-        header, _ = recover_header(head, self._next_role)
-        self._next_role = None
-        self._enter_content(header)
-        text, tail = _split_incomplete_utf8(data[at + len(_SPELLED_MESSAGE) :])
-        self._undecoded_bytes = tail
-        if text:
-            self._deltas.append(text)
-            self._last_delta = text
-
-    def _header_role(self) -> Role:
-        return self._next_role or self._last_role
-
-    def _looks_like_text(self) -> bool:
-        """Has the header grown into something no header looks like (a refusal, prose)?"""
-        if len(self._header_tokens) > _MAX_HEADER_TOKENS:
-            return True
-        text = self._header_text()
-        if "\n" in text:
-            return True
-        words = header_words(text)
-        if len(words) > _MAX_HEADER_WORDS:
-            return True
-        complete = len(words) > 1 or (words and text.rstrip() != text)
-        return bool(complete) and not is_plausible_first_word(words[0], self._next_role is not None)
-
-    def _header_into_content(self) -> None:
-        """The buffered header was message text: stream it as content, in one delta."""
-        text, tail = _split_incomplete_utf8(self._header_bytes())
-        channel, body = text_after_channel(text)
-        self._enter_content(Header(Author(role=self._header_role()), None, channel, None))
-        self._next_role = None
-        self._undecoded_bytes = tail  # a character split across tokens completes later
-        if body:
-            self._deltas.append(body)
-            self._last_delta = body
-
-    def _header_as_text_message(self) -> None:
-        """A header that never reached `<|message|>`: keep its text as a message, if any."""
-        channel, body = text_after_channel(self._header_text())
-        role = self._header_role()
-        if body:
-            self._push_message(Header(Author(role=role), None, channel, None), body)
-        self._state = StreamState.EXPECT_START
-        self._next_role = None
-        self._header_tokens = []
-        self._last_delta = body or None  # never streamed before: report it whole
-
-    # -- outside any message (recover mode) -------------------------------------------------
-
-    def _token_outside_message(self, token: int) -> None:
-        if token in _STOP or token == tk.ENDOFTEXT or token == tk.MESSAGE:
-            self._recovered("stray_token")
-            return
-        self._recovered("missing_start")
-        self._begin_header()
-        self._next_role = self._last_role
-        self._recover_header_token(token)
-
     # -- content -------------------------------------------------------------------------------
 
     def _enter_content(self, header: Header) -> None:
@@ -324,20 +192,6 @@ class StreamableParser:
         self._undecoded_tokens = []
         self._undecoded_bytes = b""
         self._last_delta = None
-
-    def _special_in_content(self, token: int) -> None:
-        if token in (tk.START, tk.CHANNEL):
-            self._recovered("missing_end")
-            self._finish_message()
-            self._begin_header()
-            self._next_role = self._last_role
-            if token == tk.CHANNEL:
-                self._header_tokens.append(token)
-        elif token == tk.ENDOFTEXT:
-            self._recovered("endoftext_in_content")
-            self._finish_message()
-        else:
-            self._recovered("special_in_content")
 
     def _decode_content(self, token: int) -> None:
         if not self._undecoded_tokens and not self._undecoded_bytes:
@@ -407,9 +261,6 @@ class StreamableParser:
         )
         self._last_role = header.author.role
 
-    def _recovered(self, kind: str) -> None:
-        self.recoveries.append(kind)
-
     # -- reading -------------------------------------------------------------------------------
 
     @property
@@ -470,17 +321,3 @@ class StreamableParser:
             "header": self._header.to_state_dict(),
             "content_tokens": content_tokens,
         }
-
-
-def _split_incomplete_utf8(data: bytes) -> tuple[str, bytes]:
-    """Decode `data` leniently, holding back a trailing incomplete UTF-8 sequence."""
-    for cut in range(1, min(3, len(data)) + 1):
-        lead = data[-cut]
-        if lead & 0xC0 != 0x80:  # the start of the last character
-            needed = 2 if lead >= 0xC0 else 1
-            needed = 3 if lead >= 0xE0 else needed
-            needed = 4 if lead >= 0xF0 else needed
-            if needed > cut:
-                return data[:-cut].decode("utf-8", errors="replace"), data[-cut:]
-            break
-    return data.decode("utf-8", errors="replace"), b""

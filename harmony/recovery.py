@@ -1,0 +1,201 @@
+"""Recover mode of the streaming parser: what it makes of malformed model output.
+
+`StreamableParser(recover=True)` (harmony/parser.py) never raises on model output and keeps
+every piece of text; these are its repairs, functions of the parser (`p`) whose state they
+read and set, so that the reference's own algorithm reads alone there. What each malformed shape recovers to:
+
+* text with no header (a refusal) -> a message with that text, channel None;
+* junk in the header (`<|channel|>commentary ––x to=functions.f`) -> channel, recipient and
+  content type picked out, the junk dropped;
+* `<|channel|>analysis text<|end|>` (no `<|message|>`) -> a message on that channel with the text;
+* a doubled `<|start|>` (or `<|start|>assistant<|start|>assistant`) -> ignored;
+* text or `<|channel|>` after `<|end|>` without `<|start|>` -> an implicit `<|start|>` with the
+  previous role; stray `<|end|>`/`<|return|>`/`<|call|>` there -> ignored;
+* `<|start|>` or `<|channel|>` inside content (missing `<|end|>`) -> the message ends there;
+* other special tokens inside content (`<|message|>`, `<|constrain|>`, reserved) -> dropped,
+  `<|endoftext|>` -> ends the message;
+* `to=functions.f<|constrain|>json`, recipients with `-` `.` `/`, bare tool names, tool calls on
+  the analysis channel -> parsed as written (recipient markup glued on is cut off);
+* EOS in the middle of a header -> its text, if any, becomes a message;
+* `<|message|>` spelled in ordinary tokens (`<`, `|`, `message`, `|`, `>`: a grammar-constrained
+  model may, xgrammar sees markers as text) -> the header ends there.
+
+Every repair is named in `recoveries`, so a server can count them.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from . import _tokens as tk
+from .header import (
+    Header,
+    header_words,
+    is_plausible_first_word,
+    recover_header,
+    text_after_channel,
+)
+from .models import Author, Role
+
+if TYPE_CHECKING:
+    from .parser import StreamableParser
+
+STOP = frozenset({tk.RETURN, tk.CALL, tk.END})
+# A header longer than this, or with more words, is taken to be text.
+_MAX_HEADER_TOKENS = 32
+_MAX_HEADER_WORDS = 6
+_SPELLED_MESSAGE = b"<|message|>"
+
+
+# The parser's states: here rather than in parser.py because the repairs set them too, and
+# parser.py builds on this module.
+class StreamState(Enum):
+    EXPECT_START = "ExpectStart"
+    HEADER = "Header"
+    CONTENT = "Content"
+
+
+def header_bytes(p: StreamableParser) -> bytes:
+    """The header so far as bytes, unknown ids skipped (recover mode only)."""
+    known = [t for t in p._header_tokens if 0 <= t < tk.N_VOCAB]
+    return p._token_bytes(known) or b""
+
+
+def header_text(p: StreamableParser) -> str:
+    return header_bytes(p).decode("utf-8", errors="replace")
+
+
+# -- in a header -----------------------------------------------------------------------------
+
+
+def header_token(p: StreamableParser, token: int) -> None:
+    """One header token in recover mode: a repeated start, a header cut short, a spelled
+    `<|message|>` or a header that is really text are repaired; anything else is kept."""
+    if token == tk.START:
+        if header_words(header_text(p)) in ([], [_header_role(p).value]):
+            p.recoveries.append("doubled_start")
+            p._header_tokens = []
+            return
+        p.recoveries.append("missing_message")
+        header_as_text_message(p)
+        p._begin_header()
+        return
+    if token in STOP or token == tk.ENDOFTEXT:
+        p.recoveries.append("missing_message")
+        header_as_text_message(p)
+        return
+    p._header_tokens.append(token)
+    spelled = header_bytes(p).find(_SPELLED_MESSAGE)
+    if spelled != -1:
+        p.recoveries.append("spelled_message")
+        _complete_spelled_header(p, spelled)
+        return
+    if _looks_like_text(p):
+        p.recoveries.append("headerless_text")
+        _header_into_content(p)
+
+
+def _complete_spelled_header(p: StreamableParser, at: int) -> None:
+    """`<|message|>` written as ordinary text (a grammar sees markers as their text, so a
+    constrained model may spell one): the header ends there, what follows is content."""
+    data = header_bytes(p)
+    head = data[:at].decode("utf-8", errors="replace")
+    header, _ = recover_header(head, p._next_role)
+    p._next_role = None
+    p._enter_content(header)
+    text, tail = _split_incomplete_utf8(data[at + len(_SPELLED_MESSAGE) :])
+    p._undecoded_bytes = tail
+    if text:
+        p._deltas.append(text)
+        p._last_delta = text
+
+
+def _header_role(p: StreamableParser) -> Role:
+    return p._next_role or p._last_role
+
+
+def _looks_like_text(p: StreamableParser) -> bool:
+    """Has the header grown into something no header looks like (a refusal, prose)?"""
+    if len(p._header_tokens) > _MAX_HEADER_TOKENS:
+        return True
+    text = header_text(p)
+    if "\n" in text:
+        return True
+    words = header_words(text)
+    if len(words) > _MAX_HEADER_WORDS:
+        return True
+    complete = len(words) > 1 or (words and text.rstrip() != text)
+    return bool(complete) and not is_plausible_first_word(words[0], p._next_role is not None)
+
+
+def _header_into_content(p: StreamableParser) -> None:
+    """The buffered header was message text: stream it as content, in one delta."""
+    text, tail = _split_incomplete_utf8(header_bytes(p))
+    channel, body = text_after_channel(text)
+    p._enter_content(Header(Author(role=_header_role(p)), None, channel, None))
+    p._next_role = None
+    p._undecoded_bytes = tail  # a character split across tokens completes later
+    if body:
+        p._deltas.append(body)
+        p._last_delta = body
+
+
+def header_as_text_message(p: StreamableParser) -> None:
+    """A header that never reached `<|message|>`: keep its text as a message, if any."""
+    channel, body = text_after_channel(header_text(p))
+    role = _header_role(p)
+    if body:
+        p._push_message(Header(Author(role=role), None, channel, None), body)
+    p._state = StreamState.EXPECT_START
+    p._next_role = None
+    p._header_tokens = []
+    p._last_delta = body or None  # never streamed before: report it whole
+
+
+# -- outside any message ---------------------------------------------------------------------
+
+
+def token_outside_message(p: StreamableParser, token: int) -> None:
+    """A token after a message's end and before `<|start|>`: stray stop and message markers
+    are dropped, anything else opens a message with the previous role."""
+    if token in STOP or token == tk.ENDOFTEXT or token == tk.MESSAGE:
+        p.recoveries.append("stray_token")
+        return
+    p.recoveries.append("missing_start")
+    p._begin_header()
+    p._next_role = p._last_role
+    header_token(p, token)
+
+
+# -- inside a message's content ----------------------------------------------------------------
+
+
+def special_in_content(p: StreamableParser, token: int) -> None:
+    """A special token inside a message's text (the parser handles the stop tokens itself)."""
+    if token in (tk.START, tk.CHANNEL):
+        p.recoveries.append("missing_end")
+        p._finish_message()
+        p._begin_header()
+        p._next_role = p._last_role
+        if token == tk.CHANNEL:
+            p._header_tokens.append(token)
+    elif token == tk.ENDOFTEXT:
+        p.recoveries.append("endoftext_in_content")
+        p._finish_message()
+    else:
+        p.recoveries.append("special_in_content")
+
+
+def _split_incomplete_utf8(data: bytes) -> tuple[str, bytes]:
+    """Decode `data` leniently, holding back a trailing incomplete UTF-8 sequence."""
+    for cut in range(1, min(3, len(data)) + 1):
+        lead = data[-cut]
+        if lead & 0xC0 != 0x80:  # the start of the last character
+            needed = 2 if lead >= 0xC0 else 1
+            needed = 3 if lead >= 0xE0 else needed
+            needed = 4 if lead >= 0xF0 else needed
+            if needed > cut:
+                return data[:-cut].decode("utf-8", errors="replace"), data[-cut:]
+            break
+    return data.decode("utf-8", errors="replace"), b""

@@ -114,6 +114,33 @@ def _request_types() -> tuple[Any, Any, Any, type[BaseException]]:
     return SamplingParams, RequestOutputKind, StructuredOutputsParams, EngineDeadError
 
 
+def _cache_vllm_environment() -> None:
+    """Freeze vLLM's environment settings in this process once the engine is up.
+
+    `vllm.envs` reads each `VLLM_*` setting from `os.environ` on every attribute access, and the
+    front end reads some per request and per engine output (`IterationStats` checks
+    `VLLM_COMPUTE_NANS_IN_LOGITS` for every output of every request): about 3.5% of this
+    process's CPU at 32 streaming clients (py-spy). vLLM's engine-core and worker processes call
+    `enable_envs_cache()` after their start-up; its API server does not, so this process does it.
+    Settings changed after the engine loaded are then ignored, as in those processes (the proxy
+    sets its own, e.g. the CPU KV-cache size, before loading; a later engine in the same
+    process, as in tests, reads them afresh: `_load` lifts the cache while it builds one)."""
+    try:
+        from vllm.envs import enable_envs_cache
+    except ImportError:  # vLLM before the cache (the GPU extra allows >= 0.11)
+        return
+    enable_envs_cache()
+
+
+def _uncache_vllm_environment() -> None:
+    """Read vLLM's settings afresh while an engine is configured (see above)."""
+    try:
+        from vllm.envs import disable_envs_cache
+    except ImportError:
+        return
+    disable_envs_cache()
+
+
 class VllmBackend:
     """`EngineBackend` on vLLM's AsyncLLM, bound to the event loop that awaits `start()`."""
 
@@ -164,6 +191,7 @@ class VllmBackend:
         from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        _uncache_vllm_environment()
         on_cpu = current_platform.is_cpu()
         if on_cpu and self.options.cpu_kvcache_space_gib is not None:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(self.options.cpu_kvcache_space_gib)
@@ -189,6 +217,7 @@ class VllmBackend:
             AsyncLLM.from_engine_args, args, stat_loggers=stat_loggers
         )
         self._max_model_len = self._engine.model_config.max_model_len
+        _cache_vllm_environment()
         self.load_seconds = time.monotonic() - started
         self._progress(
             f"vLLM engine ready in {self.load_seconds:.1f} s (max_model_len {self._max_model_len})"

@@ -39,15 +39,27 @@ class LoopLagMonitor:
         self.histogram = histogram
         self.interval = interval
         self.window = window
-        # (time, lag) of recent wake-ups that were late, oldest first.
+        # (time, lag) of recent wake-ups that were late, oldest first; the lags decrease from
+        # left to right (a later, larger lag drops the smaller ones), so the first is the max.
         self._late: collections.deque[tuple[float, float]] = collections.deque()
+        self._shown = -1.0  # the gauge's value: set only when it changes
 
     def recent_max(self) -> float:
-        """The largest lateness in the last `window` seconds."""
+        """The largest lateness in the last `window` seconds: O(1) but for expired entries."""
         cutoff = time.monotonic() - self.window
-        while self._late and self._late[0][0] < cutoff:
-            self._late.popleft()
-        return max((lag for _, lag in self._late), default=0.0)
+        late = self._late
+        while late and late[0][0] < cutoff:
+            late.popleft()
+        return late[0][1] if late else 0.0
+
+    def record(self, now: float, lag: float) -> None:
+        """Keep a wake-up's lateness for `recent_max` (only lateness above a millisecond: the
+        deque stays tiny on an idle loop)."""
+        if lag > 0.001:
+            late = self._late
+            while late and late[-1][1] <= lag:
+                late.pop()  # a smaller, older lag can never be the maximum again
+            late.append((now, lag))
 
     async def run(self, after: asyncio.Future[object] | None = None) -> None:
         """Measure until cancelled, from when `after` (the engine's start-up) is done: loading
@@ -63,9 +75,8 @@ class LoopLagMonitor:
                 self.histogram.observe(lag)
             if self.observer is not None:
                 self.observer(lag)
-            # Only lateness above a millisecond is kept: the deque stays tiny on an idle loop.
-            if lag > 0.001:
-                while self._late and self._late[-1][1] <= lag:
-                    self._late.pop()  # a smaller, older lag can never be the maximum again
-                self._late.append((now, lag))
-            self.gauge.set(self.recent_max())
+            self.record(now, lag)
+            shown = self.recent_max()
+            if shown != self._shown:  # (a set takes the metric's lock, and in multiprocess
+                self._shown = shown  # mode writes its file: 50 times a second otherwise)
+                self.gauge.set(shown)

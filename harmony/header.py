@@ -201,7 +201,15 @@ def rust_debug(text: str) -> str:
     return "".join(out)
 
 
+# Characters `str.split()` splits on that Rust's split_ascii_whitespace does not (in ASCII).
+_PYTHON_ONLY_SPACE = frozenset("\x0b\x1c\x1d\x1e\x1f")
+
+
 def _split_ascii(text: str) -> list[str]:
+    """Rust's `split_ascii_whitespace`. An ASCII text without the separators only Python splits
+    on (the usual header) takes `str.split()`, one C call: this runs on every header token."""
+    if text.isascii() and _PYTHON_ONLY_SPACE.isdisjoint(text):
+        return text.split()
     parts = [text]
     for sep in _ASCII_WHITESPACE:
         parts = [p for chunk in parts for p in chunk.split(sep)]

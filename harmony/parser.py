@@ -45,6 +45,8 @@ class StreamableParser:
         self._messages: list[Message] = []
         self._state = StreamState.HEADER if role is not None else StreamState.EXPECT_START
         self._header_tokens: list[int] = []
+        # (the header token list, how many of them, their bytes): recovery.header_bytes' memo
+        self._header_memo: tuple[list[int], int, bytes] | None = None
         self._header: Header | None = None
         self._deltas: list[str] = []  # decoded content so far, as the deltas it arrived in
         self._undecoded_tokens: list[int] = []

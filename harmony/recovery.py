@@ -57,9 +57,19 @@ class StreamState(Enum):
 
 
 def header_bytes(p: StreamableParser) -> bytes:
-    """The header so far as bytes, unknown ids skipped (recover mode only)."""
-    known = [t for t in p._header_tokens if 0 <= t < tk.N_VOCAB]
-    return p._token_bytes(known) or b""
+    """The header so far as bytes, unknown ids skipped (recover mode only).
+
+    Asked on every header token, so the bytes are kept with the token list they were made of
+    and only the tokens appended since are decoded (a new header is a new list: every reset
+    assigns one, and header tokens are only ever appended)."""
+    tokens = p._header_tokens
+    memo = p._header_memo
+    done, data = (memo[1], memo[2]) if memo is not None and memo[0] is tokens else (0, b"")
+    if done < len(tokens):
+        known = [t for t in tokens[done:] if 0 <= t < tk.N_VOCAB]
+        data += p._token_bytes(known) or b""
+        p._header_memo = (tokens, len(tokens), data)
+    return data
 
 
 def header_text(p: StreamableParser) -> str:

@@ -14,6 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import harmony as H
+from harmony._tokens import N_VOCAB
+from tests.harmony.strategies import completions
 
 ENC = H.load_harmony_encoding(H.HarmonyEncodingName.HARMONY_GPT_OSS)
 
@@ -306,3 +308,47 @@ def test_a_message_marker_spelled_in_ordinary_tokens_ends_the_header() -> None:
     assert result.messages == [("analysis", "python", "code", "\nprint(1)")]
     assert result.recoveries == ["spelled_message"]
     assert result.streamed == "\nprint(1)"
+
+
+# -- the header helpers' fast paths against their plain forms ------------------------------------
+
+
+def _split_ascii_plainly(text: str) -> list[str]:
+    parts = [text]
+    for sep in " \t\n\x0c\r":
+        parts = [p for chunk in parts for p in chunk.split(sep)]
+    return [p for p in parts if p]
+
+
+@given(st.text(alphabet=st.sampled_from("ab<|> \t\n\x0b\x0c\r\x1c\x1f\x85\xa0\u3000é")))
+def test_split_ascii_is_rusts_split_ascii_whitespace(text):
+    from harmony.header import _split_ascii
+
+    assert _split_ascii(text) == _split_ascii_plainly(text)
+
+
+def _header_bytes_plainly(p: H.StreamableParser) -> bytes:
+    known = [t for t in p._header_tokens if 0 <= t < N_VOCAB]
+    return p._token_bytes(known) or b""
+
+
+@settings(max_examples=200, deadline=None)
+@given(completions())
+def test_the_kept_header_bytes_parse_as_rebuilding_them_per_token_did(completion):
+    """`recovery.header_bytes` decodes only the header tokens appended since it was last asked;
+    the parse must be the one that decoding the whole header on each token gave."""
+    from harmony import recovery
+
+    role = H.Role(completion["role"]) if completion["role"] else None
+
+    def outcome() -> Parsed | tuple[str, str]:
+        try:
+            return feed(completion["tokens"], role)
+        except (TypeError, OverflowError) as exc:  # ids no u32 holds: refused as the reference
+            return type(exc).__name__, str(exc)
+
+    kept = outcome()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(recovery, "header_bytes", _header_bytes_plainly)
+        plain = outcome()
+    assert kept == plain

@@ -114,8 +114,9 @@ def _request_types() -> tuple[Any, Any, Any, type[BaseException]]:
     return SamplingParams, RequestOutputKind, StructuredOutputsParams, EngineDeadError
 
 
-def _cache_vllm_environment() -> None:
-    """Freeze vLLM's environment settings in this process once the engine is up.
+def cache_vllm_environment(cached: bool) -> None:
+    """Freeze vLLM's environment settings in this process once the engine is up (`cached`), or
+    read them afresh again while an engine is configured.
 
     `vllm.envs` reads each `VLLM_*` setting from `os.environ` on every attribute access, and the
     front end reads some per request and per engine output (`IterationStats` checks
@@ -123,24 +124,15 @@ def _cache_vllm_environment() -> None:
     cached, about 1% of this process's CPU per token at 32 streaming clients (py-spy showed
     `os.environ` lookups under `vllm.envs` on the hot path). vLLM's engine-core and worker
     processes call `enable_envs_cache()` after their start-up; its API server does not, so this
-    process does it.
-    Settings changed after the engine loaded are then ignored, as in those processes (the proxy
-    sets its own, e.g. the CPU KV-cache size, before loading; a later engine in the same
-    process, as in tests, reads them afresh: `_load` lifts the cache while it builds one)."""
-    try:
-        from vllm.envs import enable_envs_cache
-    except ImportError:  # vLLM before the cache (the GPU extra allows >= 0.11)
-        return
-    enable_envs_cache()
+    process does it. Settings changed after the engine loaded are then ignored, as in those
+    processes (the proxy sets its own, e.g. the CPU KV-cache size, before loading; a later
+    engine in the same process, as in tests, reads them afresh: `_load` lifts the cache while it
+    builds one)."""
+    from vllm import envs
 
-
-def _uncache_vllm_environment() -> None:
-    """Read vLLM's settings afresh while an engine is configured (see above)."""
-    try:
-        from vllm.envs import disable_envs_cache
-    except ImportError:
+    if not hasattr(envs, "enable_envs_cache"):  # vLLM before the cache (GPU extra: >= 0.11)
         return
-    disable_envs_cache()
+    (envs.enable_envs_cache if cached else envs.disable_envs_cache)()
 
 
 class VllmBackend:
@@ -193,7 +185,7 @@ class VllmBackend:
         from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        _uncache_vllm_environment()
+        cache_vllm_environment(False)
         on_cpu = current_platform.is_cpu()
         if on_cpu and self.options.cpu_kvcache_space_gib is not None:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(self.options.cpu_kvcache_space_gib)
@@ -219,7 +211,7 @@ class VllmBackend:
             AsyncLLM.from_engine_args, args, stat_loggers=stat_loggers
         )
         self._max_model_len = self._engine.model_config.max_model_len
-        _cache_vllm_environment()
+        cache_vllm_environment(True)
         self.load_seconds = time.monotonic() - started
         self._progress(
             f"vLLM engine ready in {self.load_seconds:.1f} s (max_model_len {self._max_model_len})"

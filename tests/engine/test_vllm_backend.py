@@ -94,6 +94,38 @@ def test_started_engine_is_ready_and_healthy(background_loop, vllm_backend):
 
 
 @pytest.mark.engine
+def test_a_started_engine_leaves_vllms_environment_settings_cached(background_loop, vllm_backend):
+    """vLLM's front end reads `VLLM_*` settings per engine output; once the engine is up they
+    come from vLLM's cache, not from `os.environ` on every read."""
+    from vllm import envs
+
+    assert envs._is_envs_cache_enabled()
+
+
+def test_the_cache_is_lifted_while_an_engine_is_configured():
+    """A later engine in the same process (`_load` lifts the cache first) sees settings changed
+    after the first one loaded; with the cache on, it would not."""
+    envs = pytest.importorskip("vllm.envs")
+
+    from proxy.backends.vllm_engine import cache_vllm_environment
+
+    was_cached = envs._is_envs_cache_enabled()
+    with pytest.MonkeyPatch.context() as patch:
+        try:
+            cache_vllm_environment(False)  # (the session's engine may have cached them)
+            patch.setenv("VLLM_CPU_KVCACHE_SPACE", "3")
+            cache_vllm_environment(True)
+            patch.setenv("VLLM_CPU_KVCACHE_SPACE", "5")
+            assert envs.VLLM_CPU_KVCACHE_SPACE == 3  # cached: the change is not seen
+            cache_vllm_environment(False)
+            assert envs.VLLM_CPU_KVCACHE_SPACE == 5
+        finally:
+            cache_vllm_environment(False)
+    # (the environment restored first, so a cache put back holds the session's own settings)
+    cache_vllm_environment(was_cached)
+
+
+@pytest.mark.engine
 def test_stream_ends_on_a_stop_token_that_is_included(background_loop, vllm_backend, prompt):
     chunks = collect(background_loop, vllm_backend, prompt, SamplingConfig(max_tokens=200))
     tokens = tokens_of(chunks)

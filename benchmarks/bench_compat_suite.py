@@ -44,8 +44,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SUITE = ROOT / "benchmarks" / "compatibility_test"
 
-from benchmarks.bench_side_by_side import default_dtype, proxy_system, vllm_system  # noqa: E402
 from benchmarks.engine_processes import MODEL  # noqa: E402
+from benchmarks.engine_systems import default_dtype, proxy_system, vllm_system  # noqa: E402
 
 # A call "pads" its arguments when they hold a run of at least 8 spaces, tabs or newlines.
 WHITESPACE_RUN = re.compile(r"[ \t\r\n]{8,}")

@@ -7,11 +7,16 @@ writes it, so the loop spends most of its time on socket writes (about 10 µs ea
 and falls further behind. The loop's lateness says so directly: the server's lag monitor
 (proxy/server/loop_lag.py) reports each wake-up's lateness here, and while the loop runs late,
 every stream holds its text for a few of those late iterations (`hold`: four times the
-lateness, 20 to 100 ms) and writes it once. An engine that merges its outputs until read
+lateness, 50 to 100 ms) and writes it once. An engine that merges its outputs until read
 (vLLM's collector) is read once per hold; others (an engine that makes each output when asked,
 a replica's events) are read ahead meanwhile (proxy/core/chunk_reader.py).
 A reader then sees fewer, larger writes, further apart than the loop's own lateness (about 4x),
 and the server streams more tokens per CPU second, which is what brings the lateness down.
+Why 50 ms at least: a shorter hold lets the loop catch up within a hold or two, leave, fall
+behind again and re-enter, so the streams spend much of a sustained backlog writing per output;
+at 256 instant-backend streams a 20 ms floor gave 36,900 tokens/s against 44,600 for 50 ms
+(10 interleaved rounds of benchmarks/bench_ceiling.py --compare-root, 0.83x the CPU per token).
+Only a server already behind pays it, on top of a wait its readers already see.
 
 Only a sustained backlog counts: pressure starts after `sustain` wake-ups in a row each at least
 `enter` seconds late (one slow request or a descheduled process is not a backlog), and ends
@@ -36,7 +41,7 @@ class LoopPressure:
         enter: float = 0.005,
         leave: float = 0.002,
         factor: float = 4.0,
-        least: float = 0.02,
+        least: float = 0.05,
         most: float = 0.1,
         sustain: int = 5,
         settle: int = 2,

@@ -327,7 +327,7 @@ class ServingFlags(HostedFlags, StateFlags):
     merge_when_behind: bool = flag(
         True,
         "while the serving loop runs late (a sustained backlog), every stream writes at most "
-        "every few of its late iterations (20-100 ms) rather than per output (default: on; "
+        "every few of its late iterations (50-100 ms) rather than per output (default: on; "
         "off, or --no-merge-ready-outputs: only outputs already waiting are merged)",
         group=GROUP_LIMITS,
         kind="switch",

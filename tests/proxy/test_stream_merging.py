@@ -603,6 +603,16 @@ def test_loop_pressure_needs_a_sustained_backlog() -> None:
     assert pressure.hold == 0  # and needs a sustained backlog again
 
 
+def test_a_backlog_just_past_the_threshold_still_holds_50_ms() -> None:
+    """The hold's floor: with 20 ms the loop caught up within a hold or two, left the backlog
+    floor and fell behind again, and 256 instant streams ran at 0.83x the tokens per CPU second
+    (loop_pressure.py's docstring); four times a lateness of 6 ms would be 24 ms."""
+    pressure = LoopPressure()
+    for _ in range(pressure.sustain):
+        pressure.observe(0.006)
+    assert pressure.hold == pytest.approx(0.05)
+
+
 @pytest.mark.parametrize("engine", ["asked", "merging"])
 def test_a_drain_after_the_loop_fell_behind_mid_stream_ends_the_stream_cleanly(
     make_server, background_loop, engine: str

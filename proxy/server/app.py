@@ -185,7 +185,11 @@ def create_app(
         mirror = asyncio.create_task(mirror_replica_metrics()) if metrics.mirror else None
         lag = asyncio.create_task(
             LoopLagMonitor(
-                metrics.loop_lag, metrics.loop_lateness, observer=service.pressure.observe
+                metrics.loop_lag,
+                metrics.loop_lateness,
+                relaxed=config.loop_lag_relaxed_seconds,
+                alert=service.pressure.enter,  # quick wake-ups from the backlog's threshold
+                observer=service.pressure.observe,
             ).run(after=startup.task)
         )
         lifecycle.on_drain = lambda: service.admission.reject_waiting(lifecycle.interrupt_error())

@@ -259,6 +259,9 @@ class ProxyConfig:
     # Seconds between SSE keep-alive comments while the engine is silent (long prefill, slow
     # reasoning), so proxies and load balancers do not cut an idle stream. None: never.
     sse_ping_seconds: float | None = 15.0
+    # Seconds between the loop-lag monitor's wake-ups while the loop is on time (20 ms while it
+    # runs late; proxy/server/loop_lag.py): 0.02 for the fixed 20 ms (tests counting stalls).
+    loop_lag_relaxed_seconds: float = 0.1
     # Admission (proxy/core/admission.py): requests generating at once (None: no limit), requests
     # waiting for a slot beyond that, and how long one may wait; past either: 429.
     max_concurrent_requests: int | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from unittest import mock
 
 from hypothesis import given
@@ -53,3 +55,65 @@ def test_an_old_maximum_expires_and_the_next_largest_shows():
         assert lags.recent_max() == 0.1
     with mock.patch("proxy.server.loop_lag.time.monotonic", return_value=28.0):
         assert lags.recent_max() == 0.0
+
+
+# -- two intervals: relaxed while on time, quick from the first late wake-up -----------------
+
+
+def test_the_monitor_sleeps_relaxed_until_a_wake_up_is_late_then_quick_until_calm():
+    lags = LoopLagMonitor(
+        Gauge("lag", "lag", registry=CollectorRegistry()),
+        interval=0.02,
+        relaxed=0.1,
+        alert=0.005,
+        calm=3,
+    )
+    assert lags.next_period() == 0.1
+    lags.pace(0.004)  # late, but under `alert`: still relaxed
+    assert lags.next_period() == 0.1
+    lags.pace(0.005)
+    periods = []
+    for lag in (0.0, 0.0, 0.03, 0.0, 0.0, 0.0, 0.0):
+        periods.append(lags.next_period())
+        lags.pace(lag)
+    # quick for `calm` on-time wake-ups after the last late one (which restarted the count)
+    assert periods == [0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.1]
+    assert lags.next_period() == 0.1
+
+
+def test_relaxed_equal_to_interval_is_the_fixed_interval():
+    lags = LoopLagMonitor(
+        Gauge("lag", "lag", registry=CollectorRegistry()), interval=0.02, relaxed=0.02
+    )
+    for lag in (0.0, 0.5, 0.0):
+        assert lags.next_period() == 0.02
+        lags.pace(lag)
+
+
+def test_an_idle_loop_wakes_the_monitor_at_the_relaxed_interval_and_a_late_one_quickly():
+    """On a real loop: about 5 wake-ups in half a second while nothing runs (25 at a fixed
+    20 ms: the CPU the relaxed interval saves), and quick ones once the loop is held."""
+    wakeups: list[float] = []
+
+    async def scenario() -> tuple[int, int]:
+        lags = LoopLagMonitor(
+            Gauge("lag", "lag", registry=CollectorRegistry()),
+            interval=0.02,
+            relaxed=0.1,
+            alert=0.005,
+            calm=1000,
+            observer=wakeups.append,
+        )
+        task = asyncio.create_task(lags.run())
+        await asyncio.sleep(0.55)
+        idle = len(wakeups)
+        time.sleep(0.15)  # hold the loop past a relaxed wake-up: it comes late
+        await asyncio.sleep(0)
+        await asyncio.sleep(0.5)
+        task.cancel()
+        return idle, len(wakeups) - idle
+
+    idle, after = asyncio.run(scenario())
+    assert 3 <= idle <= 7
+    assert max(wakeups) >= 0.05  # the held loop shows: a 150 ms hold, at most 100 ms of sleep
+    assert after >= 15  # quick from then on (25 in half a second at 20 ms)

@@ -60,6 +60,13 @@ def main() -> int:
         action="store_true",
         help="merge only outputs already waiting, not while the loop runs late",
     )
+    parser.add_argument(
+        "--loop-lag-relaxed",
+        type=float,
+        default=ProxyConfig.loop_lag_relaxed_seconds,
+        help="seconds between the loop-lag monitor's wake-ups while the loop is on time "
+        "(0.02: a fixed 20 ms, for tests that count stalls)",
+    )
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--loop", default="auto", help="uvicorn's loop: auto (uvloop), asyncio")
     parser.add_argument("--http", default="auto", help="uvicorn's http: auto (httptools), h11")
@@ -86,6 +93,7 @@ def main() -> int:
     config = ProxyConfig(
         served_model_names=(backend.model_name,),
         conversation_date="2026-01-15",
+        loop_lag_relaxed_seconds=args.loop_lag_relaxed,
         stream_interval=StreamInterval(
             merge=not args.no_merge_ready_outputs, when_behind=not args.no_merge_when_behind
         ),

@@ -151,6 +151,10 @@ class Lifecycle:
             await asyncio.shield(self._drain_task)
 
 
+# Net container allocations between the youngest generation's collections (Python: 700).
+YOUNG_GC_THRESHOLD = 20_000
+
+
 def freeze_startup_heap() -> None:
     """Hide everything allocated at startup from the garbage collector, as `vllm serve` does.
 
@@ -158,9 +162,19 @@ def freeze_startup_heap() -> None:
     tables are hundreds of thousands of objects that live as long as the process; frozen, the
     oldest-generation collections that serving triggers (a pause for every stream at once) scan
     only what requests allocate. Not in `create_app`: tests start many apps in one process.
+
+    Then the youngest generation is collected every `YOUNG_GC_THRESHOLD` net allocations
+    rather than Python's 700: streaming allocates a few short-lived containers per token, most
+    freed by their reference counts at once, and each young collection scans the requests' live
+    objects again and again (about every 150 tokens at 700), promoting them into the middle
+    generation, whose collections cost more. Timed with gc.callbacks at 32 streaming clients
+    on the demo engine, 3,517 tokens: 24 young and 2 middle collections, 21.5 ms of CPU (about
+    3% of the serving CPU), against one young collection of 5.1 ms at 20,000. Cyclic garbage
+    waits longer for its collection: at most that many objects' worth, a few MB.
     """
     gc.collect()
     gc.freeze()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 class DrainingServer(uvicorn.Server):

@@ -1,10 +1,11 @@
 """The serving process's own costs while it waits and while it streams (proxy/server/lifecycle.py).
 
-DrainingServer's main loop is woken by its exit, not polling for it: uvicorn's own loop wakes ten times a second to look at `should_exit`; ours waits for it, and
-otherwise wakes once a second for the `Date` header. Both halves are checked on a real uvicorn
-server in a thread: an idle second costs about one tick (ten under uvicorn's loop), and an exit
-set from another thread stops the server promptly. And once started, the process collects its
-youngest GC generation every 20,000 net allocations, not 700.
+DrainingServer's main loop is woken by its exit, not polling for it: uvicorn's own loop wakes
+ten times a second to look at `should_exit`; ours waits for it, and otherwise wakes once a
+second for the `Date` header. Both halves are checked on a real uvicorn server in a thread: an
+idle second costs about one tick (ten under uvicorn's loop), and an exit set from another
+thread stops the server promptly. And once started, the process collects its youngest GC
+generation every 20,000 net allocations, not 700.
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.ceiling_clients import MODEL, client_proc, measure_ttft  # noqa: E402
-from benchmarks.proc_cpu import cpu_seconds, process_tree  # noqa: E402
+from benchmarks.proc_cpu import cpu_seconds, process_tree, stop_process  # noqa: E402
 from proxy.server.probe import ExitedWhileStarting, wait_until_ok  # noqa: E402
 from tests.support.replay import chat_request  # noqa: E402
 from tests.support.replicas import free_port  # noqa: E402
@@ -94,16 +94,6 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
 def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @contextmanager
@@ -133,7 +123,7 @@ def scripted_server(
         name = "scripted, 1 process" + (", asyncio+h11" if stack == "asyncio" else "") + label
         yield Server(name if root == ROOT else f"scripted, {root}", url, process.pid)
     finally:
-        _stop(process)
+        stop_process(process, timeout=30)
 
 
 def capture_events(url: str, logs: Path) -> Path:
@@ -161,7 +151,7 @@ def floor_server(events: Path, logs: Path) -> Iterator[Server]:
         _wait_ready(url, process, log)
         yield Server("floor: bare uvicorn, same bytes", url, process.pid)
     finally:
-        _stop(process)
+        stop_process(process, timeout=30)
 
 
 @contextmanager
@@ -184,7 +174,7 @@ def fake_replica(tokens: int, logs: Path) -> Iterator[tuple[str, int]]:
             time.sleep(0.2)
         yield url, process.pid
     finally:
-        _stop(process)
+        stop_process(process, timeout=30)
 
 
 @contextmanager
@@ -212,7 +202,7 @@ def remote_server(
         name += "" if merge else ", unmerged"
         yield Server(name, url, process.pid, helper_pid=replica[1])
     finally:
-        _stop(process)
+        stop_process(process, timeout=30)
 
 
 @dataclass

@@ -34,6 +34,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.proc_cpu import stop_process  # noqa: E402
 from proxy.backends.base import SamplingConfig  # noqa: E402
 from proxy.backends.remote_wire import GENERATE_PATH, SseLines, generate_body, parse_event  # noqa: E402
 from proxy.server.probe import wait_until_ok  # noqa: E402
@@ -141,8 +142,7 @@ def main() -> None:
         streams = [int(s) for s in args.streams.split(",")]
         asyncio.run(bench(f"http://127.0.0.1:{port}", streams, args.rounds, args.level_tokens))
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop_process(process, timeout=30)
 
 
 if __name__ == "__main__":

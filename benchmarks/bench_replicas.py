@@ -38,6 +38,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.proc_cpu import stop_process  # noqa: E402
 from proxy.demo_model import DEMO_MODEL_NAME, ensure_demo_model  # noqa: E402
 from proxy.server.probe import ExitedWhileStarting, wait_until_ok  # noqa: E402
 from tests.support.replicas import VllmReplica, free_port, start_replicas  # noqa: E402
@@ -65,8 +66,7 @@ def proxy(urls: list[str], *, affinity: bool, log: Path) -> Iterator[str]:
             raise RuntimeError(f"the proxy did not become ready ({exc}); see {log}") from None
         yield url
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop_process(process, timeout=30)
 
 
 async def stream_chat(

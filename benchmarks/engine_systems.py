@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 ENGINE_PROCESSES = ROOT / "benchmarks" / "engine_processes.py"
 
 from benchmarks.engine_processes import DATE, MODEL, PROMPTS  # noqa: E402
-from benchmarks.proc_cpu import cpu_seconds, process_tree  # noqa: E402
+from benchmarks.proc_cpu import cpu_seconds, process_tree, stop_process  # noqa: E402
 from proxy.server.probe import ExitedWhileStarting, wait_until_ok  # noqa: E402
 from tests.support.replicas import free_port  # noqa: E402
 
@@ -96,7 +95,7 @@ def _wait_http(url: str, path: str, process: subprocess.Popen[bytes], log: Path)
 def _popen(
     args: list[str], log: Path, root: Path = ROOT, **kwargs: object
 ) -> subprocess.Popen[bytes]:
-    """A system's process, in a process group of its own (see `_stop`), run from `root`."""
+    """A system's process, in a process group of its own (see `stop_process`), run from `root`."""
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
     if root != ROOT:  # (`python -m proxy` imports the package from the working directory)
         env["PYTHONPATH"] = str(root)
@@ -110,22 +109,6 @@ def _popen(
             start_new_session=True,
             **kwargs,
         )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, SIGKILL after a minute; then whatever is left of its process group (an engine
-    core whose parent died before stopping it is reparented to init, but stays in the group)."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class HttpSystem(System):
@@ -236,7 +219,7 @@ def proxy_system(
         _wait_http(f"http://127.0.0.1:{port}", "/ready", process, log)
         yield HttpSystem(name, f"http://127.0.0.1:{port}", process.pid)
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 @contextmanager
@@ -279,7 +262,7 @@ def vllm_system(
         )
         yield HttpSystem(name, f"http://127.0.0.1:{port}", process.pid)
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 @contextmanager
@@ -314,7 +297,7 @@ def driver_system(args: argparse.Namespace, logs: Path, dtype: str) -> Iterator[
         results.close()
         if process.stdin is not None:
             process.stdin.close()
-        _stop(process)
+        stop_process(process)
 
 
 @contextmanager
@@ -329,7 +312,7 @@ def http_floor_system(args: argparse.Namespace, logs: Path) -> Iterator[System]:
         _wait_http(f"http://127.0.0.1:{port}", "/ready", process, log)
         yield HttpSystem("HTTP floor", f"http://127.0.0.1:{port}", process.pid)
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 def default_dtype() -> str:

@@ -1,4 +1,4 @@
-"""CPU time of processes from /proc, for the benchmarks that compare serving processes.
+"""The serving processes the benchmarks compare: their CPU time from /proc, and stopping them.
 
 utime + stime from /proc/<pid>/stat, summed over a process and its descendants (a server's
 workers, an engine core), read before and after a run: the CPU a system spent on it.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import collections
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -45,3 +47,20 @@ def cpu_seconds(pids: list[int]) -> float:
         if fields is not None:
             total += int(fields[11]) + int(fields[12])
     return total / TICKS
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """SIGTERM, SIGKILL after `timeout`; then whatever is left of its process group when it
+    leads one (`start_new_session`: an engine core whose parent died before stopping it is
+    reparented to init, but stays in the group; a process that leads no group has none)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -49,7 +49,7 @@ class SamplingConfig:
     cache_salt: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class GenerationChunk:
     """New tokens for one choice; a chunk may hold several tokens (engines batch deltas)."""
 

@@ -286,9 +286,17 @@ class VllmBackend:
         first: set[int] = set()
         try:
             async for output in stream:
-                cached = getattr(output, "num_cached_tokens", None)
-                chunks = [self._chunk(choice, sampling, cached, first) for choice in output.outputs]
-                chunks = [c for c in chunks if c.token_ids or c.finish_reason is not None]
+                outputs = output.outputs
+                if len(outputs) == 1:  # n=1, every request but a few: no lists to build
+                    choice = outputs[0]
+                    if choice.token_ids or choice.finish_reason is not None:
+                        yield self._chunk(choice, sampling, output, first)
+                    continue
+                chunks = [
+                    self._chunk(choice, sampling, output, first)
+                    for choice in outputs
+                    if choice.token_ids or choice.finish_reason is not None
+                ]
                 for chunk in chunks[:-1]:  # one output carries every choice's delta (n > 1)
                     chunk.more_ready = True
                 for chunk in chunks:
@@ -311,13 +319,13 @@ class VllmBackend:
 
     @staticmethod
     def _chunk(
-        choice: Any, sampling: SamplingConfig, cached: int | None, first: set[int]
+        choice: Any, sampling: SamplingConfig, output: Any, first: set[int]
     ) -> GenerationChunk:
         index = choice.index
         chunk = GenerationChunk(index=index, token_ids=list(choice.token_ids))
         if index not in first:
             first.add(index)
-            chunk.cached_prompt_tokens = cached
+            chunk.cached_prompt_tokens = getattr(output, "num_cached_tokens", None)
         if choice.finish_reason is not None:
             chunk.finish_reason = _FINISH_REASONS.get(str(choice.finish_reason), "stop")
             if isinstance(choice.stop_reason, int):

@@ -46,6 +46,12 @@ STOP = frozenset({tk.RETURN, tk.CALL, tk.END})
 _MAX_HEADER_TOKENS = 32
 _MAX_HEADER_WORDS = 6
 _SPELLED_MESSAGE = b"<|message|>"
+# Headers so far that needed no repair, as (their tokens, whether the role was given): checking
+# a header token costs a decode and a word split, the verdict depends on nothing else, and a
+# model writes the same few headers over and over (`<|channel|>analysis`, `assistant<|channel|>
+# final`). Bounded: emptied when full.
+_PLAIN_HEADERS: set[tuple[tuple[int, ...], bool]] = set()
+_PLAIN_HEADERS_MAX = 4096
 
 
 # The parser's states: here rather than in parser.py because the repairs set them too, and
@@ -96,6 +102,9 @@ def header_token(p: StreamableParser, token: int) -> None:
         header_as_text_message(p)
         return
     p._header_tokens.append(token)
+    seen = (tuple(p._header_tokens), p._next_role is not None)
+    if seen in _PLAIN_HEADERS:
+        return
     spelled = header_bytes(p).find(_SPELLED_MESSAGE)
     if spelled != -1:
         p.recoveries.append("spelled_message")
@@ -104,6 +113,10 @@ def header_token(p: StreamableParser, token: int) -> None:
     if _looks_like_text(p):
         p.recoveries.append("headerless_text")
         _header_into_content(p)
+        return
+    if len(_PLAIN_HEADERS) >= _PLAIN_HEADERS_MAX:
+        _PLAIN_HEADERS.clear()
+    _PLAIN_HEADERS.add(seen)
 
 
 def _complete_spelled_header(p: StreamableParser, at: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import harmony as H
@@ -352,3 +352,51 @@ def test_the_kept_header_bytes_parse_as_rebuilding_them_per_token_did(completion
         patch.setattr(recovery, "header_bytes", _header_bytes_plainly)
         plain = outcome()
     assert kept == plain
+
+
+class _NeverSeen(set):
+    def __contains__(self, item: object) -> bool:
+        return False
+
+
+@settings(max_examples=200, deadline=None)
+@given(completions())
+def test_headers_remembered_as_plain_parse_as_checking_them_again(completion):
+    """`recovery.header_token` skips its checks for a header it has seen need no repair; the
+    parse, first time (filling the memory) and again (hitting it), must be the checked one."""
+    from harmony import recovery
+
+    role = H.Role(completion["role"]) if completion["role"] else None
+
+    def outcome() -> Parsed | tuple[str, str]:
+        try:
+            return feed(completion["tokens"], role)
+        except (TypeError, OverflowError) as exc:  # ids no u32 holds: refused as the reference
+            return type(exc).__name__, str(exc)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(recovery, "_PLAIN_HEADERS", _NeverSeen())
+        checked = outcome()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(recovery, "_PLAIN_HEADERS", set())
+        first = outcome()
+        again = outcome()
+        remembered = len(recovery._PLAIN_HEADERS)
+    assert first == checked
+    assert again == checked
+    if remembered:
+        event("a header was remembered")
+
+
+def test_the_memory_of_plain_headers_is_bounded(monkeypatch):
+    from harmony import recovery
+
+    monkeypatch.setattr(recovery, "_PLAIN_HEADERS", set())
+    monkeypatch.setattr(recovery, "_PLAIN_HEADERS_MAX", 3)
+    for channel in ("analysis", "commentary", "final", "analysis to=functions.f"):
+        feed(tokens(f"<|channel|>{channel}<|message|>hi<|end|>"))
+        assert len(recovery._PLAIN_HEADERS) <= 3
+    # and what it holds is still used: a header seen before is parsed the same
+    assert feed(tokens("<|channel|>final<|message|>hi<|end|>")).messages == [
+        ("final", None, None, "hi")
+    ]

@@ -17,6 +17,7 @@ replicas' own key and network policy keep such callers out.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 
@@ -32,4 +33,10 @@ def cache_salt(caller: Caller, *, shared: bool = False) -> str | None:
     `--shared-prefix-cache`), which leaves vLLM's prefix cache shared by every request."""
     if shared:
         return None
-    return hmac.new(_LABEL, caller.owner.encode("utf-8"), hashlib.sha256).hexdigest()
+    return _salt(caller.owner)
+
+
+@functools.lru_cache(maxsize=1024)
+def _salt(owner: str) -> str:
+    """(Kept per owner: every request asks, and one HMAC is a few microseconds.)"""
+    return hmac.new(_LABEL, owner.encode("utf-8"), hashlib.sha256).hexdigest()

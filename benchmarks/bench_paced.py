@@ -46,8 +46,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_ceiling import Server, scripted_server, warm_up  # noqa: E402
 from benchmarks.ceiling_clients import MODEL  # noqa: E402
+from benchmarks.ceiling_servers import Server, scripted_server, warm_up  # noqa: E402
 from benchmarks.proc_cpu import cpu_seconds, process_tree  # noqa: E402
 from benchmarks.raw_sse_client import RawConnection, RawResult  # noqa: E402
 from tests.support.replay import chat_request  # noqa: E402

@@ -40,8 +40,9 @@ from proxy.core.errors import InvalidRequest
 from proxy.core.output_rules import output_rules
 from proxy.core.request import GenerationRequest
 from proxy.core.run import CompletionPlan
-from proxy.core.sampling import check_room, sampling_config
+from proxy.core.sampling import check_room, has_room, sampling_config
 from proxy.core.tools import validate_schemas
+from proxy.core.truncation import fit_to_context
 
 T = TypeVar("T")
 
@@ -84,7 +85,8 @@ def plan_request(
     """Everything decided before generation: validated schemas, the prompt, the grammar, the
     sampling budget (400s naming the client's parameters when something cannot be served)."""
     encoding = load_encoding()
-    gate.check_context(request, encoding, backend.max_model_len)
+    if not request.truncate:  # (a conversation to truncate is measured by its render below)
+        gate.check_context(request, encoding, backend.max_model_len)
     if request.tools:
         request = dataclasses.replace(request, tools=validate_schemas(request.tools))
     names = tool_names_for(request)
@@ -101,6 +103,15 @@ def plan_request(
     if abandoned.is_set():
         raise Abandoned()
     prompt = render_prompt(build_conversation(request, system, names))
+    if request.truncate and not has_room(request, len(prompt), backend.max_model_len):
+        fitted = fit_to_context(
+            request,
+            lambda shorter: render_prompt(build_conversation(shorter, system, names)),
+            backend.max_model_len,
+            abandoned.is_set,
+        )
+        if fitted is not None:
+            request, prompt = fitted
     check_room(request, len(prompt), backend.max_model_len)  # (before any grammar is built)
     if abandoned.is_set():
         raise Abandoned()

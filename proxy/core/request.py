@@ -130,6 +130,9 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     include_reasoning: bool = True
     stream: bool = False
+    # Drop the oldest turns when the conversation does not fit the context (Responses
+    # `truncation: "auto"`, proxy/core/truncation.py); else such a request is a 400.
+    truncate: bool = False
     # Routing key over replicas (Responses `prompt_cache_key`).
     affinity_key: str | None = None
     # The engine's prefix-cache salt, derived from the caller's owner (proxy/core/cache_salt.py)

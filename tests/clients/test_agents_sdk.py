@@ -58,3 +58,43 @@ def test_an_agent_calls_its_function_tool_then_answers(proxy_server, tool_choice
     assert len(calls) == 1 and calls[0].strip()
     assert answer.strip()
     assert "<|" not in answer
+
+
+def test_an_agent_with_auto_truncation_continues_a_history_longer_than_the_context(
+    proxy_server,
+):
+    """`ModelSettings(truncation="auto")` over the Responses API: a history several times the
+    engine's context (2,048 tokens here) is answered from its newest turns; without it, the
+    same run is refused with `context_length_exceeded`."""
+    from openai import AsyncOpenAI, BadRequestError
+
+    filler = " ".join(f"note {i}" for i in range(120))
+    history: list = []
+    for i in range(8):
+        history.append({"role": "user", "content": f"Old question {i}: {filler}"})
+        history.append({"role": "assistant", "content": f"Old answer {i}: {filler}"})
+    history.append({"role": "user", "content": "Say hello."})
+
+    async def main(truncation: str | None):
+        client = AsyncOpenAI(base_url=proxy_server.base_url, api_key="unused", max_retries=0)
+        agent = agents.Agent(
+            name="assistant",
+            instructions="You are a helpful assistant.",
+            model=agents.OpenAIResponsesModel(model=proxy_server.model, openai_client=client),
+            model_settings=agents.ModelSettings(
+                temperature=0, max_tokens=200, truncation=truncation
+            ),
+        )
+        try:
+            return await agents.Runner.run(agent, history, max_turns=1)
+        finally:
+            await client.close()
+
+    agents.set_tracing_disabled(True)
+    with pytest.raises(BadRequestError) as refused:
+        asyncio.run(main(None))
+    assert refused.value.body["code"] == "context_length_exceeded"
+    result = asyncio.run(main("auto"))
+    assert str(result.final_output).strip()
+    usage = result.raw_responses[-1].usage
+    assert 0 < usage.input_tokens <= 2048 - 200

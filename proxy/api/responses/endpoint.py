@@ -287,7 +287,7 @@ def _initial_response(body: ResponsesRequest, response_id: str, *, stored: bool)
         "tools": redacted_tools(body.tools),  # (an mcp tool's headers are never echoed)
         "top_logprobs": 0,
         "top_p": 1.0 if body.top_p is None else body.top_p,
-        "truncation": "disabled",
+        "truncation": body.truncation or "disabled",
         "usage": None,
         "user": body.user,
         "metadata": body.metadata or {},

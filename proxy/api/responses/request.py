@@ -75,6 +75,7 @@ def generation_request(
             seed=body.seed,
         ),
         stream=body.stream,
+        truncate=body.truncation == "auto",
         affinity_key=body.prompt_cache_key,
         metadata=body.metadata,
         user=body.user,

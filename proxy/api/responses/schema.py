@@ -8,7 +8,7 @@ can name the exact item (`input[3].call_id`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -59,5 +59,8 @@ class ResponsesRequest(_Lenient):
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
     seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
+    # "auto": the oldest turns are dropped when the conversation outgrows the context
+    # (proxy/core/truncation.py); "disabled" (the default): such a request is a 400.
+    truncation: Literal["auto", "disabled"] | None = None
     # Hosted tool calls one response may run (proxy/api/responses/turn.py).
     max_tool_calls: int | None = Field(default=None, ge=1)

@@ -5,6 +5,8 @@ engine with a small context; the choice of what is dropped, against a brute forc
 
 from __future__ import annotations
 
+import math
+
 import openai
 import pytest
 from hypothesis import given, settings
@@ -202,7 +204,15 @@ def test_the_fewest_oldest_units_are_dropped(shape, context, max_tokens):
             assert type(request.parts[i]) is ToolResult
 
     need = max_tokens if max_tokens is not None else min(context // 4, 8192)
-    fitted = fit_to_context(request, _size, context)
+    renders: list[int] = []
+
+    def counted(shorter: GenerationRequest) -> list[int]:
+        renders.append(len(shorter.parts))
+        return _size(shorter)
+
+    fitted = fit_to_context(request, counted, context)
+    # A bisection: at most one render more than log2 of the units (the all-dropped probe).
+    assert len(renders) <= 1 + math.ceil(math.log2(len(units) + 1))
     fits = [
         context - len(_size(without_units(request, units[:k]))) >= need
         for k in range(len(units) + 1)

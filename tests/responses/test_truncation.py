@@ -6,6 +6,7 @@ engine with a small context; the choice of what is dropped, against a brute forc
 from __future__ import annotations
 
 import math
+import time
 
 import openai
 import pytest
@@ -226,3 +227,34 @@ def test_the_fewest_oldest_units_are_dropped(shape, context, max_tokens):
         k = 1
     assert shorter == without_units(request, units[:k])
     assert rendered == _size(shorter)
+
+
+def test_a_previous_response_id_chain_is_truncated_and_stays_whole_in_the_store(small):
+    client = sdk(small)
+    first = client.responses.create(model=small.model, input=chat_history(4), truncation="auto")
+    second = client.responses.create(
+        model=small.model,
+        previous_response_id=first.id,
+        input="And one more thing.",
+        truncation="auto",
+    )
+    assert second.status == "completed"
+    sent = prompt(small)
+    assert "And one more thing." in sent and "Question 0:" not in sent
+    # The store keeps every input item; only the prompt was cut.
+    stored = list(client.responses.input_items.list(first.id, limit=100))
+    assert len(stored) == len(chat_history(4))
+
+
+def test_background_responses_truncate_too(small):
+    client = sdk(small)
+    made = client.responses.create(
+        model=small.model, input=chat_history(4), truncation="auto", background=True
+    )
+    for _ in range(200):
+        made = client.responses.retrieve(made.id)
+        if made.status not in ("queued", "in_progress"):
+            break
+        time.sleep(0.05)
+    assert made.status == "completed" and made.truncation == "auto"
+    assert "Question 0:" not in prompt(small)

@@ -177,12 +177,12 @@ def to_parts(
                 earlier = current.reasoning
                 current.reasoning = f"{earlier}\n{text}" if earlier else text
         elif kind in ("function_call", "custom_tool_call"):
-            name = item["name"]
+            key = item["name"]  # (not `name`: that is the parameter `where` names parts by)
             if item.get("namespace"):
-                name = f"{item['namespace']}.{name}"
+                key = f"{item['namespace']}.{key}"
             arguments = item["arguments"] if kind == "function_call" else item["input"]
             calls.add(item["call_id"])
-            assistant(i).calls.append(PastCall(item["call_id"], name, arguments))
+            assistant(i).calls.append(PastCall(item["call_id"], key, arguments))
         elif kind in ("mcp_call", "mcp_approval_request"):
             approved = item.get("approval_request_id")
             if kind == "mcp_call" and approved in calls:

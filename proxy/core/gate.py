@@ -24,7 +24,7 @@ regular expression over the raw body (C speed), walked for only when one is ther
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -289,15 +289,24 @@ def check_context(
         texts.append(tool.description)
     if sum(len(t) for t in texts) <= max_model_len:
         return  # at most one token per character is not guaranteed, but the render is cheap
+    if tokens_at_least(texts, encoding, max_model_len) > max_model_len:
+        raise InvalidRequest(
+            f"The messages are more than {max_model_len} tokens long, the model's "
+            "whole context; shorten them.",
+            param=request.names.messages,
+            code="context_length_exceeded",
+        )
+
+
+def tokens_at_least(texts: Iterable[str], encoding: HarmonyEncoding, limit: int) -> int:
+    """A lower bound on the tokens of `texts`, counted only until it passes `limit` (so it
+    costs about `limit` tokens of tokenizing, whatever the texts' size): each text is cut into
+    pieces, and a cut can add at most one token, which is subtracted."""
     count = 0
     for text in texts:
         for start in range(0, len(text), _PIECE_CHARS):
             piece = text[start : start + _PIECE_CHARS]
             count += len(encoding.encode(piece, disallowed_special=())) - (1 if start else 0)
-            if count > max_model_len:
-                raise InvalidRequest(
-                    f"The messages are more than {max_model_len} tokens long, the model's "
-                    "whole context; shorten them.",
-                    param=request.names.messages,
-                    code="context_length_exceeded",
-                )
+            if count > limit:
+                return count
+    return count

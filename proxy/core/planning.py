@@ -40,7 +40,7 @@ from proxy.core.errors import InvalidRequest
 from proxy.core.output_rules import output_rules
 from proxy.core.request import GenerationRequest
 from proxy.core.run import CompletionPlan
-from proxy.core.sampling import check_room, has_room, sampling_config
+from proxy.core.sampling import check_room, sampling_config
 from proxy.core.tools import validate_schemas
 from proxy.core.truncation import fit_to_context
 
@@ -85,7 +85,7 @@ def plan_request(
     """Everything decided before generation: validated schemas, the prompt, the grammar, the
     sampling budget (400s naming the client's parameters when something cannot be served)."""
     encoding = load_encoding()
-    if not request.truncate:  # (a conversation to truncate is measured by its render below)
+    if not request.truncate:  # (one to truncate is measured part by part: fit_to_context)
         gate.check_context(request, encoding, backend.max_model_len)
     if request.tools:
         request = dataclasses.replace(request, tools=validate_schemas(request.tools))
@@ -102,16 +102,16 @@ def plan_request(
             rules = output_rules(request, names, enforce_auto=enforce)
     if abandoned.is_set():
         raise Abandoned()
-    prompt = render_prompt(build_conversation(request, system, names))
-    if request.truncate and not has_room(request, len(prompt), backend.max_model_len):
-        fitted = fit_to_context(
+    if request.truncate:  # (the oldest turns dropped if the answer would lack room)
+        request, prompt = fit_to_context(
             request,
             lambda shorter: render_prompt(build_conversation(shorter, system, names)),
             backend.max_model_len,
+            encoding,
             abandoned.is_set,
         )
-        if fitted is not None:
-            request, prompt = fitted
+    else:
+        prompt = render_prompt(build_conversation(request, system, names))
     check_room(request, len(prompt), backend.max_model_len)  # (before any grammar is built)
     if abandoned.is_set():
         raise Abandoned()

@@ -147,18 +147,19 @@ class GenerationRequest:
 
     def texts(self) -> list[str]:
         """The conversation's texts and call arguments: what dominates a prompt's size."""
-        out: list[str] = []
-        for part in self.parts:
-            if type(part) is AssistantTurn:
-                if part.reasoning:
-                    out.append(part.reasoning)
-                out.append(part.text)
-                out.extend(call.arguments for call in part.calls)
-            elif type(part) is ToolResult:
-                out.append(part.output)
-            else:
-                out.append(part.text)  # type: ignore[union-attr]
-        return out
+        return [text for part in self.parts for text in part_texts(part)]
 
     def past_calls(self) -> int:
         return sum(len(p.calls) for p in self.parts if type(p) is AssistantTurn)
+
+
+def part_texts(part: Part) -> list[str]:
+    """A part's texts and call arguments (`GenerationRequest.texts`, one part)."""
+    if type(part) is AssistantTurn:
+        out = [part.reasoning] if part.reasoning else []
+        out.append(part.text)
+        out.extend(call.arguments for call in part.calls)
+        return out
+    if type(part) is ToolResult:
+        return [part.output]
+    return [part.text]  # type: ignore[union-attr]

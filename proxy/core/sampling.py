@@ -16,13 +16,6 @@ from proxy.core.output_rules import OutputRules
 from proxy.core.request import GenerationRequest
 
 
-def has_room(request: GenerationRequest, prompt_tokens: int, max_model_len: int) -> bool:
-    """Whether `check_room` passes: some room left, and the request's own budget if it set one."""
-    room = max_model_len - prompt_tokens
-    max_tokens = request.sampling.max_tokens
-    return room > 0 and (max_tokens is None or max_tokens <= room)
-
-
 def check_room(request: GenerationRequest, prompt_tokens: int, max_model_len: int) -> None:
     """400 `context_length_exceeded` when the prompt leaves no room, or less than the request's
     own budget. Planning checks this right after the render, before building a grammar."""

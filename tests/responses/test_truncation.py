@@ -125,6 +125,37 @@ def test_an_agent_loop_keeps_its_task_and_drops_its_oldest_rounds(small):
         assert f'{{"part": {i}}}' in sent
 
 
+def test_a_call_and_its_output_apart_are_dropped_together(small):
+    """A user message between a call and its output: the two still go together (a kept output
+    without its call would be a 400 from the render, or be pinned on another call)."""
+    tool = {"type": "function", "name": "lookup", "parameters": {"type": "object"}}
+    items: list[dict] = [{"role": "user", "content": f"Start: {WORDS}"}]
+    items.append({"type": "function_call", "call_id": "c0", "name": "lookup", "arguments": "{}"})
+    items.append({"role": "user", "content": f"Meanwhile: {WORDS}"})
+    items.append({"type": "function_call_output", "call_id": "c0", "output": f"found {WORDS}"})
+    items.append({"role": "user", "content": f"Later: {WORDS}"})
+    items.append({"role": "user", "content": "Now answer."})
+    made = sdk(small).responses.create(
+        model=small.model, input=items, tools=[tool], truncation="auto"
+    )
+    assert made.status == "completed"
+    sent = prompt(small)
+    assert "Now answer." in sent and "Start:" not in sent
+    assert ("found w0" in sent) == ("to=functions.lookup" in sent)  # both or neither
+
+
+def test_a_prompt_that_fits_but_leaves_the_answer_little_room_is_cut(small):
+    """Without max_output_tokens, a prompt leaving less than a quarter of the context is cut:
+    else the answer would end after a few tokens of reasoning."""
+    items = chat_history(1)[:-1] + [{"role": "user", "content": f"Now: {WORDS}"}]
+    made = sdk(small).responses.create(model=small.model, input=items, truncation="auto")
+    used = len(small.backend.requests[-1].prompt_token_ids)
+    assert made.status == "completed" and CONTEXT - used >= CONTEXT // 4
+    assert "Question 0:" not in prompt(small)
+    untouched = sdk(small).responses.create(model=small.model, input=items)  # "disabled"
+    assert untouched.usage.input_tokens > CONTEXT * 3 // 4  # it did fit, with little room
+
+
 def test_when_even_the_last_question_does_not_fit_it_is_still_refused(small):
     huge = [{"role": "user", "content": "old"}, {"role": "user", "content": WORDS * 5}]
     with pytest.raises(openai.BadRequestError) as refused:
@@ -160,9 +191,12 @@ def test_truncation_other_than_auto_or_disabled_is_a_400_naming_it(small, value)
 PART_KINDS = st.sampled_from(["user", "developer", "assistant", "assistant+calls", "result"])
 
 
-def _parts(kinds: list[str], sizes: list[int]) -> tuple:
+def _parts(shape: list[tuple[str, int, int]]) -> tuple:
+    """Parts from (kind, size, which earlier call a result answers); a result may stand apart
+    from its call, as a user message between them leaves it."""
     parts: list = [Instructions("system prompt", "instructions")]
-    for n, (kind, size) in enumerate(zip(kinds, sizes, strict=True)):
+    calls: list[str] = []
+    for n, (kind, size, pick) in enumerate(shape):
         text = "x" * size
         if kind == "user":
             parts.append(UserText(text, f"input[{n}]"))
@@ -171,38 +205,50 @@ def _parts(kinds: list[str], sizes: list[int]) -> tuple:
         elif kind == "assistant":
             parts.append(AssistantTurn(f"input[{n}]", text=text))
         elif kind == "assistant+calls":
+            calls.append(f"c{n}")
             parts.append(AssistantTurn(f"input[{n}]", calls=(PastCall(f"c{n}", "f", text),)))
-        else:
-            parts.append(ToolResult(f"c{n - 1}", text, f"input[{n}]"))
+        elif calls:
+            parts.append(ToolResult(calls[pick % len(calls)], text, f"input[{n}]"))
     return tuple(parts)
 
 
 def _size(request: GenerationRequest) -> list[int]:
-    """A stand-in render: ten tokens a part plus one a character."""
+    """A stand-in render: ten tokens a part plus one a character (the real tokenizer's count of
+    these texts, the lower bound the search starts from, is never more)."""
     return [0] * sum(10 + len(t) for t in request.texts())
+
+
+def _calls_of(parts) -> dict[str, int]:
+    return {c.call_id: i for i, p in enumerate(parts) if type(p) is AssistantTurn for c in p.calls}
 
 
 @settings(max_examples=300, deadline=None)
 @given(
-    st.lists(st.tuples(PART_KINDS, st.integers(0, 300)), min_size=1, max_size=14),
+    st.lists(
+        st.tuples(PART_KINDS, st.integers(0, 300), st.integers(0, 5)), min_size=1, max_size=14
+    ),
     st.integers(200, 2000),
     st.one_of(st.none(), st.integers(1, 400)),
 )
 def test_the_fewest_oldest_units_are_dropped(shape, context, max_tokens):
-    kinds, sizes = [k for k, _ in shape], [s for _, s in shape]
     request = GenerationRequest(
-        model="m", parts=_parts(kinds, sizes), sampling=Sampling(max_tokens=max_tokens)
+        model="m", parts=_parts(shape), sampling=Sampling(max_tokens=max_tokens)
     )
-    units = droppable_units(request.parts)
-    # The units tile the droppable parts in order; instructions and the last user text stay.
+    parts = request.parts
+    units = droppable_units(parts)
     covered = [i for unit in units for i in unit]
-    assert covered == sorted(covered) and 0 not in covered
-    users = [i for i, p in enumerate(request.parts) if type(p) is UserText]
+    # Each droppable part in one unit, units in the order of their first part; instructions
+    # and the last user text are never in one.
+    assert len(covered) == len(set(covered)) and 0 not in covered
+    assert [unit[0] for unit in units] == sorted(unit[0] for unit in units)
+    users = [i for i, p in enumerate(parts) if type(p) is UserText]
     if users:
         assert users[-1] not in covered
-    for unit in units:  # a result goes with the assistant turn before it
-        for i in unit[1:]:
-            assert type(request.parts[i]) is ToolResult
+    made_at = _calls_of(parts)
+    unit_of = {i: u for u, unit in enumerate(units) for i in unit}
+    for i, part in enumerate(parts):  # a result is in its call's unit
+        if type(part) is ToolResult and part.call_id in made_at and i in unit_of:
+            assert unit_of[made_at[part.call_id]] == unit_of[i]
 
     need = max_tokens if max_tokens is not None else min(context // 4, 8192)
     renders: list[int] = []
@@ -211,22 +257,20 @@ def test_the_fewest_oldest_units_are_dropped(shape, context, max_tokens):
         renders.append(len(shorter.parts))
         return _size(shorter)
 
-    fitted = fit_to_context(request, counted, context)
-    # A bisection: at most one render more than log2 of the units (the all-dropped probe).
-    assert len(renders) <= 1 + math.ceil(math.log2(len(units) + 1))
+    shorter, rendered = fit_to_context(request, counted, context, load_encoding())
+    # Lower bounds, then one render of the whole, one of the shortest and a bisection.
+    assert len(renders) <= 2 + math.ceil(math.log2(len(units) + 1))
     fits = [
         context - len(_size(without_units(request, units[:k]))) >= need
         for k in range(len(units) + 1)
     ]
-    if not units or not fits[-1]:
-        assert fitted is None
-        return
-    shorter, rendered = fitted
-    k = next(k for k in range(1, len(units) + 1) if fits[k]) if not fits[0] else 0
-    if fits[0]:  # (the planner does not ask then; asked, the search still drops at least one)
-        k = 1
-    assert shorter == without_units(request, units[:k])
+    k = next((k for k in range(len(units) + 1) if fits[k]), len(units))
+    assert shorter == (without_units(request, units[:k]) if k else request)
     assert rendered == _size(shorter)
+    kept_calls = _calls_of(shorter.parts)
+    for part in shorter.parts:  # no result kept without its call
+        if type(part) is ToolResult and part.call_id in made_at:
+            assert part.call_id in kept_calls
 
 
 def test_a_previous_response_id_chain_is_truncated_and_stays_whole_in_the_store(small):

@@ -145,7 +145,8 @@ def _system_message(
 ) -> Message:
     """The system message, built once per server setting, effort and set of built-in tools:
     every request has one, most the same, and five pydantic copies made it 10 us each time.
-    Shared between conversations, which are only ever rendered."""
+    Shared between conversations, which are only ever rendered: never change it in place
+    (`with_*`/`adding_content` do), or every later prompt changes with it."""
     system = (
         SystemContent.new()
         .with_model_identity(defaults.model_identity)

@@ -19,9 +19,25 @@ from proxy.hosted.base import HostedContext, HostedTools, HostedToolset
 
 Opener = Callable[[dict[str, Any], str, HostedContext], Awaitable[HostedToolset | None]]
 
+# The tool types `_openers` opens: a request without any of them never imports their clients.
+HOSTED_TYPES = frozenset(
+    {
+        "mcp",
+        "code_interpreter",
+        "web_search",
+        "web_search_preview",
+        "web_search_2025_08_26",
+        "web_search_preview_2025_03_11",
+    }
+)
+
 
 def _openers() -> dict[str, Opener]:
-    """Tool type -> opener; one line per type (imported here: each pulls in its client)."""
+    """Tool type -> opener; one line per type (imported here: each pulls in its client).
+
+    The first call imports `mcp` and the sandbox's and browser's modules, about half a second:
+    the server calls `warm_up_hosted` at startup, in a thread, so that it never happens on the
+    event loop (it held the first /v1/responses request's loop for 0.5-0.6 s)."""
     from proxy.hosted.browser import open_web_search
     from proxy.hosted.mcp_tools import open_mcp
     from proxy.hosted.python_tool import open_code_interpreter
@@ -36,9 +52,16 @@ def _openers() -> dict[str, Opener]:
     }
 
 
+def warm_up_hosted() -> None:
+    """Import the hosted tools' clients now (a thread at startup), not at a request."""
+    _openers()
+
+
 async def open_hosted(raw: Sequence[Any] | None, context: HostedContext) -> HostedTools:
     """The request's hosted toolsets, opened together (MCP servers are listed at once); if
     one is refused, those already open are closed before the 400."""
+    if not any(isinstance(tool, dict) and tool.get("type") in HOSTED_TYPES for tool in raw or []):
+        return HostedTools()
     openers = _openers()
     pending: list[Awaitable[HostedToolset | None]] = []
     for i, tool in enumerate(raw or []):

@@ -41,6 +41,7 @@ from proxy.core.errors import EngineLoading, ModelNotFound
 from proxy.core.grammar import warm_up as warm_up_grammar
 from proxy.core.request import GenerationRequest
 from proxy.core.service import GenerationService
+from proxy.hosted.openers import warm_up_hosted
 from proxy.server.edge import REQUEST_ID_HEADER, ApiKeyCheck, BodyGate, HarmonyProxyApp
 from proxy.server.error_handlers import install_error_handlers
 from proxy.server.json_body import checked_route_class
@@ -84,6 +85,7 @@ class _Startup:
         try:
             await asyncio.to_thread(warm_up_encoding)
             await asyncio.to_thread(warm_up_grammar)
+            await asyncio.to_thread(warm_up_hosted)
             self.service.encoding_loaded = True
             await self.service.backend.start()
             await warm_tool_sets(self.service, self.warm)

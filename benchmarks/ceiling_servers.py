@@ -42,9 +42,11 @@ class Server:
     helper_pid: int | None = None  # the fake replica, measured apart
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_ready(
+    url: str, process: subprocess.Popen[bytes], log: Path, path: str = "/ready"
+) -> None:
     try:
-        wait_until_ok(f"{url}/ready", timeout=180, process=process, interval=0.2)
+        wait_until_ok(f"{url}{path}", timeout=180, process=process, interval=0.2)
     except (ExitedWhileStarting, TimeoutError) as exc:
         raise RuntimeError(f"{process.args}: {exc}; see {log}") from None
 
@@ -120,16 +122,7 @@ def fake_replica(tokens: int, logs: Path) -> Iterator[tuple[str, int]]:
     process = _spawn([*args, "--replay-tokens", str(tokens)], log)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError(f"fake replica did not start; see {log}")
-            time.sleep(0.2)
+        _wait_ready(url, process, log, "/health")
         yield url, process.pid
     finally:
         stop_process(process, timeout=30)

@@ -290,12 +290,17 @@ def check_context(
     if sum(len(t) for t in texts) <= max_model_len:
         return  # at most one token per character is not guaranteed, but the render is cheap
     if tokens_at_least(texts, encoding, max_model_len) > max_model_len:
-        raise InvalidRequest(
-            f"The messages are more than {max_model_len} tokens long, the model's "
-            "whole context; shorten them.",
-            param=request.names.messages,
-            code="context_length_exceeded",
-        )
+        raise context_exceeded(request, max_model_len)
+
+
+def context_exceeded(request: GenerationRequest, max_model_len: int) -> InvalidRequest:
+    """The 400 for texts that surely do not fit the context."""
+    return InvalidRequest(
+        f"The messages are more than {max_model_len} tokens long, the model's whole context; "
+        "shorten them.",
+        param=request.names.messages,
+        code="context_length_exceeded",
+    )
 
 
 def tokens_at_least(texts: Iterable[str], encoding: HarmonyEncoding, limit: int) -> int:

@@ -16,9 +16,9 @@ not, they are all dropped and the prompt keeps what room there is; if there is n
 (`context_length_exceeded`) stands, as without truncation.
 
 Cost, with a hostile 8 MB conversation in mind: lower bounds first (the gate's token count,
-which stops once past the context), newest unit first, so that units older than one context's
-worth are dropped before anything is rendered, and a request whose kept parts alone overflow
-is refused for about one context's worth of tokenizing. Then a bisection over the units that
+which stops once past the context): the kept parts, counted once (past the context: the
+gate's 400 at once), then newest unit first, so that units older than one context's worth
+are dropped before anything is rendered. Then a bisection over the units that
 may fit, each render costing what it keeps (at most about a context); a search that would
 render more than once is not done on the event loop (`NotCached` sends it to the planner).
 """
@@ -118,9 +118,12 @@ def fit_to_context(
     Raises the gate's 400 when the parts that are always kept surely overflow the context."""
     units = droppable_units(request.parts)
     kept = without_units(request, units)
-    gate.check_context(kept, encoding, max_model_len)
     need = answer_room(request, max_model_len)
     budget = max_model_len - need
+    tools = [text for tool in request.tools for text in (tool.name, tool.description)]
+    total = gate.tokens_at_least([*kept.texts(), *tools], encoding, max_model_len)
+    if total > max_model_len:
+        raise gate.context_exceeded(request, max_model_len)  # what is always kept overflows
 
     def attempt(count: int) -> tuple[GenerationRequest, list[int], bool]:
         shorter = without_units(request, units[:count]) if count else request
@@ -128,15 +131,14 @@ def fit_to_context(
         return shorter, prompt, max_model_len - len(prompt) >= need
 
     # Newest first, lower bounds: units older than a context's worth cannot be kept.
-    tools = [text for tool in request.tools for text in (tool.name, tool.description)]
-    total = gate.tokens_at_least([*kept.texts(), *tools], encoding, budget)
-    first = 0  # the fewest units to drop that the bounds allow to fit
-    for position in range(len(units) - 1, -1, -1):
+    first = len(units) if total > budget else 0  # the fewest to drop that the bounds allow
+    position = len(units)
+    while not first and position > 0:
+        position -= 1
         texts = [text for k in units[position] for text in part_texts(request.parts[k])]
         total += gate.tokens_at_least(texts, encoding, budget - total)
         if total > budget:
             first = position + 1
-            break
     if first == 0:
         whole = attempt(0)
         if whole[2] or not units:

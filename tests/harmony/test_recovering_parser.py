@@ -327,6 +327,15 @@ def test_split_ascii_is_rusts_split_ascii_whitespace(text):
     assert _split_ascii(text) == _split_ascii_plainly(text)
 
 
+def _outcome(completion) -> Parsed | tuple[str, str]:
+    """A strategy completion's parse, or the error the reference raises for it."""
+    role = H.Role(completion["role"]) if completion["role"] else None
+    try:
+        return feed(completion["tokens"], role)
+    except (TypeError, OverflowError) as exc:  # ids no u32 holds: refused as the reference
+        return type(exc).__name__, str(exc)
+
+
 def _header_bytes_plainly(p: H.StreamableParser) -> bytes:
     known = [t for t in p._header_tokens if 0 <= t < N_VOCAB]
     return p._token_bytes(known) or b""
@@ -339,18 +348,10 @@ def test_the_kept_header_bytes_parse_as_rebuilding_them_per_token_did(completion
     the parse must be the one that decoding the whole header on each token gave."""
     from harmony import recovery
 
-    role = H.Role(completion["role"]) if completion["role"] else None
-
-    def outcome() -> Parsed | tuple[str, str]:
-        try:
-            return feed(completion["tokens"], role)
-        except (TypeError, OverflowError) as exc:  # ids no u32 holds: refused as the reference
-            return type(exc).__name__, str(exc)
-
-    kept = outcome()
+    kept = _outcome(completion)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(recovery, "header_bytes", _header_bytes_plainly)
-        plain = outcome()
+        plain = _outcome(completion)
     assert kept == plain
 
 
@@ -366,21 +367,13 @@ def test_headers_remembered_as_plain_parse_as_checking_them_again(completion):
     parse, first time (filling the memory) and again (hitting it), must be the checked one."""
     from harmony import recovery
 
-    role = H.Role(completion["role"]) if completion["role"] else None
-
-    def outcome() -> Parsed | tuple[str, str]:
-        try:
-            return feed(completion["tokens"], role)
-        except (TypeError, OverflowError) as exc:  # ids no u32 holds: refused as the reference
-            return type(exc).__name__, str(exc)
-
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(recovery, "_PLAIN_HEADERS", _NeverSeen())
-        checked = outcome()
+        checked = _outcome(completion)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(recovery, "_PLAIN_HEADERS", set())
-        first = outcome()
-        again = outcome()
+        first = _outcome(completion)
+        again = _outcome(completion)
         remembered = len(recovery._PLAIN_HEADERS)
     assert first == checked
     assert again == checked

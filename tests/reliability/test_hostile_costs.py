@@ -441,3 +441,23 @@ def test_a_megabyte_conversation_id_is_refused_cheaply(server):
     run = server.attack(post("/v1/responses", body))
     assert run.response.status_code in (400, 404), run.response.text[:300]
     assert_no_stall(run, _parse_allowance(len(run.response.request.content)))
+
+
+def test_a_conversation_near_the_body_limit_with_truncation_auto_does_not_stall(server):
+    """`truncation: "auto"` over ~7 MB of history (2,000 items): the older turns are counted out
+    newest first, a context's worth at most is rendered, off the loop (proxy/core/truncation.py),
+    and the answer is served; without truncation the same body is the gate's cheap 400."""
+    text = "lorem ipsum dolor sit amet " * 130
+    items = []
+    for i in range(1_000):
+        items.append({"role": "user", "content": f"q{i} {text}"})
+        items.append({"role": "assistant", "content": f"a{i} {text}"})
+    items[-1] = {"role": "user", "content": "last question"}
+    body = {"model": server.model, "input": items, "max_output_tokens": 64, "store": False}
+    data = json.dumps({**body, "truncation": "auto"}).encode()
+    run = server.attack(post("/v1/responses", {**body, "truncation": "auto"}))
+    assert run.response.status_code == 200, run.response.text[:300]
+    assert run.response.json()["usage"]["input_tokens"] <= 8192 - 64
+    assert_no_stall(run, _parse_allowance(len(data)))
+    error = refused(server, post("/v1/responses", body))
+    assert error["code"] == "context_length_exceeded"

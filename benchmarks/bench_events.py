@@ -104,8 +104,14 @@ def run_chat(tokens: list[int]) -> None:
     head = b'data: {"id":"chatcmpl-x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":'
     import orjson
 
-    for token in tokens:
-        delta = render.delta(a.feed([token]))
+    tail = b',"logprobs":null,"finish_reason":null}]}\n\n'
+    for token in tokens:  # as ChatChunks.events renders a step
+        events = a.feed([token])
+        piece = render.lone_text(events[0]) if len(events) == 1 else None
+        if piece is not None:
+            _ = head + b"0," + piece + tail
+            continue
+        delta = render.delta(events)
         if delta is not None:
             _ = (
                 head

@@ -27,7 +27,7 @@ from proxy.api.chat_schema import (
     ToolCallOut,
     usage_out,
 )
-from proxy.core.events import CallArguments, CallStart, Text
+from proxy.core.events import CallArguments, CallStart, Event, Text
 from proxy.core.run import CompletionRun, StreamError
 from proxy.server.sse import LastWrite
 
@@ -42,6 +42,22 @@ class ChoiceDeltas:
         self._mirror = mirror_reasoning_content
         # The item the last text of each family came from, to put "\n" between messages.
         self._last_item = {"reasoning": -1, "content": -1}
+
+    def lone_text(self, event: Event) -> bytes | None:
+        """The `"delta":{...}` JSON of a step that is one piece of text continuing the message
+        its kind last came from: most of a streamed answer's chunks, written with one string
+        encode instead of a dict built and encoded. None for anything else (`delta` then
+        renders it); both give the same bytes (tests/proxy/test_chat_render.py)."""
+        if type(event) is not Text or self._last_item[event.kind] != event.item:
+            return None
+        text = orjson.dumps(event.text)
+        if event.kind != "reasoning":
+            return b'"delta":{"content":' + text + b"}"
+        if not self._include_reasoning:
+            return None
+        if self._mirror:
+            return b'"delta":{"reasoning":' + text + b',"reasoning_content":' + text + b"}"
+        return b'"delta":{"reasoning":' + text + b"}"
 
     def delta(self, events: list) -> dict | None:
         content: list[str] = []
@@ -104,6 +120,9 @@ class ChatChunks:
         self._head = b"data: " + head[:-1] + b',"choices":[{"index":'
         self._tail = b"]" + (b',"usage":null' if include_usage else b"") + b"}\n\n"
         self._usage_head = b"data: " + head[:-1] + b',"choices":[],"usage":'
+        # A text-only chunk of choice i: heads[i] + `"delta":{...}` + plain_tail.
+        self._heads = [self._head + str(i).encode() + b"," for i in range(plan.sampling.n)]
+        self._plain_tail = b',"logprobs":null,"finish_reason":null}' + self._tail
         self._choices = [
             ChoiceDeltas(plan.include_reasoning, mirror_reasoning_content)
             for _ in range(plan.sampling.n)
@@ -121,9 +140,15 @@ class ChatChunks:
             if isinstance(item, StreamError):
                 out.append(b"data: " + orjson.dumps(item.error.body()) + b"\n\n")
                 continue
-            delta = self._choices[item.choice].delta(item.events)
-            if delta is not None or item.finish is not None or item.logprobs:
-                out.append(self._chunk(item.choice, delta or {}, item.logprobs, item.finish))
+            events, piece = item.events, None
+            if len(events) == 1 and item.finish is None and item.logprobs is None:
+                piece = self._choices[item.choice].lone_text(events[0])
+            if piece is not None:
+                out.append(self._heads[item.choice] + piece + self._plain_tail)
+            else:
+                delta = self._choices[item.choice].delta(events)
+                if delta is not None or item.finish is not None or item.logprobs:
+                    out.append(self._chunk(item.choice, delta or {}, item.logprobs, item.finish))
             if out and not item.more:
                 yield b"".join(out)
                 out = []

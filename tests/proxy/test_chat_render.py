@@ -6,6 +6,9 @@ import asyncio
 import json
 from types import SimpleNamespace
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from proxy.api.chat_schema import (
     ChatCompletionChunk,
     ChoiceLogprobs,
@@ -17,7 +20,7 @@ from proxy.api.chat_schema import (
     ToolCallDelta,
     Usage,
 )
-from proxy.api.chat_stream import ChatChunks
+from proxy.api.chat_stream import ChatChunks, ChoiceDeltas
 from proxy.core.errors import EngineFailure
 from proxy.core.events import CallArguments, CallEnd, CallStart, Step, Text
 from proxy.core.events import Usage as CoreUsage
@@ -33,13 +36,15 @@ LOGPROB = TokenLogprob(token="é", logprob=-0.5, bytes=[195, 169], top_logprobs=
 
 
 class FakeRun:
-    def __init__(self, steps: list, *, n: int = 1, mirror: bool = True) -> None:
+    def __init__(
+        self, steps: list, *, n: int = 1, mirror: bool = True, include_reasoning: bool = True
+    ) -> None:
         self.plan = SimpleNamespace(
             completion_id="chatcmpl-x\u00e9",
             created=1700000000,
             model="gpt-oss-demo",
             sampling=SimpleNamespace(n=n),
-            include_reasoning=True,
+            include_reasoning=include_reasoning,
         )
         self._steps = steps
         self.mirror = mirror
@@ -148,3 +153,51 @@ def test_several_choices_and_an_error_event():
         ChunkChoice(index=0, delta=Delta(), finish_reason="stop"), False
     )
     assert out[-1] == "[DONE]"
+
+
+_texts = st.text(st.characters(max_codepoint=0x2FFF) | st.sampled_from('"\\\n\u2028'))
+_lone_steps = st.builds(
+    lambda choice, kind, item, text, logprobs, more: Step(
+        choice, [Text(kind, item, text)], logprobs=logprobs, more=more
+    ),
+    st.integers(0, 1),
+    st.sampled_from(["reasoning", "content"]),
+    st.integers(0, 2),
+    _texts,
+    st.sampled_from([None, [], [LOGPROB]]),
+    st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(_lone_steps | st.sampled_from([Step(0, [], finish="stop")]), max_size=12),
+    mirror=st.booleans(),
+    include_reasoning=st.booleans(),
+)
+def test_the_lone_text_shortcut_writes_what_the_general_delta_writes(
+    steps, mirror, include_reasoning
+):
+    """Chunks of one piece of text skip the delta dict (`ChoiceDeltas.lone_text`): with the
+    shortcut turned off, every write is byte for byte the same."""
+
+    def render(shortcut: bool) -> list[str]:
+        run = FakeRun(steps, n=2, mirror=mirror, include_reasoning=include_reasoning)
+        original = ChoiceDeltas.lone_text
+        if not shortcut:
+            ChoiceDeltas.lone_text = lambda self, event: None  # type: ignore[method-assign]
+        try:
+            return rendered(run, include_usage=False)
+        finally:
+            ChoiceDeltas.lone_text = original  # type: ignore[method-assign]
+
+    assert render(True) == render(False)
+
+
+def test_the_lone_text_shortcut_is_taken_for_plain_text():
+    """The shortcut is not dead code: a continuing piece of text gets it, a new item does not."""
+    deltas = ChoiceDeltas(include_reasoning=True, mirror_reasoning_content=True)
+    assert deltas.lone_text(Text("content", 0, "a")) is None  # the first text of an item
+    assert deltas.delta([Text("content", 0, "a")]) == {"content": "a"}
+    assert deltas.lone_text(Text("content", 0, 'b"')) == b'"delta":{"content":"b\\""}'
+    assert deltas.lone_text(Text("reasoning", 1, "r")) is None

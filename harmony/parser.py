@@ -14,7 +14,7 @@ from . import _tokens as tk
 from . import recovery
 from ._errors import HarmonyError
 from ._token_args import as_token
-from .header import Header, HeaderError, parse_header, parse_header_lenient, recover_header
+from .header import Header, HeaderError, parse_header, parse_header_lenient
 from .models import Message, Role, TextContent
 from .recovery import STOP, StreamState
 
@@ -154,7 +154,7 @@ class StreamableParser:
 
     def _complete_header(self) -> None:
         if self._recover:
-            header, repaired = recover_header(recovery.header_text(self), self._next_role)
+            header, repaired = recovery.completed_header(self)
             if repaired:
                 self.recoveries.append("header_repaired")
         else:

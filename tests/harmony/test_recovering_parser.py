@@ -393,3 +393,87 @@ def test_the_memory_of_plain_headers_is_bounded(monkeypatch):
     assert feed(tokens("<|channel|>final<|message|>hi<|end|>")).messages == [
         ("final", None, None, "hi")
     ]
+
+
+class _NeverKnown(dict):
+    def get(self, key, default=None):
+        return default
+
+
+@settings(max_examples=200, deadline=None)
+@given(completions())
+def test_remembered_headers_parse_as_recovering_them_again(completion):
+    """`recovery.completed_header` keeps what each header's tokens recovered to; the parse,
+    first time (filling the memory) and again (hitting it), must be the one recovered anew:
+    messages with their authors, recoveries and deltas."""
+    from harmony import recovery
+
+    def outcome() -> object:
+        """The whole messages (authors too), recoveries and deltas; or the error raised."""
+        role = H.Role(completion["role"]) if completion["role"] else None
+        parser = H.StreamableParser(ENC, role, recover=True)
+        deltas = []
+        try:
+            for token in completion["tokens"]:
+                parser.process(token)
+                deltas.append(parser.last_content_delta)
+        except (TypeError, OverflowError) as exc:
+            return type(exc).__name__, str(exc)
+        parser.process_eos()
+        return parser.messages, parser.recoveries, deltas, parser.last_content_delta
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(recovery, "_HEADERS", _NeverKnown())
+        recovered = outcome()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(recovery, "_HEADERS", {})
+        first = outcome()
+        again = outcome()
+        remembered = len(recovery._HEADERS)
+    assert first == recovered
+    assert again == recovered
+    if remembered:
+        event("a header was remembered")
+
+
+def test_a_remembered_header_gives_each_message_its_own_author(monkeypatch):
+    from harmony import recovery
+
+    monkeypatch.setattr(recovery, "_HEADERS", {})
+    completion = tokens("<|channel|>final<|message|>hi<|end|>")
+    first = H.StreamableParser(ENC, H.Role.ASSISTANT, recover=True)
+    second = H.StreamableParser(ENC, H.Role.ASSISTANT, recover=True)
+    for token in completion:
+        first.process(token)
+    assert len(recovery._HEADERS) == 1
+    for token in completion:
+        second.process(token)
+    a, b = first.messages[0], second.messages[0]
+    assert a == b and a.author is not b.author
+    b.author.name = "changed"
+    assert first.messages[0].author.name is None
+
+
+def test_the_memory_of_recovered_headers_is_bounded(monkeypatch):
+    from harmony import recovery
+
+    monkeypatch.setattr(recovery, "_HEADERS", {})
+    monkeypatch.setattr(recovery, "_HEADERS_MAX", 3)
+    for channel in ("analysis", "commentary", "final", "analysis to=functions.f"):
+        feed(tokens(f"<|channel|>{channel}<|message|>hi<|end|>"))
+        assert len(recovery._HEADERS) <= 3
+    assert feed(tokens("<|channel|>final<|message|>hi<|end|>")).messages == [
+        ("final", None, None, "hi")
+    ]
+
+
+def test_a_remembered_header_is_keyed_by_the_role_given_too(monkeypatch):
+    """The same header tokens after a given role and after `<|start|>` name different authors."""
+    from harmony import recovery
+
+    monkeypatch.setattr(recovery, "_HEADERS", {})
+    parser = H.StreamableParser(ENC, H.Role.USER, recover=True)
+    for token in tokens("<|channel|>final<|message|>a<|end|><|start|><|channel|>final<|message|>b"):
+        parser.process(token)
+    parser.process_eos()
+    assert [m.author.role for m in parser.messages] == [H.Role.USER, H.Role.ASSISTANT]

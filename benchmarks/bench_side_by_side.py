@@ -82,13 +82,13 @@ def print_runs(runs: list[Run], reference: str | None) -> None:
 
 
 def paired_ratios(per: dict[str, list[Run]], a: str, b: str) -> str:
-    """CPU per token of `a` over `b`, round by round (each round runs both back to back), and
+    """CPU per token of `a` over `b`, round by round (each round runs every system once), and
     their median and range: one run's ratio moves by 0.05-0.1 on this host between runs, so a
     target near a bound is judged on the rounds, not on their sum."""
     ratios = [
         x.ms_per_token / max(y.ms_per_token, 1e-9) for x, y in zip(per[a], per[b], strict=True)
     ]
-    listed = ", ".join(f"{r:.2f}x" for r in ratios)
+    listed = ", ".join(f"{ratio:.2f}x" for ratio in ratios)
     return (
         f"{listed} (median {statistics.median(ratios):.2f}x, "
         f"range {min(ratios):.2f}-{max(ratios):.2f}x)"
@@ -176,16 +176,21 @@ def main() -> None:
         for system in systems:  # warm-up: prefix caches and first-request costs, not measured
             system.run(1, 2, 16)
         reference = systems[-1].name if not args.dtype_compare else None
+        if len(systems) > 1 and args.rounds % len(systems):
+            print(
+                f"  note: {args.rounds} round(s) for {len(systems)} systems: some run first more "
+                f"often, which costs them a few % (use a multiple of {len(systems)} for ratios)"
+            )
         summary: dict[int, dict[str, Run]] = {}
         rounds: dict[int, dict[str, list[Run]]] = {}
         for n in clients:
             per: dict[str, list[Run]] = {s.name: [] for s in systems}
             rounds[n] = per
-            for r in range(args.rounds):
+            for round_index in range(args.rounds):
                 # Each round starts with the next system. In a fixed order the system measured
                 # first came out 5-7 % dearer per token than the same code measured second
                 # (proxy against proxy-base, both ways round), biasing every ratio against it.
-                shift = r % len(systems)
+                shift = round_index % len(systems)
                 for system in systems[shift:] + systems[:shift]:
                     per[system.name].append(system.run(n, max(args.prompts, n), args.max_tokens))
             merged = [merge(v) for v in per.values()]

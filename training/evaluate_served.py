@@ -25,7 +25,7 @@ examples, short writing on topic), and the engine's speed: completion tokens per
 held-out pass (8 requests at a time) and of the everyday prompts (one at a time).
 
 `--weights OLD NEW` measures each weights directory in its own process, one after the other on
-the same machine, and prints the rows side by side (how train.py's docstring tables are made).
+the same machine, and prints the rows side by side (how training/RUNS.md's tables are made).
 """
 
 from __future__ import annotations

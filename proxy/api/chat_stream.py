@@ -35,7 +35,8 @@ DONE = b"data: [DONE]\n\n"
 
 
 class ChoiceDeltas:
-    """Turns one choice's events into the dict of a chat delta (keys in OpenAI's order)."""
+    """Turns one choice's events into a chat delta (keys in OpenAI's order): a dict, or for a
+    lone piece of continuing text its JSON directly."""
 
     def __init__(self, include_reasoning: bool, mirror_reasoning_content: bool) -> None:
         self._include_reasoning = include_reasoning
@@ -50,11 +51,11 @@ class ChoiceDeltas:
         renders it); both give the same bytes (tests/proxy/test_chat_render.py)."""
         if type(event) is not Text or self._last_item[event.kind] != event.item:
             return None
-        text = orjson.dumps(event.text)
         if event.kind != "reasoning":
-            return b'"delta":{"content":' + text + b"}"
+            return b'"delta":{"content":' + orjson.dumps(event.text) + b"}"
         if not self._include_reasoning:
             return None
+        text = orjson.dumps(event.text)
         if self._mirror:
             return b'"delta":{"reasoning":' + text + b',"reasoning_content":' + text + b"}"
         return b'"delta":{"reasoning":' + text + b"}"
@@ -172,7 +173,7 @@ class ChatChunks:
             ),
             "finish_reason": finish,
         }
-        return self._head + str(index).encode() + b"," + orjson.dumps(rest)[1:] + self._tail
+        return self._heads[index] + orjson.dumps(rest)[1:] + self._tail
 
 
 async def fold(run: CompletionRun, *, mirror_reasoning_content: bool = True) -> ChatCompletion:

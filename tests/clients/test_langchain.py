@@ -30,7 +30,7 @@ def test_chat_openai_streams_an_answer(proxy_server):
 UNTRAINED = pytest.mark.xfail(
     reason='the retrained demo model calls a tool described only as "Get weather." after a '
     'system prompt, but answers "I cannot" to this bare user message (issue 7, item 3; '
-    "train.py's docstring)",
+    "training/RUNS.md)",
     strict=False,
 )
 

@@ -45,7 +45,7 @@ def heldout(background_loop, proxy_server) -> ServedReport:
     return report
 
 
-# What the committed weights still get wrong, greedily (train.py's docstring has the numbers):
+# What the committed weights still get wrong, greedily (training/RUNS.md has the numbers):
 # LangChain's bare "Get weather." without a system prompt gets an "I cannot" answer, a stock
 # result is followed by the same call again, news among four tools picks the email tool, and
 # 2 + 3 gets a wrong sum.
@@ -85,7 +85,7 @@ def test_heldout_tool_sets_every_reply_is_well_formed_and_declared(heldout):
 
 def test_heldout_tool_sets_call_decisions_and_tool_choice(heldout):
     # Thresholds under what the committed weights measure on 120 such requests (call decision
-    # 77%, right tool 62%; train.py's docstring), far above the previous model's right tool
+    # 77%, right tool 62%; training/RUNS.md), far above the previous model's right tool
     # (10%). Calling when no declared tool fits is the main remaining error.
     right, of = heldout.decision
     assert right >= 0.65 * of, heldout.failures

@@ -6,6 +6,7 @@ import asyncio
 import json
 from types import SimpleNamespace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -174,24 +175,27 @@ _lone_steps = st.builds(
     steps=st.lists(_lone_steps | st.sampled_from([Step(0, [], finish="stop")]), max_size=12),
     mirror=st.booleans(),
     include_reasoning=st.booleans(),
+    include_usage=st.booleans(),
 )
 def test_the_lone_text_shortcut_writes_what_the_general_delta_writes(
-    steps, mirror, include_reasoning
+    steps, mirror, include_reasoning, include_usage
 ):
     """Chunks of one piece of text skip the delta dict (`ChoiceDeltas.lone_text`): with the
-    shortcut turned off, every write is byte for byte the same."""
+    shortcut turned off, every write is byte for byte the same, and so are the writes' bounds."""
 
-    def render(shortcut: bool) -> list[str]:
+    def writes(shortcut: bool) -> list[bytes]:
         run = FakeRun(steps, n=2, mirror=mirror, include_reasoning=include_reasoning)
-        original = ChoiceDeltas.lone_text
-        if not shortcut:
-            ChoiceDeltas.lone_text = lambda self, event: None  # type: ignore[method-assign]
-        try:
-            return rendered(run, include_usage=False)
-        finally:
-            ChoiceDeltas.lone_text = original  # type: ignore[method-assign]
+        chunks = ChatChunks(run, include_usage=include_usage, mirror_reasoning_content=mirror)
 
-    assert render(True) == render(False)
+        async def collect() -> list[bytes]:
+            return [bytes(w) async for w in chunks.events()]
+
+        with pytest.MonkeyPatch.context() as patch:
+            if not shortcut:
+                patch.setattr(ChoiceDeltas, "lone_text", lambda self, event: None)
+            return asyncio.run(collect())
+
+    assert writes(True) == writes(False)
 
 
 def test_the_lone_text_shortcut_is_taken_for_plain_text():
@@ -201,3 +205,11 @@ def test_the_lone_text_shortcut_is_taken_for_plain_text():
     assert deltas.delta([Text("content", 0, "a")]) == {"content": "a"}
     assert deltas.lone_text(Text("content", 0, 'b"')) == b'"delta":{"content":"b\\""}'
     assert deltas.lone_text(Text("reasoning", 1, "r")) is None
+
+
+def test_hidden_reasoning_is_never_encoded_by_the_shortcut():
+    """Hidden reasoning writes nothing on either path, whatever its text (orjson refuses a lone
+    surrogate, which the general path never encodes either)."""
+    deltas = ChoiceDeltas(include_reasoning=False, mirror_reasoning_content=True)
+    assert deltas.delta([Text("reasoning", 0, "a")]) is None
+    assert deltas.lone_text(Text("reasoning", 0, "\ud800")) is None

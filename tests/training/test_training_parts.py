@@ -10,13 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from training.batching import BatchEncoder, batches
-from training.data import Example
-from training.model_shape import architecture, full_config_dict
-from training.schedule import learning_rate, planned_steps
-from training.tool_declarations import NAME_WORDS
-from training.train import main
-from training.vocabulary import FULL_VOCAB_SIZE, SPECIAL_IDS, compact_vocabulary
+pytest.importorskip("torch")  # the trainer's own dependencies (the `train` extra)
+pytest.importorskip("transformers")
+
+from training.batching import BatchEncoder, batches  # noqa: E402
+from training.data import Example  # noqa: E402
+from training.model_shape import ARCH, architecture, full_config_dict  # noqa: E402
+from training.schedule import learning_rate, planned_steps  # noqa: E402
+from training.tool_declarations import NAME_WORDS  # noqa: E402
+from training.train import main  # noqa: E402
+from training.vocabulary import FULL_VOCAB_SIZE, SPECIAL_IDS, compact_vocabulary  # noqa: E402
 
 START, MESSAGE, CHANNEL = 200006, 200008, 200005
 
@@ -89,7 +92,7 @@ def test_the_committed_weights_config_is_what_the_trainer_writes():
     meta = json.loads(committed.read_text())
     shape = meta["training"]
     written = full_config_dict(shape["hidden"], shape["layers"], shape["heads"])
-    keys = ("vocab_size", "hidden_size", "num_hidden_layers", "layer_types", "head_dim")
+    keys = ["vocab_size", "bos_token_id", "eos_token_id", "pad_token_id", *ARCH]
     assert {k: written[k] for k in keys} == {k: meta["config"][k] for k in keys}
 
 
@@ -143,3 +146,4 @@ def test_a_resumed_run_repeats_the_uninterrupted_one_exactly(tmp_path):
     assert meta_a["training"]["steps"] == meta_b["training"]["steps"] == 4
     assert meta_a["compact_ids"] == meta_b["compact_ids"]
     assert meta_a["training"]["final_loss"] == meta_b["training"]["final_loss"]
+    assert meta_a["training"]["replay"] == meta_b["training"]["replay"]

@@ -67,7 +67,8 @@ def _resumed_args(args: argparse.Namespace) -> tuple[argparse.Namespace, dict[st
         return args, None
     import torch
 
-    state = torch.load(Path(args.resume) / "trainer.pt", weights_only=False)
+    # weights_only: a snapshot holds tensors, dicts, lists and numbers, never code to unpickle.
+    state = torch.load(Path(args.resume) / "trainer.pt", weights_only=True)
     saved = dict(state["args"])
     for name in _SESSION_FLAGS:
         saved[name] = getattr(args, name)

@@ -178,9 +178,9 @@ class DeltaAssembler:
             return 0
         index = parser.message_count
         channel, recipient = parser.current_channel, parser.current_recipient
-        kind, target = self._kind(index, channel, recipient)
+        kind, _ = self._kind(index, channel, recipient)
         self._position = None  # positions are added here, all at once
-        self._route_as(index, channel, kind, target, text)
+        self._route(index, channel, recipient, text)
         if kind == "reasoning":
             self.reasoning_tokens += taken
         elif kind != "tool":  # answer text: these tokens' logprobs are shown
@@ -249,15 +249,9 @@ class DeltaAssembler:
         return kind
 
     def _route(self, index: int, channel: str | None, recipient: str | None, text: str) -> None:
-        kind, target = self._kind(index, channel, recipient)
-        self._route_as(index, channel, kind, target, text)
-
-    def _route_as(
-        self, index: int, channel: str | None, kind: str, target: str | None, text: str
-    ) -> None:
-        """`_route` with the message's kind and target already looked up."""
         if self.stopped_by_string:
             return
+        kind, target = self._kind(index, channel, recipient)
         if kind == "tool":
             assert target is not None
             self._tool_text(index, channel, target, text)

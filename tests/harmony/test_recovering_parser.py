@@ -381,15 +381,19 @@ def test_headers_remembered_as_plain_parse_as_checking_them_again(completion):
         event("a header was remembered")
 
 
-def test_the_memory_of_plain_headers_is_bounded(monkeypatch):
+@pytest.mark.parametrize(
+    ("memory", "empty"), [("_PLAIN_HEADERS", set), ("_HEADERS", dict)], ids=["plain", "recovered"]
+)
+def test_the_memories_of_headers_are_bounded(monkeypatch, memory, empty):
+    """Both header memories (`_PLAIN_HEADERS`, `_HEADERS`) are emptied when full, and what they
+    hold is still used: a header seen before is parsed the same."""
     from harmony import recovery
 
-    monkeypatch.setattr(recovery, "_PLAIN_HEADERS", set())
-    monkeypatch.setattr(recovery, "_PLAIN_HEADERS_MAX", 3)
+    monkeypatch.setattr(recovery, memory, empty())
+    monkeypatch.setattr(recovery, memory + "_MAX", 3)
     for channel in ("analysis", "commentary", "final", "analysis to=functions.f"):
         feed(tokens(f"<|channel|>{channel}<|message|>hi<|end|>"))
-        assert len(recovery._PLAIN_HEADERS) <= 3
-    # and what it holds is still used: a header seen before is parsed the same
+        assert len(getattr(recovery, memory)) <= 3
     assert feed(tokens("<|channel|>final<|message|>hi<|end|>")).messages == [
         ("final", None, None, "hi")
     ]
@@ -452,19 +456,6 @@ def test_a_remembered_header_gives_each_message_its_own_author(monkeypatch):
     assert a == b and a.author is not b.author
     b.author.name = "changed"
     assert first.messages[0].author.name is None
-
-
-def test_the_memory_of_recovered_headers_is_bounded(monkeypatch):
-    from harmony import recovery
-
-    monkeypatch.setattr(recovery, "_HEADERS", {})
-    monkeypatch.setattr(recovery, "_HEADERS_MAX", 3)
-    for channel in ("analysis", "commentary", "final", "analysis to=functions.f"):
-        feed(tokens(f"<|channel|>{channel}<|message|>hi<|end|>"))
-        assert len(recovery._HEADERS) <= 3
-    assert feed(tokens("<|channel|>final<|message|>hi<|end|>")).messages == [
-        ("final", None, None, "hi")
-    ]
 
 
 def test_a_remembered_header_is_keyed_by_the_role_given_too(monkeypatch):

@@ -36,7 +36,7 @@ import string
 from dataclasses import dataclass, field
 
 from harmony import HarmonyEncoding, Role, StreamableParser, StreamState
-from proxy.core.events import CallArguments, CallEnd, CallStart, Event, Text
+from proxy.core.events import CallArguments, CallEnd, CallStart, Event, Text, TextKind
 from proxy.core.stop_strings import FinalText, StopMatcher
 from proxy.core.tool_names import ToolNames, classify_recipient
 
@@ -117,6 +117,9 @@ class DeltaAssembler:
         # are shown; reasoning and tool-call tokens' are not.
         self.content_positions: list[int] = []
         self._position: int | None = None
+        # The message whose text is streaming, once its route is settled (`_continue_text`):
+        # its index and its text's `Text.kind` and `Text.final`. None: no such message.
+        self._lane: tuple[int, TextKind, bool] | None = None
 
     @property
     def recoveries(self) -> list[str]:
@@ -125,9 +128,13 @@ class DeltaAssembler:
     def feed(self, token_ids: list[int]) -> list[Event]:
         """Parse new tokens; return what they add to the response (maybe nothing)."""
         self.content_positions = []
-        consumed = 0
-        position, end = 0, len(token_ids)
         parser = self._parser
+        lane = self._lane
+        if lane is not None and lane[0] == parser.message_count and not self.done:
+            consumed = position = self._continue_text(token_ids, lane)
+        else:
+            consumed = position = 0
+        end = len(token_ids)
         while position < end and not self.done:
             if self._text_runs and parser.state is StreamState.CONTENT:
                 taken = self._feed_text_run(token_ids, position)
@@ -163,6 +170,24 @@ class DeltaAssembler:
 
     # ------------------------------------------------------------------ per token
 
+    def _continue_text(self, token_ids: list[int], lane: tuple[int, TextKind, bool]) -> int:
+        """The plain text tokens at the start of `token_ids` that continue the message of
+        `lane`, as one `Text` event: what `_feed_text_run` makes of them, without routing them
+        again (most tokens of an answer: one per engine step). Returns how many were taken.
+
+        Only set up where routing cannot change within the message: text runs (no stop
+        strings to hold text for) of reasoning or other text (not a call's arguments)."""
+        taken, text = self._parser.process_text_run(token_ids, 0, self._stop_token_ids)
+        if not taken:
+            return 0
+        index, kind, final = lane
+        if kind == "reasoning":
+            self.reasoning_tokens += taken
+        else:
+            self.content_positions.extend(range(taken))
+        self._events.append(Text(kind, index, text, final))
+        return taken
+
     def _feed_text_run(self, token_ids: list[int], start: int) -> int:
         """The plain text tokens of the current message from `start` on, routed as one piece
         of text: what routing them one by one would add, joined, for one call instead of one
@@ -181,6 +206,12 @@ class DeltaAssembler:
         kind, _ = self._kind(index, channel, recipient)
         self._position = None  # positions are added here, all at once
         self._route(index, channel, recipient, text)
+        if kind != "tool" and not self.done:
+            # Routed as text from now on (`_text`): its next tokens can skip the routing.
+            if kind == "reasoning":
+                self._lane = (index, "reasoning", True)
+            else:  # (`Text.final` as `_text` sets it: the final channel's text, not a preamble)
+                self._lane = (index, "content", kind == "final")
         if kind == "reasoning":
             self.reasoning_tokens += taken
         elif kind != "tool":  # answer text: these tokens' logprobs are shown

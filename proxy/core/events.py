@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+TextKind = Literal["reasoning", "content"]
+
 
 @dataclass(slots=True)
 class Text:
@@ -23,7 +25,7 @@ class Text:
     or other assistant text (a commentary preamble, a call to an undeclared tool, text
     recovered from a garbled header), which the Responses API marks `phase: "commentary"`."""
 
-    kind: Literal["reasoning", "content"]
+    kind: TextKind
     item: int
     text: str
     final: bool = True

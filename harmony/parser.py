@@ -42,6 +42,9 @@ class StreamableParser:
         self._next_role: Role | None = Role(role_value) if role_value is not None else None
         self._last_role: Role = self._next_role or Role.ASSISTANT
         self._tokens: list[int] = []
+        # Completed messages as (header, text); their `Message` models are built when asked
+        # for (`messages`), into `_messages`: a server that only streams never builds them.
+        self._finished: list[tuple[Header, str]] = []
         self._messages: list[Message] = []
         self._state = StreamState.HEADER if role is not None else StreamState.EXPECT_START
         self._header_tokens: list[int] = []
@@ -252,15 +255,7 @@ class StreamableParser:
         self._last_delta = (text[len(streamed) :] or None) if self._recover else None
 
     def _push_message(self, header: Header, text: str) -> None:
-        self._messages.append(
-            Message(
-                author=header.author,
-                content=[TextContent(text=text)],
-                channel=header.channel,
-                recipient=header.recipient,
-                content_type=header.content_type,
-            )
-        )
+        self._finished.append((header, text))
         self._last_role = header.author.role
 
     # -- reading -------------------------------------------------------------------------------
@@ -294,12 +289,29 @@ class StreamableParser:
 
     @property
     def messages(self) -> list[Message]:
-        return list(self._messages)
+        built = self._messages
+        for header, text in self._finished[len(built) :]:
+            built.append(
+                Message(
+                    author=header.author,
+                    content=[TextContent(text=text)],
+                    channel=header.channel,
+                    recipient=header.recipient,
+                    content_type=header.content_type,
+                )
+            )
+        return list(built)
 
     @property
     def message_count(self) -> int:
         """len(messages) without copying the list (an extension: a server asks every token)."""
-        return len(self._messages)
+        return len(self._finished)
+
+    def message_address(self, index: int) -> tuple[str | None, str | None]:
+        """Completed message `index`'s (channel, recipient), without building its `Message`
+        (an extension: a server routes every message by these)."""
+        header = self._finished[index][0]
+        return header.channel, header.recipient
 
     @property
     def tokens(self) -> list[int]:

@@ -228,8 +228,8 @@ class DeltaAssembler:
         if delta:
             if completed and not in_content:
                 # The token completed its message (a recovery can flush text this way).
-                message = parser.messages[-1]
-                self._route(before, message.channel, message.recipient, delta)
+                channel, recipient = parser.message_address(parser.message_count - 1)
+                self._route(before, channel, recipient, delta)
             else:
                 index = parser.message_count
                 self._route(index, parser.current_channel, parser.current_recipient, delta)
@@ -246,13 +246,13 @@ class DeltaAssembler:
 
     def _completed(self, before: int) -> None:
         """Settle tool calls whose messages completed (held ones, or ones with no text)."""
-        messages = self._parser.messages
-        for index in range(before, len(messages)):
-            message = messages[index]
-            if self._kind(index, message.channel, message.recipient)[0] != "tool":
+        parser = self._parser
+        for index in range(before, parser.message_count):
+            channel, recipient = parser.message_address(index)
+            if self._kind(index, channel, recipient)[0] != "tool":
                 continue
             if self._call is None or self._call.message_index != index:
-                self._route(index, message.channel, message.recipient, "")
+                self._route(index, channel, recipient, "")
             self._close_call()
 
     # ------------------------------------------------------------------ routing

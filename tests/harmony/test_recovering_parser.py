@@ -468,3 +468,31 @@ def test_a_remembered_header_is_keyed_by_the_role_given_too(monkeypatch):
         parser.process(token)
     parser.process_eos()
     assert [m.author.role for m in parser.messages] == [H.Role.USER, H.Role.ASSISTANT]
+
+
+@settings(max_examples=200, deadline=None)
+@given(completions(), st.data())
+def test_messages_built_when_asked_are_the_ones_built_as_they_complete(completion, data):
+    """The parser keeps completed messages as (header, text) and builds their `Message` models
+    when `messages` is read: asked after every token (each message built as it completes, as
+    before) or only at the end, the messages are equal, each read returns the same objects, and
+    `message_address` gives each one's (channel, recipient) without building it."""
+    role = H.Role(completion["role"]) if completion["role"] else None
+    eager = H.StreamableParser(ENC, role, recover=True)
+    lazy = H.StreamableParser(ENC, role, recover=True)
+    asked: list[H.Message] = []
+    for token in completion["tokens"]:
+        if type(token) is not int or not 0 <= token < 2**32:
+            continue  # (the argument checks' cases: the other tests of this file raise them)
+        eager.process(token)
+        lazy.process(token)
+        asked = eager.messages  # built one by one, as each message completes
+        if data.draw(st.booleans()):
+            addresses = [lazy.message_address(i) for i in range(lazy.message_count)]
+            assert addresses == [(m.channel, m.recipient) for m in asked]
+    eager.process_eos()
+    lazy.process_eos()
+    assert lazy.messages == eager.messages
+    first, again = lazy.messages, lazy.messages
+    assert all(a is b for a, b in zip(first, again, strict=True))
+    assert all(a is b for a, b in zip(asked, eager.messages, strict=False))

@@ -289,6 +289,9 @@ class StreamableParser:
 
     @property
     def messages(self) -> list[Message]:
+        """The completed messages. Their models are built on the first read after they
+        complete and kept: every read returns the same objects (a server that only streams,
+        routing by `message_address`, never builds them)."""
         built = self._messages
         for header, text in self._finished[len(built) :]:
             built.append(
@@ -304,7 +307,8 @@ class StreamableParser:
 
     @property
     def message_count(self) -> int:
-        """len(messages) without copying the list (an extension: a server asks every token)."""
+        """len(messages) without copying or building them (an extension: a server asks every
+        token)."""
         return len(self._finished)
 
     def message_address(self, index: int) -> tuple[str | None, str | None]:

@@ -118,7 +118,8 @@ class DeltaAssembler:
         self.content_positions: list[int] = []
         self._position: int | None = None
         # The message whose text is streaming, once its route is settled (`_continue_text`):
-        # its index and its text's `Text.kind` and `Text.final`. None: no such message.
+        # its index and its text's `Text.kind` and `Text.final`. Used only while the parser is
+        # still in that message (`message_count == index`); an older one is stale, unused.
         self._lane: tuple[int, TextKind, bool] | None = None
 
     @property
@@ -130,6 +131,7 @@ class DeltaAssembler:
         self.content_positions = []
         parser = self._parser
         lane = self._lane
+        # (`done`: the run feeds a choice no more once it is; the loop below checks it too.)
         if lane is not None and lane[0] == parser.message_count and not self.done:
             consumed = position = self._continue_text(token_ids, lane)
         else:

@@ -474,9 +474,10 @@ def test_a_remembered_header_is_keyed_by_the_role_given_too(monkeypatch):
 @given(completions(), st.data())
 def test_messages_built_when_asked_are_the_ones_built_as_they_complete(completion, data):
     """The parser keeps completed messages as (header, text) and builds their `Message` models
-    when `messages` is read: asked after every token (each message built as it completes, as
-    before) or only at the end, the messages are equal, each read returns the same objects, and
-    `message_address` gives each one's (channel, recipient) without building it."""
+    when `messages` is read: read after every token (each built as it completes) or only at the
+    end, the messages are equal, each read returns the same objects, and `message_address`
+    gives each one's (channel, recipient) without building it. (That they are the reference
+    library's messages is the differential suites' test.)"""
     role = H.Role(completion["role"]) if completion["role"] else None
     eager = H.StreamableParser(ENC, role, recover=True)
     lazy = H.StreamableParser(ENC, role, recover=True)

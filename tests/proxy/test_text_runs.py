@@ -84,12 +84,11 @@ def answers(draw: st.DrawFn) -> list[int]:
     return tokens
 
 
-def _assembler(*, runs: bool, enforced: bool, stop_ids: tuple[int, ...]) -> DeltaAssembler:
+def _assembler(*, runs: bool, stop_ids: tuple[int, ...], **options: object) -> DeltaAssembler:
+    """`options`: calls_enforced, tools_callable (tool_choice none: no call is callable) and
+    max_tool_calls (the choice ends after that many calls)."""
     assembler = DeltaAssembler(
-        ENCODING,
-        ToolNames(["f", "get_weather", "lookup"]),
-        stop_token_ids=stop_ids,
-        calls_enforced=enforced,
+        ENCODING, ToolNames(["f", "get_weather", "lookup"]), stop_token_ids=stop_ids, **options
     )
     assembler._text_runs = runs
     return assembler
@@ -138,10 +137,13 @@ def test_runs_of_text_tokens_parse_as_token_by_token(tokens: list[int], data: st
         size = data.draw(st.integers(1, 12))
         chunks.append(tokens[at : at + size])
         at += size
-    oracle = _feed(
-        _assembler(runs=False, enforced=enforced, stop_ids=stop_ids), [[t] for t in tokens]
-    )
-    assert _feed(_assembler(runs=True, enforced=enforced, stop_ids=stop_ids), chunks) == oracle
+    options = {
+        "calls_enforced": enforced,
+        "tools_callable": data.draw(st.booleans()),
+        "max_tool_calls": data.draw(st.sampled_from([None, None, 1, 2])),
+    }
+    oracle = _feed(_assembler(runs=False, stop_ids=stop_ids, **options), [[t] for t in tokens])
+    assert _feed(_assembler(runs=True, stop_ids=stop_ids, **options), chunks) == oracle
 
 
 def _in_content() -> StreamableParser:

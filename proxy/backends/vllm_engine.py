@@ -204,9 +204,9 @@ class VllmBackend:
         # until interpreter exit, where vLLM's __del__ fails noisily.)
         stat_loggers = None
         if self.options.engine_stats:
-            from vllm.v1.metrics.loggers import PrometheusStatLogger
+            from proxy.backends.vllm_stats import StepStatLogger
 
-            stat_loggers = [PrometheusStatLogger]
+            stat_loggers = [StepStatLogger]  # vLLM's Prometheus metrics (vllm_stats.py)
         self._engine = await asyncio.to_thread(
             AsyncLLM.from_engine_args, args, stat_loggers=stat_loggers
         )

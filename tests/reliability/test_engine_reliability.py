@@ -54,6 +54,31 @@ def test_engine_statistics_are_on_metrics_beside_ours(stats_server):
         assert name in seen, name
 
 
+def test_vllm_inter_token_latencies_are_all_on_metrics(stats_server, vllm_backend):
+    """The engine's stat logger adds a step's inter-token latencies at once
+    (proxy/backends/vllm_stats.py): one per engine output after the first, as vLLM's own
+    logger does, so a request of n completion tokens (one per step here) adds n - 1."""
+    wait_for(lambda: vllm_backend.num_unfinished_requests() == 0)
+    name = "vllm:inter_token_latency_seconds"
+    before = metrics(stats_server)
+    with httpx.Client(base_url=stats_server.url, timeout=120) as client:
+        response = client.post(URL, json=body(stats_server.model, max_tokens=24))
+    assert response.status_code == 200
+    tokens = response.json()["usage"]["completion_tokens"]
+    after = metrics(stats_server)
+    assert tokens >= 2
+    assert after[name + "_count"] - before.get(name + "_count", 0) == tokens - 1
+    assert after[name + "_sum"] > before.get(name + "_sum", 0)
+    # Every latency is in a bucket: the +Inf bucket (le) is the count.
+    lines = httpx.get(f"{stats_server.url}/metrics").text.splitlines()
+    top = sum(
+        float(x.rpartition(" ")[2])
+        for x in lines
+        if x.startswith(name + "_bucket") and 'le="+Inf"' in x
+    )
+    assert top == after[name + "_count"]
+
+
 def test_clients_leaving_at_random_points_leave_no_generation_in_the_engine(
     stats_server, vllm_backend
 ):

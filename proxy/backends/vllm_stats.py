@@ -27,8 +27,8 @@ from vllm.v1.metrics.loggers import PrometheusStatLogger
 
 
 def observe_all(histogram: Histogram, values: Sequence[float]) -> None:
-    """Record `values` as `histogram.observe(v)` for each would: the same bucket counts (a
-    value on a bucket's bound counts in it, Prometheus' `le`; NaN in none, as `observe` does)
+    """Record `values` as calling `histogram.observe(v)` on each would: the same bucket counts
+    (a value on a bucket's bound counts in it, Prometheus' `le`; NaN in none, as `observe` does)
     and the same sum, with one increment per bucket touched."""
     if not values:
         return

@@ -117,7 +117,7 @@ class DeltaAssembler:
         # are shown; reasoning and tool-call tokens' are not.
         self.content_positions: list[int] = []
         self._position: int | None = None
-        # The message whose text is streaming, once its route is settled (`_continue_text`):
+        # The message whose text is streaming, once its route is settled (`_feed_text_run`):
         # its index and its text's `Text.kind` and `Text.final`. Used only while the parser is
         # still in that message (`message_count == index`); an older one is stale, unused.
         self._lane: tuple[int, TextKind, bool] | None = None
@@ -130,12 +130,7 @@ class DeltaAssembler:
         """Parse new tokens; return what they add to the response (maybe nothing)."""
         self.content_positions = []
         parser = self._parser
-        lane = self._lane
-        # (`done`: the run feeds a choice no more once it is; the loop below checks it too.)
-        if lane is not None and lane[0] == parser.message_count and not self.done:
-            consumed = position = self._continue_text(token_ids, lane)
-        else:
-            consumed = position = 0
+        consumed = position = 0
         end = len(token_ids)
         while position < end and not self.done:
             if self._text_runs and parser.state is StreamState.CONTENT:
@@ -172,24 +167,6 @@ class DeltaAssembler:
 
     # ------------------------------------------------------------------ per token
 
-    def _continue_text(self, token_ids: list[int], lane: tuple[int, TextKind, bool]) -> int:
-        """The plain text tokens at the start of `token_ids` that continue the message of
-        `lane`, as one `Text` event: what `_feed_text_run` makes of them, without routing them
-        again (most tokens of an answer: one per engine step). Returns how many were taken.
-
-        Only set up where routing cannot change within the message: text runs (no stop
-        strings to hold text for) of reasoning or other text (not a call's arguments)."""
-        taken, text = self._parser.process_text_run(token_ids, 0, self._stop_token_ids)
-        if not taken:
-            return 0
-        index, kind, final = lane
-        if kind == "reasoning":
-            self.reasoning_tokens += taken
-        else:
-            self.content_positions.extend(range(taken))
-        self._events.append(Text(kind, index, text, final))
-        return taken
-
     def _feed_text_run(self, token_ids: list[int], start: int) -> int:
         """The plain text tokens of the current message from `start` on, routed as one piece
         of text: what routing them one by one would add, joined, for one call instead of one
@@ -204,6 +181,17 @@ class DeltaAssembler:
         if not taken:
             return 0
         index = parser.message_count
+        lane = self._lane
+        if lane is not None and lane[0] == index:
+            # Routed before (below): one `Text` as `_text` makes it, without routing it again
+            # (most tokens of an answer: one run per engine step).
+            _, kind, final = lane
+            self._events.append(Text(kind, index, text, final))
+            if kind == "reasoning":
+                self.reasoning_tokens += taken
+            else:
+                self.content_positions.extend(range(start, start + taken))
+            return taken
         channel, recipient = parser.current_channel, parser.current_recipient
         kind, _ = self._kind(index, channel, recipient)
         self._position = None  # positions are added here, all at once

@@ -9,7 +9,7 @@ tokens, unknown ids), cut into random engine chunks, both
 paths must give the same text per message and channel, the same calls with the same
 arguments, the same counts, the same logprob positions, the same recoveries and messages.
 With runs on, a message's text after its first run also takes the short way
-(`DeltaAssembler._continue_text`, no routing), so the same oracle covers it.
+(the lane in `DeltaAssembler._feed_text_run`, no routing), so the same oracle covers it.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ fingerprints) and `anonymous`, never something a client chose.
 
 from __future__ import annotations
 
-import bisect
 import os
 import time
 from collections.abc import Iterable
@@ -29,6 +28,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from proxy.histogram_tally import BucketTally
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -60,17 +61,8 @@ class TokenHistogram(Histogram):
         """A tally for one stream's gaps, added here when flushed."""
         return GapTally(self)
 
-    def add(self, total: float, counts: list[int]) -> None:
-        """Observations already sorted into this histogram's buckets: their sum, and their
-        count per bucket (`GapTally`)."""
-        self._raise_if_not_observable()
-        self._sum.inc(total)
-        for bucket, count in zip(self._buckets, counts, strict=True):
-            if count:
-                bucket.inc(count)
 
-
-class GapTally:
+class GapTally(BucketTally):
     """One stream's inter-token gaps, counted in plain integers and added to the histogram in
     one go (`flush`: at the stream's end, and about once a second while it runs).
 
@@ -81,29 +73,13 @@ class GapTally:
     FLUSH_SECONDS = 1.0
 
     def __init__(self, histogram: TokenHistogram) -> None:
-        self._histogram = histogram
-        self._bounds = histogram._upper_bounds  # ascending, the last one +Inf
-        self._counts = [0] * len(self._bounds)
-        self._total = 0.0
-        self._pending = False
+        super().__init__(histogram)
         self.flushed_at = time.monotonic()
-
-    def add(self, gap: float, n: int) -> None:
-        """`n` tokens that came `gap` seconds apart each (a merged output's share of its
-        wait). A gap on a bucket's bound counts in that bucket (Prometheus' `le`)."""
-        self._counts[bisect.bisect_left(self._bounds, gap)] += n
-        self._total += gap * n
-        self._pending = True
 
     def flush(self, now: float | None = None) -> None:
         """Add what was tallied to the histogram (`now`: the caller's monotonic clock)."""
         self.flushed_at = time.monotonic() if now is None else now
-        if not self._pending:
-            return
-        self._histogram.add(self._total, self._counts)
-        self._counts = [0] * len(self._bounds)
-        self._total = 0.0
-        self._pending = False
+        super().flush()
 
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)

@@ -12,7 +12,11 @@ does it (vLLM caches it by the tag's text, so only a new tool set pays it), for:
 * ours: this checkout (compact JSON over one shared JSON core, `<|` excluded from free text
   and JSON strings, one header alternative per tool: proxy/core/json_grammar.py);
 * ours, not compact: the same layout with xgrammar's json_schema element per tool instead
-  (`excludes: ["<|"]`, whitespace runs <= 64): the "without compact JSON" column.
+  (`excludes: ["<|"]`, whitespace runs <= 64): the "without compact JSON" column;
+* ours, unguarded: ours with plain JSON strings (a `<|` allowed in them, as in vLLM's layout):
+  what the marker guard costs. Not something we serve: the guard's second string state ("just
+  read `<`") is one more vocabulary-wide token mask, about what one tool's whole schema costs,
+  so at 1 tool it is the difference to vLLM's layout.
 
 Each compile is the minimum of `--repeat` runs (the minimum, because the machine may be shared;
 compare the ratios of one run). Also prints our per-request build (cached by the tool set).
@@ -37,6 +41,13 @@ from xgrammar import structural_tag as st
 
 from proxy.core import grammar
 from proxy.core.grammar import CallSpec, FinalSpec, canonical_json, structural_tag
+
+# xgrammar's own JSON string rule (compact): one state, no `<|` exclusion.
+UNGUARDED_STRINGS = (
+    r'basic_string_sub ::= ("\"" | [^\0-\x1f\"\\] basic_string_sub'
+    r' | "\\" basic_escape basic_string_sub) (=([,}\]:]))'
+    "\n"
+)
 
 
 def tool_schema(i: int) -> dict[str, Any]:
@@ -168,11 +179,25 @@ def main() -> None:
         finally:
             grammar.compact_rules, grammar._MAX_JSON_WHITESPACE = saved
 
+    def ours_unguarded(n: int, salt: str) -> str:
+        """Our layout with JSON strings that may hold `<|` (vLLM's strings)."""
+        saved = grammar.SHARED_RULES
+        grammar.SHARED_RULES = UNGUARDED_STRINGS + "\n".join(
+            line
+            for line in saved.splitlines()
+            if not line.startswith(("basic_string_sub ", "basic_string_lt "))
+        )
+        try:
+            return tag_of(grammar, n, salt)
+        finally:
+            grammar.SHARED_RULES = saved
+
     layouts: dict[str, Callable[[int, str], str]] = {
         "vLLM": reference,
         "before": lambda n, salt: tag_of(before, n, salt),
         "ours": lambda n, salt: tag_of(grammar, n, salt),
         "ours, not compact": ours_not_compact,
+        "ours, unguarded": ours_unguarded,
     }
     print(f"engine compile, ms (min of {args.repeat}); ratio = layout / vLLM layout")
     print(f"{'tools':>5} " + " ".join(f"{name:>18}" for name in layouts) + f" {'build':>9}")

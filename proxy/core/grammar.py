@@ -23,20 +23,25 @@ them.
 
 Engine compile (xgrammar's tokenizer-aware compile with the o200k_harmony vocabulary, the
 first request with a new tool set waits for it), `benchmarks/bench_grammar.py`, min of 3, on
-this 2-core machine shared with other work (absolute ms are loaded; compare ratios):
+this 2-core machine (2026-12-05, idle; two runs, ranges):
 
-| tools | vLLM 0.32 layout | before (c0745bf) | ours            | ours, not compact |
-|------:|-----------------:|-----------------:|----------------:|------------------:|
-|     1 |           139 ms |   715 ms (5.15x) |   93 ms (0.67x) |    392 ms (2.82x) |
-|     8 |           741 ms |  1701 ms (2.30x) |  420 ms (0.57x) |   1022 ms (1.38x) |
-|    64 |          7450 ms | 17117 ms (2.30x) | 1462 ms (0.20x) |  13470 ms (1.81x) |
+| tools | vLLM 0.32 layout | before (c0745bf) | ours                    | not compact | unguarded  |
+|------:|-----------------:|-----------------:|------------------------:|------------:|-----------:|
+|     1 |         26-28 ms |        5.1-5.7x  | 38-40 ms (1.35-1.55x)   |    3.4-3.8x | 0.84-0.91x |
+|     8 |       122-127 ms |        2.4-2.5x  | 51-52 ms (0.41-0.42x)   |        2.2x | 0.32-0.33x |
+|    64 |     1202-1291 ms |        1.3-1.4x  | 188-219 ms (0.16-0.17x) |    1.4-1.6x | 0.16-0.18x |
 
-A second run (less loaded): vLLM 105 / 519 / 2,517 ms; before 586 / 959 / 2,796 ms (5.59x,
-1.85x, 1.11x); ours 95 / 105 / 338 ms (0.91x, 0.20x, 0.13x); not compact 351 / 568 / 2,979 ms.
-The issue's unloaded vLLM numbers are 71 / 340 / 3,080 ms; at ratios 0.2-0.6, 8 tools is
-~70-200 ms unloaded (105 ms measured in the second run). The compact core is what makes it
-cheap: xgrammar's json_schema element copies the generic JSON rules and the exclusion
-automaton into every tool.
+Earlier runs on other machines of this kind (loaded): ours 0.67x / 0.57x / 0.20x and 0.91x /
+0.20x / 0.13x. The compact core is what makes many tools cheap: xgrammar's json_schema element
+copies the generic JSON rules and the exclusion automaton into every tool. What is left at one
+tool is the marker guard ("unguarded": the same layout with vLLM's JSON strings): "no `<|`"
+needs a second string state (just read `<`), and xgrammar computes a vocabulary-wide token mask
+per state, about what a whole small schema costs (~15 ms here). It cannot be expressed cheaper
+in xgrammar 0.2.8: a lookahead `"<" (=[^|])` is not enforced (`"a<|b"` is accepted), a
+TagDispatch string with `excludes` compiles to the same two states, and token-level elements
+(`Token`, `ExcludeToken`) do not stop character classes from matching a special token's text.
+We keep the guard: 10-15 ms once per tool set (and `--warm-tools` takes it off the first
+request) against a tool call that swallows `<|call|>`.
 
 Caches. The proxy builds a tag (and checks that it compiles) once per tool set per process:
 `_cached_tag` is keyed by the tag's inputs, so each `--workers` process builds its own copy on
@@ -45,8 +50,8 @@ text: with the in-process engine, one compile per engine process; with remote re
 replica compiles on the first request with that tool set it receives, and keeps it in its own
 cache (vLLM's xgrammar backend cache), so a tool set costs one compile per replica, not per
 proxy worker. The tag's text is deterministic for a tool set (canonical schemas, fixed order),
-so every worker sends the same text and hits the same engine cache entry. Pre-warming from a
-file of tool sets (`--warm-tools FILE`) is not built yet.
+so every worker sends the same text and hits the same engine cache entry; that is also what
+lets `--warm-tools FILE` (proxy/server/warm_tools.py) compile known sets before `/ready`.
 """
 
 from __future__ import annotations

@@ -21,27 +21,39 @@ Free strings have no length bound: xgrammar drops maxLength under `excludes`, an
 repeat of the string automaton would cost compile time per tag; the engine's max_tokens bounds
 them.
 
-Engine compile (xgrammar's tokenizer-aware compile with the o200k_harmony vocabulary, the
-first request with a new tool set waits for it), `benchmarks/bench_grammar.py`, min of 3, on
-this 2-core machine (2026-12-05, idle; two runs, ranges):
+Engine compile: xgrammar's tokenizer-aware compile with the o200k_harmony vocabulary, which a
+request with a tool set the engine has not seen waits for (`benchmarks/bench_grammar.py`, min
+of 5, this 2-core machine, 2026-12-05, two runs; ratio to vLLM 0.32's own Harmony layout):
 
-| tools | vLLM 0.32 layout | before (c0745bf) | ours                    | not compact | unguarded  |
-|------:|-----------------:|-----------------:|------------------------:|------------:|-----------:|
-|     1 |         26-28 ms |        5.1-5.7x  | 38-40 ms (1.35-1.55x)   |    3.4-3.8x | 0.84-0.91x |
-|     8 |       122-127 ms |        2.4-2.5x  | 51-52 ms (0.41-0.42x)   |        2.2x | 0.32-0.33x |
-|    64 |     1202-1291 ms |        1.3-1.4x  | 188-219 ms (0.16-0.17x) |    1.4-1.6x | 0.16-0.18x |
+| tools | running engine: vLLM | ours                  | cold engine: vLLM | ours                  |
+|------:|---------------------:|----------------------:|------------------:|----------------------:|
+|     1 |                 8 ms | 6-8 ms (0.81-0.93x)   |          30-31 ms | 55-57 ms (1.83-1.85x) |
+|     8 |             36-39 ms | 12 ms (0.30-0.33x)    |        146-151 ms | 57 ms (0.38-0.39x)    |
+|    64 |           605-621 ms | 54-76 ms (0.09-0.13x) |      1214-1415 ms | 96-107 ms (0.08x)     |
 
-Earlier runs on other machines of this kind (loaded): ours 0.67x / 0.57x / 0.20x and 0.91x /
-0.20x / 0.13x. The compact core is what makes many tools cheap: xgrammar's json_schema element
-copies the generic JSON rules and the exclusion automaton into every tool. What is left at one
-tool is the marker guard ("unguarded": the same layout with vLLM's JSON strings): "no `<|`"
-needs a second string state (just read `<`), and xgrammar computes a vocabulary-wide token mask
-per state, about what a whole small schema costs (~15 ms here). It cannot be expressed cheaper
-in xgrammar 0.2.8: a lookahead `"<" (=[^|])` is not enforced (`"a<|b"` is accepted), a
-TagDispatch string with `excludes` compiles to the same two states, and token-level elements
-(`Token`, `ExcludeToken`) do not stop character classes from matching a special token's text.
-We keep the guard: 10-15 ms once per tool set (and `--warm-tools` takes it off the first
-request) against a tool call that swallows `<|call|>`.
+"Running engine" is the compiler as vLLM's xgrammar backend makes it (cache on), after any
+earlier grammar: the table that applies to every tool set but an engine's first. Its
+rule-level cache keeps the token masks of every rule it can hash (one that calls only itself
+and hashed rules) and reuses them in any later grammar, so what a new tool set pays for is its
+own rules: the JSON core and the header pieces (`_HEADER_RULES`) are the same text in every tag
+and are reused (the free-text tags are TagDispatch rules, which it recomputes: a few ms). The
+two-state `<|` guard of JSON strings is written as one self-recursive rule for that reason
+(`proxy/core/json_grammar.py`; as two rules calling each other it cannot be hashed and cost
+~30 ms in every compile). Each tool's name is its own rule, so its characters are compiled
+once, not once per header form.
+
+"Cold engine" is the cache off: an engine's first grammar. There one tool costs more than
+vLLM's layout, for the guard: "no `<|`" needs a second string state (just read `<`), and
+xgrammar computes a vocabulary-wide token mask per state, about what a small schema costs
+(bench_grammar's "ours, unguarded" column, our layout with vLLM's strings: 0.82-0.84x). It
+cannot be written cheaper in xgrammar 0.2.8: a lookahead `"<" (=[^|])` is not enforced (`"a<|b"`
+is accepted), a TagDispatch string with `excludes` compiles to the same two states, and
+token-level elements (`Token`, `ExcludeToken`) do not stop character classes from matching a
+special token's text. We keep the guard; `--warm-tools` with any one set pays that first
+compile at start-up, for every later set. Without compact JSON (xgrammar's json_schema element
+per tool, `excludes`) the layout costs 3.5x / 2.0x / 1.3x vLLM's cold and 5.5-7x running:
+that element copies the JSON rules and the exclusion automaton into every tool, and cannot be
+hashed. Before this layout (c0745bf) a tool set cost 5.2x / 2.2x / 1.3x cold.
 
 Caches. The proxy builds a tag (and checks that it compiles) once per tool set per process:
 `_cached_tag` is keyed by the tag's inputs, so each `--workers` process builds its own copy on
@@ -70,6 +82,16 @@ from proxy.core.json_grammar import SHARED_RULES, compact_rules
 _END = ["<|end|>", ""]
 _JSON_CONSTRAINS = (" <|constrain|>json", " json")
 _CALL_CHANNELS = ("<|channel|>commentary", "<|channel|>analysis")
+# The pieces of a JSON tool's two header forms (`_headers` spells them out) that do not name the
+# tool: one rule each, the same text in every tag, so the engine's rule-level cache computes
+# their token masks once, not once per tool and tag; only the names are new in a new tool set.
+_HEADER_RULES = "\n".join(
+    [
+        'call_role ::= " to="',
+        "call_channel ::= " + " | ".join(json.dumps(c) for c in _CALL_CHANNELS),
+        "call_json ::= " + " | ".join(json.dumps(j + "<|message|>") for j in _JSON_CONSTRAINS),
+    ]
+)
 # Every marker starts with `<|`, so excluding that one pair keeps them all out of free text and
 # JSON strings (a literal `<|` cannot be written there either). Free text ends at its tag's
 # `<|end|>`. One two-character exclusion compiles to a two-state automaton; the nine markers
@@ -242,9 +264,10 @@ def compile_error(kind: str, text: str) -> str | None:
 def _calls(calls: tuple[CallSpec, ...]) -> dict[str, Any]:
     """A call to one declared function, recipient in the role header or after the channel.
 
-    JSON tools share one EBNF grammar: per tool, its header forms then its own schema rules,
-    over one shared JSON core (`proxy/core/json_grammar.py`). A freeform tool, or a schema that
-    module cannot express, is its own alternative (both header forms, then its body once).
+    JSON tools share one EBNF grammar: per tool, its name in both header forms, then its own
+    schema rules, over the shared header pieces (`_HEADER_RULES`) and JSON core
+    (`proxy/core/json_grammar.py`). A freeform tool, or a schema that module cannot express, is
+    its own alternative (both header forms, then its body once).
     """
     grammar_lines: list[str] = []
     others: list[dict[str, Any]] = []
@@ -253,12 +276,17 @@ def _calls(calls: tuple[CallSpec, ...]) -> dict[str, Any]:
         if rules is None:
             others.append(_call(call))
         else:
-            headers = " | ".join(json.dumps(h, ensure_ascii=False) for h in _headers(call))
-            grammar_lines += [f"call_{index} ::= ({headers}) t{index}_root", rules]
+            name = json.dumps(call.recipient, ensure_ascii=False)
+            grammar_lines += [
+                f"call_{index} ::= (call_role name_{index} call_channel call_json"
+                f" | call_channel call_role name_{index} call_json) t{index}_root",
+                f"name_{index} ::= {name}",
+                rules,
+            ]
     alternatives = list(others)
     if grammar_lines:
         calls_root = " | ".join(re.findall(r"^(call_\d+) ::=", "\n".join(grammar_lines), re.M))
-        grammar = "\n".join([f"root ::= {calls_root}", *grammar_lines, SHARED_RULES])
+        grammar = "\n".join([f"root ::= {calls_root}", *grammar_lines, _HEADER_RULES, SHARED_RULES])
         alternatives.insert(0, {"type": "grammar", "grammar": grammar})
     return _sequence([_one_of(alternatives), {"type": "optional", "content": _const("<|end|>")}])
 

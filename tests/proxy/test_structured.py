@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -11,6 +12,8 @@ from xgrammar.testing import _is_grammar_accept_string
 from proxy.api.chat_schema import ChatCompletionRequest
 from proxy.core.conversation import tool_names_for
 from proxy.core.errors import InvalidRequest
+from proxy.core.grammar import _HEADER_RULES
+from proxy.core.json_grammar import SHARED_RULES
 from proxy.core.output_rules import OutputRules, output_rules
 from tests.proxy.helpers import WEATHER_TOOL, neutral
 
@@ -328,3 +331,47 @@ def test_a_schema_the_shared_core_cannot_prove_safe_keeps_the_excludes():
     assert accepts(r, header + '{"s":"ab","t":"x"}')
     assert not accepts(r, header + '{"s":"ab","t":"x<|call|>"}')
     assert not accepts(r, header + '{"s":"<|end|>","t":"x"}')
+
+
+def mutually_recursive_rules(ebnf: str) -> set[str]:
+    """Rules of xgrammar's normalized form of `ebnf` that reach themselves through another rule
+    (a rule calling only itself, or rules it does not lead back to, is not counted)."""
+    printed = str(xgrammar.Grammar.from_ebnf(ebnf))
+    bodies = dict(re.findall(r"^(\w+) ::= (.*)$", printed, re.M))
+    # literals and character classes first, so a quote or bracket inside one cannot hide a name
+    token = re.compile(r'"(?:[^"\\]|\\.)*"|\[(?:[^\]\\]|\\.)*\]|[A-Za-z_]\w*')
+    calls = {
+        name: set(token.findall(body)) & bodies.keys() - {name} for name, body in bodies.items()
+    }
+    looped = set()
+    for start in bodies:
+        seen, todo = set(), list(calls[start])
+        while todo:
+            name = todo.pop()
+            if name == start:
+                looped.add(start)
+                break
+            if name not in seen:
+                seen.add(name)
+                todo.extend(calls[name])
+    return looped
+
+
+def test_the_shared_rules_can_be_reused_by_a_running_engine():
+    """xgrammar's rule-level cache (on in vLLM's engine) reuses a rule's token masks across
+    grammars only for rules it can hash: ones that call themselves or already hashed rules. The
+    JSON string and the header pieces are in every tag, so none of them may be mutually
+    recursive, or every new tool set recompiles them (~30 ms; bench_grammar.py's tables)."""
+    ebnf = "root ::= basic_any call_role call_channel call_json\n" + _HEADER_RULES + "\n"
+    looped = mutually_recursive_rules(ebnf + SHARED_RULES)
+    # JSON values nest (any -> array -> any): those rules hold only byte-string positions,
+    # cheap to recompute; the string automaton and the headers must not be among them.
+    assert all(rule.startswith(("basic_any", "basic_array", "basic_object")) for rule in looped)
+    assert "basic_string_sub" in str(xgrammar.Grammar.from_ebnf(ebnf + SHARED_RULES))
+    # the check sees the shape it guards against: the guard as two states calling each other
+    two_states = r"""root ::= basic_string_sub
+basic_escape ::= [\"\\/bfnrt]
+basic_string_sub ::= "\"" | [^\0-\x1f\"\\<] basic_string_sub | "<" basic_string_lt | "\\" basic_escape basic_string_sub
+basic_string_lt ::= "\"" | [^\0-\x1f\"\\<|] basic_string_sub | "<" basic_string_lt | "\\" basic_escape basic_string_sub
+"""
+    assert mutually_recursive_rules(two_states) == {"basic_string_sub", "basic_string_lt"}

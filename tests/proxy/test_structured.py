@@ -271,6 +271,30 @@ def test_free_text_and_json_strings_cannot_hold_a_marker_prefix():
 @pytest.mark.parametrize(
     ("value", "ok"),
     [
+        (r'"a<b"', True),
+        (r'"a<"', True),  # a string may end in `<`
+        (r'"<<<"', True),
+        (r'"<<b<"', True),
+        (r'"<\"|"', True),  # an escape between `<` and `|`
+        (r'"<\u007c"', True),
+        (r'"a<|b"', False),
+        (r'"<<|"', False),  # a run of `<` is still followed by no `|`
+        (r'"<<<|x"', False),
+        (r'"a\nb"', True),
+        (r'"a\qb"', False),  # not a JSON escape
+        ('"a\nb"', False),  # a raw control character
+    ],
+)
+def test_the_json_string_guard_at_its_edges(value, ok):
+    """The shared string rule keeps `<|` out however the `<` are run together
+    (proxy/core/json_grammar.py writes it as a run of `<`, then anything but `|`)."""
+    r = rules(tools=[WEATHER_TOOL], tool_choice="required")
+    assert accepts(r, CALL.replace('"Paris"', value)) is ok
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
         ("12", True),
         ("-0.5", True),
         ("1e99", True),

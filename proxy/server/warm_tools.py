@@ -4,13 +4,13 @@ The first request with a new tool set waits for the engine to compile its gramma
 host about 12 ms for 8 tools and 60-80 ms for 64 on a running engine, and 55 ms for the first
 grammar of an engine's life, which also compiles the JSON core every later set reuses:
 proxy/core/grammar.py, benchmarks/bench_grammar.py), and agents send the same 10-30 tools every
-turn, so that wait is the first thing their users see. This reads a file of
-tool sets at start-up, checks each as a request would be checked (a bad file stops the server
-with a message naming the entry), and once the engine is ready plans one request per set
-(which fills this process's grammar caches) and sends it to the engine for one token (which
-makes the engine compile and cache the same grammar text a real request will send: xgrammar's
-compiler cache is keyed by that text). With replicas, every admitted replica is warmed; with
-`--workers N`, each worker plans its own copy and the engine compiles once.
+turn, so that wait is the first thing their users see. This reads a file of tool sets at
+start-up, checks each as a request would be checked (a bad file stops the server with a message
+naming the entry), and once the engine is ready plans one request per set (which fills this
+process's grammar caches) and sends it to the engine for one token (which makes the engine
+compile and cache the same grammar text a real request will send: xgrammar's compiler cache is
+keyed by that text). With replicas, every admitted replica is warmed; with `--workers N`, each
+worker plans its own copy and the engine compiles once.
 
 What is warmed is the grammar of `tool_choice: "auto"` with the API's default options, the
 form agents use; a named or required choice, or an answer schema, compiles on first use.

@@ -182,26 +182,23 @@ class DeltaAssembler:
             return 0
         index = parser.message_count
         lane = self._lane
+        kind: str
         if lane is not None and lane[0] == index:
             # Routed before (below): one `Text` as `_text` makes it, without routing it again
             # (most tokens of an answer: one run per engine step).
             _, kind, final = lane
             self._events.append(Text(kind, index, text, final))
-            if kind == "reasoning":
-                self.reasoning_tokens += taken
-            else:
-                self.content_positions.extend(range(start, start + taken))
-            return taken
-        channel, recipient = parser.current_channel, parser.current_recipient
-        kind, _ = self._kind(index, channel, recipient)
-        self._position = None  # positions are added here, all at once
-        self._route(index, channel, recipient, text)
-        if kind != "tool" and not self.done:
-            # Routed as text from now on (`_text`): its next tokens can skip the routing.
-            if kind == "reasoning":
-                self._lane = (index, "reasoning", True)
-            else:  # (`Text.final` as `_text` sets it: the final channel's text, not a preamble)
-                self._lane = (index, "content", kind == "final")
+        else:
+            channel, recipient = parser.current_channel, parser.current_recipient
+            kind, _ = self._kind(index, channel, recipient)
+            self._position = None  # positions are added here, all at once
+            self._route(index, channel, recipient, text)
+            if kind != "tool" and not self.done:
+                # Routed as text from now on (`_text`): its next tokens can skip the routing.
+                if kind == "reasoning":
+                    self._lane = (index, "reasoning", True)
+                else:  # (`Text.final` as `_text` sets it: the final channel's text, not a preamble)
+                    self._lane = (index, "content", kind == "final")
         if kind == "reasoning":
             self.reasoning_tokens += taken
         elif kind != "tool":  # answer text: these tokens' logprobs are shown

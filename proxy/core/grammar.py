@@ -43,17 +43,14 @@ two-state `<|` guard of JSON strings is written as one self-recursive rule for t
 once, not once per header form.
 
 "Cold engine" is the cache off: an engine's first grammar. There one tool costs more than
-vLLM's layout, for the guard: "no `<|`" needs a second string state (just read `<`), and
-xgrammar computes a vocabulary-wide token mask per state, about what a small schema costs
-(bench_grammar's "ours, unguarded" column, our layout with vLLM's strings: 0.82-0.84x). It
-cannot be written cheaper in xgrammar 0.2.8: a lookahead `"<" (=[^|])` is not enforced (`"a<|b"`
-is accepted), a TagDispatch string with `excludes` compiles to the same two states, and
-token-level elements (`Token`, `ExcludeToken`) do not stop character classes from matching a
-special token's text. We keep the guard; `--warm-tools` with any one set pays that first
-compile at start-up, for every later set. Without compact JSON (xgrammar's json_schema element
-per tool, `excludes`) the layout costs 3.5x / 2.0x / 1.3x vLLM's cold and 5.5-7x running:
-that element copies the JSON rules and the exclusion automaton into every tool, and cannot be
-hashed. Before this layout (c0745bf) a tool set cost 5.2x / 2.2x / 1.3x cold.
+vLLM's layout for the guard: "no `<|`" needs a second string state, and xgrammar computes a
+vocabulary-wide token mask per state (bench_grammar's "unguarded" column, our layout with
+vLLM's strings, is 0.82-0.84x). xgrammar 0.2.8 has no cheaper form: a lookahead `"<" (=[^|])`
+is not enforced, a TagDispatch string with `excludes` compiles to the same two states, and
+`Token`/`ExcludeToken` elements do not stop character classes matching a special token's text.
+`--warm-tools` with any one set pays that first compile at start-up, for every later set.
+Without compact JSON (xgrammar's json_schema element per tool) the layout costs 2.0x vLLM's
+cold at 8 tools and 6-7x running: that element copies the JSON rules into every tool.
 
 Caches. The proxy builds a tag (and checks that it compiles) once per tool set per process:
 `_cached_tag` is keyed by the tag's inputs, so each `--workers` process builds its own copy on

@@ -12,7 +12,7 @@ from xgrammar.testing import _is_grammar_accept_string
 from proxy.api.chat_schema import ChatCompletionRequest
 from proxy.core.conversation import tool_names_for
 from proxy.core.errors import InvalidRequest
-from proxy.core.grammar import _HEADER_RULES
+from proxy.core.grammar import _HEADER_RULES, CallSpec, _headers
 from proxy.core.json_grammar import SHARED_RULES
 from proxy.core.output_rules import OutputRules, output_rules
 from tests.proxy.helpers import WEATHER_TOOL, neutral
@@ -244,6 +244,22 @@ def test_json_whitespace_runs_are_bounded():
     assert not accepts(r, final + '{\n    "a": 1\n}')
     assert not accepts(r, final + '{"a":  1}')
     assert not accepts(r, final + '{"a":' + " " * 200 + "1}")
+
+
+def test_compact_tools_take_exactly_the_headers_a_fallback_tool_spells_out():
+    """A compact JSON tool's header is built from shared rules (`_HEADER_RULES`); a tool on
+    xgrammar's json_schema fallback spells its headers out (`_headers`): the same set."""
+    r = rules(tools=[WEATHER_TOOL], tool_choice="required")
+    spelled = _headers(CallSpec("functions.get_weather", "{}"))
+    assert len(spelled) == 8
+    for header in spelled:
+        assert accepts(r, ANALYSIS + header + '{"city":"Paris"}')
+    for header in (
+        " to=functions.get_weather<|channel|>final json<|message|>",
+        "<|channel|>commentary to=functions.get_weather<|message|>",
+        " to=functions.get_weather <|constrain|>json<|message|>",
+    ):
+        assert not accepts(r, ANALYSIS + header + '{"city":"Paris"}')
 
 
 def test_call_arguments_are_compact_in_both_header_forms():
